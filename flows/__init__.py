@@ -1,0 +1,1 @@
+"""qaflow flows: thin Prefect compositions of `tasks`, plus the `qaflow` CLI."""

@@ -1,0 +1,206 @@
+"""The `qaflow` command: one console script, one subcommand per job.
+
+Hyperparameters come from `params.yaml` (one source of truth) with run_qa.py-style flag overrides
+(`--max_seq_length 256 --learning_rate 5e-5`). Bad input ends with a non-zero exit and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from tasks.config import SECTIONS, ConfigError, QAFlowConfig, load_config
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError, KeyError)
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str]) -> None:
+    """One `--<field>` flag per config field of the given sections (values parsed by the config's types)."""
+    group = parser.add_argument_group("parameters (override params.yaml)")
+    for section in sections:
+        for f in fields(SECTIONS[section]):
+            group.add_argument(f"--{f.name}", dest=f"cfg__{f.name}", default=None, metavar="VALUE")
+    parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
+
+
+def config_from_args(args: argparse.Namespace) -> QAFlowConfig:
+    overrides = {k[5:]: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
+    return load_config(args.params, overrides)
+
+
+# ----------------------------------------------------------------------------------------- commands
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from tasks.scoring import score_files
+
+    result = score_files(args.data, args.predictions, args.na_probs, args.na_prob_thresh)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    from tasks.inspect import inspect_dataset
+
+    inspect_dataset(
+        args.data,
+        tokenizer=args.model,
+        max_seq_length=args.max_seq_length,
+        doc_stride=args.doc_stride,
+        n_examples=args.examples,
+        seed=args.seed,
+    )
+    return 0
+
+
+def cmd_postprocess(args: argparse.Namespace) -> int:
+    from tasks.postprocess import NBestSettings, postprocess_raw, write_outputs
+    from tasks.scoring import load_examples_for_scoring
+
+    dataset = load_examples_for_scoring(args.data)
+    v2 = dataset.version == "2.0" if args.version_2_with_negative is None else args.version_2_with_negative
+    settings = NBestSettings(
+        n_best_size=args.n_best_size,
+        max_answer_length=args.max_answer_length,
+        version_2_with_negative=v2,
+        null_score_diff_threshold=args.null_score_diff_threshold,
+    )
+    result = postprocess_raw(Path(args.raw), dataset.examples, settings)
+    paths = write_outputs(result, Path(args.output_dir))
+    print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
+    return 0
+
+
+def cmd_featurize(args: argparse.Namespace) -> int:
+    from tasks.stages import featurize
+
+    cfg = config_from_args(args)
+    out = featurize(cfg, Path(args.data), Path(args.output), split=args.split)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tasks.stages import train_from_config
+
+    cfg = config_from_args(args)
+    result = train_from_config(cfg, nproc_per_node=args.nproc_per_node)
+    print(json.dumps({"model_dir": str(result.model_dir), **result.metrics}, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tasks.stages import predict_from_config
+
+    cfg = config_from_args(args)
+    summary = predict_from_config(
+        cfg,
+        model_dir=args.model_dir,
+        data=args.data or cfg.data.validation_file,
+        output_dir=Path(args.output_dir),
+        save_raw=not args.no_raw,
+        do_score=not args.no_score,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qaflow", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("score", help="official SQuAD v1.1/v2.0 EM/F1 of a predictions file")
+    s.add_argument("--data", required=True, help="SQuAD-format dataset (version detected from the file)")
+    s.add_argument("--predictions", required=True, help="JSON object {question id: answer text}")
+    s.add_argument("--na-probs", "--na_probs", dest="na_probs", help="JSON {id: no-answer probability} (v2)")
+    s.add_argument("--na-prob-thresh", "--na_prob_thresh", dest="na_prob_thresh", type=float, default=1.0)
+    s.set_defaults(func=cmd_score)
+
+    d = sub.add_parser("data", help="look at datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    di = dsub.add_parser("inspect", help="counts, features at given settings and a few random examples")
+    di.add_argument("data")
+    di.add_argument("--model", default="minilm", help="tokenizer directory or hub id (default: offline MiniLM)")
+    di.add_argument("--max_seq_length", type=int, default=384)
+    di.add_argument("--doc_stride", type=int, default=128)
+    di.add_argument("--examples", type=int, default=3, help="random examples to show")
+    di.add_argument("--seed", type=int, default=0)
+    di.set_defaults(func=cmd_data_inspect)
+
+    pp = sub.add_parser("postprocess", help="re-run n-best post-processing on saved raw predictions")
+    pp.add_argument("--raw", required=True, help="raw_predictions.npz written by `qaflow predict`")
+    pp.add_argument("--data", required=True, help="the dataset the raw predictions were made on")
+    pp.add_argument("--output_dir", required=True)
+    pp.add_argument("--n_best_size", type=int, default=20)
+    pp.add_argument("--max_answer_length", type=int, default=30)
+    pp.add_argument("--null_score_diff_threshold", type=float, default=0.0)
+    pp.add_argument(
+        "--version_2_with_negative",
+        type=lambda v: v.lower() in {"1", "true", "yes"},
+        default=None,
+        help="allow null answers (default: from the data version)",
+    )
+    pp.set_defaults(func=cmd_postprocess)
+
+    fz = sub.add_parser("featurize", help="tokenise a dataset into sliding-window features (.npz)")
+    fz.add_argument("--data", required=True)
+    fz.add_argument("--output", required=True)
+    fz.add_argument("--split", choices=["train", "eval"], default="train")
+    add_config_flags(fz, ["model", "features", "data"])
+    fz.set_defaults(func=cmd_featurize)
+
+    tr = sub.add_parser("train", help="fine-tune a QA model on the configured backend")
+    tr.add_argument("--nproc_per_node", type=int, default=1, help="data-parallel workers (torchrun/DDP)")
+    add_config_flags(tr, list(SECTIONS))
+    tr.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("predict", help="batched streaming inference + n-best post-processing (+ score)")
+    pr.add_argument("--model_dir", required=True)
+    pr.add_argument("--data", default=None, help="dataset to predict on (default: data.validation_file)")
+    pr.add_argument("--output_dir", required=True)
+    pr.add_argument("--no_raw", action="store_true", help="do not save raw logits for re-post-processing")
+    pr.add_argument("--no_score", action="store_true", help="do not score against the data's answers")
+    add_config_flags(pr, list(SECTIONS))
+    pr.set_defaults(func=cmd_predict)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except (ConfigError, *USER_ERRORS) as exc:
+        if args.verbose:
+            raise
+        print(f"qaflow {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException) -> Any:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, KeyError):
+        text = f"missing key {text}"
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""Whole steps built from the config: featurize, train, predict (+ score). Used by the CLI, DVC and the flows."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from tasks.config import QAFlowConfig
+from tasks.data import QADataset, load_dataset_file, split_by_article, to_squad_json
+from tasks.features import FeatureSettings, prepare_eval_features, prepare_train_features, save_features
+from tasks.io import write_json_atomic
+from tasks.metrics import score
+from tasks.models import load_tokenizer
+from tasks.postprocess import NBestSettings
+
+log = logging.getLogger(__name__)
+
+
+def feature_settings(cfg: QAFlowConfig) -> FeatureSettings:
+    f = cfg.features
+    return FeatureSettings(f.max_seq_length, f.doc_stride, f.pad_to_max_length)
+
+
+def nbest_settings(cfg: QAFlowConfig, data_version: str) -> NBestSettings:
+    p = cfg.postprocess
+    v2 = data_version == "2.0" if p.version_2_with_negative is None else p.version_2_with_negative
+    return NBestSettings(p.n_best_size, p.max_answer_length, v2, p.null_score_diff_threshold)
+
+
+def load_split(cfg: QAFlowConfig, split: str, path: str | Path | None = None) -> QADataset:
+    """The train or eval examples the config asks for (a file, or an article split of the train file)."""
+    d = cfg.data
+    limit = d.max_train_samples if split == "train" else d.max_eval_samples
+    if d.split_eval_fraction and path is None:
+        full = load_dataset_file(d.train_file, policy=d.bad_record_policy)
+        train, evaluation = split_by_article(full, d.split_eval_fraction, d.split_seed)
+        chosen = train if split == "train" else evaluation
+        if limit is not None:
+            chosen.examples = chosen.examples[:limit]
+        return chosen
+    source = path or (d.train_file if split == "train" else d.validation_file)
+    return load_dataset_file(source, policy=d.bad_record_policy, max_samples=limit)
+
+
+def featurize(cfg: QAFlowConfig, data: Path, output: Path, *, split: str = "train") -> dict[str, Any]:
+    """Tokenise `data` into features saved at `output` (.npz); returns a short report."""
+    dataset = load_dataset_file(data, policy=cfg.data.bad_record_policy)
+    tokenizer = load_tokenizer(cfg.model.tokenizer_name or cfg.model.model_name_or_path)
+    prepare = prepare_train_features if split == "train" else prepare_eval_features
+    features = prepare(
+        dataset.examples, tokenizer, feature_settings(cfg), num_proc=cfg.features.preprocessing_num_workers
+    )
+    save_features(features, output)
+    return {"examples": len(dataset.examples), "features": len(features), "output": str(output)}
+
+
+def train_from_config(cfg: QAFlowConfig, *, nproc_per_node: int = 1):
+    """Load the training split, build features, fine-tune; writes `train_result.json` in the output dir."""
+    from tasks.train import train
+    from tasks.train.common import write_result
+
+    out = Path(cfg.train.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = load_split(cfg, "train")
+    tokenizer = load_tokenizer(cfg.model.tokenizer_name or cfg.model.model_name_or_path)
+    features = prepare_train_features(
+        dataset.examples, tokenizer, feature_settings(cfg), num_proc=cfg.features.preprocessing_num_workers
+    )
+    features_path = out / "train_features.npz"
+    save_features(features, features_path)
+    log.info("training on %d examples -> %d features", len(dataset.examples), len(features))
+    result = train(
+        cfg, features_path=features_path, data_path=Path(cfg.data.train_file), output_dir=out,
+        nproc_per_node=nproc_per_node,
+    )  # fmt: skip
+    result.metrics.setdefault("train_examples", float(len(dataset.examples)))
+    write_result(result, out / "train_result.json")
+    return result
+
+
+def predict_from_config(
+    cfg: QAFlowConfig,
+    *,
+    model_dir: str | Path,
+    data: str | Path,
+    output_dir: Path,
+    save_raw: bool = True,
+    do_score: bool = True,
+) -> dict[str, Any]:
+    """Predict on `data`, post-process, write outputs and (if asked) score them with the official metric."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    from tasks.models import resolve_model_path
+    from tasks.predict import predict_examples
+
+    dataset = load_split(cfg, "eval", data)
+    path = resolve_model_path(str(model_dir))
+    tokenizer = load_tokenizer(path)
+    device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.backend != "cpu" else "cpu")
+    model = AutoModelForQuestionAnswering.from_pretrained(path).to(device)
+    run = predict_examples(
+        model, tokenizer, dataset.examples, feature_settings(cfg), nbest_settings(cfg, dataset.version), output_dir,
+        batch_size=cfg.train.per_device_eval_batch_size, save_raw=save_raw, device=device,
+    )  # fmt: skip
+    summary: dict[str, Any] = {"examples": len(dataset.examples), **run.metrics}
+    summary["files"] = {k: str(v) for k, v in run.files.items()}
+    if do_score:
+        metrics = score_dataset(dataset, run.predictions, run.null_odds)
+        write_json_atomic(metrics, output_dir / "metrics.json", indent=2)
+        summary["metrics"] = metrics
+    return summary
+
+
+def score_dataset(dataset: QADataset, predictions: dict[str, str], null_odds: dict[str, float] | None) -> dict:
+    """Official EM/F1 of predictions on exactly these examples (null odds act as the v2 na-probs)."""
+    return score(to_squad_json(dataset), predictions, null_odds if dataset.version == "2.0" else None)
