@@ -25,8 +25,11 @@ Handler = Callable[[argparse.Namespace], int]
 def add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str]) -> None:
     """One `--<field>` flag per config field of the given sections (values parsed by the config's types)."""
     group = parser.add_argument_group("parameters (override params.yaml)")
+    taken = set(parser._option_string_actions)
     for section in sections:
         for f in fields(SECTIONS[section]):
+            if f"--{f.name}" in taken:  # the subcommand's own flag of that name wins
+                continue
             group.add_argument(f"--{f.name}", dest=f"cfg__{f.name}", default=None, metavar="VALUE")
     parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
 
@@ -62,10 +65,11 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_postprocess(args: argparse.Namespace) -> int:
+    from tasks.data import load_dataset_file
     from tasks.postprocess import NBestSettings, postprocess_raw, write_outputs
-    from tasks.scoring import load_examples_for_scoring
+    from tasks.predict import postprocess_raw_dir
 
-    dataset = load_examples_for_scoring(args.data)
+    dataset = load_dataset_file(args.data)
     v2 = dataset.version == "2.0" if args.version_2_with_negative is None else args.version_2_with_negative
     settings = NBestSettings(
         n_best_size=args.n_best_size,
@@ -73,9 +77,12 @@ def cmd_postprocess(args: argparse.Namespace) -> int:
         version_2_with_negative=v2,
         null_score_diff_threshold=args.null_score_diff_threshold,
     )
-    result = postprocess_raw(Path(args.raw), dataset.examples, settings)
-    paths = write_outputs(result, Path(args.output_dir))
-    print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
+    raw, out = Path(args.raw), Path(args.output_dir)
+    if raw.is_dir():  # shards written by `qaflow predict`
+        files = postprocess_raw_dir(raw, dataset.examples, settings, out).files
+    else:  # one .npz from tasks.postprocess.save_raw_predictions
+        files = write_outputs(postprocess_raw(raw, dataset.examples, settings), out)
+    print(json.dumps({k: str(v) for k, v in files.items()}, indent=2))
     return 0
 
 
@@ -132,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="data_command", required=True)
     di = dsub.add_parser("inspect", help="counts, features at given settings and a few random examples")
     di.add_argument("data")
-    di.add_argument("--model", default="minilm", help="tokenizer directory or hub id (default: offline MiniLM)")
+    di.add_argument(
+        "--model", default="minilm", help="tokenizer directory or hub id (default: offline MiniLM)"
+    )
     di.add_argument("--max_seq_length", type=int, default=384)
     di.add_argument("--doc_stride", type=int, default=128)
     di.add_argument("--examples", type=int, default=3, help="random examples to show")

@@ -408,6 +408,16 @@ def _json_error(path: Path, text: str, e: json.JSONDecodeError) -> DataError:
     )
 
 
+def read_json_file(path: str | Path) -> Any:
+    """Parse a (possibly gzipped) JSON file; a missing/empty/bad-UTF-8/malformed file is one DataError line."""
+    p = Path(path)
+    text = _read_text(p)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _json_error(p, text, e) from None
+
+
 def _json_lines(path: Path, text: str) -> Iterator[tuple[int, Any]]:
     """(line number, value) for each non-blank line. Splits on \\n only: U+2028 may appear inside strings."""
     for lineno, line in enumerate(text.split("\n"), 1):

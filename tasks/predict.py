@@ -8,6 +8,7 @@ re-run later with other settings without the model (`qaflow postprocess --raw DI
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -85,10 +86,8 @@ class NBestStreamWriter:
             self._ctx.__exit__(None, None, None)
         else:
             err = RuntimeError("prediction aborted")
-            try:
+            with contextlib.suppress(RuntimeError):
                 self._ctx.__exit__(RuntimeError, err, None)
-            except RuntimeError:
-                pass
 
 
 def save_raw_shard(raw_dir: Path, index: int, ids: list[str], features: Features, start, end) -> None:
@@ -125,7 +124,9 @@ def postprocess_raw_dir(raw_dir: Path, examples: Sequence[Example], settings: NB
             ids = [str(i) for i in shard["example_ids"]]
             missing = [i for i in ids if i not in by_id]
             if missing:
-                raise ValueError(f"{raw_dir}: raw predictions name {len(missing)} ids not in the data, e.g. {missing[0]!r}")
+                raise ValueError(
+                    f"{raw_dir}: raw predictions name {len(missing)} ids not in the data, e.g. {missing[0]!r}"
+                )
             chunk = [by_id[i] for i in ids]
             post = postprocess_predictions(
                 chunk, shard["example_index"], shard["offsets"], shard["cls_index"],
@@ -201,7 +202,8 @@ def predict_examples(
     writer.close()
     if save_raw:
         write_json_atomic(
-            {"format": RAW_FORMAT, "features": n_features, "examples": len(examples)}, raw_dir / "raw_meta.json"
+            {"format": RAW_FORMAT, "features": n_features, "examples": len(examples)},
+            raw_dir / "raw_meta.json",
         )
     run = _finish(out_dir, predictions, null_odds if nbest_settings.version_2_with_negative else None)
     if save_raw:

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from tasks.data import DataError, QADataset, load_dataset_file, to_squad_json
+from tasks.data import DataError, load_dataset_file, read_json_file, to_squad_json
 from tasks.metrics import score
 
 
 def read_json(path: str | Path, what: str) -> Any:
-    """Parse a JSON file; any problem becomes one `DataError` line naming the file."""
-    p = Path(path)
+    """Parse a JSON input file; problems become one `DataError` line naming the file and what it was for."""
     try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{p}: {what} file not found") from None
-    except OSError as exc:
-        raise DataError(f"{p}: cannot read {what} file ({exc.strerror})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{p}: {what} file is not UTF-8 (bad byte at offset {exc.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{p}: {what} file is not valid JSON ({exc.msg} at line {exc.lineno} col {exc.colno})") from None
+        return read_json_file(path)
+    except DataError as exc:
+        raise DataError(f"{what} file {exc}") from None
 
 
 def is_nested_squad(path: Path) -> bool:
@@ -46,9 +34,6 @@ def dataset_json_for_scoring(path: str | Path) -> dict:
 def _looks_nested(data: list) -> bool:
     return not data or (isinstance(data[0], dict) and "paragraphs" in data[0])
 
-
-def load_examples_for_scoring(path: str | Path) -> QADataset:
-    return load_dataset_file(Path(path))
 
 
 def score_files(

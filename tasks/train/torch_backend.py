@@ -61,7 +61,10 @@ class FeatureCollator:
         f = self.features
         mask = f.attention_mask[idx]
         cols = np.flatnonzero(mask.any(axis=0)) if self.dynamic else slice(None)
-        batch: dict[str, np.ndarray] = {"input_ids": f.input_ids[idx][:, cols], "attention_mask": mask[:, cols]}
+        batch: dict[str, np.ndarray] = {
+            "input_ids": f.input_ids[idx][:, cols],
+            "attention_mask": mask[:, cols],
+        }
         if f.token_type_ids is not None:
             batch["token_type_ids"] = f.token_type_ids[idx][:, cols]
         if f.start_positions is not None and f.end_positions is not None:
@@ -149,7 +152,7 @@ def training_arguments(cfg: QAFlowConfig, backend: str, checkpoints_dir: Path) -
         dataloader_num_workers=t.dataloader_num_workers,
         dataloader_drop_last=fixed_shapes,  # a smaller last batch would recompile
         use_cpu=backend == "cpu",
-        ddp_backend="gloo" if backend == "cpu" else None,
+        ddp_backend="gloo" if backend == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         report_to="none",
         disable_tqdm=False,
         save_only_model=False,
