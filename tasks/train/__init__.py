@@ -55,7 +55,12 @@ def launch_ddp(
     job_path = output_dir / "ddp_job.json"
     result_path = output_dir / "train_result.json"
     write_json_atomic(
-        {"config": cfg.to_dict(), "backend": backend, "features": str(features_path), "output_dir": str(output_dir)},
+        {
+            "config": cfg.to_dict(),
+            "backend": backend,
+            "features": str(features_path),
+            "output_dir": str(output_dir),
+        },
         job_path,
     )
     argv = [
@@ -70,7 +75,9 @@ def launch_ddp(
     log.info("launching DDP: %s", " ".join(argv))
     proc = subprocess.run(argv, env=env, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"DDP training failed (torchrun exit {proc.returncode}); see the worker output above")
+        raise RuntimeError(
+            f"DDP training failed (torchrun exit {proc.returncode}); see the worker output above"
+        )
     return read_result(result_path)
 
 

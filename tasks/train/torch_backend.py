@@ -17,6 +17,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from tasks.config import QAFlowConfig
 from tasks.features import Features
 from tasks.models import load_extractive_model, load_tokenizer
+from tasks.train.autotune import AutotuneCapture, capture_autotune
 from tasks.train.common import (
     TrainResult,
     available_cpu_cores,
@@ -205,13 +206,11 @@ def train_torch(cfg: QAFlowConfig, features: Features, backend: str, output_dir:
     resume = _broadcast_resume(resume, checkpoints_dir)
     if resume:
         log.info("resuming from %s", resume)
-    artifacts: dict[str, Path] = {}
     autotune = cfg.train.torch_compile_mode == "max-autotune"
-    capture = _autotune_capture(output_dir / "autotune") if autotune else contextlib.nullcontext()
+    capture = capture_autotune(output_dir / "autotune", fresh_cache=True) if autotune else contextlib.nullcontext()
     with capture as captured:
         out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if autotune and captured is not None:
-        artifacts.update(captured)
+    artifacts = autotune_artifacts(captured) if autotune else {}
     metrics = dict(out.metrics)
     elapsed = metrics.get("train_runtime") or 1.0
     metrics["train_tokens_per_second"] = collator.real_tokens * args.world_size / elapsed
@@ -241,10 +240,11 @@ def _broadcast_resume(resume: Path | None, checkpoints_dir: Path) -> Path | None
     return Path(box[0]) if box[0] else None
 
 
-@contextlib.contextmanager
-def _autotune_capture(out_dir: Path):
-    """Capture Inductor's AUTOTUNE output into artifacts (raw log + parsed table)."""
-    from tasks.train.autotune import capture_autotune
-
-    with capture_autotune(out_dir) as captured:
-        yield captured
+def autotune_artifacts(captured: AutotuneCapture) -> dict[str, Path]:
+    """The raw AUTOTUNE log and its parsed tables, for the run's artifacts."""
+    paths = {
+        "autotune_log": captured.raw_log_path,
+        "autotune_table_csv": captured.table_csv_path,
+        "autotune_table_md": captured.table_md_path,
+    }
+    return {k: v for k, v in paths.items() if v is not None}

@@ -1,0 +1,167 @@
+"""Training: CPU fine-tuning, resume after a real kill, two-process DDP (gloo), backend checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tasks.config import load_config
+from tasks.train.common import BackendUnavailableError, detect_backend, read_result
+from tasks.train.torch_backend import is_complete_checkpoint, last_complete_checkpoint
+from tests.conftest import REPO_ROOT
+
+SAMPLE = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-train.json"
+DEV = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
+METRIC_KEYS = {
+    "train_runtime",
+    "train_samples_per_second",
+    "train_steps_per_second",
+    "train_tokens_per_second",
+    "peak_memory_mb",
+    "train_loss",
+}
+
+
+def train_argv(model_dir: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "flows.cli", "train",
+        "--params", str(REPO_ROOT / "params.yaml"),
+        "--model_name_or_path", str(model_dir),
+        "--train_file", str(SAMPLE),
+        "--max_train_samples", "120",
+        "--max_seq_length", "96", "--doc_stride", "32",
+        "--per_device_train_batch_size", "4",
+        "--learning_rate", "1e-3",
+        "--logging_steps", "1",
+        "--backend", "cpu",
+        "--output_dir", str(out),
+        *extra,
+    ]  # fmt: skip
+
+
+def run_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"}
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_cpu_training_writes_model_and_throughput(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        train_argv(tiny_bert_dir, out, "--max_steps", "6", "--save_steps", "3"),
+        env=run_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = read_result(out / "train_result.json")
+    assert METRIC_KEYS <= set(result.metrics)
+    assert result.metrics["train_steps_per_second"] > 0
+    assert result.device.backend == "cpu" and result.device.world_size == 1
+    assert (result.model_dir / "model.safetensors").exists() and (result.model_dir / "tokenizer.json").exists()
+    assert any("loss" in entry for entry in result.log_history)
+    before, after = weights(tiny_bert_dir), weights(result.model_dir)
+    assert any(not torch.equal(before[k], after[k]) for k in before), "training changed no weight"
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    steps = ["--max_steps", "40", "--save_steps", "5", "--save_total_limit", "3"]
+    full = tmp_path / "full"
+    proc = subprocess.run(
+        train_argv(tiny_bert_dir, full, *steps), env=run_env(), capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    victim = subprocess.Popen(
+        train_argv(tiny_bert_dir, killed, *steps),
+        env=run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    target = killed / "checkpoints" / "checkpoint-15"
+    while not is_complete_checkpoint(target):
+        assert victim.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint-15 within 300 s"
+        time.sleep(0.05)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert not (killed / "model").exists()
+
+    proc = subprocess.run(
+        train_argv(tiny_bert_dir, killed, *steps), env=run_env(), capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = read_result(killed / "train_result.json")
+    assert resumed.resumed_from is not None and int(resumed.resumed_from.rsplit("-", 1)[1]) >= 15
+    reference = read_result(full / "train_result.json")
+    final_loss = {e["step"]: e["loss"] for e in reference.log_history if "loss" in e}
+    resumed_loss = {e["step"]: e["loss"] for e in resumed.log_history if "loss" in e}
+    assert resumed_loss[40] == pytest.approx(final_loss[40], rel=1e-5)
+    a, b = weights(full / "model"), weights(killed / "model")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+    scores = []
+    for run in (full, killed):
+        pred = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "predict", "--params", str(REPO_ROOT / "params.yaml"),
+             "--model_dir", str(run / "model"), "--data", str(DEV), "--output_dir", str(run / "pred"),
+             "--max_eval_samples", "40", "--max_seq_length", "96", "--doc_stride", "32", "--backend", "cpu"],
+            env=run_env(), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert pred.returncode == 0, pred.stderr[-3000:]
+        scores.append(json.loads((run / "pred" / "metrics.json").read_text()))
+    assert scores[0] == scores[1]
+
+
+def test_two_process_ddp_on_cpu(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    proc = subprocess.run(
+        train_argv(tiny_bert_dir, out, "--max_steps", "4", "--save_steps", "2", "--nproc_per_node", "2"),
+        env=run_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = read_result(out / "train_result.json")
+    assert result.device.world_size == 2
+    assert METRIC_KEYS <= set(result.metrics)
+    assert (out / "model" / "model.safetensors").exists()
+    lines = proc.stdout.splitlines()  # Trainer's progress logs come first; the CLI's JSON summary is last
+    printed = json.loads("\n".join(lines[max(i for i, line in enumerate(lines) if line == "{") :]))
+    assert printed["model_dir"] == str(out / "model") and printed["train_steps_per_second"] > 0
+
+
+def test_incomplete_checkpoint_is_set_aside(tmp_path: Path) -> None:
+    ckpts = tmp_path / "checkpoints"
+    good = ckpts / "checkpoint-4"
+    good.mkdir(parents=True)
+    for name in ("model.safetensors", "trainer_state.json", "optimizer.pt", "scheduler.pt"):
+        (good / name).write_text("x")
+    broken = ckpts / "checkpoint-8"
+    broken.mkdir()
+    (broken / "model.safetensors").write_text("x")  # killed before the optimizer state was written
+    assert last_complete_checkpoint(ckpts) == good
+    assert not broken.exists() and any(p.name.startswith("incomplete-checkpoint-8") for p in ckpts.iterdir())
+
+
+def test_backend_detection_errors_are_actionable() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(BackendUnavailableError, match="no CUDA device"):
+        detect_backend("cuda")
+    assert detect_backend("auto", ipu_python="/nonexistent/python") == "cpu"
+    with pytest.raises(BackendUnavailableError, match="unknown backend"):
+        detect_backend("tpu")
+
+
+def test_config_overrides_follow_run_qa_names() -> None:
+    cfg = load_config(REPO_ROOT / "params.yaml", {"per_device_train_batch_size": "16", "doc_stride": "64"})
+    assert cfg.train.per_device_train_batch_size == 16 and cfg.features.doc_stride == 64
