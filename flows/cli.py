@@ -95,6 +95,19 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stage(args: argparse.Namespace) -> int:
+    """DVC stage commands (see dvc.yaml): `prepare` and `featurize`."""
+    from tasks.stages import featurize_prepared, prepare
+
+    cfg = config_from_args(args)
+    if args.stage == "prepare":
+        report = prepare(cfg, Path(args.out))
+    else:
+        report = featurize_prepared(cfg, Path(args.prepared), Path(args.out))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tasks.stages import train_from_config
 
@@ -139,9 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="data_command", required=True)
     di = dsub.add_parser("inspect", help="counts, features at given settings and a few random examples")
     di.add_argument("data")
-    di.add_argument(
-        "--model", default="minilm", help="tokenizer directory or hub id (default: offline MiniLM)"
-    )
+    di.add_argument("--model", default="minilm", help="tokenizer directory or hub id (default: offline MiniLM)")
     di.add_argument("--max_seq_length", type=int, default=384)
     di.add_argument("--doc_stride", type=int, default=128)
     di.add_argument("--examples", type=int, default=3, help="random examples to show")
@@ -169,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--split", choices=["train", "eval"], default="train")
     add_config_flags(fz, ["model", "features", "data"])
     fz.set_defaults(func=cmd_featurize)
+
+    st = sub.add_parser("stage", help="a DVC pipeline stage (run by `dvc repro`, see dvc.yaml)")
+    st.add_argument("stage", choices=["prepare", "featurize"])
+    st.add_argument("--out", required=True, help="output directory of the stage")
+    st.add_argument("--prepared", default="data/prepared", help="featurize: the prepare stage's output")
+    add_config_flags(st, list(SECTIONS))
+    st.set_defaults(func=cmd_stage)
 
     tr = sub.add_parser("train", help="fine-tune a QA model on the configured backend")
     tr.add_argument("--nproc_per_node", type=int, default=1, help="data-parallel workers (torchrun/DDP)")

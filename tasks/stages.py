@@ -8,7 +8,13 @@ from typing import Any
 
 from tasks.config import QAFlowConfig
 from tasks.data import QADataset, load_dataset_file, split_by_article, to_squad_json
-from tasks.features import FeatureSettings, prepare_eval_features, prepare_train_features, save_features
+from tasks.features import (
+    FeatureSettings,
+    count_features,
+    prepare_eval_features,
+    prepare_train_features,
+    save_features,
+)
 from tasks.io import write_json_atomic
 from tasks.metrics import score
 from tasks.models import load_tokenizer
@@ -43,6 +49,21 @@ def load_split(cfg: QAFlowConfig, split: str, path: str | Path | None = None) ->
     return load_dataset_file(source, policy=d.bad_record_policy, max_samples=limit)
 
 
+def prepare(cfg: QAFlowConfig, out_dir: Path) -> dict[str, Any]:
+    """DVC stage `prepare`: validate the raw data and write normalised train/eval SQuAD JSON plus a data report."""
+    from tasks.data import dataset_summary
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {}
+    for split in ("train", "eval"):
+        dataset = load_split(cfg, split)
+        write_json_atomic(to_squad_json(dataset), out_dir / f"{split}.json")
+        report[split] = {**dataset_summary(dataset), "source": dataset.source}
+        report[split]["skipped_records"] = [str(s) for s in dataset.skipped[:20]]
+    write_json_atomic(report, out_dir / "report.json", indent=2)
+    return report
+
+
 def featurize(cfg: QAFlowConfig, data: Path, output: Path, *, split: str = "train") -> dict[str, Any]:
     """Tokenise `data` into features saved at `output` (.npz); returns a short report."""
     dataset = load_dataset_file(data, policy=cfg.data.bad_record_policy)
@@ -53,6 +74,19 @@ def featurize(cfg: QAFlowConfig, data: Path, output: Path, *, split: str = "trai
     )
     save_features(features, output)
     return {"examples": len(dataset.examples), "features": len(features), "output": str(output)}
+
+
+def featurize_prepared(cfg: QAFlowConfig, prepared_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """DVC stage `featurize`: training features (`train.npz`) for the configured tokenizer and window settings."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {"train": featurize(cfg, prepared_dir / "train.json", out_dir / "train.npz", split="train")}
+    tokenizer = load_tokenizer(cfg.model.tokenizer_name or cfg.model.model_name_or_path)
+    evaluation = load_dataset_file(prepared_dir / "eval.json")
+    report["eval"] = {"examples": len(evaluation.examples), "features": count_features(
+        evaluation.examples, tokenizer, feature_settings(cfg))}  # fmt: skip
+    report["settings"] = {**vars(cfg.features), "tokenizer": cfg.model.tokenizer_name or cfg.model.model_name_or_path}
+    write_json_atomic(report, out_dir / "report.json", indent=2)
+    return report
 
 
 def train_from_config(cfg: QAFlowConfig, *, nproc_per_node: int = 1):
