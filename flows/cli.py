@@ -133,6 +133,55 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from flows.retrain import retrain
+
+    overrides = {k[5:]: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
+    summary = retrain(params_path=args.params, overrides=overrides, force=args.force, root=args.root)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The embedded default: retrain on the bundled sample with the offline MiniLM, then say where to look."""
+    import time
+
+    from flows.retrain import retrain
+
+    root = Path(__file__).resolve().parents[1]
+    os.chdir(root)
+    t0 = time.perf_counter()
+    summary = retrain(params_path="params.yaml", root=str(root))
+    elapsed = time.perf_counter() - t0
+    print_demo_summary(summary, elapsed)
+    return 0
+
+
+def print_demo_summary(summary: dict[str, Any], elapsed: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if summary["action"] == "skip":
+        console.print(f"[bold]Nothing changed[/bold] (data version {summary['data_version']}): training skipped.")
+    table = Table(title=f"qaflow demo ({summary['action']}, {elapsed:.0f} s)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in (summary.get("metrics") or {}).items():
+        table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
+    for key in ("train_samples_per_second", "train_steps_per_second", "train_runtime"):
+        if key in summary.get("train", {}):
+            table.add_row(key, f"{summary['train'][key]:.2f}")
+    table.add_row("data version", str(summary.get("data_version")))
+    table.add_row("MLflow run", str(summary.get("run_id")))
+    if summary.get("version"):
+        table.add_row("registered version (challenger)", str(summary["version"]))
+    console.print(table)
+    console.print("Look further:")
+    console.print("  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db   # runs, metrics, artifacts")
+    console.print("  .venv/bin/qaflow compare                                              # compare runs")
+
+
 # ------------------------------------------------------------------------------------------ parser
 
 
@@ -192,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--nproc_per_node", type=int, default=1, help="data-parallel workers (torchrun/DDP)")
     add_config_flags(tr, list(SECTIONS))
     tr.set_defaults(func=cmd_train)
+
+    rt = sub.add_parser("retrain", help="the retrain flow: DVC stages, train, predict, score, track, register")
+    rt.add_argument("--force", action="store_true", help="train even if nothing changed")
+    rt.add_argument("--root", default=".", help="the qaflow repository (DVC + params.yaml)")
+    add_config_flags(rt, list(SECTIONS))
+    rt.set_defaults(func=cmd_retrain)
+
+    dm = sub.add_parser("demo", help="the main job on the embedded default (bundled sample, offline MiniLM, CPU)")
+    dm.set_defaults(func=cmd_demo)
 
     pr = sub.add_parser("predict", help="batched streaming inference + n-best post-processing (+ score)")
     pr.add_argument("--model_dir", required=True)

@@ -138,13 +138,26 @@ def predict_from_config(
         model, tokenizer, dataset.examples, feature_settings(cfg), nbest_settings(cfg, dataset.version), output_dir,
         batch_size=cfg.train.per_device_eval_batch_size, save_raw=save_raw, device=device,
     )  # fmt: skip
-    summary: dict[str, Any] = {"examples": len(dataset.examples), **run.metrics}
+    summary: dict[str, Any] = {"examples": len(dataset.examples), "squad_version": dataset.version, **run.metrics}
     summary["files"] = {k: str(v) for k, v in run.files.items()}
     if do_score:
         metrics = score_dataset(dataset, run.predictions, run.null_odds)
         write_json_atomic(metrics, output_dir / "metrics.json", indent=2)
         summary["metrics"] = metrics
     return summary
+
+
+def pyfunc_settings(cfg: QAFlowConfig, predicted: dict[str, Any]) -> dict[str, Any]:
+    """Inference settings that travel with the logged pyfunc model (same windows and n-best as evaluation)."""
+    nbest = nbest_settings(cfg, predicted.get("squad_version", "1.1"))
+    return {
+        "max_seq_length": cfg.features.max_seq_length,
+        "doc_stride": cfg.features.doc_stride,
+        "n_best_size": nbest.n_best_size,
+        "max_answer_length": nbest.max_answer_length,
+        "version_2_with_negative": nbest.version_2_with_negative,
+        "null_score_diff_threshold": nbest.null_score_diff_threshold,
+    }
 
 
 def score_dataset(dataset: QADataset, predictions: dict[str, str], null_odds: dict[str, float] | None) -> dict:
