@@ -25,6 +25,7 @@ from tasks.io import atomic_path, write_json_atomic
 from tasks.postprocess import NBestSettings, Postprocessed, postprocess_predictions
 
 RAW_FORMAT = "qaflow-raw-logits/1"
+PAD_LOGIT = -1e4  # logit written at padding positions
 
 
 @dataclass
@@ -46,8 +47,8 @@ def chunks(items: Sequence[Example], size: int) -> Iterator[tuple[int, Sequence[
 def forward_logits(model: Any, features: Features, batch_size: int, device: torch.device) -> tuple[np.ndarray, ...]:
     """Start/end logits [N, L] (float32) for every feature, in batches; padding columns trimmed per batch."""
     n, length = features.input_ids.shape
-    start = np.full((n, length), -1e4, dtype=np.float32)
-    end = np.full((n, length), -1e4, dtype=np.float32)
+    start = np.full((n, length), PAD_LOGIT, dtype=np.float32)
+    end = np.full((n, length), PAD_LOGIT, dtype=np.float32)
     for lo in range(0, n, batch_size):
         sl = slice(lo, min(lo + batch_size, n))
         mask = features.attention_mask[sl]
@@ -59,8 +60,9 @@ def forward_logits(model: Any, features: Features, batch_size: int, device: torc
         batch = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)).to(device) for k, v in inputs.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(**batch)
-        start[sl, c0:c1] = out.start_logits.float().cpu().numpy()
-        end[sl, c0:c1] = out.end_logits.float().cpu().numpy()
+        pad = mask[:, c0:c1] == 0  # padding never competes for the n-best, whatever else shares the batch
+        start[sl, c0:c1] = np.where(pad, PAD_LOGIT, out.start_logits.float().cpu().numpy())
+        end[sl, c0:c1] = np.where(pad, PAD_LOGIT, out.end_logits.float().cpu().numpy())
     return start, end
 
 

@@ -90,6 +90,10 @@ class ThroughputCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
         self.step_ends.append(time.perf_counter())
 
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        if state.log_history:  # wall-clock position of each log entry: steps/s over time in the tracking UI
+            state.log_history[-1]["elapsed_seconds"] = time.perf_counter() - self.train_start
+
     def figures(self) -> dict[str, float]:
         if not self.step_ends:
             return {}
@@ -217,6 +221,7 @@ def train_torch(cfg: QAFlowConfig, features: Features, backend: str, output_dir:
     metrics["train_padded_tokens_per_second"] = collator.padded_tokens * args.world_size / elapsed
     metrics["train_features"] = float(len(features))
     metrics["peak_memory_mb"] = peak_memory_mb(backend)
+    metrics["model_parameters"] = float(sum(p.numel() for p in model.parameters()))
     metrics.update(speed.figures())
     model_dir = output_dir / "model"
     if trainer.is_world_process_zero():

