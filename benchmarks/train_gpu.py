@@ -65,7 +65,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_model_dir(Path(tmp) / "model", tiny=a.cpu_smoke)
         cfg = load_config(ROOT / "params.yaml", {
-            "model_name_or_path": str(model_dir), "max_seq_length": a.max_seq_length, "doc_stride": a.max_seq_length // 3,
+            "model_name_or_path": str(model_dir), "max_seq_length": a.max_seq_length,
+            "doc_stride": a.max_seq_length // 3,
             "backend": backend,
             "per_device_train_batch_size": batch, "max_steps": steps, "bf16": not a.cpu_smoke, "logging_steps": 10_000,
         })  # fmt: skip
