@@ -1,0 +1,152 @@
+"""The real qaflow DVC pipeline (dvc.yaml: prepare -> featurize) in a temp repository, through tasks.versioning.
+
+The temp repo holds copies of dvc.yaml, params.yaml (max_seq_length 64, the offline `minilm` tokenizer), the
+`tasks`/`flows` packages (the stage commands run `python -m flows.cli` from the repo root, so the copies are
+what runs) and a tiny SQuAD v1.1 file cut from the bundled sample. One base repo is reproduced once per module;
+tests that change it work on a copy (cache and outputs included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks import versioning
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:_NoneStep.value:DeprecationWarning")]
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data" / "sample" / "squad-v1.1-sample-train.json"
+PREPARED, FEATURES = "data/prepared", "data/features"
+
+
+def tiny_squad(paragraphs: slice, questions: int = 3) -> dict:
+    """A few paragraphs of the bundled sample's first article, each with its first `questions` questions."""
+    source = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    article = source["data"][0]
+    kept = [{**p, "qas": p["qas"][:questions]} for p in article["paragraphs"][paragraphs]]
+    return {"version": source.get("version", "1.1"), "data": [{"title": article["title"], "paragraphs": kept}]}
+
+
+def write_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj), encoding="utf-8")
+
+
+def set_param(root: Path, section: str, key: str, value: object) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params[section][key] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def tree_digest(path: Path) -> dict[str, str]:
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.rglob("*"))}
+
+
+def build_repo(root: Path) -> Path:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in ("tasks", "flows"):
+        shutil.copytree(REPO / package, root / package, ignore=ignore)
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"].update(
+        train_file="data/raw/train.json", validation_file="data/raw/dev.json",
+        max_train_samples=None, max_eval_samples=None,
+    )  # fmt: skip
+    params["model"]["model_name_or_path"] = "minilm"
+    params["features"].update(max_seq_length=64, doc_stride=16, pad_to_max_length=True, preprocessing_num_workers=1)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_json(root / "data/raw/train.json", tiny_squad(slice(0, 3)))
+    write_json(root / "data/raw/dev.json", tiny_squad(slice(3, 4)))
+    versioning.ensure_dvc_repo(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def dvc_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    base = tmp_path_factory.mktemp("dvc-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DVC_SITE_CACHE_DIR", str(base / "site"))
+        mp.setenv("DVC_GLOBAL_CONFIG_DIR", str(base / "global"))
+        mp.setenv("DVC_SYSTEM_CONFIG_DIR", str(base / "system"))
+        mp.setenv("DVC_NO_ANALYTICS", "1")
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        yield
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory, dvc_env: None) -> tuple[Path, versioning.StageRun]:
+    """The pipeline repo after its first reproduce (read-only for tests: copy it before changing anything)."""
+    root = build_repo(tmp_path_factory.mktemp("pipeline") / "repo")
+    return root, versioning.reproduce(root)
+
+
+@pytest.fixture
+def work(base: tuple[Path, versioning.StageRun], tmp_path: Path) -> Path:
+    """A private copy of the reproduced repo (outputs, dvc.lock and cache included)."""
+    return Path(shutil.copytree(base[0], tmp_path / "repo", symlinks=True))
+
+
+def test_first_reproduce_runs_both_stages_then_skips_both(base: tuple[Path, versioning.StageRun]) -> None:
+    root, first = base
+    assert first.ran == ("prepare", "featurize") and first.skipped == ()
+    assert {"train.json", "eval.json", "report.json"} <= {p.name for p in (root / PREPARED).iterdir()}
+    report = json.loads((root / FEATURES / "report.json").read_text())
+    assert report["settings"]["max_seq_length"] == 64 and report["train"]["examples"] == 9
+    version = versioning.data_version(root)
+    assert set(version.outs) == {PREPARED, FEATURES} and all(h.endswith(".dir") for h in version.outs.values())
+    assert version.stages["featurize"].params["features.max_seq_length"] == 64
+    assert version.stages["prepare"].params["data.train_file"] == "data/raw/train.json"
+
+    again = versioning.reproduce(root)
+    assert again.ran == () and again.restored == () and again.skipped == ("prepare", "featurize")
+    assert versioning.data_version(root) == version  # stable across runs
+
+
+def test_doc_stride_change_reruns_only_featurize(work: Path) -> None:
+    before = versioning.data_version(work)
+    set_param(work, "features", "doc_stride", 32)
+    run = versioning.reproduce(work)
+    assert run.ran == ("featurize",) and run.skipped == ("prepare",)
+    assert run.reasons["featurize"] == ["param features.doc_stride: 16 -> 32"]
+    after = versioning.data_version(work)
+    assert after.outs[PREPARED] == before.outs[PREPARED]
+    assert after.outs[FEATURES] != before.outs[FEATURES] and after.id != before.id
+    assert json.loads((work / FEATURES / "report.json").read_text())["settings"]["doc_stride"] == 32
+
+    set_param(work, "features", "doc_stride", 16)  # back: same features as the first run, same data version
+    back = versioning.reproduce(work)
+    assert back.restored == ("featurize",) and back.ran == ()  # from DVC's run cache, no re-tokenising
+    assert versioning.data_version(work).id == before.id
+
+
+def test_raw_data_change_reruns_both_stages(work: Path) -> None:
+    before = versioning.data_version(work)
+    write_json(work / "data/raw/train.json", tiny_squad(slice(0, 2)))
+    assert set(versioning.changed_stages(work)) == {"prepare"}  # featurize changes once prepare's output does
+    run = versioning.reproduce(work)
+    assert run.ran == ("prepare", "featurize")
+    after = versioning.data_version(work)
+    assert after.outs[PREPARED] != before.outs[PREPARED] and after.outs[FEATURES] != before.outs[FEATURES]
+    assert json.loads((work / FEATURES / "report.json").read_text())["train"]["examples"] == 6
+
+
+def test_push_then_pull_restores_identical_data(work: Path, tmp_path: Path) -> None:
+    versioning.ensure_dvc_repo(work, tmp_path / "remote")
+    version = versioning.data_version(work)
+    digests = {out: tree_digest(work / out) for out in (PREPARED, FEATURES)}
+    pushed = versioning.push(work)
+    assert pushed == 7  # 3 + 2 files and the 2 directory manifests
+    shutil.rmtree(work / ".dvc" / "cache")
+    for out in (PREPARED, FEATURES):
+        shutil.rmtree(work / out)
+    assert versioning.pull(work) == pushed
+    assert {out: tree_digest(work / out) for out in (PREPARED, FEATURES)} == digests
+    assert versioning.data_version(work) == version
+    assert versioning.reproduce(work).ran == ()
