@@ -64,7 +64,7 @@ def test_cpu_training_writes_model_and_throughput(tiny_bert_dir: Path, tmp_path:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = read_result(out / "train_result.json")
-    assert METRIC_KEYS <= set(result.metrics)
+    assert set(result.metrics) >= METRIC_KEYS
     assert result.metrics["train_steps_per_second"] > 0
     assert result.device.backend == "cpu" and result.device.world_size == 1
     assert (result.model_dir / "model.safetensors").exists() and (result.model_dir / "tokenizer.json").exists()
@@ -132,7 +132,7 @@ def test_two_process_ddp_on_cpu(tiny_bert_dir: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = read_result(out / "train_result.json")
     assert result.device.world_size == 2
-    assert METRIC_KEYS <= set(result.metrics)
+    assert set(result.metrics) >= METRIC_KEYS
     assert (out / "model" / "model.safetensors").exists()
     lines = proc.stdout.splitlines()  # Trainer's progress logs come first; the CLI's JSON summary is last
     printed = json.loads("\n".join(lines[max(i for i, line in enumerate(lines) if line == "{") :]))

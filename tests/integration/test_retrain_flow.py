@@ -1,0 +1,169 @@
+"""The retrain flow for real: a DVC repo with a local remote, Prefect (ephemeral API), sqlite MLflow, a tiny model.
+
+Covers: a first run trains, scores, tracks and registers `challenger`; a second run with nothing changed skips
+training; a retrain killed during training resumes without duplicate runs or versions; two retrains started at
+once against the same store both finish with separate, correct runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+from tests.servers import prefect_server
+
+TRAIN = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-train.json"
+DEV = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
+MODEL_NAME = "qaflow-test"
+
+
+def make_repo(root: Path, model_dir: Path, **train_overrides) -> Path:
+    """A self-contained qaflow project directory: dvc.yaml, params.yaml, raw data, DVC with a local remote."""
+    from tasks.versioning import ensure_dvc_repo
+
+    (root / "data" / "sample").mkdir(parents=True)
+    shutil.copy(TRAIN, root / "data" / "sample" / TRAIN.name)
+    shutil.copy(DEV, root / "data" / "sample" / DEV.name)
+    for name in ("dvc.yaml", ".dvcignore"):
+        if (REPO_ROOT / name).exists():
+            shutil.copy(REPO_ROOT / name, root / name)
+    for dep in ("tasks/data.py", "tasks/stages.py", "tasks/features.py"):  # stage deps named in dvc.yaml
+        (root / dep).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / dep, root / dep)
+    params = {
+        "data": {"train_file": f"data/sample/{TRAIN.name}", "validation_file": f"data/sample/{DEV.name}",
+                 "max_train_samples": 48, "max_eval_samples": 24},
+        "model": {"model_name_or_path": str(model_dir)},
+        "features": {"max_seq_length": 96, "doc_stride": 32},
+        "train": {"backend": "cpu", "max_steps": 16, "save_steps": 4, "per_device_train_batch_size": 4,
+                  "learning_rate": 1e-3, "logging_steps": 2, **train_overrides},
+        "tracking": {"tracking_uri": "sqlite:///mlruns/mlflow.db", "registered_model_name": MODEL_NAME},
+    }  # fmt: skip
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    ensure_dvc_repo(root, remote_dir=root / ".dvcstore")
+    return root
+
+
+def env_for(root: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "PREFECT_HOME": str(root / ".prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": "",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def retrain_argv(root: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "flows.cli", "retrain", "--root", str(root), "--params", "params.yaml", *extra]
+
+
+def summary_of(stdout: str) -> dict:
+    lines = stdout.splitlines()
+    start = max(i for i, line in enumerate(lines) if line == "{")
+    return json.loads("\n".join(lines[start:]))
+
+
+def mlflow_client(root: Path):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{root}/mlruns/mlflow.db")
+    return mlflow.MlflowClient()
+
+
+@pytest.fixture
+def repo(tmp_path: Path, tiny_bert_dir: Path) -> Path:
+    return make_repo(tmp_path / "project", tiny_bert_dir)
+
+
+def test_retrain_trains_registers_then_skips(repo: Path) -> None:
+    first = subprocess.run(retrain_argv(repo), cwd=repo, env=env_for(repo), capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-4000:]
+    s1 = summary_of(first.stdout)
+    assert s1["action"] == "new" and s1["version"] == "1"
+    assert {"exact_match", "f1"} <= set(s1["metrics"])
+    client = mlflow_client(repo)
+    run = client.get_run(s1["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["qaflow.data_version"] == s1["data_version"]
+    assert run.data.metrics["f1"] == pytest.approx(s1["metrics"]["f1"])
+    assert "train_steps_per_second" in run.data.metrics and run.data.params["train.max_steps"] == "16"
+    artifacts = {a.path for a in client.list_artifacts(s1["run_id"])}
+    assert {"predictions", "params.yaml", "data"} <= artifacts
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "challenger").version) == "1"
+    assert (repo / ".dvcstore").exists() and any((repo / ".dvcstore").rglob("*"))
+
+    second = subprocess.run(
+        retrain_argv(repo), cwd=repo, env=env_for(repo), capture_output=True, text=True, timeout=600
+    )
+    assert second.returncode == 0, second.stderr[-4000:]
+    s2 = summary_of(second.stdout)
+    assert s2["action"] == "skip" and s2["run_id"] == s1["run_id"]
+    assert "retrain skipped" in second.stdout + second.stderr
+    assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == 1
+
+
+def test_killed_retrain_resumes_without_duplicates(repo: Path) -> None:
+    victim = subprocess.Popen(
+        retrain_argv(repo), cwd=repo, env=env_for(repo),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    while not list((repo / "outputs" / "runs").glob("*/train/checkpoints/checkpoint-8/trainer_state.json")):
+        assert victim.poll() is None, "retrain ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+
+    again = subprocess.run(retrain_argv(repo), cwd=repo, env=env_for(repo), capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-4000:]
+    summary = summary_of(again.stdout)
+    assert summary["action"] == "resume"
+    client = mlflow_client(repo)
+    experiment = client.get_experiment_by_name("qaflow")
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`qaflow.run_key` = '{summary['run_key']}'"
+    )
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == 1
+    result = json.loads((Path(summary["run_dir"]) / "train" / "train_result.json").read_text())
+    assert result["resumed_from"] and int(result["resumed_from"].rsplit("-", 1)[1]) >= 8
+
+
+def test_two_concurrent_retrains_both_finish(repo: Path, tmp_path: Path) -> None:
+    (tmp_path / "prefect-home").mkdir()
+    with prefect_server(tmp_path / "prefect-home") as api_url:  # one real Prefect API shared by both runs
+        procs = [
+            subprocess.Popen(
+                retrain_argv(repo, "--learning_rate", lr), cwd=repo, env={**env_for(repo), "PREFECT_API_URL": api_url},
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            for lr in ("1e-3", "5e-4")
+        ]  # fmt: skip
+        outs = [p.communicate(timeout=1200) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-4000:]
+    summaries = [summary_of(out) for out, _ in outs]
+    assert summaries[0]["run_id"] != summaries[1]["run_id"]
+    assert summaries[0]["data_version"] == summaries[1]["data_version"]
+    client = mlflow_client(repo)
+    lrs = {client.get_run(s["run_id"]).data.params["train.learning_rate"] for s in summaries}
+    assert lrs == {"0.001", "0.0005"}
+    versions = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    assert sorted(str(v.version) for v in versions) == ["1", "2"]
+    for s in summaries:
+        assert client.get_run(s["run_id"]).info.status == "FINISHED"
+        assert json.loads((Path(s["run_dir"]) / "predict" / "metrics.json").read_text()) == s["metrics"]
