@@ -63,9 +63,7 @@ def _articles() -> list[dict[str, Any]]:
                 },
                 {
                     "context": CTX2,
-                    "qas": [
-                        {"id": "q3", "question": "What costs €3?", "answers": [_ans(CTX2, "Café au lait ☕")]}
-                    ],
+                    "qas": [{"id": "q3", "question": "What costs €3?", "answers": [_ans(CTX2, "Café au lait ☕")]}],
                 },
             ],
         },
@@ -172,9 +170,7 @@ WRITERS: dict[str, Callable[[Path, list[dict[str, Any]]], Path]] = {
         d / "squad.data",
     )[1],
     "flat list.json": lambda d, a: _write_json(d / "flat.json", _flat(a, hf_form=False)),
-    "flat {data}.json (HF answers)": lambda d, a: _write_json(
-        d / "flat.json", {"data": _flat(a, hf_form=True)}
-    ),
+    "flat {data}.json (HF answers)": lambda d, a: _write_json(d / "flat.json", {"data": _flat(a, hf_form=True)}),
     "records.jsonl": lambda d, a: _write_jsonl(d / "records.jsonl", _flat(a, hf_form=True)),
     "records.jsonl.gz": lambda d, a: _write_jsonl(d / "records.jsonl.gz", _flat(a, hf_form=False)),
     "JSON Lines named .json": lambda d, a: _write_jsonl(d / "to_json.json", _flat(a, hf_form=True)),
@@ -494,9 +490,7 @@ def test_flat_record_errors(tmp_path: Path) -> None:
     records = _flat(_articles(), hf_form=True)
     records[1]["answers"] = {"text": ["a", "b"], "answer_start": [0]}
     path = _write_jsonl(tmp_path / "x.jsonl", records)
-    with pytest.raises(
-        DataError, match=rf"^{path}:2: record 'q2' field 'answers': 2 texts but 1 answer_start"
-    ):
+    with pytest.raises(DataError, match=rf"^{path}:2: record 'q2' field 'answers': 2 texts but 1 answer_start"):
         load_dataset_file(path)
 
     records = _flat(_articles(), hf_form=True)
@@ -507,9 +501,7 @@ def test_flat_record_errors(tmp_path: Path) -> None:
 
     path = tmp_path / "y.jsonl"
     path.write_text(json.dumps(_flat(_articles(), hf_form=True)[0]) + '\n\n["not", "an", "object"]\n')
-    with pytest.raises(
-        DataError, match=rf"^{path}:3: record #1 field 'record': expected an object, got array"
-    ):
+    with pytest.raises(DataError, match=rf"^{path}:3: record #1 field 'record': expected an object, got array"):
         load_dataset_file(path)
 
 
@@ -525,16 +517,12 @@ def test_csv_record_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=rf"^{path}:4: record #1 field 'row': has 3 fields, the header has 5"):
         load_dataset_file(path)
     path.write_text("id,context,question,answers,is_impossible\nq1,ctx,Q?,[],maybe\n", encoding="utf-8")
-    with pytest.raises(
-        DataError, match=r"record 'q1' field 'is_impossible': expected true/false, got 'maybe'"
-    ):
+    with pytest.raises(DataError, match=r"record 'q1' field 'is_impossible': expected true/false, got 'maybe'"):
         load_dataset_file(path)
     path.write_text("id,context,question,answers,is_impossible\nq1,ctx,Q?,,TRUE\n", encoding="utf-8")
     assert load_dataset_file(path).examples[0].is_impossible
     path.write_text("id,context,question\nq1,ctx,Q?\n", encoding="utf-8")
-    with pytest.raises(
-        DataError, match=r"column\(s\) 'answers' not found in the header \(columns: id, context"
-    ):
+    with pytest.raises(DataError, match=r"column\(s\) 'answers' not found in the header \(columns: id, context"):
         load_dataset_file(path)
 
 
@@ -654,8 +642,7 @@ def test_hf_dataset_dict_directory(tmp_path: Path) -> None:
     ds = load_hf_dataset(tmp_path / "dd", "validation")
     assert ds.version == "2.0" and ds.source == f"{tmp_path / 'dd'}[validation]"
     expected = [
-        Example(e.id, e.title, e.context, e.question, e.answers, e.is_impossible)
-        for e in _expected(_v2_articles())
+        Example(e.id, e.title, e.context, e.question, e.answers, e.is_impossible) for e in _expected(_v2_articles())
     ]
     assert ds.examples == expected
     assert [e.id for e in load_hf_dataset(tmp_path / "dd", "train", max_samples=1).examples] == ["q1"]
@@ -680,9 +667,7 @@ def _many_articles(n: int = 20) -> QADataset:
     for a in range(n):
         context = f"Article {a} text about topic {a}."
         for q in range(1 + a % 5):
-            examples.append(
-                Example(f"a{a}q{q}", f"Title {a}", context, f"Question {q}?", (Answer("Article", 0),))
-            )
+            examples.append(Example(f"a{a}q{q}", f"Title {a}", context, f"Question {q}?", (Answer("Article", 0),)))
     return QADataset(examples, "1.1", "synthetic")
 
 
@@ -700,17 +685,13 @@ def test_split_by_article_is_deterministic_disjoint_and_ordered() -> None:
     assert [e for e in ds.examples if e.id not in ids] == train.examples
     assert abs(len(evals) / len(ds) - 0.25) <= 5 / len(ds)  # within one (largest) article of the target
     assert train.version == evals.version == "1.1"
-    splits = {
-        tuple(sorted(e.title for e in split_by_article(ds, 0.25, seed=s)[1].examples)) for s in range(6)
-    }
+    splits = {tuple(sorted(e.title for e in split_by_article(ds, 0.25, seed=s)[1].examples)) for s in range(6)}
     assert len(splits) > 1, "different seeds should give different splits"
 
 
 def test_split_groups_untitled_examples_by_context_and_rejects_bad_input() -> None:
     ds = _many_articles(6)
-    untitled = QADataset(
-        [Example(e.id, "", e.context, e.question, e.answers) for e in ds.examples], "1.1", "u"
-    )
+    untitled = QADataset([Example(e.id, "", e.context, e.question, e.answers) for e in ds.examples], "1.1", "u")
     train, evals = split_by_article(untitled, 0.5, seed=0)
     assert not {e.context for e in train.examples} & {e.context for e in evals.examples}
     with pytest.raises(ValueError, match="eval_fraction"):
@@ -810,7 +791,4 @@ def test_real_squad_files(rel: str, articles: int, questions: int, unanswerable:
 
 def test_skipped_record_str() -> None:
     assert str(SkippedRecord("#4", "id", "missing")) == "record #4 field 'id': missing"
-    assert (
-        str(SkippedRecord("abc", "question", "empty question"))
-        == "record 'abc' field 'question': empty question"
-    )
+    assert str(SkippedRecord("abc", "question", "empty question")) == "record 'abc' field 'question': empty question"
