@@ -182,7 +182,9 @@ def _apply(cfg: QAFlowConfig, section: str, key: str, value: Any, where: str) ->
     setattr(section_obj, key, coerce(value, types_[key], f"{where}: {section}.{key}"))
 
 
-def load_config(params_path: str | Path | None = "params.yaml", overrides: dict[str, Any] | None = None) -> QAFlowConfig:
+def load_config(
+    params_path: str | Path | None = "params.yaml", overrides: dict[str, Any] | None = None
+) -> QAFlowConfig:
     """Defaults ← `params.yaml` (if it exists) ← overrides (flat `key` or dotted `section.key`)."""
     cfg = QAFlowConfig()
     if params_path is not None and Path(params_path).exists():

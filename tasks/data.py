@@ -213,21 +213,16 @@ def _parse_answers(value: Any, name: str, *, text_cells: bool) -> list[tuple[Ans
         out = []
         for i, item in enumerate(value):
             if not isinstance(item, dict):
-                raise _RecordError(
-                    f"{name}[{i}]", f"expected an object {{text, answer_start}}, got {_kind(item)}"
-                )
+                raise _RecordError(f"{name}[{i}]", f"expected an object {{text, answer_start}}, got {_kind(item)}")
             for key in ("text", "answer_start"):
                 if key not in item:
                     raise _RecordError(f"{name}[{i}].{key}", "missing")
             start_field = f"{name}[{i}].answer_start"
-            out.append(
-                (_answer(item["text"], item["answer_start"], f"{name}[{i}].text", start_field), start_field)
-            )
+            out.append((_answer(item["text"], item["answer_start"], f"{name}[{i}].text", start_field), start_field))
         return out
     raise _RecordError(
         name,
-        "expected a list of {text, answer_start} or {text: [...], answer_start: [...]}, "
-        f"got {_kind(value)}",
+        f"expected a list of {{text, answer_start}} or {{text: [...], answer_start: [...]}}, got {_kind(value)}",
     )
 
 
@@ -266,9 +261,7 @@ def _parse_bool(value: Any, name: str, *, text_cells: bool) -> bool | None:
     raise _RecordError(name, f"expected a boolean, got {_kind(value)}")
 
 
-def _build_example(
-    rec: Any, cols: ColumnMap, *, text_cells: bool, empty_answers_ok: bool
-) -> tuple[Example, bool]:
+def _build_example(rec: Any, cols: ColumnMap, *, text_cells: bool, empty_answers_ok: bool) -> tuple[Example, bool]:
     """Validate one record; returns the example and whether it carried an is_impossible field."""
     if not isinstance(rec, dict):
         raise _RecordError("record", f"expected an object, got {_kind(rec)}")
@@ -283,9 +276,7 @@ def _build_example(
     raw_flag = rec.get(cols.is_impossible, _MISSING)
     flag = _parse_bool(raw_flag, cols.is_impossible, text_cells=text_cells)
     if flag is True and answers:
-        raise _RecordError(
-            cols.answers, f"unanswerable (is_impossible is true) but has {len(answers)} answer(s)"
-        )
+        raise _RecordError(cols.answers, f"unanswerable (is_impossible is true) but has {len(answers)} answer(s)")
     if flag is False and not answers:
         raise _RecordError(cols.answers, "answerable (is_impossible is false) but has no answers")
     if flag is None and not answers and not empty_answers_ok:
@@ -336,9 +327,7 @@ class _Collector:
         raw_id = rec.get(cols.id) if isinstance(rec, dict) else None
         label = raw_id if isinstance(raw_id, str) and raw_id.strip() else f"#{index}"
         try:
-            example, has_flag = _build_example(
-                rec, cols, text_cells=text_cells, empty_answers_ok=empty_answers_ok
-            )
+            example, has_flag = _build_example(rec, cols, text_cells=text_cells, empty_answers_ok=empty_answers_ok)
         except _RecordError as e:
             self.fail(label, e.field, e.reason, line)
             return
@@ -358,9 +347,7 @@ class _Collector:
                 )
             raise DataError(f"{self.file}: contains no examples")
         if self.skipped:
-            log.warning(
-                "%s: skipped %d invalid record(s); first: %s", self.file, len(self.skipped), self.skipped[0]
-            )
+            log.warning("%s: skipped %d invalid record(s); first: %s", self.file, len(self.skipped), self.skipped[0])
         if version is None:
             unanswerable = self.saw_impossible_flag or any(e.is_impossible for e in self.examples)
             version = "2.0" if unanswerable else "1.1"
@@ -394,18 +381,14 @@ def _read_text(path: Path) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(
-            f"{path}: not valid UTF-8 at byte {e.start}{where} (line {line}): {e.reason}"
-        ) from None
+        raise DataError(f"{path}: not valid UTF-8 at byte {e.start}{where} (line {line}): {e.reason}") from None
     return text.removeprefix("\ufeff")
 
 
 def _json_error(path: Path, text: str, e: json.JSONDecodeError) -> DataError:
     at_end = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string")
     truncated = " (the file looks truncated)" if at_end else ""
-    return DataError(
-        f"{path}: invalid JSON at line {e.lineno} column {e.colno} (char {e.pos}): {e.msg}{truncated}"
-    )
+    return DataError(f"{path}: invalid JSON at line {e.lineno} column {e.colno} (char {e.pos}): {e.msg}{truncated}")
 
 
 def read_json_file(path: str | Path) -> Any:

@@ -35,7 +35,6 @@ def _looks_nested(data: list) -> bool:
     return not data or (isinstance(data[0], dict) and "paragraphs" in data[0])
 
 
-
 def score_files(
     data: str | Path,
     predictions: str | Path,

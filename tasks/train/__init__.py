@@ -75,9 +75,7 @@ def launch_ddp(
     log.info("launching DDP: %s", " ".join(argv))
     proc = subprocess.run(argv, env=env, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"DDP training failed (torchrun exit {proc.returncode}); see the worker output above"
-        )
+        raise RuntimeError(f"DDP training failed (torchrun exit {proc.returncode}); see the worker output above")
     return read_result(result_path)
 
 

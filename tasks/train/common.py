@@ -81,9 +81,7 @@ def detect_backend(requested: str, ipu_python: str | None = None) -> str:
             "install a CUDA build of torch on a GPU machine, or use --backend cpu"
         )
     if requested not in BACKENDS:
-        raise BackendUnavailableError(
-            f"unknown backend {requested!r}; choose one of auto, {', '.join(BACKENDS)}"
-        )
+        raise BackendUnavailableError(f"unknown backend {requested!r}; choose one of auto, {', '.join(BACKENDS)}")
     return requested
 
 
