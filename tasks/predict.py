@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from tasks.data import Example
 from tasks.features import Features, FeatureSettings, prepare_eval_features
 from tasks.io import atomic_path, write_json_atomic
 from tasks.postprocess import NBestSettings, Postprocessed, postprocess_predictions
+
+log = logging.getLogger(__name__)
 
 RAW_FORMAT = "qaflow-raw-logits/1"
 PAD_LOGIT = -1e4  # logit written at padding positions
@@ -198,6 +201,7 @@ def predict_examples(
                 chunk, feats.example_index, feats.offsets, feats.cls_index, start, end, nbest_settings
             )
             _collect(post, writer, predictions, null_odds)
+            log.info("predicted %d/%d examples (%d features)", len(predictions), len(examples), n_features)
     except BaseException:
         writer.close(ok=False)
         raise
