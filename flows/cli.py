@@ -16,6 +16,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from flows.cli_ops import (
+    add_answer_parser,
+    add_compare_parser,
+    add_deploy_parser,
+    add_promote_parser,
+    add_push_to_hub_parser,
+)
 from tasks.config import SECTIONS, ConfigError, QAFlowConfig, load_config
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError, KeyError)
@@ -250,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     dm = sub.add_parser("demo", help="the main job on the embedded default (bundled sample, offline MiniLM, CPU)")
     dm.set_defaults(func=cmd_demo)
+
+    add_deploy_parser(sub)
+    add_compare_parser(sub)
+    add_promote_parser(sub)
+    add_push_to_hub_parser(sub)
+    add_answer_parser(sub)
 
     pr = sub.add_parser("predict", help="batched streaming inference + n-best post-processing (+ score)")
     pr.add_argument("--model_dir", required=True)

@@ -50,6 +50,16 @@ def run_data_stages(root: Path, snapshot_root: Path) -> dict[str, Any]:
     return {"version": version.id, "hashes": version.outs, "dir": str(snapshot), "stages_ran": list(stages.ran)}
 
 
+@task(retries=3, retry_delay_seconds=5)
+def unchanged_since_champion(cfg: QAFlowConfig, root: Path, data_version: str) -> str | None:
+    """The reason to skip when the champion was trained on this data version with these params, else None."""
+    from tasks.promote import champion_unchanged
+    from tasks.tracking import configure_mlflow
+
+    configure_mlflow(cfg.tracking, root)
+    return champion_unchanged(cfg, root, data_version)
+
+
 @task
 def open_run(cfg: QAFlowConfig, root: Path, data: dict[str, Any], force: bool) -> RunPlan:
     """Find or create the MLflow run for (data version, params); decide skip / resume / new."""
@@ -158,6 +168,11 @@ def retrain(
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path, overrides)
     data = run_data_stages(repo, repo / "outputs" / "data")
+    reason = None if force else unchanged_since_champion(cfg, repo, data["version"])
+    if reason:
+        print(f"retrain skipped: {reason}")
+        return {"action": "skip", "reason": reason, "run_id": None, "data_version": data["version"],
+                "run_key": run_key(cfg, data["version"])}  # fmt: skip
     plan = open_run(cfg, repo, data, force)
     if plan.action == "skip":
         print(f"retrain skipped: {plan.reason}")

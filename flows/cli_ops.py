@@ -1,0 +1,244 @@
+"""Operations subcommands of `qaflow`: deploy, compare, promote, push-to-hub, answer.
+
+Each command is `add_<name>_parser(sub)` (registers the subparser and its handler) + `cmd_<name>(args)`.
+`flows.cli` registers them; `python -m flows.cli_ops <command>` runs them on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tasks.config import QAFlowConfig, load_config
+
+
+def _add_project_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", default=".", help="the qaflow project (params.yaml, mlruns/) (default: .)")
+    p.add_argument("--params", default="params.yaml", help="parameter file, relative to --root (default: params.yaml)")
+
+
+def _config(args: argparse.Namespace) -> tuple[QAFlowConfig, Path]:
+    root = Path(args.root).resolve()
+    params = Path(args.params)
+    return load_config(params if params.is_absolute() else root / params), root
+
+
+# ------------------------------------------------------------------------------------------- deploy
+
+
+def add_deploy_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from flows.deploy import DEFAULT_CRON, POOL_BACKENDS
+
+    p = sub.add_parser("deploy", help="schedule the retrain flow: serve it here (--serve) or deploy to a work pool")
+    p.add_argument("--serve", action="store_true", help="serve the schedule from this process (blocks)")
+    p.add_argument("--cron", default=DEFAULT_CRON, help=f'cron schedule, UTC (default: "{DEFAULT_CRON}")')
+    p.add_argument("--interval", type=float, default=None, help="also (or instead, with --cron '') every N seconds")
+    p.add_argument("--pool", choices=sorted(POOL_BACKENDS), default="cpu", help="hardware: cpu | gpu | ipu")
+    p.add_argument("--name", default=None, help="deployment name (default: retrain-<pool>)")
+    p.add_argument("--work-pool", default=None, help="work pool (default: qaflow-<pool>; created as a process pool)")
+    p.add_argument("--limit", type=int, default=1, help="--serve: flow runs at once (default: 1)")
+    _add_project_flags(p)
+    p.set_defaults(func=cmd_deploy)
+    return p
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from flows.deploy import deploy_retrain, deployment_name, serve_retrain
+
+    common = {"pool": args.pool, "cron": args.cron or None, "interval": args.interval, "root": args.root,
+              "params_path": args.params, "name": args.name}  # fmt: skip
+    if args.serve:
+        serve_retrain(**common, limit=args.limit)
+        return 0
+    deployment_id = deploy_retrain(**common, work_pool=args.work_pool)
+    name = args.name or deployment_name(args.pool)
+    pool = args.work_pool or f"qaflow-{args.pool}"
+    print(json.dumps({"deployment": f"retrain/{name}", "id": deployment_id, "work_pool": pool,
+                      "cron": common["cron"], "interval": args.interval,
+                      "next": f"prefect worker start --pool {pool}"}, indent=2))  # fmt: skip
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- compare
+
+
+def add_compare_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("compare", help="table + plots + HTML report of MLflow runs")
+    p.add_argument("--experiment", default=None, help="experiment name (default: tracking.experiment_name)")
+    p.add_argument("--runs", nargs="+", default=None, metavar="ID", help="compare these run ids instead")
+    p.add_argument("--metric", default="f1", help="sort and plot by this metric (default: f1)")
+    p.add_argument("--output", default=None, help="output directory (default: <root>/outputs/compare)")
+    p.add_argument("--no-log", action="store_true", help="do not log the report as an MLflow comparison run")
+    _add_project_flags(p)
+    p.set_defaults(func=cmd_compare)
+    return p
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mlflow.tracking import MlflowClient
+    from rich.console import Console
+
+    from tasks.compare import compare, rich_tables
+    from tasks.tracking import configure_mlflow
+
+    cfg, root = _config(args)
+    if args.experiment:
+        cfg.tracking.experiment_name = args.experiment
+    experiment_id = configure_mlflow(cfg.tracking, root)
+    out = Path(args.output) if args.output else root / "outputs" / "compare"
+    result = compare(
+        MlflowClient(), experiment_ids=[] if args.runs else [experiment_id], run_ids=args.runs or [],
+        metric=args.metric, output_dir=out, log_to_experiment=None if args.no_log else experiment_id,
+        title=f"qaflow runs: {cfg.tracking.experiment_name}",
+    )  # fmt: skip
+    console = Console(width=None if sys.stdout.isatty() else 220)
+    for table in rich_tables(result.rows, title=f"{cfg.tracking.experiment_name}: {len(result.rows)} run(s)"):
+        console.print(table)
+    for key, path in result.files.items():
+        console.print(f"{key}: {path}")
+    if result.mlflow_run_id:
+        console.print(f"logged as MLflow run {result.mlflow_run_id} (artifacts under comparison/)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- promote
+
+
+def add_promote_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("promote", help="promote the challenger to champion if it is better (or --rollback)")
+    p.add_argument("--margin", type=float, default=0.5, help="F1 points the challenger must gain (default: 0.5)")
+    p.add_argument("--guard", default="HasAns_f1,NoAns_f1", help="comma list of metrics that must not regress")
+    p.add_argument("--tolerance", type=float, default=0.0, help="allowed drop of a guarded metric (default: 0)")
+    p.add_argument("--metric", default="f1", help="the metric to improve (default: f1)")
+    p.add_argument("--eval-data", default=None, help="re-score both versions on this file")
+    p.add_argument("--rollback", action="store_true", help="restore the previous champion")
+    _add_project_flags(p)
+    p.set_defaults(func=cmd_promote)
+    return p
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from tasks.promote import promote, rollback
+
+    cfg, root = _config(args)
+    if args.rollback:
+        decision = rollback(cfg, root)
+    else:
+        guards = tuple(g.strip() for g in args.guard.split(",") if g.strip())
+        decision = promote(
+            cfg, root, margin=args.margin, guards=guards, tolerance=args.tolerance, metric=args.metric,
+            eval_data=Path(args.eval_data) if args.eval_data else None,
+        )  # fmt: skip
+    print(decision.dumps())
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- push-to-hub
+
+
+def add_push_to_hub_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("push-to-hub", help="upload the champion (weights, tokenizer, model card) to the HF Hub")
+    p.add_argument("--repo-id", default=None, help="hub repository, user/name (required unless --dry-run)")
+    p.add_argument("--dry-run", default=None, metavar="DIR", help="only write the folder that would be uploaded")
+    p.add_argument("--token-file", default=None, help="file holding the token (default: env HF_TOKEN)")
+    p.add_argument("--alias", default="champion", help="which version to push (default: champion)")
+    p.add_argument("--endpoint", default=None, help="hub URL (default: env HF_ENDPOINT or huggingface.co)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    _add_project_flags(p)
+    p.set_defaults(func=cmd_push_to_hub)
+    return p
+
+
+def cmd_push_to_hub(args: argparse.Namespace) -> int:
+    from tasks.hub import HubError, build_hub_folder, push_to_hub, resolve_token
+
+    cfg, root = _config(args)
+    if args.dry_run:
+        folder = build_hub_folder(cfg, root, Path(args.dry_run), alias=args.alias, repo_id=args.repo_id)
+        print(json.dumps({"dry_run": str(folder.path), "model": folder.model, "version": folder.version,
+                          "files": folder.files}, indent=2))  # fmt: skip
+        return 0
+    if not args.repo_id:
+        raise HubError("--repo-id is required (or use --dry-run DIR)")
+    token = resolve_token(args.token_file)
+    pushed = push_to_hub(
+        cfg, root, args.repo_id, token, alias=args.alias, endpoint=args.endpoint, private=args.private or None
+    )
+    summary = {"repo_id": pushed.repo_id, "model": pushed.model, "version": pushed.version,
+               "endpoint": pushed.endpoint, "commit_url": pushed.commit_url, "files": pushed.files}  # fmt: skip
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- answer
+
+
+def add_answer_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("answer", help="answer one question with a registered model (the MLflow pyfunc)")
+    p.add_argument("--model", default=None, help="model URI (default: models:/<registered model>@champion)")
+    p.add_argument("--question", required=True)
+    p.add_argument("--context", required=True, help="the passage (or @FILE to read it from a file)")
+    _add_project_flags(p)
+    p.set_defaults(func=cmd_answer)
+    return p
+
+
+def cmd_answer(args: argparse.Namespace) -> int:
+    import mlflow
+
+    from tasks.tracking import resolve_tracking_uri
+
+    cfg, root = _config(args)
+    mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking.tracking_uri, root))
+    uri = args.model or f"models:/{cfg.tracking.registered_model_name}@champion"
+    context = Path(args.context[1:]).read_text(encoding="utf-8") if args.context.startswith("@") else args.context
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except mlflow.exceptions.MlflowException as exc:
+        raise RuntimeError(f"cannot load {uri}: {exc.message}") from exc
+    row = model.predict([{"question": args.question, "context": context}]).to_dict(orient="records")[0]
+    row.pop("id", None)
+    print(json.dumps({"model": uri, "question": args.question, **row}, indent=2, default=float))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- standalone
+
+COMMANDS = (add_deploy_parser, add_compare_parser, add_promote_parser, add_push_to_hub_parser, add_answer_parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qaflow", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="full tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
+    from flows.cli import USER_ERRORS, _one_line
+    from tasks.config import ConfigError
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
+    try:
+        return int(args.func(args))
+    except (ConfigError, *USER_ERRORS) as exc:
+        if args.verbose:
+            raise
+        print(f"qaflow {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""Scheduled retraining: the `retrain` flow as a Prefect deployment, served locally or run by a work pool.
+
+* `serve_retrain` — `retrain.to_deployment(...)` with a cron (or interval) schedule, served by this process
+  (`prefect.serve`): the schedule's runs execute here, one at a time. No worker or work pool needed.
+* `deploy_retrain` — `retrain.from_source(<checkout>, "flows/retrain.py:retrain").deploy(...)` to the process work
+  pool `qaflow-<pool>` (created if missing); `prefect worker start --pool qaflow-<pool>` runs it. `prefect.yaml`
+  declares the same three deployments (cpu, gpu, ipu) for `prefect deploy --all`.
+
+Pools map to backends: cpu → `overrides={"backend": "cpu"}`, gpu → cuda, ipu → ipu. Runs persist their results
+(`PREFECT_RESULTS_PERSIST_BY_DEFAULT=true`), so the flow's summary (`action` new / resume / skip) is readable from
+the API after the run.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ENTRYPOINT = "flows/retrain.py:retrain"
+DEFAULT_CRON = "0 3 * * 1"  # Mondays 03:00 UTC
+POOL_BACKENDS = {"cpu": "cpu", "gpu": "cuda", "ipu": "ipu"}
+JOB_ENV = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def deployment_name(pool: str) -> str:
+    return f"retrain-{pool}"
+
+
+def work_pool_name(pool: str) -> str:
+    return f"qaflow-{pool}"
+
+
+def retrain_parameters(pool: str, root: str | Path, params_path: str = "params.yaml") -> dict[str, Any]:
+    """The flow parameters of a scheduled retrain on `pool`'s hardware."""
+    if pool not in POOL_BACKENDS:
+        raise ValueError(f"unknown pool {pool!r}: one of {sorted(POOL_BACKENDS)}")
+    return {
+        "params_path": params_path,
+        "overrides": {"backend": POOL_BACKENDS[pool]},
+        "root": str(Path(root).resolve()),
+    }
+
+
+def schedules(cron: str | None = DEFAULT_CRON, interval: float | None = None, timezone: str = "UTC") -> list[Any]:
+    """Prefect schedules: a cron (in `timezone`) and/or an interval in seconds."""
+    from prefect.schedules import Cron, Interval
+
+    out: list[Any] = []
+    if cron:
+        out.append(Cron(cron, timezone=timezone))
+    if interval:
+        out.append(Interval(timedelta(seconds=float(interval))))
+    if not out:
+        raise ValueError("a schedule needs a cron expression or an interval")
+    return out
+
+
+def serve_retrain(
+    *,
+    pool: str = "cpu",
+    cron: str | None = DEFAULT_CRON,
+    interval: float | None = None,
+    root: str | Path = ".",
+    params_path: str = "params.yaml",
+    name: str | None = None,
+    limit: int = 1,
+) -> None:
+    """Register the scheduled deployment and serve it from this process until interrupted (blocks)."""
+    from prefect import serve
+
+    from flows.retrain import retrain
+
+    for key, value in JOB_ENV.items():
+        os.environ.setdefault(key, value)  # inherited by the run subprocesses
+    deployment = retrain.to_deployment(
+        name=name or deployment_name(pool),
+        schedules=schedules(cron, interval),
+        parameters=retrain_parameters(pool, root, params_path),
+        tags=["qaflow", "retrain", pool],
+        description=f"Scheduled retrain on {pool} (served locally); skipped when nothing changed.",
+    )
+    serve(deployment, limit=limit)
+
+
+def ensure_work_pool(name: str, pool_type: str = "process") -> bool:
+    """Create work pool `name` unless it exists; True if it was created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(name)
+            return False
+        except ObjectNotFound:
+            pass
+        try:
+            client.create_work_pool(WorkPoolCreate(name=name, type=pool_type))
+        except ObjectAlreadyExists:
+            return False
+        return True
+
+
+def deploy_retrain(
+    *,
+    pool: str = "cpu",
+    cron: str | None = DEFAULT_CRON,
+    interval: float | None = None,
+    root: str | Path = ".",
+    params_path: str = "params.yaml",
+    name: str | None = None,
+    work_pool: str | None = None,
+    source: str | Path = REPO_ROOT,
+) -> str:
+    """Create/update the scheduled deployment in a process work pool; returns the deployment id."""
+    from flows.retrain import retrain
+
+    pool_name = work_pool or work_pool_name(pool)
+    ensure_work_pool(pool_name)
+    flow = retrain.from_source(source=str(Path(source).resolve()), entrypoint=ENTRYPOINT)
+    deployment_id = flow.deploy(
+        name=name or deployment_name(pool),
+        work_pool_name=pool_name,
+        schedules=schedules(cron, interval),
+        parameters=retrain_parameters(pool, root, params_path),
+        job_variables={"env": JOB_ENV},
+        tags=["qaflow", "retrain", pool],
+        description=f"Scheduled retrain on {pool}; skipped when nothing changed.",
+        build=False,
+        push=False,
+        ignore_warnings=True,
+        print_next_steps=False,
+    )
+    return str(deployment_id)

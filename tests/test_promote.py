@@ -1,0 +1,165 @@
+"""Promotion on a real sqlite MLflow registry with pyfunc versions of the tiny model (`log_qa_model`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tasks.config import QAFlowConfig, load_config
+from tasks.promote import (
+    CHAMPION,
+    PREVIOUS,
+    PromotionError,
+    Scored,
+    champion_unchanged,
+    compare_scores,
+    promote,
+    rollback,
+)
+from tasks.pyfunc import log_qa_model
+from tasks.runplan import run_key
+from tasks.tracking import configure_mlflow
+from tests.conftest import REPO_ROOT
+
+DEV = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
+SETTINGS = {"max_seq_length": 96, "doc_stride": 32}
+
+
+def make_project(root: Path, name: str) -> QAFlowConfig:
+    root.mkdir(parents=True, exist_ok=True)
+    params = {"tracking": {"tracking_uri": "sqlite:///mlruns/mlflow.db", "artifact_root": "mlruns/artifacts",
+                           "registered_model_name": name}}  # fmt: skip
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return load_config(root / "params.yaml")
+
+
+def add_version(cfg: QAFlowConfig, root: Path, model_dir: Path, metrics: dict[str, float], data_version: str,
+                key: str | None = None) -> str:  # fmt: skip
+    """A finished run with `metrics`, registered as a new version with alias `challenger` (as retrain does)."""
+    configure_mlflow(cfg.tracking, root)
+    with mlflow.start_run() as run:
+        mlflow.set_tags({"qaflow.data_version": data_version, **({"qaflow.run_key": key} if key else {})})
+        mlflow.log_metrics(metrics)
+        log_qa_model(model_dir, SETTINGS, registered_model_name=cfg.tracking.registered_model_name, run_key=key)
+    client = MlflowClient()
+    versions = client.search_model_versions(f"name = '{cfg.tracking.registered_model_name}' and run_id = "
+                                            f"'{run.info.run_id}'")  # fmt: skip
+    return str(versions[0].version)
+
+
+def alias(cfg: QAFlowConfig, name: str) -> str | None:
+    try:
+        return str(MlflowClient().get_model_version_by_alias(cfg.tracking.registered_model_name, name).version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def scored(version: str, **metrics: float) -> Scored:
+    return Scored(version, None, metrics, "sha256:x")
+
+
+def test_compare_scores_margin_and_guards() -> None:
+    champ = scored("1", f1=80.0, HasAns_f1=85.0, NoAns_f1=75.0)
+    ok, delta, reason, _ = compare_scores(scored("2", f1=80.6, HasAns_f1=86.0, NoAns_f1=75.0), champ, margin=0.5)
+    assert ok and delta == pytest.approx(0.6) and "80.60 vs 80.00" in reason and "+0.60" in reason
+    ok, _, reason, _ = compare_scores(scored("2", f1=80.4, HasAns_f1=86.0, NoAns_f1=75.0), champ, margin=0.5)
+    assert not ok and "< margin 0.50" in reason
+    ok, _, reason, report = compare_scores(scored("2", f1=83.0, HasAns_f1=90.0, NoAns_f1=74.0), champ, margin=0.5)
+    assert not ok and "NoAns_f1 -1.00" in reason and report["NoAns_f1"]["ok"] is False
+    ok, _, _, _ = compare_scores(scored("2", f1=83.0, HasAns_f1=90.0, NoAns_f1=74.0), champ, tolerance=1.5)
+    assert ok  # the drop is within the tolerance
+    ok, _, _, report = compare_scores(scored("2", f1=81.0), scored("1", f1=80.0), margin=0.5)  # v1: no guards
+    assert ok and report["HasAns_f1"]["skipped"]
+    with pytest.raises(PromotionError, match="no 'f1'"):
+        compare_scores(scored("2", exact=1.0), champ)
+
+
+def test_promote_refuse_rollback_and_answer(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    root = tmp_path / "project"
+    cfg = make_project(root, "qa-promote")
+    with pytest.raises(PromotionError, match="no 'challenger'"):
+        promote(cfg, root)
+
+    v1 = add_version(cfg, root, tiny_bert_dir, {"exact_match": 60.0, "f1": 70.0}, "dv1")
+    first = promote(cfg, root)
+    assert first.action == "first-champion" and first.promoted and alias(cfg, CHAMPION) == v1
+
+    v2 = add_version(cfg, root, tiny_bert_dir, {"exact_match": 62.0, "f1": 71.0}, "dv1")
+    better = promote(cfg, root, margin=0.5)
+    assert better.action == "promote" and better.champion_before == v1 and better.champion_after == v2
+    assert (alias(cfg, CHAMPION), alias(cfg, PREVIOUS)) == (v2, v1)
+    assert not better.reevaluated and better.delta == pytest.approx(1.0)
+    tags = MlflowClient().get_model_version(cfg.tracking.registered_model_name, v2).tags
+    assert tags["qaflow.promotion.decision"] == "promote" and tags["qaflow.promotion.by"]
+    assert "f1 71.00 vs 70.00" in tags["qaflow.promotion.reason"] and tags["qaflow.promotion.at"].endswith("+00:00")
+    assert json.loads(better.dumps())["promoted"] is True
+
+    v3 = add_version(cfg, root, tiny_bert_dir, {"exact_match": 50.0, "f1": 69.0}, "dv1")
+    worse = promote(cfg, root, margin=0.5)
+    assert worse.action == "refuse" and not worse.promoted and alias(cfg, CHAMPION) == v2
+    assert "kept v2" in worse.reason and alias(cfg, PREVIOUS) == v1
+    assert MlflowClient().get_model_version(cfg.tracking.registered_model_name, v3).tags[
+        "qaflow.promotion.decision"] == "refuse"  # fmt: skip
+
+    back = rollback(cfg, root)
+    assert back.action == "rollback" and back.champion_before == v2 and back.champion_after == v1
+    assert alias(cfg, CHAMPION) == v1 and alias(cfg, PREVIOUS) is None
+    with pytest.raises(PromotionError, match="previous-champion"):
+        rollback(cfg, root)
+
+    out = subprocess.run(
+        [sys.executable, "-m", "flows.cli_ops", "answer", "--root", str(root), "--question", "Where is the tower?",
+         "--context", "The Eiffel Tower is in Paris, France."],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    answer = json.loads(out.stdout)
+    assert answer["model"] == "models:/qa-promote@champion"
+    assert {"answer", "score", "start", "end"} <= set(answer) and 0.0 <= answer["score"] <= 1.0
+    context = "The Eiffel Tower is in Paris, France."
+    assert answer["start"] == -1 or context[answer["start"] : answer["end"]] == answer["answer"]
+
+
+def test_different_eval_data_rescored_on_challengers(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from tasks.data import load_dataset_file, to_squad_json
+    from tasks.evaluation import evaluate_model
+
+    root = tmp_path / "project"
+    cfg = make_project(root, "qa-rescore")
+    dataset = load_dataset_file(DEV, max_samples=6)
+    for dv, n in (("dv-old", 4), ("dv-new", 6)):  # the retrain flow's eval snapshots of two data versions
+        snap = root / "outputs" / "data" / dv
+        snap.mkdir(parents=True)
+        part = load_dataset_file(DEV, max_samples=n)
+        (snap / "eval.json").write_text(json.dumps(to_squad_json(part)))
+    champion = add_version(cfg, root, tiny_bert_dir, {"f1": 99.0}, "dv-old")
+    promote(cfg, root)
+    challenger = add_version(cfg, root, tiny_bert_dir, {"f1": 1.0}, "dv-new")  # logged numbers are not comparable
+
+    decision = promote(cfg, root, margin=0.5)
+    assert decision.reevaluated and decision.eval_data.startswith("sha256:")
+    expected = evaluate_model(f"models:/qa-rescore/{challenger}", dataset, tmp_path / "check")["metrics"]
+    assert decision.scores["challenger"]["f1"] == pytest.approx(expected["f1"])
+    assert decision.scores["champion"]["f1"] == pytest.approx(expected["f1"])  # same weights, same data
+    assert decision.action == "refuse" and alias(cfg, CHAMPION) == champion  # +0.00 < margin
+    assert "re-scored" in decision.reason
+
+
+def test_champion_unchanged_skip_rule(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    root = tmp_path / "project"
+    cfg = make_project(root, "qa-skip")
+    assert champion_unchanged(cfg, root, "dv1") is None  # no champion yet
+    add_version(cfg, root, tiny_bert_dir, {"f1": 50.0}, "dv1", key=run_key(cfg, "dv1"))
+    promote(cfg, root)
+    reason = champion_unchanged(cfg, root, "dv1")
+    assert reason and "dv1" in reason and "champion v1" in reason
+    assert champion_unchanged(cfg, root, "dv2") is None  # new data
+    changed = load_config(root / "params.yaml", {"learning_rate": 1e-3})
+    assert champion_unchanged(changed, root, "dv1") is None  # new parameters
