@@ -137,9 +137,20 @@ def track(cfg: QAFlowConfig, root: Path, plan: RunPlan, data: dict, trained: dic
             metrics={**predicted["metrics"], **_prefixed(predicted, "predict_")},
             train_result=result,
             artifacts=artifacts,
-            tags={"qaflow.data_version": data["version"], "qaflow.model": cfg.model.model_name_or_path},
+            tags={
+                "qaflow.data_version": data["version"],
+                "qaflow.model": cfg.model.model_name_or_path,
+                "qaflow.family": predicted.get("model_family", "extractive"),
+                "qaflow.run_mode": _run_mode(cfg),
+            },
             run_id=plan.run_id,
         )
+
+
+def _run_mode(cfg: QAFlowConfig) -> str:
+    if not (cfg.train.torch_compile or cfg.train.torch_compile_mode):
+        return "eager"
+    return "compile-max-autotune" if cfg.train.torch_compile_mode == "max-autotune" else "compile"
 
 
 def _prefixed(summary: dict[str, Any], prefix: str) -> dict[str, float]:

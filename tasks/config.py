@@ -81,6 +81,8 @@ class PostprocessConfig:
     max_answer_length: int = 30
     null_score_diff_threshold: float = 0.0
     version_2_with_negative: bool | None = None  # None = from the data version
+    val_max_answer_length: int | None = None  # seq2seq: generated tokens at most (default max_answer_length)
+    num_beams: int = 1  # seq2seq generation beams
 
 
 @dataclass

@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from tasks.data import QADataset
-from tasks.features import FeatureSettings
-from tasks.postprocess import NBestSettings
 from tasks.stages import score_dataset
 
 
@@ -25,16 +23,7 @@ def evaluate_model(model_uri: str, dataset: QADataset, out_dir: Path) -> dict[st
     """Load `model_uri` (e.g. `models:/qaflow-qa@champion`), predict on `dataset`, return official metrics + speed."""
     import mlflow
 
-    from tasks.predict import predict_examples
-
     qa = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-    s = qa.settings
-    v2 = dataset.version == "2.0"
-    run = predict_examples(
-        qa.model, qa.tokenizer, dataset.examples,
-        FeatureSettings(s.max_seq_length, s.doc_stride, True),
-        NBestSettings(s.n_best_size, s.max_answer_length, v2, s.null_score_diff_threshold),
-        out_dir, save_raw=False, device=qa.device,
-    )  # fmt: skip
+    run = qa.run_examples(dataset.examples, out_dir, version_2=dataset.version == "2.0")
     metrics = score_dataset(dataset, run.predictions, run.null_odds)
     return {"metrics": metrics, "speed": run.metrics, "files": {k: str(v) for k, v in run.files.items()}}

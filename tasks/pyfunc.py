@@ -105,14 +105,17 @@ class QAModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         import torch
-        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from tasks.family import infer_family, load_model
 
         model_dir = context.artifacts["model_dir"]
         raw = json.loads(Path(context.artifacts["settings"]).read_text(encoding="utf-8"))
         self.settings = QASettings.from_mapping(raw)
+        self.family = infer_family(model_dir)  # extractive | beam | seq2seq: one served interface for all
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = AutoModelForQuestionAnswering.from_pretrained(model_dir).to(self.device).eval()
+        self.model = load_model(self.family, model_dir).to(self.device).eval()
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Answer each row; also accepts a list of dicts or a dict when called directly."""
@@ -127,21 +130,26 @@ class QAModel(mlflow.pyfunc.PythonModel):
             out.append({"id": _row_id(row, ex.id), **result})
         return pd.DataFrame(out, columns=list(OUTPUT_COLUMNS))
 
-    def _run(self, examples: list[Example]) -> tuple[dict[str, str], dict[str, list[dict]]]:
-        from tasks.features import FeatureSettings
+    def run_examples(self, examples: list[Example], out_dir: Path, *, version_2: bool | None = None):
+        """Predict `examples` into `out_dir` with the served settings (`version_2` overrides the null-answer mode)."""
+        from tasks.config import QAFlowConfig
+        from tasks.family import predict_family
         from tasks.postprocess import NBestSettings
-        from tasks.predict import predict_examples
 
         s = self.settings
-        features = FeatureSettings(s.max_seq_length, s.doc_stride, True)
-        nbest_settings = NBestSettings(
-            s.n_best_size, s.max_answer_length, s.version_2_with_negative, s.null_score_diff_threshold
-        )
+        cfg = QAFlowConfig()
+        cfg.features.max_seq_length, cfg.features.doc_stride = s.max_seq_length, s.doc_stride
+        cfg.train.per_device_eval_batch_size = 32
+        v2 = s.version_2_with_negative if version_2 is None else version_2
+        nbest_settings = NBestSettings(s.n_best_size, s.max_answer_length, v2, s.null_score_diff_threshold)
+        return predict_family(
+            getattr(self, "family", "extractive"), self.model, self.tokenizer, examples, cfg, nbest_settings,
+            out_dir, save_raw=False, device=self.device,
+        )  # fmt: skip
+
+    def _run(self, examples: list[Example]) -> tuple[dict[str, str], dict[str, list[dict]]]:
         with tempfile.TemporaryDirectory(prefix="qaflow-pyfunc-") as tmp:
-            run = predict_examples(
-                self.model, self.tokenizer, examples, features, nbest_settings, Path(tmp),
-                batch_size=32, save_raw=False, device=self.device,
-            )  # fmt: skip
+            run = self.run_examples(examples, Path(tmp))
             nbest = json.loads(run.files["nbest"].read_text(encoding="utf-8"))
         return run.predictions, nbest
 

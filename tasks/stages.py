@@ -8,13 +8,8 @@ from typing import Any
 
 from tasks.config import QAFlowConfig
 from tasks.data import QADataset, load_dataset_file, split_by_article, to_squad_json
-from tasks.features import (
-    FeatureSettings,
-    count_features,
-    prepare_eval_features,
-    prepare_train_features,
-    save_features,
-)
+from tasks.family import prepare_family_train_features, resolve_family, save_family_features
+from tasks.features import FeatureSettings, count_features, prepare_eval_features
 from tasks.io import write_json_atomic
 from tasks.metrics import score
 from tasks.models import load_tokenizer
@@ -68,12 +63,20 @@ def featurize(cfg: QAFlowConfig, data: Path, output: Path, *, split: str = "trai
     """Tokenise `data` into features saved at `output` (.npz); returns a short report."""
     dataset = load_dataset_file(data, policy=cfg.data.bad_record_policy)
     tokenizer = load_tokenizer(cfg.model.tokenizer_name or cfg.model.model_name_or_path)
-    prepare = prepare_train_features if split == "train" else prepare_eval_features
-    features = prepare(
-        dataset.examples, tokenizer, feature_settings(cfg), num_proc=cfg.features.preprocessing_num_workers
-    )
-    save_features(features, output)
+    if split == "train":
+        features = train_features(cfg, dataset.examples, tokenizer)
+    else:
+        features = prepare_eval_features(
+            dataset.examples, tokenizer, feature_settings(cfg), num_proc=cfg.features.preprocessing_num_workers
+        )
+    save_family_features(features, output)
     return {"examples": len(dataset.examples), "features": len(features), "output": str(output)}
+
+
+def train_features(cfg: QAFlowConfig, examples: list, tokenizer: Any):
+    """Training features for the configured model family (windows with span labels, or seq2seq pairs)."""
+    family = resolve_family(cfg.model.model_family, cfg.model.model_name_or_path)
+    return prepare_family_train_features(family, examples, tokenizer, cfg)
 
 
 def featurize_prepared(cfg: QAFlowConfig, prepared_dir: Path, out_dir: Path) -> dict[str, Any]:
@@ -98,11 +101,9 @@ def train_from_config(cfg: QAFlowConfig, *, nproc_per_node: int = 1):
     out.mkdir(parents=True, exist_ok=True)
     dataset = load_split(cfg, "train")
     tokenizer = load_tokenizer(cfg.model.tokenizer_name or cfg.model.model_name_or_path)
-    features = prepare_train_features(
-        dataset.examples, tokenizer, feature_settings(cfg), num_proc=cfg.features.preprocessing_num_workers
-    )
+    features = train_features(cfg, dataset.examples, tokenizer)
     features_path = out / "train_features.npz"
-    save_features(features, features_path)
+    save_family_features(features, features_path)
     log.info("training on %d examples -> %d features", len(dataset.examples), len(features))
     result = train(
         cfg, features_path=features_path, data_path=Path(cfg.data.train_file), output_dir=out,
@@ -124,21 +125,24 @@ def predict_from_config(
 ) -> dict[str, Any]:
     """Predict on `data`, post-process, write outputs and (if asked) score them with the official metric."""
     import torch
-    from transformers import AutoModelForQuestionAnswering
 
+    from tasks.family import load_model, predict_family
     from tasks.models import resolve_model_path
-    from tasks.predict import predict_examples
 
     dataset = load_split(cfg, "eval", data)
     path = resolve_model_path(str(model_dir))
+    family = resolve_family(cfg.model.model_family, path)
     tokenizer = load_tokenizer(path)
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.backend != "cpu" else "cpu")
-    model = AutoModelForQuestionAnswering.from_pretrained(path).to(device)
-    run = predict_examples(
-        model, tokenizer, dataset.examples, feature_settings(cfg), nbest_settings(cfg, dataset.version), output_dir,
-        batch_size=cfg.train.per_device_eval_batch_size, save_raw=save_raw, device=device,
+    model = load_model(family, path).to(device)
+    p = cfg.postprocess
+    run = predict_family(
+        family, model, tokenizer, dataset.examples, cfg, nbest_settings(cfg, dataset.version), output_dir,
+        save_raw=save_raw, device=device, val_max_answer_length=p.val_max_answer_length, num_beams=p.num_beams,
     )  # fmt: skip
-    summary: dict[str, Any] = {"examples": len(dataset.examples), "squad_version": dataset.version, **run.metrics}
+    summary: dict[str, Any] = {
+        "examples": len(dataset.examples), "squad_version": dataset.version, "model_family": family, **run.metrics
+    }  # fmt: skip
     summary["files"] = {k: str(v) for k, v in run.files.items()}
     if do_score:
         metrics = score_dataset(dataset, run.predictions, run.null_odds)

@@ -32,17 +32,19 @@ def train(
     backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
     output_dir = Path(output_dir)
     if backend == "ipu":
+        from tasks.family import resolve_family
         from tasks.train.ipu import build_ipu_job, check_ipu_environment, ipu_result, run_ipu_job
 
+        if resolve_family(cfg.model.model_family, cfg.model.model_name_or_path) != "extractive":
+            raise BackendUnavailableError("the IPU backend trains extractive (span) models only")
         check_ipu_environment(cfg.ipu.ipu_python)
         job = build_ipu_job(cfg, Path(data_path), None, output_dir)
         return ipu_result(cfg, run_ipu_job(job), output_dir)
     if nproc_per_node > 1:
         return launch_ddp(cfg, backend, features_path, output_dir, nproc_per_node)
-    from tasks.features import load_features
-    from tasks.train.torch_backend import train_torch
+    from tasks.family import train_family
 
-    return train_torch(cfg, load_features(features_path), backend, output_dir)
+    return train_family(cfg, features_path, backend, output_dir)
 
 
 def launch_ddp(
