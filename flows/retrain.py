@@ -16,19 +16,24 @@ from typing import Any
 from filelock import FileLock
 from prefect import flow, get_run_logger, task
 
-from tasks.config import QAFlowConfig, load_config, save_params
+from tasks.config import QAFlowConfig, load_config, persist_stage_overrides, save_params
 from tasks.runplan import RunPlan, plan_run, run_key
 
 STAGE_LOCK = ".dvc/tmp/qaflow-stages.lock"
 
 
 @task(retries=3, retry_delay_seconds=10)
-def run_data_stages(root: Path, snapshot_root: Path) -> dict[str, Any]:
-    """`dvc repro` (only what changed), then copy the stage outputs this run needs out of the shared workspace."""
+def run_data_stages(root: Path, snapshot_root: Path, params_path: Path, overrides: dict | None) -> dict[str, Any]:
+    """`dvc repro` (only what changed), then copy the stage outputs this run needs out of the shared workspace.
+
+    Overrides of DVC-tracked parameters (data, model, features) are written to params.yaml first, under the lock.
+    """
     from tasks.versioning import data_version, push, reproduce
 
     logger = get_run_logger()
     with FileLock(str(root / STAGE_LOCK), timeout=1800):  # two retrains at once must not interleave stages
+        for key, value in persist_stage_overrides(params_path, overrides).items():
+            logger.info("params.yaml: %s set to %r (a DVC-tracked parameter)", key, value)
         stages = reproduce(root, env_path_prefix=str(Path(sys.executable).parent))
         version = data_version(root)
         snapshot = snapshot_root / version.id
@@ -178,7 +183,7 @@ def retrain(
     """Retrain on the current data version; register the result as `challenger`."""
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path, overrides)
-    data = run_data_stages(repo, repo / "outputs" / "data")
+    data = run_data_stages(repo, repo / "outputs" / "data", repo / params_path, overrides)
     reason = None if force else unchanged_since_champion(cfg, repo, data["version"])
     if reason:
         print(f"retrain skipped: {reason}")

@@ -226,5 +226,34 @@ def validate(cfg: QAFlowConfig) -> None:
         raise ConfigError("train.bf16 and train.fp16 are mutually exclusive")
 
 
+DVC_SECTIONS = ("data", "model", "features")  # params.yaml sections the DVC stages depend on (dvc.yaml)
+
+
+def persist_stage_overrides(params_path: str | Path, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Write overrides of DVC-tracked sections into `params.yaml` (as `dvc exp run -S` does); return what changed.
+
+    The DVC stages read `params.yaml` only, so an override of, say, `max_seq_length` must land there for the
+    features (and the data version) to follow it. Overrides of other sections stay in memory.
+    """
+    path = Path(params_path)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+    raw = raw or {}
+    changed: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        section, _, name = key.rpartition(".")
+        section = section or owner_of(name)
+        if section not in DVC_SECTIONS:
+            continue
+        typed = coerce(value, _field_types(SECTIONS[section])[name], f"override: {section}.{name}")
+        if (raw.get(section) or {}).get(name, getattr(getattr(QAFlowConfig(), section), name)) != typed:
+            raw.setdefault(section, {})[name] = typed
+            changed[f"{section}.{name}"] = typed
+    if changed:
+        from tasks.io import write_bytes_atomic
+
+        write_bytes_atomic(yaml.safe_dump(raw, sort_keys=False).encode("utf-8"), path)
+    return changed
+
+
 def save_params(cfg: QAFlowConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
