@@ -168,9 +168,12 @@ def print_demo_summary(summary: dict[str, Any], elapsed: float) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=110)
     if summary["action"] == "skip":
-        console.print(f"[bold]Nothing changed[/bold] (data version {summary['data_version']}): training skipped.")
+        console.print(
+            f"[bold]Nothing changed[/bold] (data version {summary['data_version']}): training skipped; "
+            "metrics of the earlier run:"
+        )
     table = Table(title=f"qaflow demo ({summary['action']}, {elapsed:.0f} s)")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -163,6 +163,18 @@ def _prefixed(summary: dict[str, Any], prefix: str) -> dict[str, float]:
 
 
 @task(retries=3, retry_delay_seconds=5)
+def tracked_metrics(cfg: QAFlowConfig, root: Path, run_id: str) -> dict[str, float]:
+    """The official-metric values an earlier run logged (shown when a retrain is skipped)."""
+    import mlflow
+
+    from tasks.tracking import configure_mlflow
+
+    configure_mlflow(cfg.tracking, root)
+    logged = mlflow.MlflowClient().get_run(run_id).data.metrics
+    return {k: logged[k] for k in ("exact_match", "exact", "f1", "HasAns_f1", "NoAns_f1") if k in logged}
+
+
+@task(retries=3, retry_delay_seconds=5)
 def register(cfg: QAFlowConfig, plan: RunPlan) -> str:
     import mlflow
 
@@ -192,7 +204,8 @@ def retrain(
     plan = open_run(cfg, repo, data, force)
     if plan.action == "skip":
         print(f"retrain skipped: {plan.reason}")
-        return {"action": "skip", "run_id": plan.run_id, "run_key": plan.run_key, "data_version": data["version"]}
+        return {"action": "skip", "run_id": plan.run_id, "run_key": plan.run_key, "data_version": data["version"],
+                "metrics": tracked_metrics(cfg, repo, plan.run_id)}  # fmt: skip
     run_dir = repo / "outputs" / "runs" / plan.run_id
     trained = train_model(cfg, data, run_dir)
     predicted = predict_and_score(cfg, trained["model_dir"], data, run_dir)
