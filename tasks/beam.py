@@ -98,9 +98,9 @@ def train_beam(cfg: QAFlowConfig, features: Features, backend: str, output_dir: 
     """
     from transformers import Trainer
 
-    from tasks.family import load_model, run_trainer
+    from tasks.family import load_model
     from tasks.models import load_tokenizer
-    from tasks.train.torch_backend import training_arguments
+    from tasks.train.torch_backend import run_trainer, training_arguments
 
     output_dir = Path(output_dir)
     tokenizer = load_tokenizer(cfg.model.tokenizer_name or cfg.model.model_name_or_path)

@@ -25,7 +25,7 @@ from typing import Any
 
 from tasks.config import QAFlowConfig
 from tasks.data import Example
-from tasks.train.common import TrainResult, available_cpu_cores, device_info, peak_memory_mb
+from tasks.train.common import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -148,71 +148,6 @@ def load_model(family: str, path: str | PathLike[str]) -> Any:
 
 
 # --------------------------------------------------------------------------------------------- training
-
-
-def run_trainer(
-    cfg: QAFlowConfig,
-    *,
-    backend: str,
-    output_dir: Path,
-    model: Any,
-    tokenizer: Any,
-    args: Any,
-    trainer_cls: Any,
-    n_rows: int,
-    collator: Any,
-    extra_metrics: Mapping[str, float] | None = None,
-) -> TrainResult:
-    """Train with `trainer_cls` (resuming from the last complete checkpoint), save the model atomically.
-
-    `collator` maps a list of row indices to a batch and has `real_tokens` / `padded_tokens` counters. The
-    metrics have the keys of extractive training (`TRAIN_METRIC_KEYS`, plus the padded-token rate, feature
-    count and the throughput callback's figures) and `extra_metrics`.
-    """
-    import torch
-
-    from tasks.train.torch_backend import (
-        IndexDataset,
-        ThroughputCallback,
-        _broadcast_resume,
-        configure_compile,
-        last_complete_checkpoint,
-        save_model_atomically,
-    )
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if backend == "cpu":
-        torch.set_num_threads(available_cpu_cores())
-    if cfg.train.torch_compile or cfg.train.torch_compile_mode:
-        configure_compile(cfg)
-    checkpoints_dir = Path(args.output_dir)
-    speed = ThroughputCallback()
-    trainer = trainer_cls(
-        model=model, args=args, train_dataset=IndexDataset(n_rows), data_collator=collator, callbacks=[speed]
-    )
-    resume = last_complete_checkpoint(checkpoints_dir) if trainer.is_world_process_zero() else None
-    resume = _broadcast_resume(resume, checkpoints_dir)
-    if resume:
-        log.info("resuming from %s", resume)
-    out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    metrics: dict[str, Any] = dict(out.metrics)
-    elapsed = metrics.get("train_runtime") or 1.0
-    metrics["train_tokens_per_second"] = collator.real_tokens * args.world_size / elapsed
-    metrics["train_padded_tokens_per_second"] = collator.padded_tokens * args.world_size / elapsed
-    metrics["train_features"] = float(n_rows)
-    metrics["peak_memory_mb"] = peak_memory_mb(backend)
-    metrics.update(speed.figures())
-    metrics.update(extra_metrics or {})
-    model_dir = output_dir / "model"
-    if trainer.is_world_process_zero():
-        save_model_atomically(trainer, tokenizer, model_dir)
-    return TrainResult(
-        model_dir=model_dir,
-        metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
-        device=device_info(backend, world_size=args.world_size),
-        resumed_from=str(resume) if resume else None,
-        log_history=list(trainer.state.log_history),
-    )
 
 
 # --------------------------------------------------------------------------------------------- dispatch

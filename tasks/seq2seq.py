@@ -211,8 +211,9 @@ def train_seq2seq(cfg: QAFlowConfig, features: Seq2SeqFeatures, backend: str, ou
     """
     from transformers import Seq2SeqTrainer
 
-    from tasks.family import load_model, run_trainer
+    from tasks.family import load_model
     from tasks.models import load_tokenizer
+    from tasks.train.torch_backend import run_trainer
 
     output_dir = Path(output_dir)
     tokenizer = load_tokenizer(cfg.model.tokenizer_name or cfg.model.model_name_or_path)

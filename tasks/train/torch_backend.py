@@ -187,24 +187,43 @@ def save_model_atomically(trainer: Trainer, tokenizer: Any, model_dir: Path) -> 
 
 
 def train_torch(cfg: QAFlowConfig, features: Features, backend: str, output_dir: Path) -> TrainResult:
-    """Fine-tune on CPU or CUDA (DDP when started under torchrun), resuming from the last complete checkpoint."""
+    """Fine-tune an extractive model on CPU or CUDA (DDP under torchrun), resuming from the last complete checkpoint."""
+    tokenizer = load_tokenizer(cfg.model.tokenizer_name or cfg.model.model_name_or_path)
+    model = load_extractive_model(cfg.model.model_name_or_path)
+    args = training_arguments(cfg, backend, output_dir / "checkpoints")
+    collator = FeatureCollator(features, dynamic=not cfg.features.pad_to_max_length)
+    return run_trainer(
+        cfg, backend=backend, output_dir=output_dir, model=model, tokenizer=tokenizer, args=args,
+        trainer_cls=Trainer, n_rows=len(features), collator=collator,
+    )  # fmt: skip
+
+
+def run_trainer(
+    cfg: QAFlowConfig,
+    *,
+    backend: str,
+    output_dir: Path,
+    model: Any,
+    tokenizer: Any,
+    args: TrainingArguments,
+    trainer_cls: type[Trainer],
+    n_rows: int,
+    collator: Any,
+    extra_metrics: dict[str, float] | None = None,
+) -> TrainResult:
+    """The training core every model family shares: resume, train (capturing autotune), measure, save atomically.
+
+    `collator` maps a list of row indices to a batch and counts `real_tokens` / `padded_tokens`.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     if backend == "cpu":
         torch.set_num_threads(available_cpu_cores())
     if cfg.train.torch_compile or cfg.train.torch_compile_mode:
         configure_compile(cfg)
-    tokenizer = load_tokenizer(cfg.model.tokenizer_name or cfg.model.model_name_or_path)
-    model = load_extractive_model(cfg.model.model_name_or_path)
-    checkpoints_dir = output_dir / "checkpoints"
-    args = training_arguments(cfg, backend, checkpoints_dir)
-    collator = FeatureCollator(features, dynamic=not cfg.features.pad_to_max_length)
+    checkpoints_dir = Path(args.output_dir)
     speed = ThroughputCallback()
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=IndexDataset(len(features)),
-        data_collator=collator,
-        callbacks=[speed],
+    trainer = trainer_cls(
+        model=model, args=args, train_dataset=IndexDataset(n_rows), data_collator=collator, callbacks=[speed]
     )
     resume = last_complete_checkpoint(checkpoints_dir) if trainer.is_world_process_zero() else None
     resume = _broadcast_resume(resume, checkpoints_dir)
@@ -219,10 +238,11 @@ def train_torch(cfg: QAFlowConfig, features: Features, backend: str, output_dir:
     elapsed = metrics.get("train_runtime") or 1.0
     metrics["train_tokens_per_second"] = collator.real_tokens * args.world_size / elapsed
     metrics["train_padded_tokens_per_second"] = collator.padded_tokens * args.world_size / elapsed
-    metrics["train_features"] = float(len(features))
+    metrics["train_features"] = float(n_rows)
     metrics["peak_memory_mb"] = peak_memory_mb(backend)
     metrics["model_parameters"] = float(sum(p.numel() for p in model.parameters()))
     metrics.update(speed.figures())
+    metrics.update(extra_metrics or {})
     model_dir = output_dir / "model"
     if trainer.is_world_process_zero():
         save_model_atomically(trainer, tokenizer, model_dir)
