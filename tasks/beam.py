@@ -41,7 +41,7 @@ from tasks.config import QAFlowConfig
 from tasks.data import Example
 from tasks.features import Features, FeatureSettings, prepare_eval_features
 from tasks.postprocess import NBestSettings, Postprocessed
-from tasks.predict import NBestStreamWriter, PredictionRun, _collect, _finish
+from tasks.predict import NBestStreamWriter, PredictionRun, collect, finish_outputs, speed_metrics
 from tasks.train.common import TrainResult
 from tasks.train.torch_backend import FeatureCollator
 
@@ -349,17 +349,11 @@ def predict_beam(
                 version_2_with_negative=settings.version_2_with_negative,
                 start_n_top=int(model.config.start_n_top), end_n_top=int(model.config.end_n_top),
             )  # fmt: skip
-            _collect(post, writer, predictions, null_odds)
+            collect(post, writer, predictions, null_odds)
     except BaseException:
         writer.close(ok=False)
         raise
     writer.close()
-    run = _finish(out_dir, predictions, null_odds if settings.version_2_with_negative else None)
-    elapsed = time.perf_counter() - t0
-    run.metrics = {
-        "predict_runtime": elapsed,
-        "predict_samples_per_second": len(examples) / elapsed if elapsed else 0.0,
-        "predict_features_per_second": n_features / model_seconds if model_seconds else 0.0,
-        "predict_features": float(n_features),
-    }
+    run = finish_outputs(out_dir, predictions, null_odds if settings.version_2_with_negative else None)
+    run.metrics = speed_metrics(len(examples), n_features, time.perf_counter() - t0, model_seconds)
     return run

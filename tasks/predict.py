@@ -137,22 +137,22 @@ def postprocess_raw_dir(raw_dir: Path, examples: Sequence[Example], settings: NB
                 chunk, shard["example_index"], shard["offsets"], shard["cls_index"],
                 shard["start_logits"], shard["end_logits"], settings,
             )  # fmt: skip
-            _collect(post, writer, predictions, null_odds)
+            collect(post, writer, predictions, null_odds)
     except BaseException:
         writer.close(ok=False)
         raise
     writer.close()
-    return _finish(out_dir, predictions, null_odds if settings.version_2_with_negative else None)
+    return finish_outputs(out_dir, predictions, null_odds if settings.version_2_with_negative else None)
 
 
-def _collect(post: Postprocessed, writer: NBestStreamWriter, predictions: dict, null_odds: dict) -> None:
+def collect(post: Postprocessed, writer: NBestStreamWriter, predictions: dict, null_odds: dict) -> None:
     predictions.update(post.predictions)
     writer.add(post.nbest)
     if post.null_odds:
         null_odds.update(post.null_odds)
 
 
-def _finish(out_dir: Path, predictions: dict[str, str], null_odds: dict[str, float] | None) -> PredictionRun:
+def finish_outputs(out_dir: Path, predictions: dict[str, str], null_odds: dict[str, float] | None) -> PredictionRun:
     files = {"nbest": out_dir / "nbest_predictions.json"}
     files["predictions"] = write_json_atomic(predictions, out_dir / "predictions.json", indent=2)
     if null_odds is not None:
@@ -200,7 +200,7 @@ def predict_examples(
             post = postprocess_predictions(
                 chunk, feats.example_index, feats.offsets, feats.cls_index, start, end, nbest_settings
             )
-            _collect(post, writer, predictions, null_odds)
+            collect(post, writer, predictions, null_odds)
             log.info("predicted %d/%d examples (%d features)", len(predictions), len(examples), n_features)
     except BaseException:
         writer.close(ok=False)
@@ -211,14 +211,18 @@ def predict_examples(
             {"format": RAW_FORMAT, "features": n_features, "examples": len(examples)},
             raw_dir / "raw_meta.json",
         )
-    run = _finish(out_dir, predictions, null_odds if nbest_settings.version_2_with_negative else None)
+    run = finish_outputs(out_dir, predictions, null_odds if nbest_settings.version_2_with_negative else None)
     if save_raw:
         run.files["raw"] = raw_dir
-    elapsed = time.perf_counter() - t0
-    run.metrics = {
+    run.metrics = speed_metrics(len(examples), n_features, time.perf_counter() - t0, model_seconds)
+    return run
+
+
+def speed_metrics(n_examples: int, n_features: int, elapsed: float, model_seconds: float) -> dict[str, float]:
+    """Prediction throughput: examples/s end to end, features/s in the model."""
+    return {
         "predict_runtime": elapsed,
-        "predict_samples_per_second": len(examples) / elapsed if elapsed else 0.0,
+        "predict_samples_per_second": n_examples / elapsed if elapsed else 0.0,
         "predict_features_per_second": n_features / model_seconds if model_seconds else 0.0,
         "predict_features": float(n_features),
     }
-    return run

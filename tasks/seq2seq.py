@@ -32,7 +32,7 @@ import torch
 from tasks.config import QAFlowConfig
 from tasks.data import Example
 from tasks.io import atomic_path, write_json_atomic
-from tasks.predict import PredictionRun
+from tasks.predict import PredictionRun, speed_metrics
 from tasks.train.common import TrainResult
 
 IGNORE_INDEX = -100
@@ -399,12 +399,6 @@ def predict_seq2seq(
     if version_2_with_negative:
         odds_out = {ex.id: null_odds[ex.id] for ex in examples}
         files["null_odds"] = write_json_atomic(odds_out, out_dir / "null_odds.json", indent=2)
-    elapsed = time.perf_counter() - t0
-    metrics = {
-        "predict_runtime": elapsed,
-        "predict_samples_per_second": len(examples) / elapsed if elapsed else 0.0,
-        "predict_features_per_second": len(examples) / model_seconds if model_seconds else 0.0,
-        "predict_features": float(len(examples)),
-        "predict_truncated": float(truncated),
-    }
+    metrics = speed_metrics(len(examples), len(examples), time.perf_counter() - t0, model_seconds)
+    metrics["predict_truncated"] = float(truncated)
     return PredictionRun(predictions=predictions, null_odds=odds_out, files=files, metrics=metrics)
