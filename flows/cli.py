@@ -149,6 +149,24 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from flows.evaluate_flow import evaluate
+
+    result = evaluate(args.model_uri, args.data, args.max_samples, params_path=args.params, root=args.root)
+    print(json.dumps({"run_id": result["run_id"], **result["metrics"]}, indent=2))
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from flows.benchmark import benchmark
+
+    overrides = {k[5:]: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
+    modes = args.modes.split(",") if args.modes else None
+    rows = benchmark(args.features, params_path=args.params, overrides=overrides, modes=modes, root=args.root)
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: retrain on the bundled sample with the offline MiniLM, then say where to look."""
     import time
@@ -260,6 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     dm = sub.add_parser("demo", help="the main job on the embedded default (bundled sample, offline MiniLM, CPU)")
     dm.set_defaults(func=cmd_demo)
+
+    ev = sub.add_parser("evaluate", help="the evaluate flow: score a registered model version on a dataset")
+    ev.add_argument("--model-uri", "--model_uri", dest="model_uri", default="models:/qaflow-qa@challenger")
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--max-samples", "--max_samples", dest="max_samples", type=int, default=None)
+    ev.add_argument("--params", default="params.yaml")
+    ev.add_argument("--root", default=".")
+    ev.set_defaults(func=cmd_evaluate)
+
+    bm = sub.add_parser("benchmark", help="the benchmark flow: training throughput per run mode, logged to MLflow")
+    bm.add_argument("--features", default="data/features/train.npz", help="training features (featurize stage)")
+    bm.add_argument("--modes", default=None, help="comma-separated: eager,compile,compile-max-autotune")
+    bm.add_argument("--root", default=".")
+    add_config_flags(bm, list(SECTIONS))
+    bm.set_defaults(func=cmd_benchmark)
 
     add_deploy_parser(sub)
     add_compare_parser(sub)
