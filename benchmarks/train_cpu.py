@@ -45,12 +45,17 @@ def plain_trainer(cfg, features, out: Path) -> tuple[float, Path]:
     if features.token_type_ids is not None:
         columns["token_type_ids"] = features.token_type_ids
     dataset = Dataset.from_dict({k: v.tolist() for k, v in columns.items()})
+    from transformers import set_seed
+
     path = resolve_model_path(cfg.model.model_name_or_path)
+    set_seed(cfg.train.seed)  # as run_qa.py: the new QA head's initialisation follows the seed
     model = AutoModelForQuestionAnswering.from_pretrained(path)
     t = cfg.train
     args = TrainingArguments(
         output_dir=str(out / "ckpt"),
         learning_rate=t.learning_rate,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
         max_steps=t.max_steps,
         per_device_train_batch_size=t.per_device_train_batch_size,
         seed=t.seed,

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import set_seed
 
 from tasks.config import QAFlowConfig
 from tasks.data import Example
@@ -104,6 +105,7 @@ def train_beam(cfg: QAFlowConfig, features: Features, backend: str, output_dir: 
 
     output_dir = Path(output_dir)
     tokenizer = load_tokenizer(cfg.model.tokenizer_name or cfg.model.model_name_or_path)
+    set_seed(cfg.train.seed)  # a freshly initialised head depends on the seed, as in run_qa.py
     model = load_model("beam", cfg.model.model_name_or_path)
     args = training_arguments(cfg, backend, output_dir / "checkpoints")
     collator = BeamCollator(features, dynamic=not cfg.features.pad_to_max_length)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import set_seed
 
 from tasks.config import QAFlowConfig
 from tasks.data import Example
@@ -217,6 +218,7 @@ def train_seq2seq(cfg: QAFlowConfig, features: Seq2SeqFeatures, backend: str, ou
 
     output_dir = Path(output_dir)
     tokenizer = load_tokenizer(cfg.model.tokenizer_name or cfg.model.model_name_or_path)
+    set_seed(cfg.train.seed)  # a freshly initialised head depends on the seed, as in run_qa.py
     model = load_model("seq2seq", cfg.model.model_name_or_path)
     args = seq2seq_training_arguments(cfg, backend, output_dir / "checkpoints")
     collator = Seq2SeqCollator(features, dynamic=not cfg.features.pad_to_max_length)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from tasks.config import QAFlowConfig
 from tasks.features import Features
@@ -189,6 +189,7 @@ def save_model_atomically(trainer: Trainer, tokenizer: Any, model_dir: Path) -> 
 def train_torch(cfg: QAFlowConfig, features: Features, backend: str, output_dir: Path) -> TrainResult:
     """Fine-tune an extractive model on CPU or CUDA (DDP under torchrun), resuming from the last complete checkpoint."""
     tokenizer = load_tokenizer(cfg.model.tokenizer_name or cfg.model.model_name_or_path)
+    set_seed(cfg.train.seed)  # a freshly initialised head depends on the seed, as in run_qa.py
     model = load_extractive_model(cfg.model.model_name_or_path)
     args = training_arguments(cfg, backend, output_dir / "checkpoints")
     collator = FeatureCollator(features, dynamic=not cfg.features.pad_to_max_length)
