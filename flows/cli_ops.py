@@ -1,16 +1,14 @@
 """Operations subcommands of `qaflow`: deploy, compare, promote, push-to-hub, answer.
 
 Each command is `add_<name>_parser(sub)` (registers the subparser and its handler) + `cmd_<name>(args)`.
-`flows.cli` registers them; `python -m flows.cli_ops <command>` runs them on their own.
+`flows.cli` registers them (one entry point, `qaflow`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from tasks.config import QAFlowConfig, load_config
@@ -208,37 +206,3 @@ def cmd_answer(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- standalone
 
-COMMANDS = (add_deploy_parser, add_compare_parser, add_promote_parser, add_push_to_hub_parser, add_answer_parser)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qaflow", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="full tracebacks")
-    sub = p.add_subparsers(dest="command", required=True)
-    for add in COMMANDS:
-        add(sub)
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import logging
-
-    from flows.cli import USER_ERRORS, _one_line
-    from tasks.config import ConfigError
-
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
-    try:
-        return int(args.func(args))
-    except (ConfigError, *USER_ERRORS) as exc:
-        if args.verbose:
-            raise
-        print(f"qaflow {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

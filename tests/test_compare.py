@@ -152,7 +152,7 @@ def test_compare_cli_prints_both_tables(store: dict, tmp_path: Path) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump({"tracking": {"tracking_uri": "sqlite:///mlruns/mlflow.db",
                                                                    "artifact_root": "mlruns/artifacts"}}))  # fmt: skip
     out = subprocess.run(
-        [sys.executable, "-m", "flows.cli_ops", "compare", "--root", str(root), "--output", str(tmp_path / "cli")],
+        [sys.executable, "-m", "flows.cli", "compare", "--root", str(root), "--output", str(tmp_path / "cli")],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]

@@ -63,7 +63,7 @@ def test_dry_run_folder_has_card_weights_and_no_token(project: tuple[QAFlowConfi
     out = tmp_path / "upload"
     env = {**os.environ, "HF_TOKEN": TOKEN}
     cli = subprocess.run(
-        [sys.executable, "-m", "flows.cli_ops", "push-to-hub", "--root", str(root), "--repo-id", "me/qa-tiny",
+        [sys.executable, "-m", "flows.cli", "push-to-hub", "--root", str(root), "--repo-id", "me/qa-tiny",
          "--dry-run", str(out)],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -93,7 +93,7 @@ def test_push_to_unreachable_hub_fails_clearly_and_changes_nothing(project: tupl
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env = {**os.environ, "HF_TOKEN": TOKEN, "HF_ENDPOINT": endpoint, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     cli = subprocess.run(
-        [sys.executable, "-m", "flows.cli_ops", "push-to-hub", "--root", str(root), "--repo-id", "me/qa-tiny"],
+        [sys.executable, "-m", "flows.cli", "push-to-hub", "--root", str(root), "--repo-id", "me/qa-tiny"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert cli.returncode == 2

@@ -115,7 +115,7 @@ def test_promote_refuse_rollback_and_answer(tmp_path: Path, tiny_bert_dir: Path)
         rollback(cfg, root)
 
     out = subprocess.run(
-        [sys.executable, "-m", "flows.cli_ops", "answer", "--root", str(root), "--question", "Where is the tower?",
+        [sys.executable, "-m", "flows.cli", "answer", "--root", str(root), "--question", "Where is the tower?",
          "--context", "The Eiffel Tower is in Paris, France."],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip

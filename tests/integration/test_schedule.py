@@ -84,7 +84,7 @@ def test_served_schedule_runs_then_skips(api: dict[str, str], tmp_path: Path, ti
     project = make_repo(tmp_path / "project", tiny_bert_dir)
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli_ops", "deploy", "--serve", "--pool", "cpu", "--cron", CRON,
+        [sys.executable, "-m", "flows.cli", "deploy", "--serve", "--pool", "cpu", "--cron", CRON,
          "--name", "retrain-served", "--root", str(project)],
         cwd=REPO_ROOT, env={**env_for(project), **api}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
