@@ -34,6 +34,17 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM a server's process group (servers spawn workers), then SIGKILL if it outlives `timeout`."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout)
+
+
 @contextmanager
 def prefect_server(home: Path, timeout: float = 180) -> Iterator[str]:
     """`prefect server start` on 127.0.0.1 with its own PREFECT_HOME; yields the API URL; always stopped."""
@@ -50,11 +61,5 @@ def prefect_server(home: Path, timeout: float = 180) -> Iterator[str]:
         wait_http(f"{url}/health", timeout, proc)
         yield url
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_group(proc, timeout=20)
         log.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from tasks import registry, tracking
 from tasks.config import TrackingConfig
 from tasks.pyfunc import log_qa_model
+from tests.servers import stop_group
 
 STARTUP_TIMEOUT_S = 120
 CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris, the capital of France."
@@ -60,14 +60,7 @@ def start(cmd: list[str], log: Path, cwd: Path, env: dict[str, str]) -> subproce
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's process group (it spawns workers), then SIGKILL after 15 s."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
+    stop_group(proc, timeout=15)
 
 
 def clean_env() -> dict[str, str]:

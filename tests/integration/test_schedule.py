@@ -9,7 +9,6 @@ champion skip rule (`champion_unchanged`) names the reason.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.integration.test_retrain_flow import env_for, make_repo
-from tests.servers import prefect_server
+from tests.servers import prefect_server, stop_group
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:_NoneStep.value:DeprecationWarning")]
 CRON = "0 3 * * 1"
@@ -120,13 +119,7 @@ def test_served_schedule_runs_then_skips(api: dict[str, str], tmp_path: Path, ti
                 time.sleep(1)
         assert any("retrain skipped: data version and parameters unchanged" in e.message for e in logs)
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+        stop_group(server, timeout=30)
         log.close()
 
     from tasks.config import load_config
