@@ -22,9 +22,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasks.data import Example  # noqa: E402
-from tasks.features import Features, FeatureSettings, load_features, prepare_eval_features, save_features  # noqa: E402
-from tasks.postprocess import (  # noqa: E402
+from tasks.core.data import Example  # noqa: E402
+from tasks.core.features import Features, FeatureSettings, load_features, prepare_eval_features, save_features  # noqa: E402
+from tasks.core.postprocess import (  # noqa: E402
     NBestSettings,
     Postprocessed,
     postprocess_predictions,

@@ -22,13 +22,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasks.config import load_config  # noqa: E402
-from tasks.data import load_dataset_file  # noqa: E402
-from tasks.features import prepare_train_features  # noqa: E402
-from tasks.models import load_tokenizer, resolve_model_path  # noqa: E402
-from tasks.stages import feature_settings, nbest_settings, score_dataset  # noqa: E402
-from tasks.train.common import available_cpu_cores  # noqa: E402
-from tasks.train.torch_backend import train_torch  # noqa: E402
+from tasks.core.config import load_config  # noqa: E402
+from tasks.core.data import load_dataset_file  # noqa: E402
+from tasks.core.features import prepare_train_features  # noqa: E402
+from tasks.core.checkpoints import load_tokenizer, resolve_model_path  # noqa: E402
+from tasks.pipeline.stages import feature_settings, nbest_settings, score_dataset  # noqa: E402
+from tasks.train.resources import available_cpu_cores  # noqa: E402
+from tasks.train.trainer import train_torch  # noqa: E402
 
 
 def plain_trainer(cfg, features, out: Path) -> tuple[float, Path]:

@@ -2,7 +2,7 @@
 
 Usage (from the repository root): ``python data/make_sample.py [--shared DIR] [--out DIR]``.
 Takes the first N articles (file order, all their questions) of each source file, records unchanged
-(re-serialised as compact UTF-8 JSON), validates every output with `tasks.data.load_dataset_file`, and
+(re-serialised as compact UTF-8 JSON), validates every output with `tasks.core.data.load_dataset_file`, and
 writes README.md with the counts.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tasks.data import dataset_summary, load_dataset_file  # noqa: E402
-from tasks.io import write_bytes_atomic  # noqa: E402
+from tasks.core.data import dataset_summary, load_dataset_file  # noqa: E402
+from tasks.core.io import write_bytes_atomic  # noqa: E402
 
 # (output name, source file relative to the shared data directory, number of leading articles)
 SAMPLES = [
@@ -40,7 +40,7 @@ their paragraphs and questions unchanged.
 Notes: the v1.1 train source is the shared *rebuilt* train-v1.1.json (official titles, contexts, questions and
 answer texts; generated ids; `answer_start` = first occurrence of the answer text). The dev files are the
 official SQuAD v1.1 and v2.0 dev sets. No SQuAD v2.0 train set is available here: v2 models are trained on a
-split of dev-v2.0 by article (`tasks.data.split_by_article`).
+split of dev-v2.0 by article (`tasks.core.data.split_by_article`).
 
 ## Licence and attribution
 

@@ -7,13 +7,17 @@ from typing import Any
 
 from prefect import flow, task
 
-from tasks.benchmark import RUN_MODES, ModeResult, comparison_rows, run_mode
-from tasks.config import QAFlowConfig, load_config
+from tasks.core.config import QAFlowConfig, load_config
+from tasks.core.features import load_features
+from tasks.core.layout import benchmark_dir
+from tasks.pipeline.benchmark import RUN_MODES, ModeResult, comparison_rows, run_mode
+from tasks.tracking import tags as tag
+from tasks.tracking.runs import configure_mlflow, log_run
+from tasks.train.hardware import detect_backend
 
 
 @task
 def benchmark_mode(cfg: QAFlowConfig, features_path: Path, backend: str, mode: str, out_dir: Path) -> ModeResult:
-    from tasks.features import load_features
 
     return run_mode(cfg, load_features(features_path), backend, mode, out_dir)
 
@@ -21,8 +25,6 @@ def benchmark_mode(cfg: QAFlowConfig, features_path: Path, backend: str, mode: s
 @task(retries=3, retry_delay_seconds=5)
 def log_mode(cfg: QAFlowConfig, root: Path, result: ModeResult, backend: str) -> str:
     import mlflow
-
-    from tasks.tracking import configure_mlflow, log_run
 
     experiment_id = configure_mlflow(cfg.tracking, root)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"benchmark-{result.mode}") as run:
@@ -33,8 +35,8 @@ def log_mode(cfg: QAFlowConfig, root: Path, result: ModeResult, backend: str) ->
                     "model": {"model_name_or_path": cfg.model.model_name_or_path}},
             metrics=result.metrics,
             artifacts=[(p, "autotune") for p in result.artifacts.values()],
-            tags={"qaflow.kind": "benchmark", "qaflow.run_mode": result.mode, "qaflow.backend": backend,
-                  "qaflow.device": result.device_name, "qaflow.model": cfg.model.model_name_or_path},
+            tags={tag.KIND: tag.KIND_BENCHMARK, tag.RUN_MODE: result.mode, tag.BACKEND: backend,
+                  tag.DEVICE: result.device_name, tag.MODEL: cfg.model.model_name_or_path},
             environment=False,
         )  # fmt: skip
         return run.info.run_id
@@ -49,14 +51,13 @@ def benchmark(
     root: str = ".",
 ) -> list[dict[str, Any]]:
     """Short training runs per mode on the same features; prints and logs the comparison table."""
-    from tasks.train.common import detect_backend
 
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path, overrides)
     backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
     results = []
     for mode in modes or list(RUN_MODES):
-        result = benchmark_mode(cfg, repo / features_path, backend, mode, repo / "outputs" / "benchmark" / mode)
+        result = benchmark_mode(cfg, repo / features_path, backend, mode, benchmark_dir(repo, mode))
         log_mode(cfg, repo, result, backend)
         results.append(result)
     rows = comparison_rows(results)

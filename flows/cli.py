@@ -23,7 +23,7 @@ from flows.cli_ops import (
     add_promote_parser,
     add_push_to_hub_parser,
 )
-from tasks.config import SECTIONS, ConfigError, QAFlowConfig, load_config
+from tasks.core.config import SECTIONS, ConfigError, QAFlowConfig, load_config
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError, KeyError)
 Handler = Callable[[argparse.Namespace], int]
@@ -50,7 +50,7 @@ def config_from_args(args: argparse.Namespace) -> QAFlowConfig:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from tasks.scoring import score_files
+    from tasks.core.scoring import score_files
 
     result = score_files(args.data, args.predictions, args.na_probs, args.na_prob_thresh)
     print(json.dumps(result, indent=2))
@@ -58,7 +58,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_data_inspect(args: argparse.Namespace) -> int:
-    from tasks.inspect import inspect_dataset
+    from tasks.pipeline.inspect import inspect_dataset
 
     inspect_dataset(
         args.data,
@@ -72,8 +72,8 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_postprocess(args: argparse.Namespace) -> int:
-    from tasks.data import load_dataset_file
-    from tasks.postprocess import NBestSettings, postprocess_raw, write_outputs
+    from tasks.core.data import load_dataset_file
+    from tasks.core.postprocess import NBestSettings
     from tasks.predict import postprocess_raw_dir
 
     dataset = load_dataset_file(args.data)
@@ -84,17 +84,13 @@ def cmd_postprocess(args: argparse.Namespace) -> int:
         version_2_with_negative=v2,
         null_score_diff_threshold=args.null_score_diff_threshold,
     )
-    raw, out = Path(args.raw), Path(args.output_dir)
-    if raw.is_dir():  # shards written by `qaflow predict`
-        files = postprocess_raw_dir(raw, dataset.examples, settings, out).files
-    else:  # one .npz from tasks.postprocess.save_raw_predictions
-        files = write_outputs(postprocess_raw(raw, dataset.examples, settings), out)
+    files = postprocess_raw_dir(Path(args.raw), dataset.examples, settings, Path(args.output_dir)).files
     print(json.dumps({k: str(v) for k, v in files.items()}, indent=2))
     return 0
 
 
 def cmd_featurize(args: argparse.Namespace) -> int:
-    from tasks.stages import featurize
+    from tasks.pipeline.stages import featurize
 
     cfg = config_from_args(args)
     out = featurize(cfg, Path(args.data), Path(args.output), split=args.split)
@@ -104,7 +100,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     """DVC stage commands (see dvc.yaml): `prepare` and `featurize`."""
-    from tasks.stages import featurize_prepared, prepare
+    from tasks.pipeline.stages import featurize_prepared, prepare
 
     cfg = config_from_args(args)
     if args.stage == "prepare":
@@ -116,7 +112,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tasks.stages import train_from_config
+    from tasks.pipeline.training import train_from_config
 
     cfg = config_from_args(args)
     result = train_from_config(cfg, nproc_per_node=args.nproc_per_node)
@@ -125,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tasks.stages import predict_from_config
+    from tasks.pipeline.prediction import predict_from_config
 
     cfg = config_from_args(args)
     summary = predict_from_config(
@@ -136,7 +132,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         save_raw=not args.no_raw,
         do_score=not args.no_score,
     )
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(summary.to_json(), indent=2))
     return 0
 
 
@@ -237,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     di.set_defaults(func=cmd_data_inspect)
 
     pp = sub.add_parser("postprocess", help="re-run n-best post-processing on saved raw predictions")
-    pp.add_argument("--raw", required=True, help="raw_predictions.npz written by `qaflow predict`")
+    pp.add_argument("--raw", required=True, help="the raw_predictions/ directory written by `qaflow predict`")
     pp.add_argument("--data", required=True, help="the dataset the raw predictions were made on")
     pp.add_argument("--output_dir", required=True)
     pp.add_argument("--n_best_size", type=int, default=20)

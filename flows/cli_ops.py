@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from tasks.config import QAFlowConfig, load_config
+from tasks.core.config import QAFlowConfig, load_config
+from tasks.core.layout import compare_dir
 
 
 def _add_project_flags(p: argparse.ArgumentParser) -> None:
@@ -80,14 +81,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
     from rich.console import Console
 
-    from tasks.compare import compare, rich_tables
-    from tasks.tracking import configure_mlflow
+    from tasks.pipeline.compare import compare, rich_tables
+    from tasks.tracking.runs import configure_mlflow
 
     cfg, root = _config(args)
     if args.experiment:
         cfg.tracking.experiment_name = args.experiment
     experiment_id = configure_mlflow(cfg.tracking, root)
-    out = Path(args.output) if args.output else root / "outputs" / "compare"
+    out = Path(args.output) if args.output else compare_dir(root)
     result = compare(
         MlflowClient(), experiment_ids=[] if args.runs else [experiment_id], run_ids=args.runs or [],
         metric=args.metric, output_dir=out, log_to_experiment=None if args.no_log else experiment_id,
@@ -120,7 +121,7 @@ def add_promote_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from tasks.promote import promote, rollback
+    from tasks.pipeline.promote import promote, rollback
 
     cfg, root = _config(args)
     if args.rollback:
@@ -152,7 +153,7 @@ def add_push_to_hub_parser(sub: argparse._SubParsersAction) -> argparse.Argument
 
 
 def cmd_push_to_hub(args: argparse.Namespace) -> int:
-    from tasks.hub import HubError, build_hub_folder, push_to_hub, resolve_token
+    from tasks.pipeline.hub import HubError, build_hub_folder, push_to_hub, resolve_token
 
     cfg, root = _config(args)
     if args.dry_run:
@@ -188,7 +189,7 @@ def add_answer_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
 def cmd_answer(args: argparse.Namespace) -> int:
     import mlflow
 
-    from tasks.tracking import resolve_tracking_uri
+    from tasks.tracking.runs import resolve_tracking_uri
 
     cfg, root = _config(args)
     mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking.tracking_uri, root))

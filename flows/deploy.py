@@ -18,6 +18,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from flows.retrain import retrain
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = "flows/retrain.py:retrain"
 DEFAULT_CRON = "0 3 * * 1"  # Mondays 03:00 UTC
@@ -75,8 +77,6 @@ def serve_retrain(
     """Register the scheduled deployment and serve it from this process until interrupted (blocks)."""
     from prefect import serve
 
-    from flows.retrain import retrain
-
     for key, value in JOB_ENV.items():
         os.environ.setdefault(key, value)  # inherited by the run subprocesses
     deployment = retrain.to_deployment(
@@ -120,7 +120,6 @@ def deploy_retrain(
     source: str | Path = REPO_ROOT,
 ) -> str:
     """Create/update the scheduled deployment in a process work pool; returns the deployment id."""
-    from flows.retrain import retrain
 
     pool_name = work_pool or work_pool_name(pool)
     ensure_work_pool(pool_name)

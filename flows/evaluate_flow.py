@@ -1,4 +1,4 @@
-"""The `evaluate` flow: score a registered model version on a dataset and log it as an MLflow run."""
+"""The `evaluate` flow: score a registered model version on a data set and log it as an MLflow run."""
 
 from __future__ import annotations
 
@@ -7,37 +7,21 @@ from typing import Any
 
 from prefect import flow, task
 
-from tasks.config import QAFlowConfig, load_config
+from flows.retry import retry_transient
+from tasks.core.config import QAFlowConfig, load_config
+from tasks.core.layout import evaluate_dir
+from tasks.pipeline.evaluation import Evaluation, evaluate_file, log_evaluation
+from tasks.tracking.runs import configure_mlflow
 
 
 @task
-def score_model(model_uri: str, data: str, max_samples: int | None, out_dir: Path) -> dict[str, Any]:
-    from tasks.data import load_dataset_file
-    from tasks.evaluation import evaluate_model, file_digest
-
-    dataset = load_dataset_file(data, max_samples=max_samples)
-    result = evaluate_model(model_uri, dataset, out_dir)
-    result["eval_data"] = {"path": str(data), "sha256": file_digest(data), "examples": len(dataset.examples)}
-    return result
+def score_model(model_uri: str, data: str, max_samples: int | None, out_dir: Path) -> Evaluation:
+    return evaluate_file(model_uri, data, out_dir, max_samples)
 
 
-@task(retries=3, retry_delay_seconds=5)
-def log_evaluation(cfg: QAFlowConfig, root: Path, model_uri: str, result: dict[str, Any]) -> str:
-    import mlflow
-
-    from tasks.tracking import configure_mlflow, log_run
-
-    experiment_id = configure_mlflow(cfg.tracking, root)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate {model_uri}") as run:
-        log_run(
-            metrics={**result["metrics"], **result["speed"]},
-            artifacts=[(Path(p), "predictions") for p in result["files"].values()],
-            tags={"qaflow.kind": "evaluation", "qaflow.model_uri": model_uri,
-                  "qaflow.eval_data": result["eval_data"]["path"],
-                  "qaflow.eval_data_sha256": result["eval_data"]["sha256"]},
-            environment=False,
-        )  # fmt: skip
-        return run.info.run_id
+@task(retries=3, retry_delay_seconds=5, retry_condition_fn=retry_transient)
+def log_scores(cfg: QAFlowConfig, root: Path, evaluation: Evaluation) -> str:
+    return log_evaluation(evaluation, configure_mlflow(cfg.tracking, root))
 
 
 @flow(name="evaluate", log_prints=True)
@@ -51,10 +35,12 @@ def evaluate(
     """Score `model_uri` (e.g. `models:/qaflow-qa@challenger`) on `data`; returns metrics and the MLflow run id."""
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path)
-    from tasks.tracking import configure_mlflow
-
     configure_mlflow(cfg.tracking, repo)
-    result = score_model(model_uri, data, max_samples, repo / "outputs" / "evaluate")
-    result["run_id"] = log_evaluation(cfg, repo, model_uri, result)
-    print(f"{model_uri} on {data}: {result['metrics']}")
-    return result
+    evaluation = score_model(model_uri, data, max_samples, evaluate_dir(repo))
+    run_id = log_scores(cfg, repo, evaluation)
+    print(f"{model_uri} on {data}: {evaluation.metrics}")
+    return {
+        "run_id": run_id, "metrics": evaluation.metrics, "speed": evaluation.speed,
+        "files": {k: str(v) for k, v in evaluation.files.items()},
+        "eval_data": {"path": evaluation.data_path, "sha256": evaluation.data_sha256, "examples": evaluation.examples},
+    }  # fmt: skip

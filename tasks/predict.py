@@ -1,9 +1,11 @@
-"""Batched, streaming inference for extractive QA with bounded memory.
+"""Streaming prediction for any model family, with bounded memory.
 
-Examples are processed in chunks: tokenise the chunk's windows, run the model in batches, post-process the chunk
-(all of its features are then known), stream the n-best entries to disk and drop everything else. Memory is set by
-the chunk size, not by the dataset. Raw logits are saved as per-chunk shards so n-best post-processing can be
-re-run later with other settings without the model (`qaflow postprocess --raw DIR`).
+Examples go through in chunks: the family builds the chunk's features, runs the model over them in batches
+(its raw outputs), and post-processes them into answers, n-best lists and (v2) null odds; the n-best entries are
+streamed to disk and everything else of the chunk is dropped. Memory is set by the chunk size, not by the data
+set. Families with a raw-logits format (extractive) also save each chunk's raw outputs
+(`tasks.core.raw_logits`), so n-best can be re-run later with other settings and no model
+(`postprocess_raw_dir`, `qaflow postprocess --raw DIR`).
 """
 
 from __future__ import annotations
@@ -17,18 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import torch
 
-from tasks.data import Example
-from tasks.features import Features, FeatureSettings, prepare_eval_features
-from tasks.io import atomic_path, write_json_atomic
-from tasks.postprocess import NBestSettings, Postprocessed, postprocess_predictions
+from tasks.core.data import Example
+from tasks.core.family import ModelFamily
+from tasks.core.io import atomic_path, write_json_atomic
+from tasks.core.postprocess import NBestSettings, Postprocessed, postprocess_predictions
+from tasks.core.raw_logits import RawLogitsWriter, iter_raw_shards, read_raw_meta
+from tasks.core.specs import InferenceRecipe
 
 log = logging.getLogger(__name__)
 
-RAW_FORMAT = "qaflow-raw-logits/1"
-PAD_LOGIT = -1e4  # logit written at padding positions
+CHUNK_EXAMPLES = 256
 
 
 @dataclass
@@ -44,29 +46,6 @@ class PredictionRun:
 def chunks(items: Sequence[Example], size: int) -> Iterator[tuple[int, Sequence[Example]]]:
     for start in range(0, len(items), size):
         yield start, items[start : start + size]
-
-
-@torch.inference_mode()
-def forward_logits(model: Any, features: Features, batch_size: int, device: torch.device) -> tuple[np.ndarray, ...]:
-    """Start/end logits [N, L] (float32) for every feature, in batches; padding columns trimmed per batch."""
-    n, length = features.input_ids.shape
-    start = np.full((n, length), PAD_LOGIT, dtype=np.float32)
-    end = np.full((n, length), PAD_LOGIT, dtype=np.float32)
-    for lo in range(0, n, batch_size):
-        sl = slice(lo, min(lo + batch_size, n))
-        mask = features.attention_mask[sl]
-        cols = np.flatnonzero(mask.any(axis=0))
-        c0, c1 = int(cols[0]), int(cols[-1]) + 1  # contiguous non-padding band (left or right padding)
-        inputs = {"input_ids": features.input_ids[sl, c0:c1], "attention_mask": mask[:, c0:c1]}
-        if features.token_type_ids is not None:
-            inputs["token_type_ids"] = features.token_type_ids[sl, c0:c1]
-        batch = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)).to(device) for k, v in inputs.items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = model(**batch)
-        pad = mask[:, c0:c1] == 0  # padding never competes for the n-best, whatever else shares the batch
-        start[sl, c0:c1] = np.where(pad, PAD_LOGIT, out.start_logits.float().cpu().numpy())
-        end[sl, c0:c1] = np.where(pad, PAD_LOGIT, out.end_logits.float().cpu().numpy())
-    return start, end
 
 
 class NBestStreamWriter:
@@ -95,54 +74,43 @@ class NBestStreamWriter:
                 self._ctx.__exit__(RuntimeError, err, None)
 
 
-def save_raw_shard(raw_dir: Path, index: int, ids: list[str], features: Features, start, end) -> None:
-    """One chunk's raw logits and the feature metadata needed to post-process them again."""
-    with atomic_path(raw_dir / f"part-{index:05d}.npz") as tmp, open(tmp, "xb") as f:
-        np.savez(
-            f,
-            example_ids=np.asarray(ids, dtype=object).astype(str),
-            example_index=features.example_index,
-            offsets=features.offsets,
-            cls_index=features.cls_index,
-            start_logits=start.astype(np.float32),
-            end_logits=end.astype(np.float32),
-        )
-
-
-def iter_raw_shards(raw_dir: Path) -> Iterator[dict[str, np.ndarray]]:
-    meta = raw_dir / "raw_meta.json"
-    if not meta.exists():
-        raise FileNotFoundError(f"{raw_dir}: not a raw-predictions directory (no raw_meta.json)")
-    for part in sorted(raw_dir.glob("part-*.npz")):
-        with np.load(part, allow_pickle=False) as z:
-            yield {k: z[k] for k in z.files}
-
-
 def postprocess_raw_dir(raw_dir: Path, examples: Sequence[Example], settings: NBestSettings, out_dir: Path):
-    """Re-run n-best post-processing from saved raw shards (bounded memory, no model needed)."""
+    """Re-run n-best post-processing from saved raw logits (bounded memory, no model needed).
+
+    The raw logits must cover exactly the examples given (same ids): predictions made from other data, or a
+    partial set, are refused instead of giving a partial answer file.
+    """
     by_id = {ex.id: ex for ex in examples}
-    writer = NBestStreamWriter(out_dir / "nbest_predictions.json")
+    meta = read_raw_meta(Path(raw_dir))
+    if meta.get("examples") is not None and meta["examples"] != len(by_id):
+        raise ValueError(
+            f"{raw_dir}: the raw logits cover {meta['examples']} examples but the data has {len(by_id)}; "
+            "were they made from other data?"
+        )
+    writer = NBestStreamWriter(Path(out_dir) / "nbest_predictions.json")
     predictions: dict[str, str] = {}
     null_odds: dict[str, float] = {}
     try:
         for shard in iter_raw_shards(Path(raw_dir)):
-            ids = [str(i) for i in shard["example_ids"]]
-            missing = [i for i in ids if i not in by_id]
+            missing = [i for i in shard.example_ids if i not in by_id]
             if missing:
                 raise ValueError(
                     f"{raw_dir}: raw predictions name {len(missing)} ids not in the data, e.g. {missing[0]!r}"
                 )
-            chunk = [by_id[i] for i in ids]
+            chunk = [by_id[i] for i in shard.example_ids]
             post = postprocess_predictions(
-                chunk, shard["example_index"], shard["offsets"], shard["cls_index"],
-                shard["start_logits"], shard["end_logits"], settings,
+                chunk, shard.example_index, shard.offsets, shard.cls_index,
+                shard.start_logits, shard.end_logits, settings,
             )  # fmt: skip
             collect(post, writer, predictions, null_odds)
+        absent = [qid for qid in by_id if qid not in predictions]
+        if absent:
+            raise ValueError(f"{raw_dir}: no raw logits for {len(absent)} examples of the data, e.g. {absent[0]!r}")
     except BaseException:
         writer.close(ok=False)
         raise
     writer.close()
-    return finish_outputs(out_dir, predictions, null_odds if settings.version_2_with_negative else None)
+    return finish_outputs(Path(out_dir), predictions, null_odds if settings.version_2_with_negative else None)
 
 
 def collect(post: Postprocessed, writer: NBestStreamWriter, predictions: dict, null_odds: dict) -> None:
@@ -161,60 +129,59 @@ def finish_outputs(out_dir: Path, predictions: dict[str, str], null_odds: dict[s
 
 
 def predict_examples(
+    family: ModelFamily,
     model: Any,
     tokenizer: Any,
     examples: Sequence[Example],
-    feature_settings: FeatureSettings,
-    nbest_settings: NBestSettings,
+    recipe: InferenceRecipe,
     out_dir: Path,
     *,
-    batch_size: int = 64,
-    chunk_examples: int = 256,
+    chunk_examples: int = CHUNK_EXAMPLES,
     save_raw: bool = True,
     device: torch.device | None = None,
 ) -> PredictionRun:
-    """Stream `examples` through the model and post-processing; write predictions, n-best, null odds (v2)."""
+    """Stream `examples` through `family`'s model and post-processing; write predictions, n-best, null odds (v2).
+
+    Nothing already in `out_dir` is replaced until the new file is complete (raw logits: the whole directory).
+    """
     device = device or next(model.parameters()).device
     model.eval()
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    raw_dir = out_dir / "raw_predictions"
-    if save_raw:
-        raw_dir.mkdir(exist_ok=True)
-        for stale in raw_dir.glob("part-*.npz"):
-            stale.unlink()
+    raw = RawLogitsWriter(out_dir / "raw_predictions") if save_raw else None
     writer = NBestStreamWriter(out_dir / "nbest_predictions.json")
     predictions: dict[str, str] = {}
     null_odds: dict[str, float] = {}
-    n_features = 0
+    counts: dict[str, float] = {}
     model_seconds = 0.0
     t0 = time.perf_counter()
     try:
-        for shard, (_, chunk) in enumerate(chunks(examples, chunk_examples)):
-            feats = prepare_eval_features(chunk, tokenizer, feature_settings)
+        for _, chunk in chunks(examples, chunk_examples):
+            feats = family.eval_features(chunk, tokenizer, recipe)
             m0 = time.perf_counter()
-            start, end = forward_logits(model, feats, batch_size, device)
+            outputs = family.forward(model, feats, recipe, device, tokenizer)
             model_seconds += time.perf_counter() - m0
-            n_features += len(feats)
-            if save_raw:
-                save_raw_shard(raw_dir, shard, [ex.id for ex in chunk], feats, start, end)
-            post = postprocess_predictions(
-                chunk, feats.example_index, feats.offsets, feats.cls_index, start, end, nbest_settings
-            )
-            collect(post, writer, predictions, null_odds)
-            log.info("predicted %d/%d examples (%d features)", len(predictions), len(examples), n_features)
+            for key, value in family.counts(feats).items():
+                counts[key] = counts.get(key, 0.0) + value
+            shard = family.raw_shard(chunk, feats, outputs) if raw is not None else None
+            if shard is not None:
+                raw.add(shard)
+            collect(family.postprocess(chunk, feats, outputs, recipe), writer, predictions, null_odds)
+            log.info("predicted %d/%d examples", len(predictions), len(examples))
     except BaseException:
         writer.close(ok=False)
+        if raw is not None:
+            raw.abort()
         raise
     writer.close()
-    if save_raw:
-        write_json_atomic(
-            {"format": RAW_FORMAT, "features": n_features, "examples": len(examples)},
-            raw_dir / "raw_meta.json",
-        )
-    run = finish_outputs(out_dir, predictions, null_odds if nbest_settings.version_2_with_negative else None)
-    if save_raw:
-        run.files["raw"] = raw_dir
+    run = finish_outputs(out_dir, predictions, null_odds if recipe.nbest.version_2_with_negative else None)
+    if raw is not None and raw.shards:
+        run.files["raw"] = raw.commit()
+    elif raw is not None:
+        raw.abort()
+    n_features = int(counts.pop("features", len(examples)))
     run.metrics = speed_metrics(len(examples), n_features, time.perf_counter() - t0, model_seconds)
+    run.metrics.update({f"predict_{k}": v for k, v in counts.items()})
     return run
 
 

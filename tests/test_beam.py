@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from tasks.beam import (
+from tasks.families.beam import (
     BeamCollator,
     beam_p_mask,
     forward_beam,
@@ -22,12 +22,12 @@ from tasks.beam import (
     start_major,
     train_beam,
 )
-from tasks.config import QAFlowConfig
-from tasks.data import Example, QADataset, load_dataset_file, to_squad_json
-from tasks.family import TRAIN_METRIC_KEYS, load_model
-from tasks.features import NO_OFFSET, Features, FeatureSettings, prepare_eval_features, prepare_train_features
-from tasks.metrics import score
-from tasks.postprocess import NBestSettings
+from tasks.core.config import QAFlowConfig
+from tasks.core.data import Example, QADataset, load_dataset_file, to_squad_json
+from tasks.families.registry import TRAIN_METRIC_KEYS, load_model
+from tasks.core.features import NO_OFFSET, Features, FeatureSettings, prepare_eval_features, prepare_train_features
+from tasks.core.metrics import score
+from tasks.core.postprocess import NBestSettings
 from tests.tiny_models import SAMPLE_DEV_V1, SAMPLE_DEV_V2, cached_model_dir
 
 SETTINGS = FeatureSettings(max_seq_length=128, doc_stride=48)

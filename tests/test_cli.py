@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.data import load_dataset_file
-from tasks.metrics import score
+from tasks.core.data import load_dataset_file
+from tasks.core.metrics import score
 from tests.conftest import REPO_ROOT
 
 SHARED = REPO_ROOT.parent / "shared" / "data"

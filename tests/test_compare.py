@@ -1,4 +1,4 @@
-"""`tasks.compare` on a real sqlite MLflow store: runs logged as the retrain / benchmark flows log them."""
+"""`tasks.pipeline.compare` on a real sqlite MLflow store: runs logged as the retrain / benchmark flows log them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import yaml
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from tasks.compare import (
+from tasks.pipeline.compare import (
     PNG_MAGIC,
     benchmark_table,
     compare,

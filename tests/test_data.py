@@ -1,4 +1,4 @@
-"""Tests for tasks.data (loading, validation, split, SQuAD JSON) and tasks.io (atomic writes)."""
+"""Tests for tasks.core.data (loading, validation, split, SQuAD JSON) and tasks.core.io (atomic writes)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tasks.data import (
+from tasks.core.data import (
     Answer,
     ColumnMap,
     DataError,
@@ -26,7 +26,7 @@ from tasks.data import (
     split_by_article,
     to_squad_json,
 )
-from tasks.io import atomic_path, write_bytes_atomic, write_json_atomic
+from tasks.core.io import atomic_path, write_bytes_atomic, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -463,7 +463,7 @@ def test_skip_policy_counts_and_summary(tmp_path: Path, caplog: pytest.LogCaptur
     _qa(arts, "q3").pop("question")
     _qa(arts, "q5")["id"] = "q1"
     path = _write_json(tmp_path / "dev.json", _squad(arts))
-    with caplog.at_level(logging.WARNING, logger="tasks.data"):
+    with caplog.at_level(logging.WARNING, logger="tasks.core.data"):
         ds = load_dataset_file(path, policy="skip")
     assert [e.id for e in ds.examples] == ["q1", "q4"]
     assert [(s.record, s.field) for s in ds.skipped] == [
@@ -702,7 +702,7 @@ def test_split_groups_untitled_examples_by_context_and_rejects_bad_input() -> No
 
 
 # ----------------------------------------------------------------------------------------------------
-# tasks.io
+# tasks.core.io
 # ----------------------------------------------------------------------------------------------------
 
 

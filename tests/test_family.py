@@ -16,9 +16,9 @@ from transformers import (
     XLNetForQuestionAnsweringSimple,
 )
 
-from tasks.config import QAFlowConfig
-from tasks.data import load_dataset_file
-from tasks.family import (
+from tasks.core.config import QAFlowConfig
+from tasks.core.data import load_dataset_file
+from tasks.families.registry import (
     TRAIN_METRIC_KEYS,
     infer_family,
     load_model,
@@ -28,10 +28,10 @@ from tasks.family import (
     save_family_features,
     train_family,
 )
-from tasks.models import load_tokenizer
-from tasks.postprocess import NBestSettings
-from tasks.seq2seq import Seq2SeqFeatures, load_seq2seq_features
-from tasks.stages import score_dataset
+from tasks.core.checkpoints import load_tokenizer
+from tasks.core.postprocess import NBestSettings
+from tasks.families.seq2seq import Seq2SeqFeatures, load_seq2seq_features
+from tasks.pipeline.stages import score_dataset
 from tests.tiny_models import SAMPLE_DEV_V2, cached_model_dir
 
 TINY_XLNET = {"vocab_size": 64, "d_model": 16, "n_layer": 1, "n_head": 2, "d_inner": 32}

@@ -17,8 +17,8 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from tasks.data import Answer, Example
-from tasks.features import (
+from tasks.core.data import Answer, Example
+from tasks.core.features import (
     Features,
     FeatureSettings,
     collate,
@@ -467,7 +467,7 @@ def test_bad_settings(tok_right: Any) -> None:
 def test_max_length_clipped_to_model_max(caplog: pytest.LogCaptureFixture) -> None:
     tok = _tokenizer("right")
     tok.model_max_length = 40
-    with caplog.at_level(logging.WARNING, logger="tasks.features"):
+    with caplog.at_level(logging.WARNING, logger="tasks.core.features"):
         assert effective_max_length(tok, FeatureSettings(64, 16)) == 40
     assert "larger than the maximum length" in caplog.text
     f = prepare_eval_features(_synthetic(), tok, FeatureSettings(64, 16))

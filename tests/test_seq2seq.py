@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from tasks.config import QAFlowConfig
-from tasks.data import Answer, Example, QADataset, load_dataset_file, to_squad_json
-from tasks.family import TRAIN_METRIC_KEYS, load_model
-from tasks.metrics import score
-from tasks.seq2seq import (
+from tasks.core.config import QAFlowConfig
+from tasks.core.data import Answer, Example, QADataset, load_dataset_file, to_squad_json
+from tasks.families.registry import TRAIN_METRIC_KEYS, load_model
+from tasks.core.metrics import score
+from tasks.families.seq2seq import (
     IGNORE_INDEX,
     Seq2SeqCollator,
     _empty_answer_ids,

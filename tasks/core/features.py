@@ -1,0 +1,461 @@
+"""Sliding-window feature preparation for extractive QA (run_qa.py semantics).
+
+`prepare_train_features` / `prepare_eval_features` reproduce the Hugging Face `run_qa.py` preparation
+exactly (feature count and order, input ids, token type ids, attention mask, start/end labels, context
+offsets) for the same fast tokenizer and settings, but build numpy arrays from whole tokenizer batches.
+
+Padding: arrays are always stored padded to the effective max length. `pad_to_max_length=False` only changes
+collation (`collate(..., dynamic=True)` trims the all-padding columns of each batch), so counts, order, ids
+and labels are the same either way; labels are shifted when left padding is trimmed.
+
+Imports only `tasks.core.data` and `tasks.core.io` of qaflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks.core.data import Example
+from tasks.core.io import atomic_path
+
+logger = logging.getLogger(__name__)
+
+NO_OFFSET = -1  # offsets value for tokens outside the context (run_qa.py's `None`)
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    pad_to_max_length: bool = True
+
+
+@dataclass
+class Features:
+    """Tokenised windows, one row per feature, in the order run_qa.py produces them.
+
+    Arrays are always stored padded to `max_seq_length` (padding side as the tokenizer's); dynamic padding is
+    applied per batch at collation time by trimming all-padding columns, so counts/order/ids never change.
+    """
+
+    input_ids: np.ndarray  # int64 [N, L]
+    attention_mask: np.ndarray  # int64 [N, L]
+    token_type_ids: np.ndarray | None  # int64 [N, L] or None when the tokenizer has none
+    example_index: np.ndarray  # int64 [N]: index into the example list the features were built from
+    cls_index: np.ndarray  # int64 [N]: position of the CLS token in each row
+    offsets: np.ndarray | None  # int32 [N, L, 2]: char span in the context; (-1, -1) outside the context
+    start_positions: np.ndarray | None  # int64 [N]: training label (cls_index when no answer in window)
+    end_positions: np.ndarray | None  # int64 [N]
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+_ARRAY_FIELDS = (
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "example_index",
+    "cls_index",
+    "offsets",
+    "start_positions",
+    "end_positions",
+)
+_REQUIRED_FIELDS = ("input_ids", "attention_mask", "example_index", "cls_index")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Resolved, picklable parameters of one preparation run."""
+
+    max_length: int
+    stride: int
+    pad_on_right: bool
+    train: bool
+    batch_size: int
+
+
+# --------------------------------------------------------------------------------------------- settings
+
+
+def require_fast_tokenizer(tokenizer: Any) -> None:
+    """Raise `ValueError` unless `tokenizer` is a Hugging Face fast (Rust-backed) tokenizer."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"a fast tokenizer is required, got {type(tokenizer).__name__} (is_fast=False): sliding-window "
+            "QA features need the offset mappings and sequence ids that only fast (tokenizers-backed) "
+            "tokenizers return; load one with AutoTokenizer.from_pretrained(..., use_fast=True)"
+        )
+
+
+def effective_max_length(tokenizer: Any, settings: FeatureSettings) -> int:
+    """`min(max_seq_length, tokenizer.model_max_length)`, warning when it clips (as run_qa.py does)."""
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(model_max, int) and settings.max_seq_length > model_max:
+        logger.warning(
+            "max_seq_length=%d is larger than the maximum length for the model (%d); using max_seq_length=%d",
+            settings.max_seq_length,
+            model_max,
+            model_max,
+        )
+        return model_max
+    return settings.max_seq_length
+
+
+def _make_plan(tokenizer: Any, settings: FeatureSettings, *, train: bool, batch_size: int) -> _Plan:
+    require_fast_tokenizer(tokenizer)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    max_length = effective_max_length(tokenizer, settings)
+    if max_length < 1:
+        raise ValueError(f"max_seq_length must be >= 1, got {settings.max_seq_length}")
+    if not 0 <= settings.doc_stride < max_length:
+        raise ValueError(f"doc_stride must be in [0, {max_length}) (the max length), got {settings.doc_stride}")
+    return _Plan(
+        max_length=max_length,
+        stride=settings.doc_stride,
+        pad_on_right=tokenizer.padding_side == "right",
+        train=train,
+        batch_size=batch_size,
+    )
+
+
+# --------------------------------------------------------------------------------------------- tokenisation
+
+
+def _tokenize(examples: Sequence[Example], tokenizer: Any, plan: _Plan, *, full: bool = True) -> Any:
+    """One run_qa.py tokenizer call over `examples` (question lstripped; pair swapped for left padding)."""
+    questions = [ex.question.lstrip() for ex in examples]
+    contexts = [ex.context for ex in examples]
+    first, second = (questions, contexts) if plan.pad_on_right else (contexts, questions)
+    try:
+        return tokenizer(
+            first,
+            second,
+            truncation="only_second" if plan.pad_on_right else "only_first",
+            max_length=plan.max_length,
+            stride=plan.stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=full,
+            padding="max_length" if full else False,
+        )
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # the Rust backend panics (a BaseException) on impossible truncations
+        raise _tokenize_error(examples, questions, tokenizer, plan, exc) from exc
+
+
+def _tokenize_error(
+    examples: Sequence[Example], questions: list[str], tokenizer: Any, plan: _Plan, exc: BaseException
+) -> ValueError:
+    """A readable error naming the first example whose question leaves no room for a strided window."""
+    generic = ValueError(f"tokenizing {len(examples)} examples failed: {type(exc).__name__}: {exc}")
+    try:
+        n_questions = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+        contexts = [ex.context for ex in examples]
+        n_contexts = [len(ids) for ids in tokenizer(contexts, add_special_tokens=False)["input_ids"]]
+        room = plan.max_length - tokenizer.num_special_tokens_to_add(pair=True)
+    except Exception:
+        return generic
+    for ex, n_question, n_context in zip(examples, n_questions, n_contexts, strict=True):
+        if n_question + n_context > room and room - n_question <= plan.stride:
+            return ValueError(
+                f"example {ex.id!r}: its question has {n_question} tokens, which leaves "
+                f"{room - n_question} context tokens per window; that must exceed doc_stride={plan.stride} "
+                f"(max_seq_length={plan.max_length}). Raise max_seq_length or lower doc_stride."
+            )
+    return generic
+
+
+def _matrix(rows: list[list[int]], width: int, dtype: type) -> np.ndarray:
+    """Stack equal-length int rows into an [n, width] array (faster than np.array on nested lists)."""
+    if any(len(row) != width for row in rows):
+        raise RuntimeError(f"tokenizer returned rows not padded to max_length={width}")
+    return np.fromiter(chain.from_iterable(rows), dtype=dtype, count=len(rows) * width).reshape(-1, width)
+
+
+def _offsets_array(rows: list[list[tuple[int, int]]], width: int) -> np.ndarray:
+    if any(len(row) != width for row in rows):
+        raise RuntimeError(f"tokenizer returned offsets not padded to max_length={width}")
+    flat = chain.from_iterable(chain.from_iterable(rows))
+    return np.fromiter(flat, dtype=np.int32, count=len(rows) * width * 2).reshape(-1, width, 2)
+
+
+def _context_span(encodings: Sequence[Any], context_seq: int, width: int) -> tuple[np.ndarray, ...]:
+    """Per row: first and last context token (-1 when none) and the boolean context mask."""
+    n = len(encodings)
+    first = np.full(n, -1, dtype=np.int64)
+    last = np.full(n, -1, dtype=np.int64)
+    irregular: dict[int, list[int | None]] = {}
+    for row, enc in enumerate(encodings):
+        seq = enc.sequence_ids
+        count = seq.count(context_seq)
+        if count == 0:
+            continue
+        first[row] = seq.index(context_seq)
+        last[row] = width - 1 - seq[::-1].index(context_seq)
+        if last[row] - first[row] + 1 != count:  # not contiguous: keep the exact per-token mask
+            irregular[row] = seq
+    cols = np.arange(width)
+    mask = (cols[None, :] >= first[:, None]) & (cols[None, :] <= last[:, None])
+    for row, seq in irregular.items():
+        mask[row] = [s == context_seq for s in seq]
+    return first, last, mask
+
+
+def _cls_positions(input_ids: np.ndarray, tokenizer: Any) -> np.ndarray:
+    """run_qa.py's CLS index: first `cls_token_id`, else first `bos_token_id`, else 0."""
+    out = np.zeros(input_ids.shape[0], dtype=np.int64)
+    found = np.zeros(input_ids.shape[0], dtype=bool)
+    for token_id in (tokenizer.cls_token_id, tokenizer.bos_token_id):
+        if token_id is None:
+            continue
+        hits = input_ids == token_id
+        has = hits.any(axis=1)
+        take = has & ~found
+        out[take] = hits.argmax(axis=1)[take]
+        found |= has
+    return out
+
+
+def _answer_chars(examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per example: has an answer, first answer's start char and end char (exclusive)."""
+    has = np.array([bool(ex.answers) and not ex.is_impossible for ex in examples], dtype=bool)
+    start = np.array([ex.answers[0].answer_start if ex.answers else 0 for ex in examples], dtype=np.int64)
+    length = np.array([len(ex.answers[0].text) if ex.answers else 0 for ex in examples], dtype=np.int64)
+    return has, start, start + length
+
+
+def _train_labels(
+    raw_offsets: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    cls_index: np.ndarray,
+    has_answer: np.ndarray,
+    start_char: np.ndarray,
+    end_char: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """run_qa.py's start/end labels, vectorised over rows (raw offsets: special tokens are (0, 0)).
+
+    Like run_qa.py, the start scan runs from the first context token while `offset_start <= start_char` over
+    the raw offsets of the whole row, and the end scan runs back from the last context token while
+    `offset_end >= end_char`; a window that does not fully contain the answer is labelled (cls, cls).
+    """
+    n, width = raw_offsets.shape[:2]
+    rows = np.arange(n)
+    cols = np.arange(width)[None, :]
+    has_ctx = first >= 0
+    f = np.where(has_ctx, first, 0)
+    la = np.where(has_ctx, last, 0)
+    sc = start_char[:, None]
+    ec = end_char[:, None]
+    inside = has_answer & has_ctx & (raw_offsets[rows, f, 0] <= start_char) & (raw_offsets[rows, la, 1] >= end_char)
+    past_start = (cols >= f[:, None]) & (raw_offsets[:, :, 0] > sc)
+    start = np.where(past_start.any(axis=1), past_start.argmax(axis=1), width) - 1
+    before_end = (cols <= la[:, None]) & (raw_offsets[:, :, 1] < ec)
+    end = width - before_end[:, ::-1].argmax(axis=1)  # last such column + 1
+    labelled = inside & before_end.any(axis=1)  # run_qa.py would crash on the (empty answer at 0) remainder
+    return np.where(labelled, start, cls_index), np.where(labelled, end, cls_index)
+
+
+def _prepare_batch(examples: Sequence[Example], tokenizer: Any, plan: _Plan) -> Features:
+    """Features for one tokenizer batch; `example_index` is relative to `examples`."""
+    enc = _tokenize(examples, tokenizer, plan)
+    width = plan.max_length
+    input_ids = _matrix(enc["input_ids"], width, np.int64)
+    attention_mask = _matrix(enc["attention_mask"], width, np.int64)
+    token_type_ids = _matrix(enc["token_type_ids"], width, np.int64) if "token_type_ids" in enc else None
+    example_index = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+    raw_offsets = _offsets_array(enc["offset_mapping"], width)
+    first, last, context_mask = _context_span(enc.encodings, 1 if plan.pad_on_right else 0, width)
+    cls_index = _cls_positions(input_ids, tokenizer)
+    start_positions = end_positions = None
+    if plan.train:
+        has, start_char, end_char = _answer_chars(examples)
+        start_positions, end_positions = _train_labels(
+            raw_offsets,
+            first,
+            last,
+            cls_index,
+            has[example_index],
+            start_char[example_index],
+            end_char[example_index],
+        )
+    offsets = np.where(context_mask[:, :, None], raw_offsets, np.int32(NO_OFFSET)).astype(np.int32)
+    return Features(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        token_type_ids=token_type_ids,
+        example_index=example_index,
+        cls_index=cls_index,
+        offsets=offsets,
+        start_positions=start_positions,
+        end_positions=end_positions,
+    )
+
+
+# --------------------------------------------------------------------------------------------- assembly
+
+
+def _empty(tokenizer: Any, plan: _Plan) -> Features:
+    width = plan.max_length
+    matrix = np.zeros((0, width), dtype=np.int64)
+    vector = np.zeros(0, dtype=np.int64)
+    has_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+    return Features(
+        input_ids=matrix,
+        attention_mask=matrix.copy(),
+        token_type_ids=matrix.copy() if has_types else None,
+        example_index=vector,
+        cls_index=vector.copy(),
+        offsets=np.zeros((0, width, 2), dtype=np.int32),
+        start_positions=vector.copy() if plan.train else None,
+        end_positions=vector.copy() if plan.train else None,
+    )
+
+
+def _concat(parts: list[Features], example_starts: list[int]) -> Features:
+    """Concatenate in order, shifting each part's `example_index` by where its examples start."""
+    columns: dict[str, np.ndarray | None] = {}
+    for name in _ARRAY_FIELDS:
+        arrays = [getattr(part, name) for part in parts]
+        if any(a is None for a in arrays):
+            columns[name] = None
+        elif name == "example_index":
+            columns[name] = np.concatenate([a + s for a, s in zip(arrays, example_starts, strict=True)])
+        else:
+            columns[name] = np.concatenate(arrays)
+    return Features(**columns)
+
+
+def _prepare_serial(examples: Sequence[Example], tokenizer: Any, plan: _Plan) -> Features:
+    starts = list(range(0, len(examples), plan.batch_size))
+    if not starts:
+        return _empty(tokenizer, plan)
+    parts = [_prepare_batch(examples[s : s + plan.batch_size], tokenizer, plan) for s in starts]
+    return parts[0] if len(parts) == 1 else _concat(parts, starts)
+
+
+def _init_worker(threads: int) -> None:
+    os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
+
+
+def _prepare_chunk(job: tuple[list[Example], Any, _Plan]) -> Features:
+    examples, tokenizer, plan = job
+    return _prepare_serial(examples, tokenizer, plan)
+
+
+def _prepare(examples: Sequence[Example], tokenizer: Any, plan: _Plan, num_proc: int) -> Features:
+    examples = list(examples)
+    num_proc = max(1, min(num_proc, len(examples)))
+    if num_proc == 1:
+        return _prepare_serial(examples, tokenizer, plan)
+    bounds = np.linspace(0, len(examples), num_proc + 1).astype(int).tolist()
+    jobs = [(examples[a:b], tokenizer, plan) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    threads = max(1, (os.cpu_count() or 1) // num_proc)
+    with multiprocessing.get_context("spawn").Pool(num_proc, _init_worker, (threads,)) as pool:
+        parts = pool.map(_prepare_chunk, jobs, chunksize=1)
+    return _concat(parts, bounds[:-1])
+
+
+def prepare_train_features(
+    examples: Sequence[Example],
+    tokenizer: Any,
+    settings: FeatureSettings,
+    *,
+    num_proc: int = 1,
+    batch_size: int = 1000,
+) -> Features:
+    """run_qa.py training features: windows with start/end labels ((cls, cls) when a window lacks the answer).
+
+    `offsets` are kept too (context tokens only, (-1, -1) elsewhere). `num_proc > 1` tokenises contiguous
+    chunks in a spawn pool and concatenates them in order: the output is identical to `num_proc=1`.
+    """
+    plan = _make_plan(tokenizer, settings, train=True, batch_size=batch_size)
+    return _prepare(examples, tokenizer, plan, num_proc)
+
+
+def prepare_eval_features(
+    examples: Sequence[Example],
+    tokenizer: Any,
+    settings: FeatureSettings,
+    *,
+    num_proc: int = 1,
+    batch_size: int = 1000,
+) -> Features:
+    """run_qa.py validation features: windows with context-only offsets ((-1, -1) elsewhere) and no labels."""
+    plan = _make_plan(tokenizer, settings, train=False, batch_size=batch_size)
+    return _prepare(examples, tokenizer, plan, num_proc)
+
+
+def count_features(
+    examples: Sequence[Example], tokenizer: Any, settings: FeatureSettings, *, batch_size: int = 1000
+) -> int:
+    """Number of features (windows) the examples give, without padding, offsets or labels."""
+    plan = _make_plan(tokenizer, settings, train=False, batch_size=batch_size)
+    total = 0
+    for start in range(0, len(examples), batch_size):
+        enc = _tokenize(examples[start : start + batch_size], tokenizer, plan, full=False)
+        total += len(enc["overflow_to_sample_mapping"])
+    return total
+
+
+# --------------------------------------------------------------------------------------------- batches
+
+
+def collate(features: Features, indices: np.ndarray, *, dynamic: bool) -> dict[str, np.ndarray]:
+    """Model inputs (and labels, for training features) of the rows `indices`.
+
+    With `dynamic=True` the columns whose attention mask is 0 in every row of the batch are trimmed from both
+    ends (right or left padding); labels are shifted by the number of columns trimmed on the left.
+    """
+    idx = np.asarray(indices, dtype=np.int64)
+    mask = features.attention_mask[idx]
+    lo, hi = 0, mask.shape[1]
+    if dynamic:
+        used = np.flatnonzero(mask.any(axis=0))
+        if used.size:
+            lo, hi = int(used[0]), int(used[-1]) + 1
+    batch = {"input_ids": features.input_ids[idx, lo:hi], "attention_mask": mask[:, lo:hi]}
+    if features.token_type_ids is not None:
+        batch["token_type_ids"] = features.token_type_ids[idx, lo:hi]
+    if features.start_positions is not None and features.end_positions is not None:
+        batch["start_positions"] = features.start_positions[idx] - lo
+        batch["end_positions"] = features.end_positions[idx] - lo
+    return batch
+
+
+# --------------------------------------------------------------------------------------------- storage
+
+
+def save_features(features: Features, path: str | os.PathLike[str], *, compress: bool = False) -> Path:
+    """Write all arrays to one `.npz` atomically (temp file beside `path`, then rename); returns the path."""
+    arrays = {name: getattr(features, name) for name in _ARRAY_FIELDS if getattr(features, name) is not None}
+    arrays["format_version"] = np.array(_FORMAT_VERSION)
+    saver = np.savez_compressed if compress else np.savez
+    with atomic_path(path) as tmp, open(tmp, "xb") as handle:
+        saver(handle, **arrays)
+    return Path(path)
+
+
+def load_features(path: str | os.PathLike[str]) -> Features:
+    """Read features written by `save_features` (absent optional arrays come back as None)."""
+    with np.load(path, allow_pickle=False) as data:
+        names = set(data.files)
+        missing = [name for name in _REQUIRED_FIELDS if name not in names]
+        if "format_version" not in names or missing:
+            raise ValueError(f"{path}: not a qaflow features file (missing {missing or ['format_version']})")
+        version = int(data["format_version"])
+        if version != _FORMAT_VERSION:
+            raise ValueError(f"{path}: features format {version} is not supported (expected {_FORMAT_VERSION})")
+        return Features(**{name: (data[name] if name in names else None) for name in _ARRAY_FIELDS})

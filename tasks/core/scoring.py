@@ -1,0 +1,56 @@
+"""Scoring files: read a dataset, predictions and na-probs with clear errors, then the official EM/F1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tasks.core.data import DataError, QADataset, load_dataset_file, read_json_file, to_squad_json
+from tasks.core.metrics import score
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """Parse a JSON input file; problems become one `DataError` line naming the file and what it was for."""
+    try:
+        return read_json_file(path)
+    except DataError as exc:
+        raise DataError(f"{what} file {exc}") from None
+
+
+def is_nested_squad(path: Path) -> bool:
+    return path.suffix == ".json" and not path.name.endswith(".jsonl")
+
+
+def dataset_json_for_scoring(path: str | Path) -> dict:
+    """The nested SQuAD dict the official scorers read; other formats are loaded, validated and converted."""
+    p = Path(path)
+    if is_nested_squad(p):
+        obj = read_json(p, "dataset")
+        if isinstance(obj, dict) and isinstance(obj.get("data"), list) and _looks_nested(obj["data"]):
+            return obj
+    return to_squad_json(load_dataset_file(p))
+
+
+def _looks_nested(data: list) -> bool:
+    return not data or (isinstance(data[0], dict) and "paragraphs" in data[0])
+
+
+def score_files(
+    data: str | Path,
+    predictions: str | Path,
+    na_probs: str | Path | None = None,
+    na_prob_thresh: float = 1.0,
+) -> dict[str, float]:
+    """`qaflow score`: official-scorer metrics for prediction files against a dataset file."""
+    dataset_json = dataset_json_for_scoring(data)
+    preds = read_json(predictions, "predictions")
+    probs = read_json(na_probs, "na-probs") if na_probs else None
+    try:
+        return score(dataset_json, preds, probs, na_prob_thresh)
+    except ValueError as exc:
+        raise DataError(f"{predictions}: {exc}") from None
+
+
+def score_dataset(dataset: QADataset, predictions: dict[str, str], null_odds: dict[str, float] | None) -> dict:
+    """Official EM/F1 of predictions on exactly these examples (null odds act as the v2 na-probs)."""
+    return score(to_squad_json(dataset), predictions, null_odds if dataset.version == "2.0" else None)

@@ -1,0 +1,163 @@
+"""Extractive span QA (run_qa.py): an encoder with a start/end head (`AutoModelForQuestionAnswering`).
+
+Features are run_qa.py's sliding windows (`tasks.core.features`); the forward pass gives start/end logits per
+window with padding positions set to `PAD_LOGIT`, so an answer never depends on which other examples share its
+batch; post-processing is the vectorised utils_qa n-best (`tasks.core.postprocess`). Raw logits are saved per
+chunk (`tasks.core.raw_logits`) so n-best can be re-run later without the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoModelForQuestionAnswering, Trainer, TrainingArguments
+
+from tasks.core.checkpoints import describe, has_span_head
+from tasks.core.data import Example
+from tasks.core.family import TrainFeatureSpec
+from tasks.core.features import (
+    Features,
+    collate,
+    load_features,
+    prepare_eval_features,
+    prepare_train_features,
+    save_features,
+)
+from tasks.core.postprocess import Postprocessed, postprocess_predictions
+from tasks.core.raw_logits import RawShard
+from tasks.core.specs import InferenceRecipe
+
+PAD_LOGIT = -1e4  # logit written at padding positions
+
+
+class FeatureCollator:
+    """Stack window rows into tensors; with `dynamic`, drop the columns that are padding in every row.
+
+    Counts real (non-padding) and padded tokens so throughput can be reported in tokens per second.
+    """
+
+    def __init__(self, features: Features, *, dynamic: bool) -> None:
+        self.features = features
+        self.dynamic = dynamic
+        self.real_tokens = 0
+        self.padded_tokens = 0
+
+    def arrays(self, indices: list[int]) -> dict[str, np.ndarray]:
+        batch = collate(self.features, np.asarray(indices, dtype=np.int64), dynamic=self.dynamic)
+        self.real_tokens += int(batch["attention_mask"].sum())
+        self.padded_tokens += int(batch["attention_mask"].size)
+        return batch
+
+    def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)) for k, v in self.arrays(indices).items()}
+
+
+@dataclass
+class SpanLogits:
+    """Start/end logits [N, L] (float32) of N windows; padding positions hold `PAD_LOGIT`."""
+
+    start: np.ndarray
+    end: np.ndarray
+
+
+def band(mask: np.ndarray) -> tuple[int, int]:
+    """The contiguous non-padding column band [c0, c1) of a batch (left or right padding)."""
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(cols[-1]) + 1
+
+
+def model_inputs(features: Features, rows: slice, c0: int, c1: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """input_ids / attention_mask / token_type_ids of `rows`, columns [c0, c1), on `device`."""
+    inputs = {"input_ids": features.input_ids[rows, c0:c1], "attention_mask": features.attention_mask[rows, c0:c1]}
+    if features.token_type_ids is not None:
+        inputs["token_type_ids"] = features.token_type_ids[rows, c0:c1]
+    return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)).to(device) for k, v in inputs.items()}
+
+
+@torch.inference_mode()
+def forward_logits(model: Any, features: Features, batch_size: int, device: torch.device) -> SpanLogits:
+    """Start/end logits for every window, in batches; padding columns trimmed per batch."""
+    n, length = features.input_ids.shape
+    start = np.full((n, length), PAD_LOGIT, dtype=np.float32)
+    end = np.full((n, length), PAD_LOGIT, dtype=np.float32)
+    for lo in range(0, n, batch_size):
+        sl = slice(lo, min(lo + batch_size, n))
+        c0, c1 = band(features.attention_mask[sl])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = model(**model_inputs(features, sl, c0, c1, device))
+        pad = features.attention_mask[sl, c0:c1] == 0  # padding never competes for the n-best
+        start[sl, c0:c1] = np.where(pad, PAD_LOGIT, out.start_logits.float().cpu().numpy())
+        end[sl, c0:c1] = np.where(pad, PAD_LOGIT, out.end_logits.float().cpu().numpy())
+    return SpanLogits(start, end)
+
+
+class ExtractiveFamily:
+    """run_qa.py's span extraction; the fallback for any checkpoint no other family claims."""
+
+    name = "extractive"
+    trainer_class = Trainer
+    training_arguments_class = TrainingArguments
+
+    def claims(self, config: Any) -> bool:
+        return True
+
+    def check(self, config: Any, where: str, inferred: str) -> None:
+        if inferred == "seq2seq":
+            raise ValueError(
+                f"checkpoint {where} is an encoder-decoder ({getattr(config, 'model_type', '?')}); model_family "
+                "'extractive' needs an encoder with a span head — use model_family: seq2seq"
+            )
+        if inferred == "beam":
+            raise ValueError(
+                f"{describe(config, where)} was fine-tuned with the XLNet beam-search head; 'extractive' would "
+                "discard it — use model_family: beam"
+            )
+        if inferred != self.name and not has_span_head(config):
+            raise ValueError(f"{describe(config, where)} is a {inferred!r} checkpoint — use model_family: {inferred}")
+
+    def load_model(self, path: str) -> Any:
+        """`AutoModelForQuestionAnswering`; a missing QA head is initialised (and reported by transformers)."""
+        return AutoModelForQuestionAnswering.from_pretrained(path)
+
+    def train_features(self, examples: Sequence[Example], tokenizer: Any, spec: TrainFeatureSpec) -> Features:
+        return prepare_train_features(examples, tokenizer, spec.windows, num_proc=spec.num_proc)
+
+    def save_train_features(self, features: Features, path: Path) -> Path:
+        return save_features(features, path)
+
+    def load_train_features(self, path: Path) -> Features:
+        return load_features(path)
+
+    def collator(self, features: Features, *, dynamic: bool) -> FeatureCollator:
+        return FeatureCollator(features, dynamic=dynamic)
+
+    def train_metrics(self, features: Any, collator: Any, runtime: float, world_size: int) -> dict[str, float]:
+        return {}
+
+    def eval_features(self, examples: Sequence[Example], tokenizer: Any, recipe: InferenceRecipe) -> Features:
+        return prepare_eval_features(examples, tokenizer, recipe.windows)
+
+    def forward(self, model: Any, features: Features, recipe: InferenceRecipe, device: Any, tokenizer: Any):
+        return forward_logits(model, features, recipe.batch_size, device)
+
+    def postprocess(
+        self, examples: Sequence[Example], features: Features, outputs: SpanLogits, recipe: InferenceRecipe
+    ) -> Postprocessed:
+        return postprocess_predictions(
+            examples, features.example_index, features.offsets, features.cls_index, outputs.start, outputs.end,
+            recipe.nbest,
+        )  # fmt: skip
+
+    def raw_shard(self, examples: Sequence[Example], features: Features, outputs: SpanLogits) -> RawShard:
+        return RawShard(
+            example_ids=[ex.id for ex in examples], example_index=features.example_index, offsets=features.offsets,
+            cls_index=features.cls_index, start_logits=outputs.start, end_logits=outputs.end,
+        )  # fmt: skip
+
+    def counts(self, features: Features) -> dict[str, float]:
+        return {"features": float(len(features))}

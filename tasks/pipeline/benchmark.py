@@ -1,0 +1,100 @@
+"""Training throughput across run modes (eager, compile, compile max-autotune): one short run per mode.
+
+Used by the `benchmark` flow and `benchmarks/train_gpu.py`. Each mode trains the same model on the same fixed-shape
+features for the same steps; compile time (first step) is reported apart from steady-state throughput, and model
+FLOPs utilisation is computed where the device's peak is known.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tasks.core.checkpoints import load_checkpoint_config
+from tasks.core.config import QAFlowConfig
+from tasks.core.features import Features
+from tasks.core.layout import TrainPaths
+from tasks.core.specs import ModelSpec
+from tasks.families.registry import get_family
+from tasks.train.trainer import run_trainer
+
+RUN_MODES: dict[str, dict[str, Any]] = {
+    "eager": {"torch_compile": False, "torch_compile_mode": None},
+    "compile": {"torch_compile": True, "torch_compile_mode": "default"},
+    "compile-max-autotune": {"torch_compile": True, "torch_compile_mode": "max-autotune"},
+}
+
+# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by substring of the device name.
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 70e12, "V100": 125e12}
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    metrics: dict[str, float]
+    device_name: str
+    artifacts: dict[str, Path]
+
+
+def peak_flops(device_name: str) -> float | None:
+    for key, value in PEAK_BF16_FLOPS.items():
+        if key in device_name:
+            return value
+    return None
+
+
+def training_flops_per_token(n_params: int, n_layers: int, hidden: int, seq_len: int) -> float:
+    """6N for the dense weights (forward + backward) plus the attention score/value matmuls (12·L·H·S)."""
+    return 6.0 * n_params + 12.0 * n_layers * hidden * seq_len
+
+
+def model_flops_utilisation(metrics: dict[str, float], model_config: Any, n_params: int, seq_len: int, peak: float):
+    """MFU from steady-state throughput: achieved model FLOP/s over the device's peak."""
+    tokens_per_second = metrics.get("steady_train_steps_per_second", metrics["train_steps_per_second"]) * (
+        metrics["train_samples_per_second"] / max(metrics["train_steps_per_second"], 1e-9)
+    ) * seq_len  # fmt: skip
+    per_token = training_flops_per_token(n_params, model_config.num_hidden_layers, model_config.hidden_size, seq_len)
+    return tokens_per_second * per_token / peak
+
+
+def run_mode(cfg: QAFlowConfig, features: Features, backend: str, mode: str, out_dir: Path) -> ModeResult:
+    """One fresh short training run in `mode` (nothing resumed: the output directory is cleared first)."""
+
+    mode_cfg = copy.deepcopy(cfg)
+    for key, value in RUN_MODES[mode].items():
+        setattr(mode_cfg.train, key, value)
+    mode_cfg.train.save_strategy = "no"
+    mode_cfg.features.pad_to_max_length = True  # fixed shapes: nothing recompiles per batch
+    shutil.rmtree(out_dir, ignore_errors=True)
+    family = get_family("extractive")
+    result = run_trainer(
+        family, ModelSpec.from_config(mode_cfg), mode_cfg.train, features,
+        backend=backend, paths=TrainPaths(out_dir), dynamic_padding=False,
+    )  # fmt: skip
+    metrics = dict(result.metrics)
+    peak = peak_flops(result.device.device_name) if backend == "cuda" else None
+    if peak:
+        model_config = load_checkpoint_config(cfg.model.model_name_or_path)
+        n_params = int(metrics["model_parameters"])
+        seq = features.input_ids.shape[1]
+        metrics["mfu"] = model_flops_utilisation(metrics, model_config, n_params, seq, peak)
+    return ModeResult(mode, metrics, result.device.device_name, result.artifacts)
+
+
+def comparison_rows(results: list[ModeResult]) -> list[dict[str, Any]]:
+    """The seeds' layout: device | run mode | train_steps_per_second, plus the rest."""
+    return [
+        {
+            "GPU": r.device_name,
+            "Run Mode": r.mode,
+            "train_steps_per_second": round(r.metrics.get("train_steps_per_second", 0.0), 3),
+            "steady_train_steps_per_second": round(r.metrics.get("steady_train_steps_per_second", 0.0), 3),
+            "train_samples_per_second": round(r.metrics.get("train_samples_per_second", 0.0), 2),
+            "first_step_seconds": round(r.metrics.get("first_step_seconds", 0.0), 1),
+            "mfu": round(r.metrics["mfu"], 3) if "mfu" in r.metrics else None,
+        }
+        for r in results
+    ]

@@ -1,0 +1,58 @@
+"""The data step of a retrain: DVC stages under a lock, then a snapshot of the outputs the run trains on.
+
+Overrides of DVC-tracked parameters (data, model, features) are written to params.yaml first (as
+`dvc exp run -S` does), under the same lock, so the stages follow them. The snapshot (`outputs/data/<version>`)
+lets later steps read the data of *this* version even when another retrain changes the shared workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from tasks.core.artifacts import DataSnapshot
+from tasks.core.config import persist_stage_overrides
+from tasks.core.layout import SNAPSHOT_FILES, snapshot_dir
+from tasks.versioning import data_version, push, reproduce
+
+STAGE_LOCK = ".dvc/tmp/qaflow-stages.lock"
+LOCK_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class StagesReport:
+    snapshot: DataSnapshot
+    params_changed: dict[str, Any]
+    skipped: tuple[str, ...]
+    pushed: int
+
+
+def snapshot_outputs(root: Path, version: str, hashes: dict[str, str], ran: tuple[str, ...]) -> DataSnapshot:
+    """Copy this version's stage outputs to `outputs/data/<version>` (once; written beside, then renamed)."""
+    target = snapshot_dir(root, version)
+    if not all((target / name).exists() for name in SNAPSHOT_FILES):
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name, source in SNAPSHOT_FILES.items():
+            shutil.copy2(root / source, tmp / name)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    return DataSnapshot(version=version, hashes=hashes, dir=target, stages_ran=ran)
+
+
+def run_data_stages(root: Path, params_path: Path, overrides: dict[str, Any] | None) -> StagesReport:
+    """`dvc repro` (only what changed) and snapshot the outputs, under a lock two retrains share; push to the remote."""
+    with FileLock(str(root / STAGE_LOCK), timeout=LOCK_TIMEOUT_S):
+        changed = persist_stage_overrides(params_path, overrides)
+        stages = reproduce(root, env_path_prefix=str(Path(sys.executable).parent))
+        version = data_version(root)
+        snapshot = snapshot_outputs(root, version.id, version.outs, tuple(stages.ran))
+        pushed = push(root)
+    return StagesReport(snapshot, changed, tuple(stages.skipped), pushed)

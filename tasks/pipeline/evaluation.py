@@ -1,0 +1,67 @@
+"""Scoring a registered (or any MLflow) QA model on a data set: the work behind `qaflow evaluate` and promotion.
+
+The model predicts with its own stored inference recipe (`tasks.pipeline.serving.QAModel`), so the scores equal
+what the retrain logged for the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+
+from tasks.core.data import QADataset, load_dataset_file
+from tasks.core.scoring import score_dataset
+from tasks.tracking import tags as tag
+from tasks.tracking.runs import log_run
+
+
+def file_digest(path: str | Path) -> str:
+    """A content id for an evaluation file (short sha256), so scores name exactly what they were computed on."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+@dataclass
+class Evaluation:
+    """Official metrics of one model on one data file, prediction speed and the files written."""
+
+    model_uri: str
+    data_path: str
+    data_sha256: str
+    examples: int
+    metrics: dict[str, float]
+    speed: dict[str, float]
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def evaluate_model(model_uri: str, dataset: QADataset, out_dir: Path) -> tuple[dict, dict, dict[str, Path]]:
+    """Load `model_uri` (e.g. `models:/qaflow-qa@champion`), predict `dataset`: (metrics, speed, files)."""
+    qa = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    run = qa.run_examples(dataset.examples, out_dir, data_version=dataset.version)
+    return score_dataset(dataset, run.predictions, run.null_odds), run.metrics, dict(run.files)
+
+
+def evaluate_file(model_uri: str, data: str | Path, out_dir: Path, max_samples: int | None = None) -> Evaluation:
+    """`evaluate_model` on a data file (any supported format), naming the file by its content digest."""
+    dataset = load_dataset_file(data, max_samples=max_samples)
+    metrics, speed, files = evaluate_model(model_uri, dataset, out_dir)
+    return Evaluation(model_uri, str(data), file_digest(data), len(dataset.examples), metrics, speed, files)
+
+
+def log_evaluation(evaluation: Evaluation, experiment_id: str) -> str:
+    """One MLflow run (kind `evaluation`) with the metrics, speed and prediction files; returns its id."""
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate {evaluation.model_uri}") as run:
+        log_run(
+            metrics={**evaluation.metrics, **evaluation.speed},
+            artifacts=[(path, "predictions") for path in evaluation.files.values()],
+            tags={tag.KIND: tag.KIND_EVALUATION, tag.MODEL_URI: evaluation.model_uri,
+                  tag.EVAL_DATA: evaluation.data_path, tag.EVAL_DATA_SHA256: evaluation.data_sha256},
+            environment=False,
+        )  # fmt: skip
+        return run.info.run_id

@@ -1,0 +1,254 @@
+"""Publishing the champion to the Hugging Face Hub: weights + tokenizer + a generated model card.
+
+`build_hub_folder` writes exactly the folder that `push_to_hub` uploads (so `--dry-run DIR` shows it). The
+token comes from `HF_TOKEN` or a token file, is handed to `huggingface_hub.HfApi` only, and is never logged,
+written, or put into an error message; the folder is scanned for it before any upload. Nothing in the registry
+changes unless the upload succeeded (then the version gets `qaflow.hub.*` tags).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tasks.core.config import QAFlowConfig
+from tasks.tracking import tags as tag
+from tasks.tracking.registry import get_version_by_alias
+from tasks.tracking.runs import configure_mlflow
+
+SKIP_FILES = {"training_args.bin"}  # pickled TrainingArguments: may carry hub tokens, no use for inference
+CARD_PARAMS = (
+    "model.model_name_or_path", "model.model_family", "features.max_seq_length", "features.doc_stride",
+    "train.learning_rate", "train.num_train_epochs", "train.max_steps", "train.per_device_train_batch_size",
+    "train.gradient_accumulation_steps", "train.warmup_ratio", "train.weight_decay", "train.seed", "train.bf16",
+    "train.fp16", "train.torch_compile", "train.torch_compile_mode", "data.train_file", "data.validation_file",
+    "data.max_train_samples", "data.max_eval_samples",
+)  # fmt: skip
+THROUGHPUT = ("train_steps_per_second", "train_samples_per_second", "train_tokens_per_second",
+              "train_runtime", "peak_memory_mb", "predict_samples_per_second")  # fmt: skip
+EVAL_METRICS = ("exact_match", "exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_f1")
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+class HubError(RuntimeError):
+    """A hub push that could not be done; the message never contains the token."""
+
+
+@dataclass
+class HubFolder:
+    path: Path
+    model: str
+    version: str
+    files: list[str]
+    card: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class HubPush:
+    repo_id: str
+    model: str
+    version: str
+    endpoint: str
+    commit_url: str | None
+    files: list[str]
+
+
+# ----------------------------------------------------------------------------------------- token
+
+
+def resolve_token(token_file: str | Path | None = None) -> str:
+    """The token from `token_file` (first line) or `HF_TOKEN`; a HubError naming where to put it otherwise."""
+    if token_file is not None:
+        path = Path(token_file)
+        if not path.is_file():
+            raise HubError(f"token file {path} does not exist")
+        token = path.read_text(encoding="utf-8").strip().splitlines()[0].strip() if path.stat().st_size else ""
+    else:
+        token = os.environ.get("HF_TOKEN", "").strip()
+    if not token:
+        raise HubError("no Hugging Face token: set HF_TOKEN or pass --token-file FILE")
+    return token
+
+
+def redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def assert_no_secret(folder: Path, secret: str) -> None:
+    """Fail if `secret` occurs in any file under `folder` (names included)."""
+    needle = secret.encode("utf-8")
+    for path in folder.rglob("*"):
+        if secret in path.name or (path.is_file() and needle in path.read_bytes()):
+            raise HubError(f"refusing to upload: the token occurs in {path.relative_to(folder)}")
+
+
+# ----------------------------------------------------------------------------------------- folder
+
+
+def _model_dir(downloaded: Path) -> Path:
+    """The weights + tokenizer directory inside a downloaded qaflow pyfunc model."""
+    mlmodel = yaml.safe_load((downloaded / "MLmodel").read_text(encoding="utf-8"))
+    artifacts = mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts", {})
+    if "model_dir" not in artifacts:
+        raise HubError("the registered model is not a qaflow QA pyfunc (no model_dir artifact)")
+    return downloaded / artifacts["model_dir"]["path"]
+
+
+def model_card(info: dict[str, Any], repo_id: str | None) -> tuple[str, dict[str, Any]]:
+    """README.md text (YAML metadata + body) from the version's run: metrics, data, params, hardware, speed."""
+    metrics, params, tags = info["metrics"], info["params"], info["tags"]
+    name = (repo_id or f"{info['model']}-v{info['version']}").split("/")[-1]
+    v2 = any(k.startswith(("HasAns", "NoAns")) for k in metrics)
+    results = [{"type": k, "name": k, "value": round(float(metrics[k]), 4)} for k in EVAL_METRICS if k in metrics]
+    meta: dict[str, Any] = {
+        "library_name": "transformers",
+        "pipeline_tag": "question-answering",
+        "tags": ["question-answering", "extractive-qa", "qaflow"],
+        "model-index": [{"name": name, "results": [{
+            "task": {"type": "question-answering", "name": "Question Answering"},
+            "dataset": {"name": Path(params.get("data.validation_file", "eval")).name,
+                        "type": "squad_v2" if v2 else "squad"},
+            "metrics": results,
+        }]}],
+        "qaflow": {
+            "registered_model": info["model"], "version": info["version"], "run_id": info["run_id"],
+            "data_version": tags.get(tag.DATA_VERSION), "run_key": tags.get(tag.RUN_KEY),
+            "backend": tags.get(tag.BACKEND), "device": tags.get(tag.DEVICE),
+            **{k: round(float(metrics[k]), 4) for k in THROUGHPUT if k in metrics},
+        },
+    }  # fmt: skip
+    front = yaml.safe_dump(meta, sort_keys=False)
+    lines = [f"---\n{front}---", f"# {name}", "",
+             f"Extractive question answering, fine-tuned by qaflow (registered model `{info['model']}` "
+             f"version {info['version']}, MLflow run `{info['run_id']}`).", "",
+             "## Evaluation", "", "| metric | value |", "|---|---|"]  # fmt: skip
+    lines += [f"| {r['name']} | {r['value']:.2f} |" for r in results]
+    lines += ["", "## Data", "", f"- data version (DVC): `{tags.get('qaflow.data_version', '-')}`"]
+    lines += [
+        f"- {k.split('.', 1)[1]}: `{_public(params[k])}`" for k in CARD_PARAMS if k.startswith("data.") and k in params
+    ]
+    lines += ["", "## Training configuration", "", "| parameter | value |", "|---|---|"]
+    lines += [f"| {k} | {_public(params[k])} |" for k in CARD_PARAMS if not k.startswith("data.") and k in params]
+    hardware = f"- backend: `{tags.get('qaflow.backend', '-')}`, device: `{tags.get('qaflow.device', '-')}`"
+    lines += ["", "## Hardware and throughput", "", hardware]
+    lines += [f"- {k}: {float(metrics[k]):.3f}" for k in THROUGHPUT if k in metrics]
+    lines += ["", "## Usage", "", "```python",
+              "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
+              f'model = AutoModelForQuestionAnswering.from_pretrained("{repo_id or name}")',
+              f'tokenizer = AutoTokenizer.from_pretrained("{repo_id or name}")', "```", "",
+              "`inference_recipe.json`: how qaflow predicts with this model (family, windows, n-best, generation).",
+              ""]  # fmt: skip
+    return "\n".join(lines), meta
+
+
+def _public(value: str) -> str:
+    """A local absolute path is shown by its last component (the card is public; the machine's layout is not)."""
+    return Path(value).name if value.startswith("/") else value
+
+
+def version_info(client: MlflowClient, name: str, alias: str) -> dict[str, Any]:
+    """Model name, version, run id, and the run's metrics, params and tags for the version `name@alias`."""
+
+    version = get_version_by_alias(name, alias, client)
+    if version is None:
+        raise HubError(f"model '{name}' has no '{alias}' version (run `qaflow promote` first)")
+    run = client.get_run(version.run_id) if version.run_id else None
+    return {
+        "model": name, "version": str(version.version), "run_id": version.run_id,
+        "metrics": dict(run.data.metrics) if run else {}, "params": dict(run.data.params) if run else {},
+        "tags": dict(run.data.tags) if run else {}, "version_tags": dict(version.tags),
+    }  # fmt: skip
+
+
+def build_hub_folder(
+    cfg: QAFlowConfig, root: Path, out_dir: Path, *, alias: str = "champion", repo_id: str | None = None
+) -> HubFolder:
+    """Write the upload folder for `name@alias`: model + tokenizer files, `inference_recipe.json`, `README.md`."""
+    import mlflow
+
+    configure_mlflow(cfg.tracking, Path(root))
+    client = MlflowClient()
+    name = cfg.tracking.registered_model_name
+    info = version_info(client, name, alias)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise HubError(f"{out_dir} exists and is not empty")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="qaflow-hub-") as tmp:
+        downloaded = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{info['version']}", dst_path=tmp))
+        model_dir = _model_dir(downloaded)
+        for path in sorted(model_dir.iterdir()):
+            if path.is_file() and path.name not in SKIP_FILES:
+                shutil.copy2(path, out_dir / path.name)
+    if not any(out_dir.glob("*.safetensors")) and not any(out_dir.glob("*.bin")):
+        raise HubError(f"no weights found in the model of {name} v{info['version']}")
+    text, meta = model_card(info, repo_id)
+    (out_dir / "README.md").write_text(text, encoding="utf-8")
+    files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
+    return HubFolder(out_dir, name, info["version"], files, meta)
+
+
+# ----------------------------------------------------------------------------------------- push
+
+
+def hub_endpoint(endpoint: str | None = None) -> str:
+    """`endpoint`, else `HF_ENDPOINT` (read now, not at import), else huggingface.co."""
+    return (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    names = {t.__name__ for t in type(exc).__mro__}
+    return isinstance(exc, ConnectionError | TimeoutError) or bool(
+        names & {"ConnectError", "ConnectTimeout", "TimeoutException", "NetworkError", "OfflineModeIsEnabled"}
+    )
+
+
+def push_to_hub(
+    cfg: QAFlowConfig,
+    root: Path,
+    repo_id: str,
+    token: str,
+    *,
+    alias: str = "champion",
+    endpoint: str | None = None,
+    private: bool | None = None,
+) -> HubPush:
+    """Create `repo_id` if needed and upload the folder; tag the version `qaflow.hub.*` only after success."""
+    from huggingface_hub import HfApi
+
+    if not repo_id or "/" not in repo_id:
+        raise HubError(f"repo id must look like 'user/name', got {repo_id!r}")
+    url = hub_endpoint(endpoint)
+    with tempfile.TemporaryDirectory(prefix="qaflow-hub-push-") as tmp:
+        folder = build_hub_folder(cfg, root, Path(tmp) / "upload", alias=alias, repo_id=repo_id)
+        assert_no_secret(folder.path, token)
+        api = HfApi(endpoint=url, token=token, library_name="qaflow")
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            commit = api.upload_folder(
+                repo_id=repo_id, folder_path=folder.path,
+                commit_message=f"qaflow: {folder.model} v{folder.version} ({alias})",
+            )  # fmt: skip
+        except Exception as exc:  # network, auth, hub-side errors: all end here, nothing changed
+            detail = redact(" ".join(str(exc).split()) or type(exc).__name__, token)[:500]
+            what = "the hub is unreachable" if _is_connection_error(exc) else "the hub refused it"
+            raise HubError(
+                f"push of {folder.model} v{folder.version} to {url}/{repo_id} failed: {what} "
+                f"({type(exc).__name__}: {detail}); nothing was changed"
+            ) from None
+    commit_url = getattr(commit, "commit_url", None)
+    user, at = getpass.getuser(), datetime.now(UTC).isoformat(timespec="seconds")
+    client = MlflowClient()
+    for key, value in {"repo_id": repo_id, "endpoint": url, "commit_url": commit_url, "by": user, "at": at}.items():
+        if value:
+            client.set_model_version_tag(folder.model, folder.version, f"qaflow.hub.{key}", str(value))
+    return HubPush(repo_id, folder.model, folder.version, url, commit_url, folder.files)

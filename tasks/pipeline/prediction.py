@@ -1,0 +1,117 @@
+"""The prediction step: load a trained model once (family resolved from its config), predict a data set with an
+inference recipe, write the outputs and score them with the official metric.
+
+`qaflow predict` builds the recipe from the configuration (flags win, as in run_qa.py); the retrain flow, the
+evaluate flow, promotion re-scoring and `qaflow answer` use the recipe stored with the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tasks.core.checkpoints import load_tokenizer
+from tasks.core.config import QAFlowConfig
+from tasks.core.data import QADataset
+from tasks.core.family import ModelFamily
+from tasks.core.io import write_json_atomic
+from tasks.core.scoring import score_dataset
+from tasks.core.specs import InferenceRecipe, ModelSpec, inference_recipe
+from tasks.families.registry import resolve_family
+from tasks.pipeline.stages import load_split
+from tasks.predict import PredictionRun, predict_examples
+
+
+@dataclass
+class Predictor:
+    """A loaded model, its tokenizer and family, on a device."""
+
+    family: ModelFamily
+    model: Any
+    tokenizer: Any
+    device: torch.device
+
+    @classmethod
+    def load(cls, model_dir: str | Path, family: str = "auto", *, use_cuda: bool = True) -> Predictor:
+        spec = ModelSpec.of_checkpoint(model_dir, family)
+        resolved = resolve_family(spec.family, spec.path)
+        device = torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
+        model = resolved.load_model(spec.path).to(device).eval()
+        return cls(resolved, model, load_tokenizer(spec.tokenizer_path), device)
+
+    def predict(self, examples: list, recipe: InferenceRecipe, out_dir: Path, *, save_raw: bool) -> PredictionRun:
+        return predict_examples(
+            self.family, self.model, self.tokenizer, examples, recipe, out_dir, save_raw=save_raw, device=self.device
+        )
+
+
+@dataclass
+class PredictionSummary:
+    """What a prediction step produced: counts, speed, output files and (when scored) the official metrics."""
+
+    examples: int
+    squad_version: str
+    model_family: str
+    speed: dict[str, float]
+    files: dict[str, Path]
+    metrics: dict[str, float] | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "examples": self.examples, "squad_version": self.squad_version, "model_family": self.model_family,
+            **self.speed, "files": {k: str(v) for k, v in self.files.items()},
+        }  # fmt: skip
+        if self.metrics is not None:
+            out["metrics"] = self.metrics
+        return out
+
+
+def predict_dataset(
+    predictor: Predictor,
+    dataset: QADataset,
+    recipe: InferenceRecipe,
+    output_dir: Path,
+    *,
+    save_raw: bool = True,
+    do_score: bool = True,
+) -> PredictionSummary:
+    """Predict every example of `dataset`; write the outputs (and `metrics.json` when scored) into `output_dir`."""
+    recipe = recipe.for_data_version(dataset.version)
+    run = predictor.predict(dataset.examples, recipe, output_dir, save_raw=save_raw)
+    summary = PredictionSummary(
+        examples=len(dataset.examples), squad_version=dataset.version, model_family=predictor.family.name,
+        speed=run.metrics, files=dict(run.files), recipe=recipe.to_dict(),
+    )  # fmt: skip
+    if do_score:
+        summary.metrics = score_dataset(dataset, run.predictions, run.null_odds)
+        summary.files["metrics"] = write_json_atomic(summary.metrics, Path(output_dir) / "metrics.json", indent=2)
+    return summary
+
+
+def predict_with_stored_recipe(
+    model_dir: str | Path, dataset: QADataset, output_dir: Path, *, save_raw: bool = True, use_cuda: bool = True
+) -> PredictionSummary:
+    """Predict with the inference recipe saved beside the model (the retrain flow's score)."""
+    predictor = Predictor.load(model_dir, use_cuda=use_cuda)
+    recipe = InferenceRecipe.load(model_dir)
+    return predict_dataset(predictor, dataset, recipe, output_dir, save_raw=save_raw)
+
+
+def predict_from_config(
+    cfg: QAFlowConfig,
+    *,
+    model_dir: str | Path,
+    data: str | Path,
+    output_dir: Path,
+    save_raw: bool = True,
+    do_score: bool = True,
+) -> PredictionSummary:
+    """`qaflow predict`: the configured windows/n-best/generation settings on `data` (the configured eval split)."""
+    dataset = load_split(cfg, "eval", data)
+    predictor = Predictor.load(model_dir, cfg.model.model_family, use_cuda=cfg.train.backend != "cpu")
+    recipe = inference_recipe(cfg, predictor.family.name, dataset.version)
+    return predict_dataset(predictor, dataset, recipe, output_dir, save_raw=save_raw, do_score=do_score)

@@ -1,0 +1,419 @@
+"""MLflow tracking: configure the store; log a run's params, metrics, history, artifacts, tags, environment.
+
+Plain functions over `MlflowClient`; the flow opens the run (`mlflow.start_run`) and calls `log_run` in it.
+A relative `sqlite:///` URI is resolved against the project root; `http(s)://` URIs (a tracking server)
+pass through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import (
+    MAX_ENTITY_KEY_LENGTH,
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAM_VAL_LENGTH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+    MAX_TAG_VAL_LENGTH,
+)
+
+from tasks.core.artifacts import TrainResult
+from tasks.core.config import TrackingConfig
+from tasks.tracking import tags as tag
+
+OVERFLOW_ARTIFACT = "params_overflow.json"
+_SQLITE = "sqlite:///"
+_BAD_METRIC_CHARS = re.compile(r"[^A-Za-z0-9_\-./ ]")
+_PARAM_KEY_OK = re.compile(r"^[A-Za-z0-9_\-./ ]+$")
+_HISTORY_SKIP = frozenset({"step"})
+# Cumulative-seconds keys a log_history entry may carry; used to derive steps/s between two log points.
+_ELAPSED_KEYS = ("elapsed_seconds", "train_runtime")
+
+
+# --- configuration
+
+
+def resolve_tracking_uri(uri: str, root: Path) -> str:
+    """A relative `sqlite:///rel/path.db` becomes absolute under `root`; other URIs are returned unchanged."""
+    if not uri.startswith(_SQLITE):
+        return uri
+    db = Path(uri[len(_SQLITE) :])
+    if not db.is_absolute():
+        db = Path(root).resolve() / db
+    return _SQLITE + str(db)
+
+
+@contextlib.contextmanager
+def _init_lock(uri: str) -> Iterator[None]:
+    """Serialise first use of a sqlite store across processes (schema creation is not concurrency-safe)."""
+    if not uri.startswith(_SQLITE):
+        yield
+        return
+    db = Path(uri[len(_SQLITE) :])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.parent / f".{db.name}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _is_already_exists(exc: MlflowException) -> bool:
+    return exc.error_code == "RESOURCE_ALREADY_EXISTS" or "already exists" in str(exc).lower()
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The id of experiment `name`, created if missing; a concurrent creator's experiment is re-read."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException as exc:
+        if not _is_already_exists(exc):
+            raise
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def configure_mlflow(tracking: TrackingConfig, root: Path) -> str:
+    """Point MLflow at the configured store, make sure the experiment exists and select it; returns its id.
+
+    Local stores get `artifact_location` = `root / artifact_root` as a file URI; a tracking server decides
+    its own artifact location (`--artifacts-destination` / `--default-artifact-root`).
+    """
+    uri = resolve_tracking_uri(tracking.tracking_uri, root)
+    mlflow.set_tracking_uri(uri)
+    artifact_location = None
+    if not uri.startswith(("http://", "https://")):
+        artifacts = Path(root).resolve() / tracking.artifact_root
+        artifacts.mkdir(parents=True, exist_ok=True)
+        artifact_location = artifacts.as_uri()
+    with _init_lock(uri):
+        experiment_id = ensure_experiment(MlflowClient(uri), tracking.experiment_name, artifact_location)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+# --- params
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def flatten_params(cfg_dict: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, str], dict[str, Any]]:
+    """Nested mapping → (`{"section.key": "value"}`, overflow).
+
+    Keys longer than MLflow's key limit (or with characters it rejects) and values longer than its value limit
+    go to `overflow` with their original value, to be logged as a JSON artifact instead of failing the run.
+    """
+    params: dict[str, str] = {}
+    overflow: dict[str, Any] = {}
+    for key, value in cfg_dict.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            sub_params, sub_overflow = flatten_params(value, prefix=f"{name}.")
+            params.update(sub_params)
+            overflow.update(sub_overflow)
+            continue
+        text = _param_text(value)
+        fits = len(name) <= MAX_ENTITY_KEY_LENGTH and len(text) <= MAX_PARAM_VAL_LENGTH
+        if fits and _PARAM_KEY_OK.match(name):
+            params[name] = text
+        else:
+            overflow[name] = value
+    return params, overflow
+
+
+# --- batching
+
+
+def _chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for lo in range(0, len(items), size):
+        yield items[lo : lo + size]
+
+
+def log_batched(
+    run_id: str,
+    *,
+    metrics: Sequence[Metric] = (),
+    params: Sequence[Param] = (),
+    tags: Sequence[RunTag] = (),
+    client: MlflowClient | None = None,
+) -> None:
+    """`MlflowClient.log_batch` in chunks within the per-request limits (100 params/tags, 1000 metrics)."""
+    client = client or MlflowClient()
+    for chunk in _chunked(list(params), MAX_PARAMS_TAGS_PER_BATCH):
+        client.log_batch(run_id, params=list(chunk))
+    for chunk in _chunked(list(tags), MAX_PARAMS_TAGS_PER_BATCH):
+        client.log_batch(run_id, tags=list(chunk))
+    for chunk in _chunked(list(metrics), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=list(chunk))
+
+
+def log_params(run_id: str, cfg_dict: Mapping[str, Any], client: MlflowClient | None = None) -> dict[str, Any]:
+    """Log the flattened config as params; what does not fit goes to `params_overflow.json` (returned)."""
+    params, overflow = flatten_params(cfg_dict)
+    log_batched(run_id, params=[Param(k, v) for k, v in params.items()], client=client)
+    if overflow:
+        (client or MlflowClient()).log_dict(run_id, overflow, OVERFLOW_ARTIFACT)
+    return overflow
+
+
+# --- metrics
+
+
+def sanitize_metric_name(name: str) -> str:
+    """Map a metric name onto MLflow's alphabet (alnum, `_-./`, space) as a clean relative path."""
+    clean = _BAD_METRIC_CHARS.sub("_", str(name)).strip()
+    clean = re.sub(r"/+", "/", clean).strip("/")
+    parts = [p if p not in {".", ".."} else p.replace(".", "_") for p in clean.split("/")]
+    return "/".join(p for p in parts if p) or "_"
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    try:  # numpy / torch scalars
+        return float(value.item())
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def metric_entities(
+    values: Mapping[str, Any], *, step: int = 0, prefix: str = "", timestamp: int | None = None
+) -> list[Metric]:
+    """Numeric entries of `values` as Metric entities with sanitised names; others are dropped."""
+    ts = timestamp if timestamp is not None else int(time.time() * 1000)
+    out = []
+    for key, value in values.items():
+        number = _as_float(value)
+        if number is not None:
+            out.append(Metric(sanitize_metric_name(f"{prefix}{key}"), number, ts, int(step)))
+    return out
+
+
+def history_entities(log_history: Sequence[Mapping[str, Any]], timestamp: int | None = None) -> list[Metric]:
+    """Trainer `log_history` as step-wise metrics (`loss`, `learning_rate`, `grad_norm`, eval_*, ...).
+
+    Where entries carry a cumulative time (`elapsed_seconds` or `train_runtime`), the steps/s between two
+    consecutive log points is added as `train_steps_per_second_interval`.
+    """
+    ts = timestamp if timestamp is not None else int(time.time() * 1000)
+    out: list[Metric] = []
+    previous: tuple[int, float] | None = None
+    for entry in log_history:
+        step = int(entry.get("step", 0))
+        values = {k: v for k, v in entry.items() if k not in _HISTORY_SKIP}
+        out.extend(metric_entities(values, step=step, timestamp=ts))
+        elapsed = next((_as_float(entry[k]) for k in _ELAPSED_KEYS if k in entry), None)
+        if elapsed is None:
+            continue
+        if previous is not None and step > previous[0] and elapsed > previous[1]:
+            rate = (step - previous[0]) / (elapsed - previous[1])
+            out.append(Metric("train_steps_per_second_interval", rate, ts, step))
+        previous = (step, elapsed)
+    return out
+
+
+# --- artifacts
+
+
+def log_artifacts(
+    run_id: str, artifacts: Iterable[tuple[str | Path, str | None]], client: MlflowClient | None = None
+) -> list[str]:
+    """Log files/directories, each under its artifact sub-path (None = run root). Missing paths raise."""
+    client = client or MlflowClient()
+    logged = []
+    for local, sub in artifacts:
+        path = Path(local)
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), sub)
+        elif path.is_file():
+            client.log_artifact(run_id, str(path), sub)
+        else:
+            raise FileNotFoundError(f"artifact {path} does not exist")
+        logged.append(f"{sub}/{path.name}" if sub and path.is_file() else (sub or path.name))
+    return logged
+
+
+# --- tags, environment
+
+
+def git_commit(root: Path) -> str | None:
+    """HEAD's commit hash in `root`, or None outside a git repository / before the first commit."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None
+
+
+def run_tags(
+    *,
+    data_version: str | None = None,
+    backend: str | None = None,
+    device: str | None = None,
+    run_key: str | None = None,
+    root: Path | None = None,
+) -> dict[str, str]:
+    """Standard qaflow tags; the git commit uses MLflow's own `mlflow.source.git.commit` tag."""
+    tags = {
+        tag.DATA_VERSION: data_version,
+        tag.BACKEND: backend,
+        tag.DEVICE: device,
+        tag.RUN_KEY: run_key,
+        tag.GIT_COMMIT: git_commit(root) if root is not None else None,
+    }
+    return {k: str(v)[:MAX_TAG_VAL_LENGTH] for k, v in tags.items() if v is not None}
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def requirements_text() -> str:
+    """`pip freeze` of this interpreter; falls back to the installed distributions if pip is unavailable."""
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, timeout=60, check=True
+        )
+        return out.stdout
+    except (OSError, subprocess.SubprocessError):
+        dists = {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()}
+        return "\n".join(sorted(dists, key=str.lower)) + "\n"
+
+
+def environment_info(device: str | None = None) -> dict[str, Any]:
+    """Interpreter, library versions and hardware of this process."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        cpus = os.cpu_count() or 1
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": _version("torch"),
+        "transformers": _version("transformers"),
+        "tokenizers": _version("tokenizers"),
+        "mlflow": _version("mlflow"),
+        "device": device,
+        "cpu_count": cpus,
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def log_environment(run_id: str, device: str | None = None, client: MlflowClient | None = None) -> None:
+    """`environment.json` and `requirements.txt` (pip freeze) under the run's `environment/` artifacts."""
+    client = client or MlflowClient()
+    client.log_dict(run_id, environment_info(device), "environment/environment.json")
+    client.log_text(run_id, requirements_text(), "environment/requirements.txt")
+
+
+# --- one call
+
+
+def _active_run_id(run_id: str | None) -> str:
+    if run_id is not None:
+        return run_id
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_run needs an active MLflow run (mlflow.start_run) or an explicit run_id")
+    return run.info.run_id
+
+
+def log_run(
+    *,
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    train_result: TrainResult | None = None,
+    log_history: Sequence[Mapping[str, Any]] = (),
+    artifacts: Iterable[tuple[str | Path, str | None]] = (),
+    tags: Mapping[str, str] | None = None,
+    environment: bool = True,
+    run_id: str | None = None,
+) -> str:
+    """Log everything about one run into the active run (or `run_id`); returns the run id.
+
+    `params` is a nested config dict (`cfg.to_dict()`); `metrics` are final figures (EM/F1, v2 breakdown).
+    A `train_result` adds its metrics, its `log_history` (step-wise), its artifacts (under `train/`) and the
+    backend/device tags. `artifacts` are `(local path, artifact sub-path or None)` pairs.
+    """
+    rid = _active_run_id(run_id)
+    client = MlflowClient()
+    all_tags = dict(tags or {})
+    history = list(log_history)
+    values = dict(metrics or {})
+    extra: list[tuple[str | Path, str | None]] = []
+    device = None
+    if train_result is not None:
+        values = {**train_result.metrics, **values}
+        history = history or list(train_result.log_history)
+        extra = [(p, "train") for p in train_result.artifacts.values()]
+        device = train_result.device.device_name
+        all_tags.setdefault(tag.BACKEND, train_result.device.backend)
+        all_tags.setdefault(tag.DEVICE, device)
+    if params:
+        log_params(rid, params, client)
+    entities = metric_entities(values) + history_entities(history)
+    log_batched(rid, metrics=entities, tags=[RunTag(k, str(v)) for k, v in all_tags.items()], client=client)
+    log_artifacts(rid, [*artifacts, *extra], client)
+    if environment:
+        log_environment(rid, device or all_tags.get(tag.DEVICE), client)
+    return rid
+
+
+# --- lookup
+
+
+def quote_filter_value(value: str) -> str:
+    """A string literal for MLflow search filters (which have no escape for the quote character)."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ValueError(f"cannot search for a value containing both quote characters: {value!r}")
+
+
+def find_run_by_key(experiment_id: str, key: str, client: MlflowClient | None = None) -> Run | None:
+    """The newest run of the experiment tagged `qaflow.run_key = key` (any status), or None."""
+    client = client or MlflowClient()
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{tag.RUN_KEY}` = {quote_filter_value(key)}",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None

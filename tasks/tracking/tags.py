@@ -1,0 +1,53 @@
+"""Every MLflow tag name qaflow writes or reads, and the one derivation of a run's "run mode"."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+PREFIX = "qaflow."
+RUN_KEY = "qaflow.run_key"  # data version + model parameters (tasks.pipeline.runplan.run_key)
+DATA_VERSION = "qaflow.data_version"  # DVC data version the run trained on
+MODEL = "qaflow.model"  # configured model name or path
+FAMILY = "qaflow.family"  # extractive | beam | seq2seq | ...
+RUN_MODE = "qaflow.run_mode"  # eager | compile | compile-<mode>
+KIND = "qaflow.kind"  # retrain (no tag) | evaluation | benchmark | comparison
+BACKEND = "qaflow.backend"
+DEVICE = "qaflow.device"
+MODEL_URI = "qaflow.model_uri"  # evaluation runs: what was scored
+EVAL_DATA = "qaflow.eval_data"
+EVAL_DATA_SHA256 = "qaflow.eval_data_sha256"
+COMPARED_RUNS = "qaflow.compared_runs"
+COMPARE_METRIC = "qaflow.compare_metric"
+ARTIFACT_PATH = "qaflow.artifact_path"  # model version tag: the run artifact it was registered from
+PROMOTION = "qaflow.promotion"  # model version tag prefix: who/when/why promoted
+ROLLBACK = "qaflow.rollback"  # model version tag prefix
+GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own tag
+
+KIND_EVALUATION = "evaluation"
+KIND_BENCHMARK = "benchmark"
+KIND_COMPARISON = "comparison"
+
+EAGER = "eager"
+_DEFAULT_MODES = {None, "", "default", "none", "None"}
+
+
+def run_mode(torch_compile: bool, torch_compile_mode: str | None) -> str:
+    """`eager`, `compile` (default mode) or `compile-<mode>` (e.g. `compile-max-autotune`)."""
+    if not (torch_compile or torch_compile_mode):
+        return EAGER
+    return "compile" if torch_compile_mode in _DEFAULT_MODES else f"compile-{torch_compile_mode}"
+
+
+def run_mode_of(tags: Mapping[str, str], params: Mapping[str, str]) -> str:
+    """A logged run's mode: its tag, else derived from its logged `train.*` params."""
+    if tags.get(RUN_MODE):
+        return tags[RUN_MODE]
+    compiled = params.get("train.torch_compile", "False").lower() in {"true", "1"}
+    return run_mode(compiled, params.get("train.torch_compile_mode"))
+
+
+def run_kind(tags: Mapping[str, str]) -> str:
+    """`evaluation` / `benchmark` / `comparison` from the tag; a run with a run key is a `retrain`."""
+    if tags.get(KIND):
+        return tags[KIND]
+    return "retrain" if RUN_KEY in tags else "run"

@@ -1,0 +1,231 @@
+"""Trainer plumbing every model family shares (CPU and CUDA, one code path; also each DDP worker under torchrun).
+
+The family supplies the model, the collator and the Trainer/TrainingArguments classes; this module resumes
+from the last complete checkpoint, trains (capturing Inductor's autotune output), measures throughput and saves
+the final model atomically. It knows nothing of extractive, beam or seq2seq.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback, TrainingArguments, set_seed
+
+from tasks.core.artifacts import TrainResult
+from tasks.core.checkpoints import load_tokenizer
+from tasks.core.config import TrainConfig
+from tasks.core.family import ModelFamily
+from tasks.core.layout import TrainPaths
+from tasks.core.specs import ModelSpec
+from tasks.train.autotune import AutotuneCapture, capture_autotune
+from tasks.train.resources import available_cpu_cores, device_info, peak_memory_mb
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+
+
+class IndexDataset(torch.utils.data.Dataset):
+    """Feature indices; the collator turns a list of indices into one (optionally trimmed) batch."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+class ThroughputCallback(TrainerCallback):
+    """Separates the first optimizer step (compile/warm-up) from steady-state steps per second."""
+
+    def __init__(self) -> None:
+        self.step_ends: list[float] = []
+        self.train_start = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        self.train_start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        self.step_ends.append(time.perf_counter())
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        if state.log_history:  # wall-clock position of each log entry: steps/s over time in the tracking UI
+            state.log_history[-1]["elapsed_seconds"] = time.perf_counter() - self.train_start
+
+    def figures(self) -> dict[str, float]:
+        if not self.step_ends:
+            return {}
+        first = self.step_ends[0] - self.train_start
+        out = {"first_step_seconds": first}
+        if len(self.step_ends) > 2:
+            steady = (len(self.step_ends) - 2) / (self.step_ends[-1] - self.step_ends[1])
+            out["steady_train_steps_per_second"] = steady
+        return out
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """A checkpoint a kill could not have cut short: weights plus every state file Trainer writes."""
+    has_weights = any(path.glob("model*.safetensors")) or (path / "pytorch_model.bin").exists()
+    return has_weights and all((path / name).exists() for name in CHECKPOINT_FILES)
+
+
+def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """The newest complete `checkpoint-N`; incomplete ones (killed mid-save) are moved aside, never resumed."""
+    if not checkpoints_dir.is_dir():
+        return None
+    found = sorted(
+        (p for p in checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+    for path in reversed(found):
+        if is_complete_checkpoint(path):
+            return path
+        log.warning("ignoring incomplete checkpoint %s (interrupted while saving)", path)
+        shutil.move(str(path), str(path.with_name(f"incomplete-{path.name}-{int(time.time())}")))
+    return None
+
+
+def training_arguments(
+    t: TrainConfig, backend: str, checkpoints_dir: Path, args_class: type = TrainingArguments
+) -> TrainingArguments:
+    """`args_class` (TrainingArguments or a subclass such as Seq2SeqTrainingArguments) from the train section."""
+    use_bf16 = t.bf16 and (backend == "cpu" or torch.cuda.is_bf16_supported())
+    if t.bf16 and not use_bf16:
+        log.warning("bf16 requested but this GPU does not support it; training in fp32")
+    fixed_shapes = t.torch_compile and not t.torch_compile_dynamic
+    return args_class(
+        output_dir=str(checkpoints_dir),
+        learning_rate=t.learning_rate,
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        warmup_steps=t.warmup_ratio,  # v5: a float in [0, 1) is a ratio of the total steps
+        weight_decay=t.weight_decay,
+        seed=t.seed,
+        bf16=use_bf16,
+        fp16=t.fp16 and backend == "cuda",
+        eval_strategy="no",
+        save_strategy=t.save_strategy,
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        torch_compile=t.torch_compile or t.torch_compile_mode is not None,
+        torch_compile_mode=t.torch_compile_mode,
+        dataloader_num_workers=t.dataloader_num_workers,
+        dataloader_drop_last=fixed_shapes,  # a smaller last batch would recompile
+        use_cpu=backend == "cpu",
+        ddp_backend="gloo" if backend == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        report_to="none",
+        disable_tqdm=False,
+        save_only_model=False,
+    )
+
+
+def configure_compile(t: TrainConfig) -> None:
+    """Static shapes unless dynamic shapes are requested: fixed-size batches then never recompile."""
+    import torch._dynamo  # only when compiling
+
+    dynamic = t.torch_compile_dynamic
+    torch._dynamo.config.automatic_dynamic_shapes = dynamic
+    torch._dynamo.config.assume_static_by_default = not dynamic
+
+
+def save_model_atomically(trainer: Any, tokenizer: Any, model_dir: Path) -> None:
+    """Write the final model to a sibling temp directory, then swap it into place."""
+    tmp = model_dir.with_name(f".{model_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    old = model_dir.with_name(f".{model_dir.name}.old-{os.getpid()}")
+    if model_dir.exists():
+        model_dir.rename(old)
+    tmp.rename(model_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def run_trainer(
+    family: ModelFamily,
+    model_spec: ModelSpec,
+    train_cfg: TrainConfig,
+    features: Any,
+    *,
+    backend: str,
+    paths: TrainPaths,
+    dynamic_padding: bool,
+) -> TrainResult:
+    """Fine-tune `model_spec` as `family` on its training `features`; resume, measure, save atomically."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    tokenizer = load_tokenizer(model_spec.tokenizer_path)
+    set_seed(train_cfg.seed)  # a freshly initialised head depends on the seed, as in run_qa.py
+    model = family.load_model(model_spec.path)
+    args = training_arguments(train_cfg, backend, paths.checkpoints_dir, family.training_arguments_class)
+    collator = family.collator(features, dynamic=dynamic_padding)
+    n_rows = len(features)
+    if backend == "cpu":
+        torch.set_num_threads(available_cpu_cores())
+    if train_cfg.torch_compile or train_cfg.torch_compile_mode:
+        configure_compile(train_cfg)
+    speed = ThroughputCallback()
+    trainer = family.trainer_class(
+        model=model, args=args, train_dataset=IndexDataset(n_rows), data_collator=collator, callbacks=[speed]
+    )
+    resume = last_complete_checkpoint(paths.checkpoints_dir) if trainer.is_world_process_zero() else None
+    resume = _broadcast_resume(resume)
+    if resume:
+        log.info("resuming from %s", resume)
+    autotune = train_cfg.torch_compile_mode == "max-autotune"
+    capture = capture_autotune(paths.autotune_dir, fresh_cache=True) if autotune else contextlib.nullcontext()
+    with capture as captured:
+        out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    artifacts = autotune_artifacts(captured) if autotune else {}
+    metrics = dict(out.metrics)
+    elapsed = metrics.get("train_runtime") or 1.0
+    metrics["train_tokens_per_second"] = collator.real_tokens * args.world_size / elapsed
+    metrics["train_padded_tokens_per_second"] = collator.padded_tokens * args.world_size / elapsed
+    metrics["train_features"] = float(n_rows)
+    metrics["peak_memory_mb"] = peak_memory_mb(backend)
+    metrics["model_parameters"] = float(sum(p.numel() for p in model.parameters()))
+    metrics.update(speed.figures())
+    metrics.update(family.train_metrics(features, collator, elapsed, args.world_size))
+    if trainer.is_world_process_zero():
+        save_model_atomically(trainer, tokenizer, paths.model_dir)
+    return TrainResult(
+        model_dir=paths.model_dir,
+        metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+        device=device_info(backend, world_size=args.world_size),
+        resumed_from=str(resume) if resume else None,
+        log_history=list(trainer.state.log_history),
+        artifacts=artifacts,
+    )
+
+
+def _broadcast_resume(resume: Path | None) -> Path | None:
+    """Under DDP every rank must resume from the checkpoint rank 0 chose."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return resume
+    box = [str(resume) if resume else ""]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return Path(box[0]) if box[0] else None
+
+
+def autotune_artifacts(captured: AutotuneCapture) -> dict[str, Path]:
+    """The raw AUTOTUNE log and its parsed tables, for the run's artifacts."""
+    paths = {
+        "autotune_log": captured.raw_log_path,
+        "autotune_table_csv": captured.table_csv_path,
+        "autotune_table_md": captured.table_md_path,
+    }
+    return {k: v for k, v in paths.items() if v is not None}
