@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,22 +13,21 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
+from tasks.core.config import QAFlowConfig
+from tasks.core.data import Example, QADataset, load_dataset_file, to_squad_json
+from tasks.core.features import NO_OFFSET, Features, FeatureSettings, prepare_eval_features, prepare_train_features
+from tasks.core.metrics import score
+from tasks.core.postprocess import NBestSettings
+from tasks.core.specs import InferenceRecipe
 from tasks.families.beam import (
     BeamCollator,
     beam_p_mask,
     forward_beam,
     is_impossible,
     postprocess_beam,
-    predict_beam,
     start_major,
-    train_beam,
 )
-from tasks.core.config import QAFlowConfig
-from tasks.core.data import Example, QADataset, load_dataset_file, to_squad_json
-from tasks.families.registry import TRAIN_METRIC_KEYS, load_model
-from tasks.core.features import NO_OFFSET, Features, FeatureSettings, prepare_eval_features, prepare_train_features
-from tasks.core.metrics import score
-from tasks.core.postprocess import NBestSettings
+from tests.family_helpers import TRAIN_METRIC_KEYS, load_model, predict, train
 from tests.tiny_models import SAMPLE_DEV_V1, SAMPLE_DEV_V2, cached_model_dir
 
 SETTINGS = FeatureSettings(max_seq_length=128, doc_stride=48)
@@ -352,7 +352,7 @@ def test_train_beam_changes_weights_and_reports_extractive_metric_keys(xlnet_dir
         "save_steps": 4,
     }.items():
         setattr(cfg.train, key, value)
-    result = train_beam(cfg, feats, "cpu", tmp_path)
+    result = train("beam", cfg, feats, tmp_path)
     assert set(TRAIN_METRIC_KEYS) <= set(result.metrics)
     assert 0 < result.metrics["train_impossible_fraction"] < 1
     losses = [h["loss"] for h in result.log_history if "loss" in h]
@@ -372,13 +372,14 @@ def test_predict_beam_scores_in_extractive_format(xlnet_dir: Path, tokenizer, tm
     dataset = load_dataset_file(SAMPLE_DEV_V2 if v2 else SAMPLE_DEV_V1, max_samples=20)
     model = load_model("beam", xlnet_dir)
     settings = NBestSettings(n_best_size=10, max_answer_length=20, version_2_with_negative=v2)
-    run = predict_beam(model, tokenizer, dataset.examples, SETTINGS, settings, 16, tmp_path / "a", chunk_examples=7)
+    recipe = InferenceRecipe("beam", SETTINGS, settings, batch_size=16)
+    run = predict("beam", model, tokenizer, dataset.examples, recipe, tmp_path / "a", chunk_examples=7)
     ids = [ex.id for ex in dataset.examples]
     assert sorted(run.predictions) == sorted(ids)
     nbest = json.loads(run.files["nbest"].read_text())
     assert all(nbest[i][0]["text"] == run.predictions[i] for i in ids)
     assert all(len(nbest[i]) <= 10 and abs(sum(p["probability"] for p in nbest[i]) - 1) < 1e-6 for i in ids)
-    whole = predict_beam(model, tokenizer, dataset.examples, SETTINGS, settings, 5, tmp_path / "b")
+    whole = predict("beam", model, tokenizer, dataset.examples, replace(recipe, batch_size=5), tmp_path / "b")
     assert whole.predictions == run.predictions  # chunking and batch size do not change answers
     metrics = score(
         to_squad_json(QADataset(dataset.examples, dataset.version, "sample")), run.predictions, run.null_odds

@@ -20,9 +20,9 @@ from tasks.pipeline.compare import (
     benchmark_table,
     compare,
     rich_tables,
-    run_mode,
     table_cells,
 )
+from tasks.tracking.tags import run_mode_of
 from tests.conftest import REPO_ROOT
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -82,10 +82,14 @@ def store(tmp_path: Path) -> dict:
 
 
 def test_run_mode_from_tags_and_params() -> None:
-    assert run_mode({"qaflow.run_mode": "compile"}, {}) == "compile"
-    assert run_mode({}, {"train.torch_compile": "False", "train.torch_compile_mode": "max-autotune"}) == "eager"
-    assert run_mode({}, {"train.torch_compile": "True", "train.torch_compile_mode": "None"}) == "compile"
-    assert run_mode({}, {"train.torch_compile": "True", "train.torch_compile_mode": "max-autotune"}) == (
+    assert run_mode_of({"qaflow.run_mode": "compile"}, {}) == "compile"
+    # a compile mode alone turns compilation on in training (training_arguments), so the run is compiled
+    assert run_mode_of({}, {"train.torch_compile": "False", "train.torch_compile_mode": "max-autotune"}) == (
+        "compile-max-autotune"
+    )
+    assert run_mode_of({}, {"train.torch_compile": "False", "train.torch_compile_mode": "None"}) == "eager"
+    assert run_mode_of({}, {"train.torch_compile": "True", "train.torch_compile_mode": "None"}) == "compile"
+    assert run_mode_of({}, {"train.torch_compile": "True", "train.torch_compile_mode": "max-autotune"}) == (
         "compile-max-autotune"
     )
 

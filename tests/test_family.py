@@ -16,22 +16,17 @@ from transformers import (
     XLNetForQuestionAnsweringSimple,
 )
 
+from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import load_dataset_file
-from tasks.families.registry import (
-    TRAIN_METRIC_KEYS,
-    infer_family,
-    load_model,
-    predict_family,
-    prepare_family_train_features,
-    resolve_family,
-    save_family_features,
-    train_family,
-)
-from tasks.core.checkpoints import load_tokenizer
-from tasks.core.postprocess import NBestSettings
+from tasks.core.layout import TrainPaths
+from tasks.core.scoring import score_dataset
+from tasks.core.specs import ModelSpec, inference_recipe
+from tasks.families.registry import get_family, infer_family, resolve_family
 from tasks.families.seq2seq import Seq2SeqFeatures, load_seq2seq_features
-from tasks.pipeline.stages import score_dataset
+from tasks.pipeline.stages import build_train_features
+from tasks.pipeline.training import train_family
+from tests.family_helpers import TRAIN_METRIC_KEYS, load_model, predict
 from tests.tiny_models import SAMPLE_DEV_V2, cached_model_dir
 
 TINY_XLNET = {"vocab_size": 64, "d_model": 16, "n_layer": 1, "n_head": 2, "d_inner": 32}
@@ -94,13 +89,13 @@ def test_beam_needs_an_xlnet_config() -> None:
 
 
 def test_resolve_auto_and_matching_requests(checkpoints: dict[str, Path]) -> None:
-    assert resolve_family("auto", checkpoints["t5"]) == "seq2seq"
-    assert resolve_family("auto", checkpoints["xlnet-beam"]) == "beam"
-    assert resolve_family("seq2seq", checkpoints["t5"]) == "seq2seq"
-    assert resolve_family("extractive", checkpoints["bert"]) == "extractive"
+    assert resolve_family("auto", checkpoints["t5"]).name == "seq2seq"
+    assert resolve_family("auto", checkpoints["xlnet-beam"]).name == "beam"
+    assert resolve_family("seq2seq", checkpoints["t5"]).name == "seq2seq"
+    assert resolve_family("extractive", checkpoints["bert"]).name == "extractive"
     # a pretrained XLNet language model may be fine-tuned either way
-    assert resolve_family("beam", xlnet_config("XLNetLMHeadModel")) == "beam"
-    assert resolve_family("extractive", xlnet_config("XLNetLMHeadModel")) == "extractive"
+    assert resolve_family("beam", xlnet_config("XLNetLMHeadModel")).name == "beam"
+    assert resolve_family("extractive", xlnet_config("XLNetLMHeadModel")).name == "extractive"
 
 
 def test_seq2seq_checkpoint_asked_for_extractive_names_the_fix(checkpoints: dict[str, Path]) -> None:
@@ -133,8 +128,8 @@ def test_mismatches_raise(checkpoints: dict[str, Path], requested: str, kind: st
 def test_unknown_family_is_rejected(checkpoints: dict[str, Path]) -> None:
     with pytest.raises(ValueError, match="not one of"):
         resolve_family("generative", checkpoints["t5"])
-    with pytest.raises(ValueError, match="unknown model family"):
-        load_model("generative", checkpoints["t5"])
+    with pytest.raises(ValueError, match="not one of"):
+        get_family("generative")
 
 
 def test_load_model_classes(checkpoints: dict[str, Path]) -> None:
@@ -166,22 +161,21 @@ def test_train_and_predict_dispatch_by_family(kind: str, request: pytest.Fixture
     cfg.features.max_seq_length, cfg.features.doc_stride = 96, 32
     cfg.train.max_steps, cfg.train.per_device_train_batch_size, cfg.train.save_steps = 2, 4, 100
     family = resolve_family(cfg.model.model_family, model_dir)
-    assert family == expected
+    assert family.name == expected
     tokenizer = load_tokenizer(str(model_dir))
     train = load_dataset_file(SAMPLE_DEV_V2, max_samples=8)
-    features = prepare_family_train_features(family, train.examples, tokenizer, cfg)
-    path = save_family_features(features, tmp_path / "features.npz")
-    if family == "seq2seq":
+    features = build_train_features(cfg, family, train.examples, tokenizer)
+    path = family.save_train_features(features, tmp_path / "features.npz")
+    if family.name == "seq2seq":
         again = load_seq2seq_features(path)
         assert isinstance(features, Seq2SeqFeatures) and again.truncated == features.truncated
         np.testing.assert_array_equal(again.labels, features.labels)
-    result = train_family(cfg, path, "cpu", tmp_path / "out")
+    result = train_family(cfg, family, ModelSpec.from_config(cfg), path, "cpu", TrainPaths(tmp_path / "out"))
     assert set(TRAIN_METRIC_KEYS) <= set(result.metrics)
     dev = load_dataset_file(SAMPLE_DEV_V2, max_samples=6)
-    model = load_model(family, result.model_dir)
-    run = predict_family(
-        family, model, tokenizer, dev.examples, cfg, NBestSettings(version_2_with_negative=True), tmp_path / "pred"
-    )
+    model = load_model(family.name, result.model_dir)
+    recipe = inference_recipe(cfg, family.name, "2.0")
+    run = predict(family.name, model, tokenizer, dev.examples, recipe, tmp_path / "pred")
     assert set(run.predictions) == {ex.id for ex in dev.examples} and run.files["nbest"].exists()
     metrics = score_dataset(dev, run.predictions, run.null_odds)
     assert {"exact", "f1", "HasAns_exact", "NoAns_exact", "best_f1"} <= set(metrics)

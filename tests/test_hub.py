@@ -19,6 +19,7 @@ from tasks.tracking.registry import set_alias
 from tasks.tracking.runs import configure_mlflow, log_params
 from tests.conftest import REPO_ROOT
 from tests.servers import free_port
+from tests.tiny_models import model_with_recipe
 
 TOKEN = "hf_qaflowTESTtoken8d1c5e77"  # a made-up token: it must appear nowhere qaflow writes
 NAME = "qa-hub"
@@ -41,7 +42,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> tu
                          "qaflow.device": "x86_64 (2 cores)", "qaflow.run_key": "k1"})  # fmt: skip
         mlflow.log_metrics({"exact_match": 61.5, "f1": 72.25, "train_steps_per_second": 3.5,
                             "train_samples_per_second": 42.0})  # fmt: skip
-        log_qa_model(tiny_bert_dir, {"max_seq_length": 96, "doc_stride": 32}, registered_model_name=NAME)
+        served = model_with_recipe(tiny_bert_dir, root / "served", max_seq_length=96, doc_stride=32)
+        log_qa_model(served, registered_model_name=NAME)
     set_alias(NAME, "champion", "1")
     return cfg, root
 
@@ -69,7 +71,7 @@ def test_dry_run_folder_has_card_weights_and_no_token(project: tuple[QAFlowConfi
     )  # fmt: skip
     assert cli.returncode == 0, cli.stderr[-3000:]
     files = {p.name for p in out.iterdir()}
-    assert {"README.md", "model.safetensors", "config.json", "tokenizer.json", "qa_settings.json"} <= files
+    assert {"README.md", "model.safetensors", "config.json", "tokenizer.json", "inference_recipe.json"} <= files
     assert "training_args.bin" not in files
     card = (out / "README.md").read_text()
     assert card.startswith("---\n")

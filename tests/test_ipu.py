@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from tasks.core.config import QAFlowConfig
-from tasks.train.resources import BackendUnavailableError
 from tasks.train.ipu import (
     JOB_SPEC_NAME,
     WORKER_PATH,
@@ -30,6 +29,7 @@ from tasks.train.ipu import (
     ipu_training_arguments,
     run_ipu_job,
 )
+from tasks.train.resources import BackendUnavailableError
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_TRAIN = REPO / "data" / "sample" / "squad-v1.1-sample-train.json"

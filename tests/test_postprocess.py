@@ -16,14 +16,13 @@ from tasks.core.postprocess import (
     Postprocessed,
     StreamingPostprocessor,
     _topk_desc,
-    load_raw_predictions,
     postprocess_features,
     postprocess_predictions,
-    postprocess_raw,
-    reference_postprocess,
-    save_raw_predictions,
     write_outputs,
 )
+from tasks.core.raw_logits import RawLogitsWriter, RawShard
+from tasks.predict import postprocess_raw_dir
+from tests.oracles.nbest_loop import reference_postprocess
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LOW = -10.0
@@ -398,28 +397,29 @@ def test_nbest_view_is_a_mapping() -> None:
         out.nbest["x"]
 
 
-def test_raw_predictions_round_trip(tmp_path: Path) -> None:
+def test_raw_logits_round_trip(tmp_path: Path) -> None:
+    """The one raw format: shards written by RawLogitsWriter post-process to the same answers as the logits."""
     examples, ex_index, offsets, cls, start, end, _ = random_case(np.random.default_rng(9), n_examples=5)
     settings = NBestSettings(n_best_size=10, version_2_with_negative=True, null_score_diff_threshold=0.5)
-    path = save_raw_predictions(
-        tmp_path / "raw.npz", [ex.id for ex in examples], ex_index, offsets, cls, start, end.astype(np.float64)
-    )
-    raw = load_raw_predictions(path)
-    assert raw.example_ids == [ex.id for ex in examples]
-    assert raw.start_logits.dtype == raw.end_logits.dtype == np.float32
-    np.testing.assert_array_equal(raw.offsets, offsets)
+    writer = RawLogitsWriter(tmp_path / "raw")
+    writer.add(RawShard([ex.id for ex in examples], ex_index, offsets, cls, start, end.astype(np.float64)))
+    raw_dir = writer.commit()
     start, end = start.astype(np.float32), end.astype(np.float32)
     expect = postprocess_predictions(examples, ex_index, offsets, cls, start, end, settings)
-    assert_same(postprocess_raw(path, examples, settings), expect)
-    assert_same(postprocess_raw(path, examples[::-1], settings), expect)  # order of the data does not matter
-    with pytest.raises(ValueError, match="cover 5 of the data's 6"):
-        postprocess_raw(path, [*examples, Example(id="extra", title="", context="", question="")], settings)
+    run = postprocess_raw_dir(raw_dir, examples, settings, tmp_path / "a")
+    assert run.predictions == expect.predictions and run.null_odds == expect.null_odds
+    nbest = json.loads((tmp_path / "a" / "nbest_predictions.json").read_text())
+    assert nbest == json.loads(json.dumps(expect.nbest.to_dict()))
+    again = postprocess_raw_dir(raw_dir, examples[::-1], settings, tmp_path / "b")  # data order does not matter
+    assert again.predictions == expect.predictions
+    with pytest.raises(ValueError, match="cover 5 examples but the data has 6"):
+        postprocess_raw_dir(raw_dir, [*examples, Example(id="extra", title="", context="", question="")], settings,
+                            tmp_path / "c")  # fmt: skip
     renamed = [Example(id="other", title="", context="", question=""), *examples[1:]]
     with pytest.raises(ValueError, match="not in the data"):
-        postprocess_raw(path, renamed, settings)
-    np.savez(tmp_path / "junk.npz", a=np.zeros(2))
-    with pytest.raises(ValueError, match="not a raw-predictions file"):
-        load_raw_predictions(tmp_path / "junk.npz")
+        postprocess_raw_dir(raw_dir, renamed, settings, tmp_path / "d")
+    with pytest.raises(FileNotFoundError, match="not a raw-predictions directory"):
+        postprocess_raw_dir(tmp_path / "a", examples, settings, tmp_path / "e")
 
 
 @pytest.mark.shared_data

@@ -15,12 +15,15 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 from tasks.core.data import load_dataset_file
 from tasks.core.features import FeatureSettings
 from tasks.core.postprocess import NBestSettings
+from tasks.core.specs import InferenceRecipe
+from tasks.families.extractive import ExtractiveFamily
 from tasks.predict import postprocess_raw_dir, predict_examples
 from tests.conftest import REPO_ROOT
 
 DEV = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
 V2 = REPO_ROOT / "data" / "sample" / "squad-v2.0-sample-dev.json"
 SETTINGS = FeatureSettings(max_seq_length=96, doc_stride=32)
+EXTRACTIVE = ExtractiveFamily()
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +34,10 @@ def model_and_tokenizer(tiny_bert_dir: Path):
     )
 
 
-def run(model_and_tokenizer, examples, out: Path, nbest: NBestSettings, **kw):
+def run(model_and_tokenizer, examples, out: Path, nbest: NBestSettings, batch_size: int = 64, **kw):
     model, tokenizer = model_and_tokenizer
-    return predict_examples(model, tokenizer, examples, SETTINGS, nbest, out, **kw)
+    recipe = InferenceRecipe("extractive", SETTINGS, nbest, batch_size=batch_size)
+    return predict_examples(EXTRACTIVE, model, tokenizer, examples, recipe, out, **kw)
 
 
 def test_chunk_and_batch_sizes_do_not_change_answers(model_and_tokenizer, tmp_path: Path) -> None:
@@ -78,14 +82,17 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 from tasks.core.data import load_dataset_file
 from tasks.core.features import FeatureSettings
 from tasks.core.postprocess import NBestSettings
+from tasks.core.specs import InferenceRecipe
+from tasks.families.extractive import ExtractiveFamily
 from tasks.predict import predict_examples
 model_dir, n, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
 examples = load_dataset_file("{train}").examples
 examples = (examples * (n // len(examples) + 1))[:n]
 examples = [type(e)(**{{**e.__dict__, "id": f"{{e.id}}-{{i}}"}}) for i, e in enumerate(examples)]
 model = AutoModelForQuestionAnswering.from_pretrained(model_dir).eval()
-run = predict_examples(model, AutoTokenizer.from_pretrained(model_dir), examples, FeatureSettings(96, 32),
-                       NBestSettings(), out, batch_size=32, chunk_examples=128, save_raw=True)
+recipe = InferenceRecipe("extractive", FeatureSettings(96, 32), NBestSettings(), batch_size=32)
+run = predict_examples(ExtractiveFamily(), model, AutoTokenizer.from_pretrained(model_dir), examples, recipe, out,
+                       chunk_examples=128, save_raw=True)
 print(int(run.metrics["predict_features"]), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 

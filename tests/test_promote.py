@@ -23,13 +23,13 @@ from tasks.pipeline.promote import (
     promote,
     rollback,
 )
-from tasks.pipeline.serving import log_qa_model
 from tasks.pipeline.runplan import run_key
+from tasks.pipeline.serving import log_qa_model
 from tasks.tracking.runs import configure_mlflow
 from tests.conftest import REPO_ROOT
+from tests.tiny_models import model_with_recipe
 
 DEV = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
-SETTINGS = {"max_seq_length": 96, "doc_stride": 32}
 
 
 def make_project(root: Path, name: str) -> QAFlowConfig:
@@ -47,7 +47,8 @@ def add_version(cfg: QAFlowConfig, root: Path, model_dir: Path, metrics: dict[st
     with mlflow.start_run() as run:
         mlflow.set_tags({"qaflow.data_version": data_version, **({"qaflow.run_key": key} if key else {})})
         mlflow.log_metrics(metrics)
-        log_qa_model(model_dir, SETTINGS, registered_model_name=cfg.tracking.registered_model_name, run_key=key)
+        served = model_with_recipe(model_dir, root / "models" / run.info.run_id, max_seq_length=96, doc_stride=32)
+        log_qa_model(served, registered_model_name=cfg.tracking.registered_model_name, run_key=key)
     client = MlflowClient()
     versions = client.search_model_versions(f"name = '{cfg.tracking.registered_model_name}' and run_id = "
                                             f"'{run.info.run_id}'")  # fmt: skip
@@ -145,7 +146,7 @@ def test_different_eval_data_rescored_on_challengers(tmp_path: Path, tiny_bert_d
 
     decision = promote(cfg, root, margin=0.5)
     assert decision.reevaluated and decision.eval_data.startswith("sha256:")
-    expected = evaluate_model(f"models:/qa-rescore/{challenger}", dataset, tmp_path / "check")["metrics"]
+    expected, _, _ = evaluate_model(f"models:/qa-rescore/{challenger}", dataset, tmp_path / "check")
     assert decision.scores["challenger"]["f1"] == pytest.approx(expected["f1"])
     assert decision.scores["champion"]["f1"] == pytest.approx(expected["f1"])  # same weights, same data
     assert decision.action == "refuse" and alias(cfg, CHAMPION) == champion  # +0.00 < margin

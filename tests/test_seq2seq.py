@@ -14,19 +14,17 @@ from transformers import AutoTokenizer
 
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import Answer, Example, QADataset, load_dataset_file, to_squad_json
-from tasks.families.registry import TRAIN_METRIC_KEYS, load_model
 from tasks.core.metrics import score
 from tasks.families.seq2seq import (
     IGNORE_INDEX,
     Seq2SeqCollator,
     _empty_answer_ids,
     _score_sequences,
-    predict_seq2seq,
     prepare_seq2seq_train,
     source_text,
     target_text,
-    train_seq2seq,
 )
+from tests.family_helpers import TRAIN_METRIC_KEYS, load_model, predict, seq2seq_recipe, train
 from tests.tiny_models import SAMPLE_DEV_V1, SAMPLE_DEV_V2, SAMPLE_TRAIN, cached_model_dir
 
 MAX_SEQ = 96
@@ -120,7 +118,7 @@ def test_train_changes_weights_and_reports_extractive_metric_keys(t5_dir: Path, 
     examples = load_dataset_file(SAMPLE_TRAIN, max_samples=32).examples
     feats = prepare_seq2seq_train(examples, tokenizer, MAX_SEQ, MAX_ANSWER)
     cfg = config_for(t5_dir, tmp_path, max_steps=8)
-    result = train_seq2seq(cfg, feats, "cpu", tmp_path)
+    result = train("seq2seq", cfg, feats, tmp_path)
     assert set(TRAIN_METRIC_KEYS) <= set(result.metrics)
     assert result.metrics["train_truncated"] == feats.truncated > 0
     losses = [h["loss"] for h in result.log_history if "loss" in h]
@@ -130,7 +128,7 @@ def test_train_changes_weights_and_reports_extractive_metric_keys(t5_dir: Path, 
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert AutoTokenizer.from_pretrained(result.model_dir)("hello")["input_ids"] == tokenizer("hello")["input_ids"]
     # a longer run in the same output directory resumes from the last complete checkpoint
-    again = train_seq2seq(config_for(t5_dir, tmp_path, max_steps=10), feats, "cpu", tmp_path)
+    again = train("seq2seq", config_for(t5_dir, tmp_path, max_steps=10), feats, tmp_path)
     assert again.resumed_from is not None and again.resumed_from.endswith("checkpoint-8")
 
 
@@ -163,7 +161,8 @@ def test_sequence_scores_match_generate(t5_dir: Path, tokenizer, v2_examples: li
 def test_predict_v1_scores_in_extractive_format(t5_dir: Path, tokenizer, tmp_path: Path) -> None:
     dataset = load_dataset_file(SAMPLE_DEV_V1, max_samples=12)
     model = load_model("seq2seq", t5_dir)
-    run = predict_seq2seq(model, tokenizer, dataset.examples, MAX_SEQ, 6, 2, 5, tmp_path, chunk_examples=7)
+    recipe = seq2seq_recipe(MAX_SEQ, 6, 2, 5)
+    run = predict("seq2seq", model, tokenizer, dataset.examples, recipe, tmp_path, chunk_examples=7, save_raw=False)
     ids = [ex.id for ex in dataset.examples]
     assert list(run.predictions) == ids and run.null_odds is None
     assert json.loads((tmp_path / "predictions.json").read_text()) == run.predictions
@@ -181,17 +180,13 @@ def test_train_and_predict_v2_empty_generation_is_no_answer(t5_dir: Path, tokeni
     examples = load_dataset_file(SAMPLE_DEV_V2, max_samples=200).examples
     train_ex = [ex for ex in examples if ex.is_impossible][:48]
     feats = prepare_seq2seq_train(train_ex, tokenizer, MAX_SEQ, MAX_ANSWER)
-    result = train_seq2seq(
-        config_for(t5_dir, tmp_path / "train", max_steps=6, learning_rate=1e-2),
-        feats,
-        "cpu",
-        tmp_path / "train",
+    result = train(
+        "seq2seq", config_for(t5_dir, tmp_path / "train", max_steps=6, learning_rate=1e-2), feats, tmp_path / "train"
     )
     model = load_model("seq2seq", result.model_dir)
     dev = QADataset(examples[:16], "2.0", "sample")
-    run = predict_seq2seq(
-        model, tokenizer, dev.examples, MAX_SEQ, 6, 1, 8, tmp_path / "pred", version_2_with_negative=True
-    )
+    recipe = seq2seq_recipe(MAX_SEQ, 6, 1, 8, v2=True)
+    run = predict("seq2seq", model, tokenizer, dev.examples, recipe, tmp_path / "pred", save_raw=False)
     assert run.null_odds is not None and set(run.null_odds) == set(run.predictions)
     assert json.loads(run.files["null_odds"].read_text()) == run.null_odds
     empty = [qid for qid, text in run.predictions.items() if text == ""]

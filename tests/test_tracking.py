@@ -15,14 +15,16 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
-from tasks import registry, tracking
+from tasks.core.artifacts import DeviceInfo, TrainResult
 from tasks.core.config import QAFlowConfig, TrackingConfig
 from tasks.pipeline.serving import answer_row, input_rows, log_qa_model
-from tasks.core.artifacts import DeviceInfo, TrainResult
+from tasks.tracking import registry
+from tasks.tracking import tags as tag
+from tasks.tracking import runs as tracking
+from tests.tiny_models import model_with_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris, the capital of France."
-SETTINGS = {"max_seq_length": 64, "doc_stride": 16, "n_best_size": 20, "max_answer_length": 30}
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +180,7 @@ def test_find_run_by_key(store: Path) -> None:
     exp = experiment(store, "keys")
     ids = {}
     for key in ("a", "it's"):
-        with mlflow.start_run(experiment_id=exp, tags={tracking.RUN_KEY_TAG: key}) as run:
+        with mlflow.start_run(experiment_id=exp, tags={tag.RUN_KEY: key}) as run:
             ids[key] = run.info.run_id
     assert tracking.find_run_by_key(exp, "a").info.run_id == ids["a"]
     assert tracking.find_run_by_key(exp, "it's").info.run_id == ids["it's"]
@@ -193,7 +195,8 @@ def logged_model(store: Path, tiny_bert_dir: Path) -> tuple[str, str]:
     """(run_id, registered name) of the tiny model logged as a pyfunc and registered as `challenger`."""
     exp = experiment(store, "models")
     with mlflow.start_run(experiment_id=exp) as run:
-        log_qa_model(tiny_bert_dir, SETTINGS, registered_model_name="tiny-qa", run_key="rk")
+        served = model_with_recipe(tiny_bert_dir, store / "served", max_seq_length=64, doc_stride=16)
+        log_qa_model(served, registered_model_name="tiny-qa", run_key="rk")
     return run.info.run_id, "tiny-qa"
 
 
@@ -218,8 +221,10 @@ def test_pyfunc_answers_from_run(logged_model: tuple[str, str]) -> None:
     assert list(out["id"]) == ["q1", "q2"]
     _check_answers(out, [CONTEXT, long_context])
     local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model"))
-    assert (local / "code" / "tasks" / "pyfunc.py").exists()  # code_paths: servable without qaflow installed
-    assert json.loads((local / "artifacts" / "qa_settings.json").read_text())["max_seq_length"] == 64
+    assert (local / "code" / "tasks" / "pipeline" / "serving.py").exists()  # servable without qaflow installed
+    (recipe_file,) = (local / "artifacts").glob("*/inference_recipe.json")  # the model dir travels with its recipe
+    recipe = json.loads(recipe_file.read_text())
+    assert recipe["windows"]["max_seq_length"] == 64 and recipe["family"] == "extractive"
 
 
 def test_register_is_idempotent_and_alias_loads(logged_model: tuple[str, str]) -> None:

@@ -14,10 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tasks.core.config import load_config
-from tasks.train.resources import BackendUnavailableError
-from tasks.train.hardware import detect_backend
 from tasks.core.artifacts import read_result
+from tasks.core.config import load_config
+from tasks.train.hardware import detect_backend
+from tasks.train.resources import BackendUnavailableError
 from tasks.train.trainer import is_complete_checkpoint, last_complete_checkpoint
 from tests.conftest import REPO_ROOT
 

@@ -18,6 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tasks.core.features import FeatureSettings
+from tasks.core.postprocess import NBestSettings
+from tasks.core.specs import InferenceRecipe
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_TRAIN = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-train.json"
 SAMPLE_DEV_V1 = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
@@ -155,3 +159,16 @@ def cached_model_dir(kind: str, base: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target
+
+
+def model_with_recipe(model_dir: Path, dest: Path, family: str = "extractive", **settings: Any) -> Path:
+    """A copy of `model_dir` in `dest` with an inference recipe (windows / n-best fields as keyword arguments)."""
+    windows = {k: settings.pop(k) for k in ("max_seq_length", "doc_stride") if k in settings}
+    nbest = {
+        k: settings.pop(k) for k in ("n_best_size", "max_answer_length", "version_2_with_negative") if k in settings
+    }
+    recipe = InferenceRecipe(family, FeatureSettings(**windows), NBestSettings(**nbest), **settings)
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(model_dir, dest)
+    recipe.save(dest)
+    return dest

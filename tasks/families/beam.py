@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments, XLNetForQuestionAnswering
 
-from tasks.core.checkpoints import architectures, describe, has_span_head
+from tasks.core.checkpoints import architectures, describe, has_span_head, load_checkpoint_config
 from tasks.core.data import Example
 from tasks.core.family import TrainFeatureSpec
 from tasks.core.features import Features, load_features, prepare_eval_features, prepare_train_features, save_features
@@ -315,6 +315,9 @@ class BeamFamily:
             )
 
     def load_model(self, path: str) -> Any:
+        config = load_checkpoint_config(path)
+        if not is_beam_capable(config):
+            raise ValueError(f"{describe(config, path)}: model_family 'beam' needs an XLNet checkpoint")
         return XLNetForQuestionAnswering.from_pretrained(path)
 
     def train_features(self, examples: Sequence[Example], tokenizer: Any, spec: TrainFeatureSpec) -> Features:

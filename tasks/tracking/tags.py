@@ -43,7 +43,8 @@ def run_mode_of(tags: Mapping[str, str], params: Mapping[str, str]) -> str:
     if tags.get(RUN_MODE):
         return tags[RUN_MODE]
     compiled = params.get("train.torch_compile", "False").lower() in {"true", "1"}
-    return run_mode(compiled, params.get("train.torch_compile_mode"))
+    mode = params.get("train.torch_compile_mode")
+    return run_mode(compiled, None if mode in _DEFAULT_MODES and not compiled else mode)
 
 
 def run_kind(tags: Mapping[str, str]) -> str:

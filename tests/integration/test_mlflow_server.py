@@ -21,14 +21,15 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks import registry, tracking
 from tasks.core.config import TrackingConfig
 from tasks.pipeline.serving import log_qa_model
+from tasks.tracking import registry
+from tasks.tracking import runs as tracking
 from tests.servers import stop_group
+from tests.tiny_models import model_with_recipe
 
 STARTUP_TIMEOUT_S = 120
 CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris, the capital of France."
-SETTINGS = {"max_seq_length": 64, "doc_stride": 16, "n_best_size": 20, "max_answer_length": 30}
 MODEL_NAME = "tiny-qa-served"
 
 
@@ -118,7 +119,8 @@ def test_log_register_and_serve_over_http(
             tags=tracking.run_tags(data_version="v1", run_key="server-key"),
             environment=False,
         )
-        log_qa_model(tiny_bert_dir, SETTINGS, registered_model_name=MODEL_NAME, run_key="server-key")
+        served = model_with_recipe(tiny_bert_dir, tmp_path / "served", max_seq_length=64, doc_stride=16)
+        log_qa_model(served, registered_model_name=MODEL_NAME, run_key="server-key")
 
     client = MlflowClient(served_uri)
     data = client.get_run(run.info.run_id).data
