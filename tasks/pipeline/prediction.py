@@ -20,7 +20,7 @@ from tasks.core.family import ModelFamily
 from tasks.core.io import write_json_atomic
 from tasks.core.scoring import score_dataset
 from tasks.core.specs import InferenceRecipe, ModelSpec, inference_recipe
-from tasks.families.registry import resolve_family
+from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.stages import load_split
 from tasks.predict import PredictionRun, predict_examples
 
@@ -111,6 +111,7 @@ def predict_from_config(
     do_score: bool = True,
 ) -> PredictionSummary:
     """`qaflow predict`: the configured windows/n-best/generation settings on `data` (the configured eval split)."""
+    check_family_name(cfg.model.model_family)  # cheap checks first
     dataset = load_split(cfg, "eval", data)
     predictor = Predictor.load(model_dir, cfg.model.model_family, use_cuda=cfg.train.backend != "cpu")
     recipe = inference_recipe(cfg, predictor.family.name, dataset.version)

@@ -17,7 +17,7 @@ from tasks.core.config import QAFlowConfig, load_config
 from tasks.core.family import ModelFamily
 from tasks.core.layout import TrainPaths
 from tasks.core.specs import ModelSpec, inference_recipe
-from tasks.families.registry import resolve_family
+from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.stages import build_train_features, load_split
 from tasks.train.ddp import launch_torchrun, read_job, write_job
 from tasks.train.hardware import detect_backend
@@ -101,6 +101,7 @@ def run_ddp_worker(job_path: Path) -> None:
 
 def train_from_config(cfg: QAFlowConfig, *, nproc_per_node: int = 1) -> TrainResult:
     """`qaflow train`: load the training split, build features, fine-tune into `train.output_dir`."""
+    check_family_name(cfg.model.model_family)  # cheap checks first
     paths = TrainPaths(Path(cfg.train.output_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
     dataset = load_split(cfg, "train")

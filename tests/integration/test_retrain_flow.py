@@ -37,7 +37,9 @@ def make_repo(root: Path, model_dir: Path, **train_overrides) -> Path:
     for name in ("dvc.yaml", ".dvcignore"):
         if (REPO_ROOT / name).exists():
             shutil.copy(REPO_ROOT / name, root / name)
-    for dep in ("tasks/data.py", "tasks/stages.py", "tasks/features.py"):  # stage deps named in dvc.yaml
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    code_deps = {d for stage in stages.values() for d in stage["deps"] if d.endswith(".py")}
+    for dep in sorted(code_deps):  # the code deps named in dvc.yaml
         (root / dep).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO_ROOT / dep, root / dep)
     params = {
