@@ -22,13 +22,21 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tasks.core.checkpoints import load_tokenizer, resolve_model_path  # noqa: E402
 from tasks.core.config import load_config  # noqa: E402
 from tasks.core.data import load_dataset_file  # noqa: E402
-from tasks.core.features import prepare_train_features  # noqa: E402
-from tasks.core.checkpoints import load_tokenizer, resolve_model_path  # noqa: E402
-from tasks.pipeline.stages import feature_settings, nbest_settings, score_dataset  # noqa: E402
+from tasks.core.features import prepare_train_features, save_features  # noqa: E402
+from tasks.core.layout import TrainPaths  # noqa: E402
+from tasks.core.scoring import score_dataset  # noqa: E402
+from tasks.core.specs import (  # noqa: E402
+    ModelSpec,  # noqa: E402
+    feature_settings,
+    inference_recipe,
+)
+from tasks.families.extractive import ExtractiveFamily  # noqa: E402
+from tasks.pipeline.training import train_family  # noqa: E402
+from tasks.predict import predict_examples  # noqa: E402
 from tasks.train.resources import available_cpu_cores  # noqa: E402
-from tasks.train.trainer import train_torch  # noqa: E402
 
 
 def plain_trainer(cfg, features, out: Path) -> tuple[float, Path]:
@@ -75,13 +83,11 @@ def plain_trainer(cfg, features, out: Path) -> tuple[float, Path]:
 def evaluate(cfg, model_dir: Path, dev, out: Path) -> dict:
     from transformers import AutoModelForQuestionAnswering
 
-    from tasks.predict import predict_examples
-
     model = AutoModelForQuestionAnswering.from_pretrained(str(model_dir))
+    recipe = inference_recipe(cfg, "extractive", dev.version)
     run = predict_examples(
-        model, load_tokenizer(str(model_dir)), dev.examples, feature_settings(cfg),
-        nbest_settings(cfg, dev.version), out, save_raw=False,
-    )  # fmt: skip
+        ExtractiveFamily(), model, load_tokenizer(str(model_dir)), dev.examples, recipe, out, save_raw=False
+    )
     return score_dataset(dev, run.predictions, run.null_odds)
 
 
@@ -117,7 +123,9 @@ def main() -> None:
             cfg.features.pad_to_max_length = False  # qaflow: dynamic padding (same features, trimmed batches)
             cfg.train.output_dir = str(Path(tmp) / f"ours{r}")
             t0 = time.perf_counter()
-            result = train_torch(cfg, features, "cpu", Path(cfg.train.output_dir))
+            features_path = save_features(features, Path(tmp) / "features.npz")
+            paths = TrainPaths(Path(cfg.train.output_dir))
+            result = train_family(cfg, ExtractiveFamily(), ModelSpec.from_config(cfg), features_path, "cpu", paths)
             ours_sps.append(result.metrics["train_samples_per_second"])
             print(f"repeat {r}: plain Trainer {base_sps[-1]:.2f} samples/s | qaflow {ours_sps[-1]:.2f} samples/s "
                   f"(wall {time.perf_counter() - t0:.1f}s)")  # fmt: skip

@@ -19,12 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasks.pipeline.benchmark import RUN_MODES, comparison_rows, run_mode  # noqa: E402
+from tasks.core.checkpoints import load_tokenizer  # noqa: E402
 from tasks.core.config import load_config  # noqa: E402
 from tasks.core.data import load_dataset_file  # noqa: E402
 from tasks.core.features import prepare_train_features  # noqa: E402
-from tasks.core.checkpoints import load_tokenizer  # noqa: E402
-from tasks.pipeline.stages import feature_settings  # noqa: E402
+from tasks.core.specs import feature_settings  # noqa: E402
+from tasks.pipeline.benchmark import RUN_MODES, comparison_rows, run_mode  # noqa: E402
 
 
 def build_model_dir(out: Path, tiny: bool) -> Path:

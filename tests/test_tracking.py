@@ -19,8 +19,8 @@ from tasks.core.artifacts import DeviceInfo, TrainResult
 from tasks.core.config import QAFlowConfig, TrackingConfig
 from tasks.pipeline.serving import answer_row, input_rows, log_qa_model
 from tasks.tracking import registry
-from tasks.tracking import tags as tag
 from tasks.tracking import runs as tracking
+from tasks.tracking import tags as tag
 from tests.tiny_models import model_with_recipe
 
 REPO = Path(__file__).resolve().parents[1]
