@@ -82,23 +82,16 @@ def test_unknown_override_key() -> None:
         load_config(None, {"train.learnin_rate": 1})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG config.py:owner_of: the message does not say 'override'")
 def test_unknown_flat_override_names_override() -> None:
     with pytest.raises(ConfigError, match=r"override.*learnin_rate"):
         load_config(None, {"learnin_rate": 1})
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AttributeError, reason="BUG config.py:_apply: unknown dotted section is getattr'd unchecked"
-)
 def test_unknown_override_section_is_config_error() -> None:
     with pytest.raises(ConfigError, match="bogus"):
         load_config(None, {"bogus.seed": 1})
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AttributeError, reason="BUG config.py:load_config: a non-mapping section is not checked"
-)
 def test_non_mapping_section_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="train"):
         load_config(write_params(tmp_path, "train: 5\n"))
@@ -264,19 +257,11 @@ def test_persist_stage_overrides_rejects_bad_values(tmp_path: Path) -> None:
     assert yaml.safe_load(path.read_text(encoding="utf-8")) == {"features": {"max_seq_length": 256}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG config.py:persist_stage_overrides: raw.setdefault returns the None of an empty section",
-)
 def test_persist_stage_overrides_into_empty_section(tmp_path: Path) -> None:
     path = write_params(tmp_path, "features:\n")
     assert persist_stage_overrides(path, {"max_seq_length": 256}) == {"features.max_seq_length": 256}
 
 
-@pytest.mark.xfail(
-    strict=True, raises=KeyError, reason="BUG config.py:persist_stage_overrides: unknown dotted key is a KeyError"
-)
 def test_persist_stage_overrides_unknown_dotted_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="bogus"):
         persist_stage_overrides(write_params(tmp_path, ""), {"features.bogus": 1})

@@ -115,10 +115,6 @@ def test_ensure_registered_model_twice(store: Path) -> None:
     assert MlflowClient().get_registered_model("reg-h").name == "reg-h"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG registry.py:_same_artifact: a differing qaflow.artifact_path tag falls through to the source suffix",
-)
 def test_find_version_for_run_does_not_match_a_nested_artifact_with_the_same_last_name(store: Path) -> None:
     run_id = logged_run(store, "candidates/model")
     with mlflow.start_run(run_id=run_id):

@@ -132,12 +132,12 @@ def _field_types(section_cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in fields(section_cls)}
 
 
-def owner_of(key: str) -> str:
+def owner_of(key: str, where: str = "override") -> str:
     """The section that owns a flat field name."""
     for name, cls in SECTIONS.items():
         if key in _field_types(cls):
             return name
-    raise ConfigError(f"unknown parameter '{key}'")
+    raise ConfigError(f"{where}: unknown parameter '{key}'")
 
 
 def coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -179,6 +179,8 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
 
 
 def _apply(cfg: QAFlowConfig, section: str, key: str, value: Any, where: str) -> None:
+    if section not in SECTIONS:
+        raise ConfigError(f"{where}: unknown section '{section}' (in '{section}.{key}')")
     section_obj = getattr(cfg, section)
     types_ = _field_types(type(section_obj))
     if key not in types_:
@@ -201,6 +203,8 @@ def load_config(
         for section, values in raw.items():
             if section not in SECTIONS:
                 raise ConfigError(f"{params_path}: unknown section '{section}'")
+            if values is not None and not isinstance(values, dict):
+                raise ConfigError(f"{params_path}: section '{section}' must be a mapping of parameters")
             for key, value in (values or {}).items():
                 _apply(cfg, section, key, value, str(params_path))
     for key, value in (overrides or {}).items():
@@ -245,9 +249,13 @@ def persist_stage_overrides(params_path: str | Path, overrides: dict[str, Any] |
         section = section or owner_of(name)
         if section not in DVC_SECTIONS:
             continue
-        typed = coerce(value, _field_types(SECTIONS[section])[name], f"override: {section}.{name}")
-        if (raw.get(section) or {}).get(name, getattr(getattr(QAFlowConfig(), section), name)) != typed:
-            raw.setdefault(section, {})[name] = typed
+        types_ = _field_types(SECTIONS[section])
+        if name not in types_:
+            raise ConfigError(f"override: unknown parameter '{section}.{name}'")
+        typed = coerce(value, types_[name], f"override: {section}.{name}")
+        current = raw.get(section) if isinstance(raw.get(section), dict) else {}
+        if current.get(name, getattr(getattr(QAFlowConfig(), section), name)) != typed:
+            raw[section] = {**current, name: typed}
             changed[f"{section}.{name}"] = typed
     if changed:
         write_bytes_atomic(yaml.safe_dump(raw, sort_keys=False).encode("utf-8"), path)

@@ -26,8 +26,9 @@ def ensure_registered_model(name: str, client: MlflowClient | None = None) -> No
 
 
 def _same_artifact(version: ModelVersion, artifact_path: str) -> bool:
-    if version.tags.get(tag.ARTIFACT_PATH) == artifact_path:
-        return True
+    """The version was registered from this artifact of its run (its tag, else the end of its source path)."""
+    if tag.ARTIFACT_PATH in version.tags:
+        return version.tags[tag.ARTIFACT_PATH] == artifact_path
     return (version.source or "").rstrip("/").endswith("/" + artifact_path.strip("/"))
 
 
