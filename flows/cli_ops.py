@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from flows.pools import DEFAULT_CRON, POOL_BACKENDS
 from tasks.core.config import QAFlowConfig, load_config
 from tasks.core.layout import compare_dir
 
@@ -30,8 +31,6 @@ def _config(args: argparse.Namespace) -> tuple[QAFlowConfig, Path]:
 
 
 def add_deploy_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from flows.deploy import DEFAULT_CRON, POOL_BACKENDS
-
     p = sub.add_parser("deploy", help="schedule the retrain flow: serve it here (--serve) or deploy to a work pool")
     p.add_argument("--serve", action="store_true", help="serve the schedule from this process (blocks)")
     p.add_argument("--cron", default=DEFAULT_CRON, help=f'cron schedule, UTC (default: "{DEFAULT_CRON}")')

@@ -18,36 +18,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from flows.pools import (
+    DEFAULT_CRON,
+    ENTRYPOINT,
+    JOB_ENV,
+    REPO_ROOT,
+    deployment_name,
+    retrain_parameters,
+    work_pool_name,
+)
 from flows.retrain import retrain
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-ENTRYPOINT = "flows/retrain.py:retrain"
-DEFAULT_CRON = "0 3 * * 1"  # Mondays 03:00 UTC
-POOL_BACKENDS = {"cpu": "cpu", "gpu": "cuda", "ipu": "ipu"}
-JOB_ENV = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
-    "TOKENIZERS_PARALLELISM": "false",
-}
-
-
-def deployment_name(pool: str) -> str:
-    return f"retrain-{pool}"
-
-
-def work_pool_name(pool: str) -> str:
-    return f"qaflow-{pool}"
-
-
-def retrain_parameters(pool: str, root: str | Path, params_path: str = "params.yaml") -> dict[str, Any]:
-    """The flow parameters of a scheduled retrain on `pool`'s hardware."""
-    if pool not in POOL_BACKENDS:
-        raise ValueError(f"unknown pool {pool!r}: one of {sorted(POOL_BACKENDS)}")
-    return {
-        "params_path": params_path,
-        "overrides": {"backend": POOL_BACKENDS[pool]},
-        "root": str(Path(root).resolve()),
-    }
 
 
 def schedules(cron: str | None = DEFAULT_CRON, interval: float | None = None, timezone: str = "UTC") -> list[Any]:

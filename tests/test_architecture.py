@@ -76,3 +76,14 @@ def test_dvc_stage_deps_cover_every_module_the_stage_imports(stage: str) -> None
     produced = {out for s in stages.values() for out in s.get("outs", [])}
     stale = [d for d in deps if not d.startswith("${") and d not in produced and not (REPO / d).exists()]
     assert not stale, f"dvc.yaml stage {stage!r} lists deps that do not exist: {stale}"
+
+
+def test_cli_parser_loads_no_heavy_library() -> None:
+    """Why flows/cli.py may import late: building the parser (`qaflow --help`, `qaflow score`) stays light."""
+    code = (
+        "import sys; from flows.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'transformers', 'prefect', 'mlflow', 'dvc') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -20,17 +20,11 @@ from tasks.train.hardware import detect_backend
 from tasks.train.resources import BackendUnavailableError
 from tasks.train.trainer import is_complete_checkpoint, last_complete_checkpoint
 from tests.conftest import REPO_ROOT
+from tests.family_helpers import TRAIN_METRIC_KEYS
 
 SAMPLE = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-train.json"
 DEV = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
-METRIC_KEYS = {
-    "train_runtime",
-    "train_samples_per_second",
-    "train_steps_per_second",
-    "train_tokens_per_second",
-    "peak_memory_mb",
-    "train_loss",
-}
+METRIC_KEYS = set(TRAIN_METRIC_KEYS)
 
 
 def train_argv(model_dir: Path, out: Path, *extra: str) -> list[str]:

@@ -9,6 +9,7 @@ outputs/
   promote/<eval data id>/    re-scoring during promotion
   benchmark/<run mode>/      `qaflow benchmark`
   compare/                   `qaflow compare` report
+  run/                       `qaflow train` (the default `train.output_dir`; a TrainPaths directory)
 ```
 """
 

@@ -30,20 +30,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainingArguments, XLNetForQuestionAnswering
+from transformers import XLNetForQuestionAnswering
 
 from tasks.core.checkpoints import architectures, describe, has_span_head, load_checkpoint_config
 from tasks.core.data import Example
-from tasks.core.family import TrainFeatureSpec
-from tasks.core.features import Features, load_features, prepare_eval_features, prepare_train_features, save_features
+from tasks.core.features import Features
 from tasks.core.postprocess import Postprocessed
 from tasks.core.specs import InferenceRecipe
-from tasks.families.extractive import FeatureCollator, band, model_inputs
+from tasks.families.extractive import ExtractiveFamily, FeatureCollator, band, model_inputs
 
 BEAM_ARCHITECTURE = "XLNetForQuestionAnswering"
 NO_CANDIDATE_SCORE = -2e-6  # utils_qa.py's score (and null score) when an example has no valid span
@@ -282,17 +280,16 @@ def postprocess_beam(
 # --------------------------------------------------------------------------------------------- the family
 
 
-class BeamFamily:
+class BeamFamily(ExtractiveFamily):
     """XLNet with the beam-search head (run_qa_beam_search.py), loaded as `XLNetForQuestionAnswering`.
 
     transformers 5 maps `AutoModelForQuestionAnswering` to `XLNetForQuestionAnsweringSimple`, which drops that
     head, so the class is named explicitly. `null_score_diff_threshold` is not used: the answer is always the best
-    span and "no answer" is decided by the v2 scorer from the null odds.
+    span and "no answer" is decided by the v2 scorer from the null odds. Training and eval features are the
+    extractive windows (inherited); p_mask and is_impossible are derived from them at collation.
     """
 
     name = "beam"
-    trainer_class = Trainer
-    training_arguments_class = TrainingArguments
 
     def claims(self, config: Any) -> bool:
         return is_beam_capable(config) and BEAM_ARCHITECTURE in architectures(config)
@@ -320,16 +317,6 @@ class BeamFamily:
             raise ValueError(f"{describe(config, path)}: model_family 'beam' needs an XLNet checkpoint")
         return XLNetForQuestionAnswering.from_pretrained(path)
 
-    def train_features(self, examples: Sequence[Example], tokenizer: Any, spec: TrainFeatureSpec) -> Features:
-        """Extractive windows for the XLNet tokenizer; p_mask and is_impossible are derived at collation."""
-        return prepare_train_features(examples, tokenizer, spec.windows, num_proc=spec.num_proc)
-
-    def save_train_features(self, features: Features, path: Path) -> Path:
-        return save_features(features, path)
-
-    def load_train_features(self, path: Path) -> Features:
-        return load_features(path)
-
     def collator(self, features: Features, *, dynamic: bool) -> BeamCollator:
         return BeamCollator(features, dynamic=dynamic)
 
@@ -337,9 +324,6 @@ class BeamFamily:
         impossible = collator.impossible
         fraction = float(impossible.mean()) if impossible is not None and len(impossible) else 0.0
         return {"train_impossible_fraction": fraction}
-
-    def eval_features(self, examples: Sequence[Example], tokenizer: Any, recipe: InferenceRecipe) -> Features:
-        return prepare_eval_features(examples, tokenizer, recipe.windows)
 
     def forward(self, model: Any, features: Features, recipe: InferenceRecipe, device: Any, tokenizer: Any):
         return forward_beam(model, features, recipe.batch_size, device)
@@ -357,6 +341,3 @@ class BeamFamily:
 
     def raw_shard(self, examples: Sequence[Example], features: Features, outputs: BeamOutputs) -> None:
         return None
-
-    def counts(self, features: Features) -> dict[str, float]:
-        return {"features": float(len(features))}

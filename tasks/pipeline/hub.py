@@ -132,13 +132,13 @@ def model_card(info: dict[str, Any], repo_id: str | None) -> tuple[str, dict[str
              f"version {info['version']}, MLflow run `{info['run_id']}`).", "",
              "## Evaluation", "", "| metric | value |", "|---|---|"]  # fmt: skip
     lines += [f"| {r['name']} | {r['value']:.2f} |" for r in results]
-    lines += ["", "## Data", "", f"- data version (DVC): `{tags.get('qaflow.data_version', '-')}`"]
+    lines += ["", "## Data", "", f"- data version (DVC): `{tags.get(tag.DATA_VERSION, '-')}`"]
     lines += [
         f"- {k.split('.', 1)[1]}: `{_public(params[k])}`" for k in CARD_PARAMS if k.startswith("data.") and k in params
     ]
     lines += ["", "## Training configuration", "", "| parameter | value |", "|---|---|"]
     lines += [f"| {k} | {_public(params[k])} |" for k in CARD_PARAMS if not k.startswith("data.") and k in params]
-    hardware = f"- backend: `{tags.get('qaflow.backend', '-')}`, device: `{tags.get('qaflow.device', '-')}`"
+    hardware = f"- backend: `{tags.get(tag.BACKEND, '-')}`, device: `{tags.get(tag.DEVICE, '-')}`"
     lines += ["", "## Hardware and throughput", "", hardware]
     lines += [f"- {k}: {float(metrics[k]):.3f}" for k in THROUGHPUT if k in metrics]
     lines += ["", "## Usage", "", "```python",
@@ -250,5 +250,5 @@ def push_to_hub(
     client = MlflowClient()
     for key, value in {"repo_id": repo_id, "endpoint": url, "commit_url": commit_url, "by": user, "at": at}.items():
         if value:
-            client.set_model_version_tag(folder.model, folder.version, f"qaflow.hub.{key}", str(value))
+            client.set_model_version_tag(folder.model, folder.version, f"{tag.HUB}.{key}", str(value))
     return HubPush(repo_id, folder.model, folder.version, url, commit_url, folder.files)

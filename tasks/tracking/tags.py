@@ -21,6 +21,7 @@ COMPARE_METRIC = "qaflow.compare_metric"
 ARTIFACT_PATH = "qaflow.artifact_path"  # model version tag: the run artifact it was registered from
 PROMOTION = "qaflow.promotion"  # model version tag prefix: who/when/why promoted
 ROLLBACK = "qaflow.rollback"  # model version tag prefix
+HUB = "qaflow.hub"  # model version tag prefix: where and when it was pushed to the hub
 GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own tag
 
 KIND_EVALUATION = "evaluation"

@@ -2,5 +2,6 @@
 
 `hardware` picks the backend (cpu | cuda | ipu), `ddp` launches data-parallel workers through torchrun, `ipu`
 runs Graphcore training in its own environment (`ipu_worker`), `autotune` captures Inductor's AUTOTUNE output.
-Which backend runs is decided in `tasks.pipeline.training`; nothing above it knows.
+Which backend runs is decided in `tasks.pipeline.training` (`hardware.detect_backend`); the model family is
+passed in through the `tasks.core.family.ModelFamily` protocol, so nothing here knows extractive from seq2seq.
 """

@@ -38,15 +38,6 @@ def detect_backend(requested: str, ipu_python: str | None = None) -> str:
 
 
 def _ipu_ready(ipu_python: str) -> bool:
-
-    try:
-        check_ipu_environment(ipu_python)
-    except IPUUnavailableError:
-        return False
-    return True
-
-
-def _ipu_ready(ipu_python: str) -> bool:
     try:
         check_ipu_environment(ipu_python)
     except IPUUnavailableError:
