@@ -17,7 +17,7 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from tasks.core.artifacts import DeviceInfo, TrainResult
 from tasks.core.config import QAFlowConfig, TrackingConfig
-from tasks.pipeline.serving import answer_row, input_rows, log_qa_model
+from tasks.pipeline.serving import log_qa_model
 from tasks.tracking import registry
 from tasks.tracking import runs as tracking
 from tasks.tracking import tags as tag
@@ -85,19 +85,6 @@ def test_resolve_tracking_uri(tmp_path: Path) -> None:
     assert tracking.resolve_tracking_uri("sqlite:///a/b.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/a/b.db"
     assert tracking.resolve_tracking_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
     assert tracking.resolve_tracking_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
-
-
-def test_input_rows_and_answer_row() -> None:
-    rows = input_rows({"question": ["q1", "q2"], "context": ["c1", "c2"]})
-    assert [r["question"] for r in rows] == ["q1", "q2"]
-    assert input_rows({"question": "q", "context": "c"}) == [{"question": "q", "context": "c"}]
-    with pytest.raises(ValueError, match="context"):
-        input_rows([{"question": "q"}])
-    nbest = [{"text": "1889", "probability": 0.7, "offsets": [30, 34]}, {"text": "", "probability": 0.3}]
-    assert answer_row("1889", nbest, CONTEXT) == {"answer": "1889", "score": 0.7, "start": 30, "end": 34}
-    assert answer_row("", nbest, CONTEXT) == {"answer": "", "score": 0.3, "start": -1, "end": -1}
-    filler = [{"text": "empty", "probability": 1.0, "offsets": [0, 0]}]
-    assert answer_row("empty", filler, CONTEXT)["answer"] == ""
 
 
 # --- store
