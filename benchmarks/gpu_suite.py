@@ -121,8 +121,9 @@ def run_cli(argv: list[str], log: Path) -> dict[str, Any]:
     log.write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
     if done.returncode != 0:
         raise RuntimeError(f"qaflow {argv[0]} exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]}")
-    start = done.stdout.find("{")
-    return json.loads(done.stdout[start:]) if start >= 0 else {}
+    text = "\n" + done.stdout
+    start = text.rfind("\n{\n")  # the command's own (indented) JSON comes last, after any progress output
+    return json.loads(text[start:]) if start >= 0 else {}
 
 
 # --------------------------------------------------------------------------------------------- stages
@@ -204,7 +205,7 @@ def stage_b_baseline(a: argparse.Namespace, s: dict[str, Any], out: Path) -> dic
     features = load_features(out / "b_train_features.npz")
     t0 = time.perf_counter()
     set_seed(cfg.train.seed)
-    model = AutoModelForQuestionAnswering.from_pretrained(cfg.model.model_name_or_path)
+    model = AutoModelForQuestionAnswering.from_pretrained(cfg.model.model_name_or_path, dtype=torch.float32)
     t = cfg.train
     args = TrainingArguments(
         output_dir=str(out / "b_baseline"), learning_rate=t.learning_rate, num_train_epochs=t.num_train_epochs,

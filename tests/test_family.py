@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from transformers import (
+    AutoModelForQuestionAnswering,
     BartConfig,
     BertConfig,
     T5Config,
@@ -179,3 +181,12 @@ def test_train_and_predict_dispatch_by_family(kind: str, request: pytest.Fixture
     assert set(run.predictions) == {ex.id for ex in dev.examples} and run.files["nbest"].exists()
     metrics = score_dataset(dev, run.predictions, run.null_odds)
     assert {"exact", "f1", "HasAns_exact", "NoAns_exact", "best_f1"} <= set(metrics)
+
+
+def test_families_load_float32_master_weights_from_a_bf16_checkpoint(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """transformers 5 keeps a bf16 checkpoint in bf16; training needs fp32 weights (bf16 runs as autocast)."""
+    bf16_dir = tmp_path / "bf16"
+    AutoModelForQuestionAnswering.from_pretrained(tiny_bert_dir).to(torch.bfloat16).save_pretrained(bf16_dir)
+    assert next(AutoModelForQuestionAnswering.from_pretrained(bf16_dir).parameters()).dtype == torch.bfloat16
+    model = get_family("extractive").load_model(str(bf16_dir))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}

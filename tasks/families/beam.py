@@ -315,7 +315,7 @@ class BeamFamily(ExtractiveFamily):
         config = load_checkpoint_config(path)
         if not is_beam_capable(config):
             raise ValueError(f"{describe(config, path)}: model_family 'beam' needs an XLNet checkpoint")
-        return XLNetForQuestionAnswering.from_pretrained(path)
+        return XLNetForQuestionAnswering.from_pretrained(path, dtype=torch.float32)
 
     def collator(self, features: Features, *, dynamic: bool) -> BeamCollator:
         return BeamCollator(features, dynamic=dynamic)

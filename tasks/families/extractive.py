@@ -121,8 +121,9 @@ class ExtractiveFamily:
             raise ValueError(f"{describe(config, where)} is a {inferred!r} checkpoint — use model_family: {inferred}")
 
     def load_model(self, path: str) -> Any:
-        """`AutoModelForQuestionAnswering`; a missing QA head is initialised (and reported by transformers)."""
-        return AutoModelForQuestionAnswering.from_pretrained(path)
+        """`AutoModelForQuestionAnswering` in float32 (transformers 5 would keep a bf16 checkpoint in bf16, and
+        training would lose its fp32 master weights); a missing QA head is initialised (and reported)."""
+        return AutoModelForQuestionAnswering.from_pretrained(path, dtype=torch.float32)
 
     def train_features(self, examples: Sequence[Example], tokenizer: Any, spec: TrainFeatureSpec) -> Features:
         return prepare_train_features(examples, tokenizer, spec.windows, num_proc=spec.num_proc)
