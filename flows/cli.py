@@ -25,6 +25,7 @@ from flows.cli_ops import (
 )
 from tasks.core.config import SECTIONS, ConfigError, QAFlowConfig, load_config
 
+DEFAULT_PARAMS = "params.yaml"
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError, KeyError)
 Handler = Callable[[argparse.Namespace], int]
 
@@ -38,7 +39,7 @@ def add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str]) -
             if f"--{f.name}" in taken:  # the subcommand's own flag of that name wins
                 continue
             group.add_argument(f"--{f.name}", dest=f"cfg__{f.name}", default=None, metavar="VALUE")
-    parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
+    parser.add_argument("--params", default=DEFAULT_PARAMS, help="parameter file (default: params.yaml)")
 
 
 def config_from_args(args: argparse.Namespace) -> QAFlowConfig:
@@ -321,12 +322,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("httpx", "httpcore", "alembic", "mlflow.store.db.utils"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        check_params_file(args)
         return int(args.func(args))
     except (ConfigError, *USER_ERRORS) as exc:
         if args.verbose:
             raise
         print(f"qaflow {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def check_params_file(args: argparse.Namespace) -> None:
+    """A `--params` file named on the command line must exist (the default params.yaml may be absent)."""
+    given = getattr(args, "params", None)
+    if given is None or given == DEFAULT_PARAMS:
+        return
+    root = Path(getattr(args, "root", "."))
+    if not Path(given).exists() and not (root / given).exists():
+        raise ConfigError(f"{given}: parameter file not found")
 
 
 def _one_line(exc: BaseException) -> Any:

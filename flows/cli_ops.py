@@ -152,11 +152,14 @@ def add_push_to_hub_parser(sub: argparse._SubParsersAction) -> argparse.Argument
 
 
 def cmd_push_to_hub(args: argparse.Namespace) -> int:
-    from tasks.pipeline.hub import HubError, build_hub_folder, push_to_hub, resolve_token
+    from tasks.pipeline.hub import HubError, assert_no_secret, build_hub_folder, find_token, push_to_hub, resolve_token
 
     cfg, root = _config(args)
     if args.dry_run:
         folder = build_hub_folder(cfg, root, Path(args.dry_run), alias=args.alias, repo_id=args.repo_id)
+        token = find_token(args.token_file)
+        if token:  # the same secret scan a real push runs before uploading
+            assert_no_secret(folder.path, token)
         print(json.dumps({"dry_run": str(folder.path), "model": folder.model, "version": folder.version,
                           "files": folder.files}, indent=2))  # fmt: skip
         return 0
@@ -185,6 +188,16 @@ def add_answer_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
+def read_context(value: str) -> str:
+    """The passage itself, or `@FILE`: the text of that file."""
+    if not value.startswith("@"):
+        return value
+    path = Path(value[1:])
+    if not path.is_file():
+        raise FileNotFoundError(f"--context {value}: {path} is not a file")
+    return path.read_text(encoding="utf-8")
+
+
 def cmd_answer(args: argparse.Namespace) -> int:
     import mlflow
 
@@ -193,7 +206,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
     cfg, root = _config(args)
     mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking.tracking_uri, root))
     uri = args.model or f"models:/{cfg.tracking.registered_model_name}@champion"
-    context = Path(args.context[1:]).read_text(encoding="utf-8") if args.context.startswith("@") else args.context
+    context = read_context(args.context)
     try:
         model = mlflow.pyfunc.load_model(uri)
     except mlflow.exceptions.MlflowException as exc:

@@ -135,7 +135,7 @@ def test_two_process_ddp_on_cpu(tiny_bert_dir: Path, tmp_path: Path) -> None:
     assert printed["model_dir"] == str(out / "model") and printed["train_steps_per_second"] > 0
 
 
-def test_incomplete_checkpoint_is_set_aside(tmp_path: Path) -> None:
+def test_incomplete_checkpoint_is_deleted(tmp_path: Path) -> None:
     ckpts = tmp_path / "checkpoints"
     good = ckpts / "checkpoint-4"
     good.mkdir(parents=True)
@@ -144,8 +144,9 @@ def test_incomplete_checkpoint_is_set_aside(tmp_path: Path) -> None:
     broken = ckpts / "checkpoint-8"
     broken.mkdir()
     (broken / "model.safetensors").write_text("x")  # killed before the optimizer state was written
+    (ckpts / "incomplete-checkpoint-2-1700000000").mkdir()  # set aside by an earlier version, never cleaned
     assert last_complete_checkpoint(ckpts) == good
-    assert not broken.exists() and any(p.name.startswith("incomplete-checkpoint-8") for p in ckpts.iterdir())
+    assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-4"]  # nothing left to pile up
 
 
 def test_backend_detection_errors_are_actionable() -> None:

@@ -214,20 +214,67 @@ def load_config(
     return cfg
 
 
+CHOICES: dict[tuple[str, str], set[Any]] = {
+    ("data", "bad_record_policy"): {"error", "skip"},
+    ("train", "backend"): {"auto", "cpu", "cuda", "ipu"},
+    ("train", "save_strategy"): {"steps", "epoch", "no"},
+    ("train", "torch_compile_mode"): {None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"},
+    # qaflow scores once after training, with the official metric; in-training evaluation is not offered
+    ("train", "eval_strategy"): {"no"},
+}
+# (section, key) -> (lowest allowed, whether the bound itself is allowed); None values are skipped (optional)
+BOUNDS: dict[tuple[str, str], tuple[float, bool]] = {
+    ("data", "max_train_samples"): (1, True),
+    ("data", "max_eval_samples"): (1, True),
+    ("data", "max_predict_samples"): (1, True),
+    ("data", "split_eval_fraction"): (0, False),
+    ("features", "max_seq_length"): (8, True),
+    ("features", "doc_stride"): (0, True),
+    ("features", "preprocessing_num_workers"): (1, True),
+    ("train", "learning_rate"): (0, False),
+    ("train", "per_device_train_batch_size"): (1, True),
+    ("train", "per_device_eval_batch_size"): (1, True),
+    ("train", "gradient_accumulation_steps"): (1, True),
+    ("train", "warmup_ratio"): (0, True),
+    ("train", "weight_decay"): (0, True),
+    ("train", "save_steps"): (1, True),
+    ("train", "save_total_limit"): (1, True),
+    ("train", "logging_steps"): (1, True),
+    ("train", "dataloader_num_workers"): (0, True),
+    ("postprocess", "n_best_size"): (1, True),
+    ("postprocess", "max_answer_length"): (1, True),
+    ("postprocess", "val_max_answer_length"): (1, True),
+    ("postprocess", "num_beams"): (1, True),
+    ("ipu", "micro_batch_size"): (1, True),
+    ("ipu", "ipu_gradient_accumulation_steps"): (1, True),
+}
+
+
 def validate(cfg: QAFlowConfig) -> None:
-    """Cross-field checks that would otherwise fail deep inside a run."""
-    choices = {
-        ("data", "bad_record_policy"): {"error", "skip"},
-        ("train", "backend"): {"auto", "cpu", "cuda", "ipu"},
-    }
-    for (section, key), allowed in choices.items():
+    """Every check that needs no file or model: run before anything expensive (one ConfigError line each)."""
+    for (section, key), allowed in CHOICES.items():
         value = getattr(getattr(cfg, section), key)
         if value not in allowed:
-            raise ConfigError(f"{section}.{key}: {value!r} is not one of {sorted(allowed)}")
-    f = cfg.features
+            shown = sorted(str(a) for a in allowed)
+            raise ConfigError(f"{section}.{key}: {value!r} is not one of {shown}")
+    for (section, key), (low, inclusive) in BOUNDS.items():
+        value = getattr(getattr(cfg, section), key)
+        if value is not None and (value < low or (value == low and not inclusive)):
+            raise ConfigError(f"{section}.{key}: {value!r} must be {'>=' if inclusive else '>'} {low}")
+    f, t = cfg.features, cfg.train
     if f.doc_stride >= f.max_seq_length:
         raise ConfigError(f"features.doc_stride ({f.doc_stride}) must be < max_seq_length ({f.max_seq_length})")
-    if cfg.train.bf16 and cfg.train.fp16:
+    if cfg.data.split_eval_fraction is not None and cfg.data.split_eval_fraction >= 1:
+        raise ConfigError(f"data.split_eval_fraction: {cfg.data.split_eval_fraction!r} must be < 1")
+    if t.warmup_ratio >= 1:
+        raise ConfigError(f"train.warmup_ratio: {t.warmup_ratio!r} must be < 1 (a fraction of the training steps)")
+    if t.max_steps <= 0 and t.num_train_epochs <= 0:
+        raise ConfigError(
+            f"train.num_train_epochs: {t.num_train_epochs!r} must be > 0 (or set max_steps > 0); nothing would train"
+        )
+    if t.max_steps == 0 or t.max_steps < -1:
+        raise ConfigError(f"train.max_steps: {t.max_steps!r} must be > 0, or -1 for num_train_epochs")
+    if t.bf16 and t.fp16:
         raise ConfigError("train.bf16 and train.fp16 are mutually exclusive")
 
 

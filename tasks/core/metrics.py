@@ -182,6 +182,11 @@ def _iter_qas(dataset_json: Any) -> Iterator[tuple[str, list[str]]]:
                 yield qa["id"], _answer_texts(qa, where)
 
 
+def gold_answers(dataset_json: Any) -> list[tuple[str, list[str]]]:
+    """(question id, gold answer texts) for every question, in order; MetricsError on a malformed structure."""
+    return list(_iter_qas(dataset_json))
+
+
 def _answer_texts(qa: Mapping[str, Any], where: str) -> list[str]:
     answers = qa.get("answers")
     if not isinstance(answers, list):

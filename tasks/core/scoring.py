@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.data import DataError, QADataset, load_dataset_file, read_json_file, to_squad_json
-from tasks.core.metrics import score
+from tasks.core.metrics import MetricsError, detect_version, gold_answers, score
 
 
 def read_json(path: str | Path, what: str) -> Any:
@@ -22,13 +22,32 @@ def is_nested_squad(path: Path) -> bool:
 
 
 def dataset_json_for_scoring(path: str | Path) -> dict:
-    """The nested SQuAD dict the official scorers read; other formats are loaded, validated and converted."""
+    """The nested SQuAD dict the official scorers read (checked); other formats are loaded, validated, converted."""
     p = Path(path)
     if is_nested_squad(p):
         obj = read_json(p, "dataset")
         if isinstance(obj, dict) and isinstance(obj.get("data"), list) and _looks_nested(obj["data"]):
+            check_scoring_dataset(obj, p)
             return obj
     return to_squad_json(load_dataset_file(p))
+
+
+def check_scoring_dataset(dataset_json: dict, path: Path) -> None:
+    """What the official metric reads must be sound: the nesting, string ids, answer texts, unique ids.
+
+    Errors name the data file (never the predictions). Fields the metric does not read (contexts, answer starts)
+    are not checked here: a file whose answer offsets are off still scores exactly as the official script.
+    """
+    try:
+        detect_version(dataset_json)
+        answers = gold_answers(dataset_json)
+    except MetricsError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    seen: set[str] = set()
+    for qid, _ in answers:
+        if qid in seen:
+            raise DataError(f"{path}: record {qid!r} field 'id': duplicate question id (ids must be unique)")
+        seen.add(qid)
 
 
 def _looks_nested(data: list) -> bool:
@@ -48,7 +67,8 @@ def score_files(
     try:
         return score(dataset_json, preds, probs, na_prob_thresh)
     except ValueError as exc:
-        raise DataError(f"{predictions}: {exc}") from None
+        blamed = na_probs if na_probs and str(exc).startswith("na_prob") else predictions
+        raise DataError(f"{blamed}: {exc}") from None
 
 
 def score_dataset(dataset: QADataset, predictions: dict[str, str], null_odds: dict[str, float] | None) -> dict:

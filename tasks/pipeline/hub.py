@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from huggingface_hub import get_token
 from mlflow.tracking import MlflowClient
 
 from tasks.core.config import QAFlowConfig
@@ -65,17 +66,22 @@ class HubPush:
 # ----------------------------------------------------------------------------------------- token
 
 
-def resolve_token(token_file: str | Path | None = None) -> str:
-    """The token from `token_file` (first line) or `HF_TOKEN`; a HubError naming where to put it otherwise."""
+def find_token(token_file: str | Path | None = None) -> str | None:
+    """The token from `token_file` (first line), else `HF_TOKEN`, else the one `hf auth login` saved; or None."""
     if token_file is not None:
         path = Path(token_file)
         if not path.is_file():
             raise HubError(f"token file {path} does not exist")
-        token = path.read_text(encoding="utf-8").strip().splitlines()[0].strip() if path.stat().st_size else ""
-    else:
-        token = os.environ.get("HF_TOKEN", "").strip()
+        text = path.read_text(encoding="utf-8").strip()
+        return text.splitlines()[0].strip() if text else None
+    return os.environ.get("HF_TOKEN", "").strip() or get_token() or None
+
+
+def resolve_token(token_file: str | Path | None = None) -> str:
+    """`find_token`, or a HubError naming where to put one."""
+    token = find_token(token_file)
     if not token:
-        raise HubError("no Hugging Face token: set HF_TOKEN or pass --token-file FILE")
+        raise HubError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token-file FILE")
     return token
 
 
@@ -175,13 +181,15 @@ def build_hub_folder(
     """Write the upload folder for `name@alias`: model + tokenizer files, `inference_recipe.json`, `README.md`."""
     import mlflow
 
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HubError(f"{out_dir} exists and is not a directory")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise HubError(f"{out_dir} exists and is not empty")
     configure_mlflow(cfg.tracking, Path(root))
     client = MlflowClient()
     name = cfg.tracking.registered_model_name
     info = version_info(client, name, alias)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise HubError(f"{out_dir} exists and is not empty")
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="qaflow-hub-") as tmp:
         downloaded = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{info['version']}", dst_path=tmp))

@@ -80,9 +80,12 @@ def is_complete_checkpoint(path: Path) -> bool:
 
 
 def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
-    """The newest complete `checkpoint-N`; incomplete ones (killed mid-save) are moved aside, never resumed."""
+    """The newest complete `checkpoint-N`. Incomplete ones (killed mid-save) can never be resumed: they are deleted
+    (with a warning), as are the `incomplete-*` directories earlier versions set aside."""
     if not checkpoints_dir.is_dir():
         return None
+    for stale in checkpoints_dir.glob("incomplete-checkpoint-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     found = sorted(
         (p for p in checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
         key=lambda p: int(p.name.split("-")[-1]),
@@ -90,8 +93,8 @@ def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
     for path in reversed(found):
         if is_complete_checkpoint(path):
             return path
-        log.warning("ignoring incomplete checkpoint %s (interrupted while saving)", path)
-        shutil.move(str(path), str(path.with_name(f"incomplete-{path.name}-{int(time.time())}")))
+        log.warning("deleting incomplete checkpoint %s (interrupted while saving; resuming from an earlier one)", path)
+        shutil.rmtree(path, ignore_errors=True)
     return None
 
 
