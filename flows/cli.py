@@ -139,8 +139,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from flows.retrain import retrain
+    from tasks.pipeline.data_stages import check_inputs
 
     overrides = {k[5:]: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
+    root = Path(args.root)
+    check_inputs(load_config(root / args.params, overrides), root)  # bad input: one line, before any flow run
     summary = retrain(params_path=args.params, overrides=overrides, force=args.force, root=args.root)
     print(json.dumps(summary, indent=2, default=str))
     return 0

@@ -98,6 +98,7 @@ def retrain(
     """Retrain on the current data version; register the result as `challenger`."""
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path, overrides)
+    data_stages.check_inputs(cfg, repo)  # bad data fails here, once, before params.yaml or data/ change
     snapshot = prepare_data(repo, repo / params_path, overrides)
     summary: dict[str, Any] = {"data_version": snapshot.version, "run_key": run_key(cfg, snapshot.version)}
     reason = None if force else unchanged_since_champion(cfg, repo, snapshot)

@@ -7,6 +7,7 @@ lets later steps read the data of *this* version even when another retrain chang
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import sys
@@ -17,8 +18,9 @@ from typing import Any
 from filelock import FileLock
 
 from tasks.core.artifacts import DataSnapshot
-from tasks.core.config import persist_stage_overrides
+from tasks.core.config import QAFlowConfig, persist_stage_overrides
 from tasks.core.layout import SNAPSHOT_FILES, snapshot_dir
+from tasks.pipeline.stages import load_split
 from tasks.versioning import data_version, push, reproduce
 
 STAGE_LOCK = ".dvc/tmp/qaflow-stages.lock"
@@ -45,6 +47,21 @@ def snapshot_outputs(root: Path, version: str, hashes: dict[str, str], ran: tupl
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
     return DataSnapshot(version=version, hashes=hashes, dir=target, stages_ran=ran)
+
+
+def check_inputs(cfg: QAFlowConfig, root: Path) -> None:
+    """Load and validate both splits the configuration names (DataError naming file, record and field).
+
+    Runs before params.yaml is touched or any stage runs, so bad data fails once, cheaply, and leaves the
+    workspace (params.yaml, data/prepared, data/features) as it was. Relative paths are the repository's, as in
+    dvc.yaml.
+    """
+    checked = copy.deepcopy(cfg)
+    for key in ("train_file", "validation_file"):
+        value = Path(getattr(checked.data, key))
+        setattr(checked.data, key, str(value if value.is_absolute() else Path(root) / value))
+    for split in ("train", "eval"):
+        load_split(checked, split)
 
 
 def run_data_stages(root: Path, params_path: Path, overrides: dict[str, Any] | None) -> StagesReport:

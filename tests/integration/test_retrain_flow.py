@@ -169,3 +169,22 @@ def test_two_concurrent_retrains_both_finish(repo: Path, tmp_path: Path) -> None
     for s in summaries:
         assert client.get_run(s["run_id"]).info.status == "FINISHED"
         assert json.loads((Path(s["run_dir"]) / "predict" / "metrics.json").read_text()) == s["metrics"]
+
+
+def test_retrain_on_bad_data_fails_once_and_changes_nothing(repo: Path) -> None:
+    """A deterministic data error: one line, exit 2, no retries, params.yaml and data/ untouched."""
+    bad = repo / "data" / "sample" / "bad.json"
+    data = json.loads((repo / "data" / "sample" / TRAIN.name).read_text())
+    data["data"][0]["paragraphs"][0]["qas"][0]["answers"][0]["answer_start"] = 10**6
+    bad.write_text(json.dumps(data))
+    params_before = (repo / "params.yaml").read_bytes()
+    done = subprocess.run(
+        retrain_argv(repo, "--train_file", "data/sample/bad.json"), cwd=repo, env=env_for(repo),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("qaflow retrain: error:")]
+    assert len(errors) == 1 and "bad.json" in errors[0] and "answer_start" in errors[0], done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "Retrying" not in done.stderr + done.stdout
+    assert (repo / "params.yaml").read_bytes() == params_before
+    assert not (repo / "data" / "prepared").exists() and not (repo / "outputs").exists()
