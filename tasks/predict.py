@@ -31,6 +31,16 @@ from tasks.core.specs import InferenceRecipe
 log = logging.getLogger(__name__)
 
 CHUNK_EXAMPLES = 256
+UNANSWERED_NULL_ODDS = 1e9  # certain "no answer" for the v2 scorer (finite: strict JSON has no Infinity)
+
+
+def unanswered_outputs(ids: Sequence[str]) -> Postprocessed:
+    """ "" for each id, with probability 1 and certain null odds."""
+    return Postprocessed(
+        predictions={qid: "" for qid in ids},
+        nbest={qid: [{"text": "", "probability": 1.0, "score": 0.0}] for qid in ids},
+        null_odds={qid: UNANSWERED_NULL_ODDS for qid in ids},
+    )
 
 
 @dataclass
@@ -139,9 +149,12 @@ def predict_examples(
     chunk_examples: int = CHUNK_EXAMPLES,
     save_raw: bool = True,
     device: torch.device | None = None,
+    unanswered: Sequence[str] = (),
 ) -> PredictionRun:
     """Stream `examples` through `family`'s model and post-processing; write predictions, n-best, null odds (v2).
 
+    `unanswered` ids (questions the model was not asked, e.g. skipped as too long) are answered "" with
+    certainty (v2 null odds `UNANSWERED_NULL_ODDS`), so they are scored as unanswered, never silently dropped.
     Nothing already in `out_dir` is replaced until the new file is complete (raw logits: the whole directory).
     """
     device = device or next(model.parameters()).device
@@ -168,6 +181,7 @@ def predict_examples(
                 raw.add(shard)
             collect(family.postprocess(chunk, feats, outputs, recipe), writer, predictions, null_odds)
             log.info("predicted %d/%d examples", len(predictions), len(examples))
+        collect(unanswered_outputs(unanswered), writer, predictions, null_odds)
     except BaseException:
         writer.close(ok=False)
         if raw is not None:

@@ -119,3 +119,13 @@ def test_hub_dry_run_onto_an_existing_file(capsys, workspace: Path) -> None:
     (workspace / "folder").write_text("not a directory")
     line = run_bad(capsys, workspace, "push-to-hub", "--dry-run", "folder")
     assert "folder exists and is not a directory" in line
+
+
+def test_too_long_question_fails_before_the_model_loads(capsys, workspace: Path, tiny_bert_dir: Path) -> None:
+    data = json.loads(DEV.read_text())
+    qa = data["data"][0]["paragraphs"][0]["qas"][1]
+    qa["question"] = "why " * 200 + qa["question"]
+    (workspace / "long.json").write_text(json.dumps(data))
+    line = run_bad(capsys, workspace, "predict", "--model_dir", str(tiny_bert_dir), "--output_dir", "pred",
+                   "--data", "long.json", "--max_seq_length", "128", "--doc_stride", "32")  # fmt: skip
+    assert f"(first: '{qa['id']}'" in line and "question_policy: truncate" in line

@@ -33,6 +33,7 @@ class FirstTokenFamily:
     """Answers with the context's first whitespace-separated word; claims checkpoints tagged as the baseline."""
 
     name = "first-token"
+    windowed = False
     trainer_class = Trainer
     training_arguments_class = TrainingArguments
 

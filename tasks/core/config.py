@@ -49,6 +49,9 @@ class FeatureConfig:
     doc_stride: int = 128
     pad_to_max_length: bool = True
     preprocessing_num_workers: int = 1
+    # questions too long for a window (see tasks.core.features.fit_questions): error | truncate | skip
+    question_policy: str = "error"
+    max_query_length: int = 64  # question tokens kept by question_policy: truncate (legacy SQuAD default)
 
 
 @dataclass
@@ -218,6 +221,7 @@ CHOICES: dict[tuple[str, str], set[Any]] = {
     ("data", "bad_record_policy"): {"error", "skip"},
     ("train", "backend"): {"auto", "cpu", "cuda", "ipu"},
     ("train", "save_strategy"): {"steps", "epoch", "no"},
+    ("features", "question_policy"): {"error", "truncate", "skip"},
     ("train", "torch_compile_mode"): {None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"},
     # qaflow scores once after training, with the official metric; in-training evaluation is not offered
     ("train", "eval_strategy"): {"no"},
@@ -231,6 +235,7 @@ BOUNDS: dict[tuple[str, str], tuple[float, bool]] = {
     ("features", "max_seq_length"): (8, True),
     ("features", "doc_stride"): (0, True),
     ("features", "preprocessing_num_workers"): (1, True),
+    ("features", "max_query_length"): (1, True),
     ("train", "learning_rate"): (0, False),
     ("train", "per_device_train_batch_size"): (1, True),
     ("train", "per_device_eval_batch_size"): (1, True),

@@ -45,6 +45,7 @@ class ModelFamily(Protocol):
     """One kind of QA model head. Implementations are stateless; the registry holds one instance each."""
 
     name: str
+    windowed: bool  # reads question+context windows (then `features.question_policy` applies to its examples)
     trainer_class: type  # a transformers `Trainer` (sub)class
     training_arguments_class: type  # a transformers `TrainingArguments` (sub)class
 

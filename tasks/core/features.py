@@ -17,7 +17,7 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ class FeatureSettings:
     max_seq_length: int = 384
     doc_stride: int = 128
     pad_to_max_length: bool = True
+    question_policy: str = "error"  # a question too long for a window: error | truncate | skip (fit_questions)
+    max_query_length: int = 64  # question tokens kept by the `truncate` policy
 
 
 @dataclass
@@ -128,6 +130,76 @@ def _make_plan(tokenizer: Any, settings: FeatureSettings, *, train: bool, batch_
         train=train,
         batch_size=batch_size,
     )
+
+
+# --------------------------------------------------------------------------------------------- long questions
+
+
+@dataclass
+class QuestionFit:
+    """The examples windowing will see, and which questions were truncated or skipped (by id)."""
+
+    examples: list[Example]
+    truncated: list[str]
+    skipped: list[str]
+
+    def report(self) -> dict[str, int]:
+        return {"questions_truncated": len(self.truncated), "questions_skipped": len(self.skipped)}
+
+
+def fit_questions(
+    examples: Sequence[Example], tokenizer: Any, settings: FeatureSettings, *, batch_size: int = 1000
+) -> QuestionFit:
+    """Apply `settings.question_policy` to questions too long for a window, before any model work.
+
+    A question is too long when the tokens it leaves for context in a window do not exceed `doc_stride` (and the
+    context does not fit beside it whole): run_qa.py's tokenisation then fails. Policies:
+
+    * `error` (default): ValueError naming how many, the first id and its length, and the fixes. Nothing changes
+      otherwise, so features stay identical to run_qa.py's.
+    * `truncate`: every question longer than `max_query_length` tokens is cut to that many (the legacy SQuAD
+      `max_query_length` rule, the same in training and prediction); counted.
+    * `skip`: examples with a too-long question are left out (counted); prediction answers them with "".
+    """
+    require_fast_tokenizer(tokenizer)
+    policy = settings.question_policy
+    if policy not in ("error", "truncate", "skip"):
+        raise ValueError(f"question_policy must be error, truncate or skip, got {policy!r}")
+    max_length = effective_max_length(tokenizer, settings)
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=True)
+    kept: list[Example] = []
+    truncated: list[str] = []
+    too_long: list[tuple[Example, int]] = []
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start : start + batch_size]
+        questions = tokenizer([ex.question.lstrip() for ex in batch], add_special_tokens=False,
+                              return_offsets_mapping=True)  # fmt: skip
+        contexts = tokenizer([ex.context for ex in batch], add_special_tokens=False)["input_ids"]
+        for ex, q_ids, q_offsets, c_ids in zip(
+            batch, questions["input_ids"], questions["offset_mapping"], contexts, strict=True
+        ):
+            n_question = len(q_ids)
+            if policy == "truncate" and n_question > settings.max_query_length:
+                question = ex.question.lstrip()
+                ex = replace(ex, question=question[: q_offsets[settings.max_query_length - 1][1]])
+                truncated.append(ex.id)
+                n_question = settings.max_query_length
+            if n_question + len(c_ids) > room and room - n_question <= settings.doc_stride:
+                too_long.append((ex, n_question))
+                continue
+            kept.append(ex)
+    if too_long and policy != "skip":
+        first, n = too_long[0]
+        fix = (
+            f"lower max_query_length (now {settings.max_query_length})" if policy == "truncate"
+            else "set question_policy: truncate (to max_query_length tokens) or skip"
+        )  # fmt: skip
+        raise ValueError(
+            f"{len(too_long)} of {len(examples)} questions are too long for max_seq_length={max_length} with "
+            f"doc_stride={settings.doc_stride} (first: {first.id!r}, {n} tokens, leaving {room - n} context tokens "
+            f"per window; more than doc_stride are needed); {fix}, or raise max_seq_length"
+        )
+    return QuestionFit(kept, truncated, [ex.id for ex, _ in too_long])
 
 
 # --------------------------------------------------------------------------------------------- tokenisation

@@ -125,7 +125,7 @@ class InferenceRecipe:
 
 def feature_settings(cfg: QAFlowConfig) -> FeatureSettings:
     f = cfg.features
-    return FeatureSettings(f.max_seq_length, f.doc_stride, f.pad_to_max_length)
+    return FeatureSettings(f.max_seq_length, f.doc_stride, f.pad_to_max_length, f.question_policy, f.max_query_length)
 
 
 def nbest_settings(cfg: QAFlowConfig, data_version: str) -> NBestSettings:

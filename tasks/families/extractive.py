@@ -100,6 +100,7 @@ class ExtractiveFamily:
     """run_qa.py's span extraction; the fallback for any checkpoint no other family claims."""
 
     name = "extractive"
+    windowed = True
     trainer_class = Trainer
     training_arguments_class = TrainingArguments
 

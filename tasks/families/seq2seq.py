@@ -350,6 +350,7 @@ class Seq2SeqFamily:
     """An encoder-decoder that generates the answer text (run_seq2seq_qa.py; `AutoModelForSeq2SeqLM`)."""
 
     name = "seq2seq"
+    windowed = False  # one source per question, truncated at max_seq_length (counted)
     trainer_class = Seq2SeqTrainer
     training_arguments_class = Seq2SeqTrainingArguments
 

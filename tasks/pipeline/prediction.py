@@ -17,6 +17,7 @@ from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import QADataset
 from tasks.core.family import ModelFamily
+from tasks.core.features import QuestionFit, fit_questions
 from tasks.core.io import write_json_atomic
 from tasks.core.scoring import score_dataset
 from tasks.core.specs import InferenceRecipe, ModelSpec, inference_recipe
@@ -43,9 +44,17 @@ class Predictor:
         return cls(resolved, model, load_tokenizer(spec.tokenizer_path), device)
 
     def predict(self, examples: list, recipe: InferenceRecipe, out_dir: Path, *, save_raw: bool) -> PredictionRun:
-        return predict_examples(
-            self.family, self.model, self.tokenizer, examples, recipe, out_dir, save_raw=save_raw, device=self.device
-        )
+        """Predict with the recipe; windowed families first apply its question policy (counts in the metrics)."""
+        fit = QuestionFit(list(examples), [], [])
+        if self.family.windowed:
+            fit = fit_questions(examples, self.tokenizer, recipe.windows)
+        run = predict_examples(
+            self.family, self.model, self.tokenizer, fit.examples, recipe, out_dir, save_raw=save_raw,
+            device=self.device, unanswered=fit.skipped,
+        )  # fmt: skip
+        if fit.truncated or fit.skipped:
+            run.metrics.update({f"predict_{k}": float(v) for k, v in fit.report().items()})
+        return run
 
 
 @dataclass
@@ -111,8 +120,11 @@ def predict_from_config(
     do_score: bool = True,
 ) -> PredictionSummary:
     """`qaflow predict`: the configured windows/n-best/generation settings on `data` (the configured eval split)."""
-    check_family_name(cfg.model.model_family)  # cheap checks first
+    check_family_name(cfg.model.model_family)  # cheap checks first: names, data, checkpoint, question lengths
     dataset = load_split(cfg, "eval", data)
+    family = resolve_family(cfg.model.model_family, model_dir)
+    recipe = inference_recipe(cfg, family.name, dataset.version)
+    if family.windowed:
+        fit_questions(dataset.examples, load_tokenizer(str(model_dir)), recipe.windows)
     predictor = Predictor.load(model_dir, cfg.model.model_family, use_cuda=cfg.train.backend != "cpu")
-    recipe = inference_recipe(cfg, predictor.family.name, dataset.version)
     return predict_dataset(predictor, dataset, recipe, output_dir, save_raw=save_raw, do_score=do_score)

@@ -10,7 +10,7 @@ from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import QADataset, dataset_summary, load_dataset_file, split_by_article, to_squad_json
 from tasks.core.family import ModelFamily, TrainFeatureSpec
-from tasks.core.features import count_features, prepare_eval_features, save_features
+from tasks.core.features import count_features, fit_questions, prepare_eval_features, save_features
 from tasks.core.io import write_json_atomic
 from tasks.core.specs import ModelSpec, feature_settings
 from tasks.families.registry import resolve_family
@@ -42,8 +42,18 @@ def train_feature_spec(cfg: QAFlowConfig) -> TrainFeatureSpec:
 
 
 def build_train_features(cfg: QAFlowConfig, family: ModelFamily, examples: list, tokenizer: Any) -> Any:
-    """Training features of the configured family (windows with span labels, or seq2seq pairs)."""
-    return family.train_features(examples, tokenizer, train_feature_spec(cfg))
+    """Training features of the configured family (windows with span labels, or seq2seq pairs).
+
+    Windowed families first apply `features.question_policy` to over-long questions (counted in the log).
+    """
+    spec = train_feature_spec(cfg)
+    if family.windowed:
+        fit = fit_questions(examples, tokenizer, spec.windows)
+        if fit.truncated or fit.skipped:
+            log.info("training questions: %d truncated, %d skipped (question_policy %s)", len(fit.truncated),
+                     len(fit.skipped), spec.windows.question_policy)  # fmt: skip
+        examples = fit.examples
+    return family.train_features(examples, tokenizer, spec)
 
 
 def prepare(cfg: QAFlowConfig, out_dir: Path) -> dict[str, Any]:
