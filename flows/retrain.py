@@ -105,17 +105,19 @@ def retrain(
     if reason:
         print(f"retrain skipped: {reason}")
         return {**summary, "action": "skip", "reason": reason, "run_id": None}
-    plan = open_run(cfg, repo, snapshot, force)
-    if plan.action == "skip":
-        print(f"retrain skipped: {plan.reason}")
-        return {**summary, **asdict(plan), "metrics": logged_scores(cfg, repo, plan.run_id)}
-    paths = RunPaths.for_run(repo, plan.run_id)
-    trained = train(cfg, snapshot, paths)
-    predicted = predict_and_score(trained, snapshot, paths)
-    track(cfg, repo, plan, snapshot, paths, trained, predicted)
-    version = register(cfg, repo, plan)
-    print(f"registered {cfg.tracking.registered_model_name} v{version} as challenger; dev metrics: {predicted.metrics}")
-    return {
-        **summary, **asdict(plan), "version": version, "metrics": predicted.metrics, "train": trained.metrics,
-        "run_dir": str(paths.run_dir),
-    }  # fmt: skip
+    with run_record.run_owner(repo, summary["run_key"]):  # one live process per run key
+        plan = open_run(cfg, repo, snapshot, force)
+        if plan.action == "skip":
+            print(f"retrain skipped: {plan.reason}")
+            return {**summary, **asdict(plan), "metrics": logged_scores(cfg, repo, plan.run_id)}
+        paths = RunPaths.for_run(repo, plan.run_id)
+        trained = train(cfg, snapshot, paths)
+        predicted = predict_and_score(trained, snapshot, paths)
+        track(cfg, repo, plan, snapshot, paths, trained, predicted)
+        version = register(cfg, repo, plan)
+        name = cfg.tracking.registered_model_name
+        print(f"registered {name} v{version} as challenger; dev metrics: {predicted.metrics}")
+        return {
+            **summary, **asdict(plan), "version": version, "metrics": predicted.metrics, "train": trained.metrics,
+            "run_dir": str(paths.run_dir),
+        }  # fmt: skip

@@ -9,6 +9,7 @@ outputs/
   promote/<eval data id>/    re-scoring during promotion
   benchmark/<run mode>/      `qaflow benchmark`
   compare/                   `qaflow compare` report
+  locks/run-<run key>.lock   held by the process training that run key (+ .owner: host, pid, since)
   run/                       `qaflow train` (the default `train.output_dir`; a TrainPaths directory)
 ```
 """
@@ -56,6 +57,10 @@ def benchmark_dir(root: Path, mode: str) -> Path:
 
 def compare_dir(root: Path) -> Path:
     return outputs_dir(root) / "compare"
+
+
+def run_lock_file(root: Path, run_key: str) -> Path:
+    return outputs_dir(root) / "locks" / f"run-{run_key}.lock"
 
 
 @dataclass(frozen=True)

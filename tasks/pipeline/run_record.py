@@ -1,18 +1,27 @@
-"""The retrain run's MLflow record: open (or find) the run for a run key, log it, register it.
+"""The retrain run's MLflow record: own the run key, open (or find) its run, log it, register it.
 
 Idempotent by design: a retrain killed half-way resumes the same run (its run key is the data version plus the
-model parameters), logs again without duplicating anything, and registers one model version per run.
+model parameters), logs again without duplicating anything, and registers one model version per run. A run key is
+owned by one live process at a time (`run_owner`): a second retrain of the same key waits, then finds the run
+finished and skips; only a dead owner's run is resumed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
+from filelock import FileLock, Timeout
 
 from tasks.core.artifacts import DataSnapshot, TrainResult
 from tasks.core.config import QAFlowConfig, save_params
-from tasks.core.layout import RunPaths
+from tasks.core.layout import RunPaths, run_lock_file
 from tasks.pipeline.prediction import PredictionSummary
 from tasks.pipeline.runplan import RunPlan, plan_run, run_key
 from tasks.pipeline.serving import log_qa_model
@@ -21,6 +30,39 @@ from tasks.tracking.registry import find_version_for_run, register_model
 from tasks.tracking.runs import configure_mlflow, find_run_by_key, log_run
 
 MODEL_ARTIFACT = "model"
+RUN_LOCK_TIMEOUT_S = 12 * 3600  # a second retrain of the same key waits at most this long for the first
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def run_owner(root: Path, key: str, timeout_s: float = RUN_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the lock of run key `key` while a run is opened, trained, logged and registered.
+
+    The lock is an OS file lock: it dies with its process, so a killed retrain leaves its run to be resumed by the
+    next one, while a live one makes the next one wait (it then finds the run finished and skips).
+    """
+    path = run_lock_file(root, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    owner_file = path.with_suffix(".owner")
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        owner = owner_file.read_text(encoding="utf-8").strip() if owner_file.exists() else "another process"
+        log.warning("run key %s is being trained by %s; waiting for it", key, owner)
+        try:
+            lock.acquire(timeout=timeout_s)
+        except Timeout:
+            raise RuntimeError(f"run key {key} is still held by {owner} after {timeout_s:.0f} s") from None
+    try:
+        since = datetime.now(UTC).isoformat(timespec="seconds")
+        owner_file.write_text(f"{socket.gethostname()} pid {os.getpid()} since {since}\n", encoding="utf-8")
+        yield
+    finally:
+        lock.release()
+
+
 SCORE_KEYS = ("exact_match", "exact", "f1", "HasAns_f1", "NoAns_f1")
 
 

@@ -188,3 +188,25 @@ def test_retrain_on_bad_data_fails_once_and_changes_nothing(repo: Path) -> None:
     assert "Traceback" not in done.stderr and "Retrying" not in done.stderr + done.stdout
     assert (repo / "params.yaml").read_bytes() == params_before
     assert not (repo / "data" / "prepared").exists() and not (repo / "outputs").exists()
+
+
+def test_two_retrains_of_the_same_key_train_once(repo: Path, tmp_path: Path) -> None:
+    """Started together with the same data and parameters: one trains, the other waits for it and skips."""
+    (tmp_path / "prefect-home").mkdir()
+    with prefect_server(tmp_path / "prefect-home") as api_url:
+        procs = [
+            subprocess.Popen(
+                retrain_argv(repo), cwd=repo, env={**env_for(repo), "PREFECT_API_URL": api_url},
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            for _ in range(2)
+        ]  # fmt: skip
+        outs = [p.communicate(timeout=1200) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-4000:]
+    actions = sorted(summary_of(out)["action"] for out, _ in outs)
+    assert actions == ["new", "skip"]
+    assert len({summary_of(out)["run_id"] for out, _ in outs}) == 1
+    client = mlflow_client(repo)
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{MODEL_NAME}'")] == ["1"]
+    assert len(list((repo / "outputs" / "runs").iterdir())) == 1
