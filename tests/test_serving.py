@@ -56,3 +56,20 @@ def test_served_model_follows_the_data_version(store: Path, tiny_bert_dir: Path,
     plain = qa.run_examples(examples, tmp_path / "plain")
     assert plain.null_odds is None and "null_odds" not in plain.files
     assert qa.recipe.windows.max_seq_length == 64
+
+
+def test_logged_model_holds_no_pickle(store: Path, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """Models-from-code: loading runs our shipped code, never an unpickled object; training_args.bin stays out."""
+    served = model_with_recipe(tiny_bert_dir, tmp_path / "served", max_seq_length=64, doc_stride=16)
+    (served / "training_args.bin").write_bytes(b"pickled TrainingArguments")
+    with mlflow.start_run() as run:
+        log_qa_model(served)
+    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/model"))
+    names = {p.name for p in local.rglob("*") if p.is_file()}
+    assert "python_model.pkl" not in names and "training_args.bin" not in names
+    assert not [n for n in names if n.endswith((".pkl", ".pickle"))]
+    assert "served_model.py" in names and "inference_recipe.json" in names
+    out = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(
+        [{"question": "When was the tower built?", "context": CONTEXT}]
+    )
+    assert list(out.columns) == ["id", "answer", "score", "start", "end"]

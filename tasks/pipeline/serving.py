@@ -13,6 +13,7 @@ answer is "", start = end = -1 and the score is the probability of the null cand
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import metadata
@@ -31,6 +32,8 @@ from tasks.predict import PredictionRun
 from tasks.tracking.registry import register_model
 
 TASKS_DIR = Path(__file__).resolve().parents[1]  # the whole `tasks` package travels with the model
+MODEL_CODE = Path(__file__).with_name("served_model.py")  # what MLflow runs to build the model when loading it
+PICKLED_FILES = ("training_args.bin", "*.pkl", "*.pickle")  # never logged: loading a pickle runs its code
 INPUT_COLUMNS = ("question", "context")
 OUTPUT_COLUMNS = ("id", "answer", "score", "start", "end")
 _REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "numpy", "pandas", "pyyaml")
@@ -165,15 +168,18 @@ def log_qa_model(
     Optionally registers it (idempotently, one version per run, `alias` moved to it).
     """
     InferenceRecipe.load(model_dir)  # refuse a model without a recipe before logging anything
-    info = mlflow.pyfunc.log_model(
-        name=artifact_path,
-        python_model=QAModel(),
-        artifacts={"model_dir": str(Path(model_dir).resolve())},
-        code_paths=[str(TASKS_DIR)],
-        pip_requirements=pip_requirements(),
-        signature=signature(),
-        input_example=INPUT_EXAMPLE,
-    )
+    with tempfile.TemporaryDirectory(prefix="qaflow-model-") as tmp:
+        clean = Path(tmp) / Path(model_dir).resolve().name  # the model without pickles (training_args.bin)
+        shutil.copytree(model_dir, clean, ignore=shutil.ignore_patterns(*PICKLED_FILES))
+        info = mlflow.pyfunc.log_model(
+            name=artifact_path,
+            python_model=str(MODEL_CODE),  # models-from-code: no cloudpickled object of ours
+            artifacts={"model_dir": str(clean)},
+            code_paths=[str(TASKS_DIR)],
+            pip_requirements=pip_requirements(),
+            signature=signature(),
+            input_example=INPUT_EXAMPLE,
+        )
     if registered_model_name:
         register_model(info.run_id, artifact_path, registered_model_name, alias=alias, run_key=run_key)
     return info
