@@ -151,7 +151,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from flows.evaluate_flow import evaluate
+    from tasks.core.data import load_dataset_file
 
+    load_dataset_file(args.data, max_samples=args.max_samples)  # bad data: one line, before any flow run
     result = evaluate(args.model_uri, args.data, args.max_samples, params_path=args.params, root=args.root)
     print(json.dumps({"run_id": result["run_id"], **result["metrics"]}, indent=2))
     return 0
@@ -215,7 +217,7 @@ def print_demo_summary(summary: dict[str, Any], elapsed: float) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qaflow", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks (or QAFLOW_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("score", help="official SQuAD v1.1/v2.0 EM/F1 of a predictions file")
@@ -328,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_params_file(args)
         return int(args.func(args))
     except (ConfigError, *USER_ERRORS) as exc:
-        if args.verbose:
+        if args.verbose or os.environ.get("QAFLOW_DEBUG", "") not in ("", "0"):
             raise
         print(f"qaflow {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2

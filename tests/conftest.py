@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,3 +29,19 @@ def build_tiny_bert(directory: Path, seed: int = 0) -> Path:
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory of a tiny random BERT QA model and tokenizer (built once per session; do not modify)."""
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+# ------------------------------------------------------------------------------- the reliability summary line
+
+_RELIABILITY: dict[str, bool] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "reliability" in report.keywords and (report.when == "call" or report.outcome != "passed"):
+        _RELIABILITY[report.nodeid] = _RELIABILITY.get(report.nodeid, True) and report.outcome == "passed"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _RELIABILITY:
+        clean = sum(_RELIABILITY.values())
+        terminalreporter.write_line(f"reliability: {len(_RELIABILITY)} cases, {clean} clean")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,16 @@ def test_write_json_atomic_unserialisable_keeps_old_file(tmp_path: Path) -> None
         write_json_atomic({"bad": object()}, target)
     assert json.loads(target.read_text(encoding="utf-8")) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_a_dead_writers_temp_file_is_swept_by_the_next_write(tmp_path: Path) -> None:
+    """A process killed mid-write leaves `.<name>.pid<N>.<hex>.tmp`; the next write of that target removes it,
+    while a live process's temp file (this one's) is left alone."""
+    target = tmp_path / "out.json"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f".out.json.pid{int(dead.stdout)}.abc.tmp"
+    orphan.write_text("half")
+    alive = tmp_path / f".out.json.pid{os.getpid()}.def.tmp"
+    alive.write_text("in progress")
+    write_json_atomic({"ok": True}, target)
+    assert not orphan.exists() and alive.exists() and json.loads(target.read_text()) == {"ok": True}

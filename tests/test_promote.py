@@ -85,7 +85,7 @@ def test_compare_scores_margin_and_guards() -> None:
 def test_promote_refuse_rollback_and_answer(tmp_path: Path, tiny_bert_dir: Path) -> None:
     root = tmp_path / "project"
     cfg = make_project(root, "qa-promote")
-    with pytest.raises(PromotionError, match="no 'challenger'"):
+    with pytest.raises(PromotionError, match="nothing is registered yet"):
         promote(cfg, root)
 
     v1 = add_version(cfg, root, tiny_bert_dir, {"exact_match": 60.0, "f1": 70.0}, "dv1")

@@ -72,7 +72,7 @@ def test_nothing_visible_before_commit(tmp_path: Path) -> None:
     writer = RawLogitsWriter(raw_dir)
     writer.add(make_shard(0))
     assert not raw_dir.exists()
-    assert [p.name.startswith(".raw.tmp-") for p in tmp_path.iterdir()] == [True]
+    assert [p.name.startswith(".raw.pid") for p in tmp_path.iterdir()] == [True]
     writer.commit()
     assert [p.name for p in tmp_path.iterdir()] == ["raw"]
 

@@ -46,7 +46,7 @@ class CheckpointError(ValueError):
 
 def _looks_local(name: str) -> bool:
     """Not a hub id (`name` or `org/name`): a path with a leading ./, / or ~, or more than one separator."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+    return name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1 or "\\" in name
 
 
 def _hub_reachable(endpoint: str) -> bool:

@@ -7,18 +7,46 @@ Imports nothing else of qaflow.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+_OWNER = re.compile(r"\.pid(\d+)[.-]")
+
 
 def _temp_sibling(target: Path) -> Path:
-    """A fresh hidden name in the target's directory (same filesystem, so the rename is atomic)."""
-    return target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    """A fresh hidden name in the target's directory (same filesystem, so the rename is atomic), naming its owner."""
+    return target.with_name(f".{target.name}.pid{os.getpid()}.{secrets.token_hex(6)}.tmp")
+
+
+def owner_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphans(directory: Path, pattern: str) -> int:
+    """Delete temp files/directories matching `pattern` whose owning process (`.pid<N>.` in the name) is dead.
+
+    A process killed mid-write leaves its temp sibling behind; the next writer of the same target sweeps it.
+    """
+    removed = 0
+    for path in Path(directory).glob(pattern):
+        owner = _OWNER.search(path.name)
+        if owner and not owner_alive(int(owner.group(1))):
+            _remove(path)
+            removed += 1
+    return removed
 
 
 def _fsync(path: Path) -> None:
@@ -47,6 +75,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphans(target.parent, f".{glob.escape(target.name)}.pid*.tmp")
     tmp = _temp_sibling(target)
     try:
         yield tmp

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.core.io import atomic_path, write_json_atomic
+from tasks.core.io import atomic_path, remove_orphans, write_json_atomic
 
 RAW_FORMAT = "qaflow-raw-logits/1"
 META_FILE = "raw_meta.json"
@@ -43,7 +43,9 @@ class RawLogitsWriter:
 
     def __init__(self, raw_dir: Path) -> None:
         self.raw_dir = Path(raw_dir)
-        self._tmp = self.raw_dir.with_name(f".{self.raw_dir.name}.tmp-{os.getpid()}")
+        self.raw_dir.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphans(self.raw_dir.parent, f".{self.raw_dir.name}.pid*")  # left by a killed run
+        self._tmp = self.raw_dir.with_name(f".{self.raw_dir.name}.pid{os.getpid()}.tmp")
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp.mkdir(parents=True)
         self.shards = 0
@@ -68,7 +70,7 @@ class RawLogitsWriter:
     def commit(self) -> Path:
         meta = {"format": RAW_FORMAT, "shards": self.shards, "features": self._features, "examples": self._examples}
         write_json_atomic(meta, self._tmp / META_FILE)
-        old = self.raw_dir.with_name(f".{self.raw_dir.name}.old-{os.getpid()}")
+        old = self.raw_dir.with_name(f".{self.raw_dir.name}.pid{os.getpid()}.old")
         if self.raw_dir.exists():
             self.raw_dir.rename(old)
         self._tmp.rename(self.raw_dir)

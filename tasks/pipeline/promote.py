@@ -36,7 +36,7 @@ from tasks.pipeline.evaluation import evaluate_model, file_digest
 from tasks.pipeline.runplan import run_key
 from tasks.tracking import tags as tag
 from tasks.tracking.registry import get_version_by_alias, set_alias
-from tasks.tracking.runs import configure_mlflow
+from tasks.tracking.runs import configure_mlflow, store_exists
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -97,7 +97,12 @@ def _who_when() -> tuple[str, str]:
 
 
 def _setup(cfg: QAFlowConfig, root: Path) -> tuple[MlflowClient, str]:
-
+    """The registry client; a PromotionError (nothing created) when there is no tracking store yet."""
+    if not store_exists(cfg.tracking.tracking_uri, root):
+        raise PromotionError(
+            f"no tracking store at {cfg.tracking.tracking_uri} (under {Path(root).resolve()}): nothing is registered "
+            "yet; run `qaflow retrain` first"
+        )
     configure_mlflow(cfg.tracking, root)
     return MlflowClient(), cfg.tracking.registered_model_name
 
@@ -308,6 +313,8 @@ def champion_unchanged(cfg: QAFlowConfig, root: Path, data_version: str) -> str 
     tag, else its run's tag). None when there is no champion or anything differs.
     """
 
+    if not store_exists(cfg.tracking.tracking_uri, Path(root)):
+        return None  # nothing tracked yet: no champion
     client, name = _setup(cfg, Path(root))
     champion = get_version_by_alias(name, CHAMPION, client)
     if champion is None:

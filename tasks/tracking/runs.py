@@ -59,6 +59,12 @@ def resolve_tracking_uri(uri: str, root: Path) -> str:
     return _SQLITE + str(db)
 
 
+def store_exists(uri: str, root: Path) -> bool:
+    """Whether a tracking store is there already (a local sqlite file exists; a server is assumed to)."""
+    resolved = resolve_tracking_uri(uri, root)
+    return not resolved.startswith(_SQLITE) or Path(resolved[len(_SQLITE) :]).exists()
+
+
 @contextlib.contextmanager
 def _init_lock(uri: str) -> Iterator[None]:
     """Serialise first use of a sqlite store across processes (schema creation is not concurrency-safe)."""
