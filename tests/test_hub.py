@@ -129,3 +129,15 @@ def test_token_sources_and_secret_scan(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(HubError, match="config.json") as err:
         assert_no_secret(tmp_path / "folder", TOKEN)
     assert TOKEN not in str(err.value)
+
+
+def test_dry_run_runs_the_secret_scan(project: tuple[QAFlowConfig, Path], tmp_path: Path) -> None:
+    """A token that occurs in the upload folder stops a dry run as it stops a push (one line, exit 2)."""
+    _, root = project
+    out = tmp_path / "upload"
+    env = {**os.environ, "HF_TOKEN": "model_type"}  # a "token" that occurs in every config.json
+    cli = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "push-to-hub", "--root", str(root), "--dry-run", str(out)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert cli.returncode == 2 and "refusing to upload: the token occurs in config.json" in cli.stderr
