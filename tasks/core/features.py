@@ -135,6 +135,12 @@ def _make_plan(tokenizer: Any, settings: FeatureSettings, *, train: bool, batch_
 # --------------------------------------------------------------------------------------------- long questions
 
 
+def leaves_no_window(n_question: int, n_context: int, room: int, stride: int) -> bool:
+    """Does a question of `n_question` tokens make run_qa.py's tokenisation fail? Only when the context does not
+    fit beside it whole and the tokens left per window (`room` minus the question) do not exceed the stride."""
+    return n_question + n_context > room and room - n_question <= stride
+
+
 @dataclass
 class QuestionFit:
     """The examples windowing will see, and which questions were truncated or skipped (by id)."""
@@ -184,7 +190,7 @@ def fit_questions(
                 ex = replace(ex, question=question[: q_offsets[settings.max_query_length - 1][1]])
                 truncated.append(ex.id)
                 n_question = settings.max_query_length
-            if n_question + len(c_ids) > room and room - n_question <= settings.doc_stride:
+            if leaves_no_window(n_question, len(c_ids), room, settings.doc_stride):
                 too_long.append((ex, n_question))
                 continue
             kept.append(ex)
@@ -240,7 +246,7 @@ def _tokenize_error(
     except Exception:
         return generic
     for ex, n_question, n_context in zip(examples, n_questions, n_contexts, strict=True):
-        if n_question + n_context > room and room - n_question <= plan.stride:
+        if leaves_no_window(n_question, n_context, room, plan.stride):
             return ValueError(
                 f"example {ex.id!r}: its question has {n_question} tokens, which leaves "
                 f"{room - n_question} context tokens per window; that must exceed doc_stride={plan.stride} "

@@ -39,15 +39,29 @@ class Predictor:
     def load(cls, model_dir: str | Path, family: str = "auto", *, use_cuda: bool = True) -> Predictor:
         spec = ModelSpec.of_checkpoint(model_dir, family)
         resolved = resolve_family(spec.family, spec.path)
-        device = torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
-        model = resolved.load_model(spec.path).to(device).eval()
-        return cls(resolved, model, load_tokenizer(spec.tokenizer_path), device)
+        return cls.with_weights(resolved, spec, load_tokenizer(spec.tokenizer_path), use_cuda=use_cuda)
 
-    def predict(self, examples: list, recipe: InferenceRecipe, out_dir: Path, *, save_raw: bool) -> PredictionRun:
-        """Predict with the recipe; windowed families first apply its question policy (counts in the metrics)."""
-        fit = QuestionFit(list(examples), [], [])
-        if self.family.windowed:
-            fit = fit_questions(examples, self.tokenizer, recipe.windows)
+    @classmethod
+    def with_weights(cls, family: ModelFamily, spec: ModelSpec, tokenizer: Any, *, use_cuda: bool = True) -> Predictor:
+        """Load the weights of an already resolved family and tokenizer (the expensive part of `load`)."""
+        device = torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
+        return cls(family, family.load_model(spec.path).to(device).eval(), tokenizer, device)
+
+    def fit(self, examples: list, recipe: InferenceRecipe) -> QuestionFit:
+        """The examples as windowing will see them: the recipe's question policy for windowed families."""
+        if not self.family.windowed:
+            return QuestionFit(list(examples), [], [])
+        return fit_questions(examples, self.tokenizer, recipe.windows)
+
+    def predict(
+        self, examples: list, recipe: InferenceRecipe, out_dir: Path, *, save_raw: bool,
+        fit: QuestionFit | None = None,
+    ) -> PredictionRun:  # fmt: skip
+        """Predict with the recipe; windowed families first apply its question policy (counts in the metrics).
+
+        `fit` is `self.fit(examples, recipe)` when the caller already checked the questions.
+        """
+        fit = fit or self.fit(examples, recipe)
         run = predict_examples(
             self.family, self.model, self.tokenizer, fit.examples, recipe, out_dir, save_raw=save_raw,
             device=self.device, unanswered=fit.skipped,
@@ -87,10 +101,11 @@ def predict_dataset(
     *,
     save_raw: bool = True,
     do_score: bool = True,
+    fit: QuestionFit | None = None,
 ) -> PredictionSummary:
     """Predict every example of `dataset`; write the outputs (and `metrics.json` when scored) into `output_dir`."""
     recipe = recipe.for_data_version(dataset.version)
-    run = predictor.predict(dataset.examples, recipe, output_dir, save_raw=save_raw)
+    run = predictor.predict(dataset.examples, recipe, output_dir, save_raw=save_raw, fit=fit)
     summary = PredictionSummary(
         examples=len(dataset.examples), squad_version=dataset.version, model_family=predictor.family.name,
         speed=run.metrics, files=dict(run.files), recipe=recipe.to_dict(),
@@ -122,9 +137,10 @@ def predict_from_config(
     """`qaflow predict`: the configured windows/n-best/generation settings on `data` (the configured eval split)."""
     check_family_name(cfg.model.model_family)  # cheap checks first: names, data, checkpoint, question lengths
     dataset = load_split(cfg, "eval", data)
-    family = resolve_family(cfg.model.model_family, model_dir)
+    spec = ModelSpec.of_checkpoint(model_dir, cfg.model.model_family)
+    family = resolve_family(spec.family, spec.path)
+    tokenizer = load_tokenizer(spec.tokenizer_path)
     recipe = inference_recipe(cfg, family.name, dataset.version)
-    if family.windowed:
-        fit_questions(dataset.examples, load_tokenizer(str(model_dir)), recipe.windows)
-    predictor = Predictor.load(model_dir, cfg.model.model_family, use_cuda=cfg.train.backend != "cpu")
-    return predict_dataset(predictor, dataset, recipe, output_dir, save_raw=save_raw, do_score=do_score)
+    fit = fit_questions(dataset.examples, tokenizer, recipe.windows) if family.windowed else None
+    predictor = Predictor.with_weights(family, spec, tokenizer, use_cuda=cfg.train.backend != "cpu")
+    return predict_dataset(predictor, dataset, recipe, output_dir, save_raw=save_raw, do_score=do_score, fit=fit)

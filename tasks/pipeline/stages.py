@@ -69,11 +69,13 @@ def prepare(cfg: QAFlowConfig, out_dir: Path) -> dict[str, Any]:
     return report
 
 
-def featurize(cfg: QAFlowConfig, data: Path, output: Path, *, split: str = "train") -> dict[str, Any]:
+def featurize(
+    cfg: QAFlowConfig, data: Path, output: Path, *, split: str = "train", tokenizer: Any = None
+) -> dict[str, Any]:
     """Tokenise `data` into features saved at `output` (.npz): the family's training features, or eval windows."""
     dataset = load_dataset_file(data, policy=cfg.data.bad_record_policy)
     spec = ModelSpec.from_config(cfg)
-    tokenizer = load_tokenizer(spec.tokenizer_path)
+    tokenizer = tokenizer or load_tokenizer(spec.tokenizer_path)
     if split == "train":
         family = resolve_family(spec.family, spec.path)
         features = build_train_features(cfg, family, dataset.examples, tokenizer)
@@ -89,9 +91,9 @@ def featurize(cfg: QAFlowConfig, data: Path, output: Path, *, split: str = "trai
 def featurize_prepared(cfg: QAFlowConfig, prepared_dir: Path, out_dir: Path) -> dict[str, Any]:
     """DVC stage `featurize`: training features (`train.npz`) for the configured tokenizer and window settings."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = {"train": featurize(cfg, prepared_dir / "train.json", out_dir / "train.npz", split="train")}
     spec = ModelSpec.from_config(cfg)
     tokenizer = load_tokenizer(spec.tokenizer_path)
+    report = {"train": featurize(cfg, prepared_dir / "train.json", out_dir / "train.npz", tokenizer=tokenizer)}
     evaluation = load_dataset_file(prepared_dir / "eval.json")
     report["eval"] = {"examples": len(evaluation.examples), "features": count_features(
         evaluation.examples, tokenizer, feature_settings(cfg))}  # fmt: skip
