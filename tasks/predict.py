@@ -23,7 +23,7 @@ import torch
 
 from tasks.core.data import Example
 from tasks.core.family import ModelFamily
-from tasks.core.io import atomic_path, write_json_atomic
+from tasks.core.io import OutputSet, atomic_path, write_json_atomic
 from tasks.core.postprocess import NBestSettings, Postprocessed, postprocess_predictions
 from tasks.core.raw_logits import RawLogitsWriter, iter_raw_shards, read_raw_meta
 from tasks.core.specs import InferenceRecipe
@@ -31,6 +31,10 @@ from tasks.core.specs import InferenceRecipe
 log = logging.getLogger(__name__)
 
 CHUNK_EXAMPLES = 256
+# The files one prediction writes, replaced together (tasks.core.io.OutputSet). metrics.json is a member so a new
+# prediction never sits beside the previous run's scores; the scorer writes it after the set is in place.
+PREDICTION_FILES = ("predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json")
+RAW_DIR = "raw_predictions"
 UNANSWERED_NULL_ODDS = 1e9  # certain "no answer" for the v2 scorer (finite: strict JSON has no Infinity)
 
 
@@ -97,7 +101,8 @@ def postprocess_raw_dir(raw_dir: Path, examples: Sequence[Example], settings: NB
             f"{raw_dir}: the raw logits cover {meta['examples']} examples but the data has {len(by_id)}; "
             "were they made from other data?"
         )
-    writer = NBestStreamWriter(Path(out_dir) / "nbest_predictions.json")
+    out_set = OutputSet(out_dir, PREDICTION_FILES)
+    writer = NBestStreamWriter(out_set.stage("nbest_predictions.json"))
     predictions: dict[str, str] = {}
     null_odds: dict[str, float] = {}
     try:
@@ -118,9 +123,10 @@ def postprocess_raw_dir(raw_dir: Path, examples: Sequence[Example], settings: NB
             raise ValueError(f"{raw_dir}: no raw logits for {len(absent)} examples of the data, e.g. {absent[0]!r}")
     except BaseException:
         writer.close(ok=False)
+        out_set.abort()
         raise
     writer.close()
-    return finish_outputs(Path(out_dir), predictions, null_odds if settings.version_2_with_negative else None)
+    return finish_outputs(out_set, predictions, null_odds if settings.version_2_with_negative else None)
 
 
 def collect(post: Postprocessed, writer: NBestStreamWriter, predictions: dict, null_odds: dict) -> None:
@@ -130,12 +136,19 @@ def collect(post: Postprocessed, writer: NBestStreamWriter, predictions: dict, n
         null_odds.update(post.null_odds)
 
 
-def finish_outputs(out_dir: Path, predictions: dict[str, str], null_odds: dict[str, float] | None) -> PredictionRun:
-    files = {"nbest": out_dir / "nbest_predictions.json"}
-    files["predictions"] = write_json_atomic(predictions, out_dir / "predictions.json", indent=2)
+def finish_outputs(
+    out_set: OutputSet, predictions: dict[str, str], null_odds: dict[str, float] | None
+) -> PredictionRun:
+    """Stage the answer files beside the n-best file, then swap the whole set in."""
+    write_json_atomic(predictions, out_set.stage("predictions.json"), indent=2)
     if null_odds is not None:
-        files["null_odds"] = write_json_atomic(null_odds, out_dir / "null_odds.json", indent=2)
-    return PredictionRun(predictions=predictions, null_odds=null_odds, files=files)
+        write_json_atomic(null_odds, out_set.stage("null_odds.json"), indent=2)
+    files = out_set.commit()
+    named = {"predictions.json": "predictions", "nbest_predictions.json": "nbest", "null_odds.json": "null_odds"}
+    named[RAW_DIR] = "raw"
+    return PredictionRun(
+        predictions=predictions, null_odds=null_odds, files={named[n]: p for n, p in files.items() if n in named}
+    )
 
 
 def predict_examples(
@@ -155,14 +168,14 @@ def predict_examples(
 
     `unanswered` ids (questions the model was not asked, e.g. skipped as too long) are answered "" with
     certainty (v2 null odds `UNANSWERED_NULL_ODDS`), so they are scored as unanswered, never silently dropped.
-    Nothing already in `out_dir` is replaced until the new file is complete (raw logits: the whole directory).
+    Nothing already in `out_dir` is replaced until every new file is complete; then the raw logits, the
+    n-best, predictions and null odds are swapped in as one set (`PREDICTION_FILES` + `raw_predictions/`).
     """
     device = device or next(model.parameters()).device
     model.eval()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    raw = RawLogitsWriter(out_dir / "raw_predictions") if save_raw else None
-    writer = NBestStreamWriter(out_dir / "nbest_predictions.json")
+    out_set = OutputSet(out_dir, (*PREDICTION_FILES, RAW_DIR))
+    raw = RawLogitsWriter(out_set.final(RAW_DIR), staged_in=out_set.stage(RAW_DIR)) if save_raw else None
+    writer = NBestStreamWriter(out_set.stage("nbest_predictions.json"))
     predictions: dict[str, str] = {}
     null_odds: dict[str, float] = {}
     counts: dict[str, float] = {}
@@ -184,15 +197,14 @@ def predict_examples(
         collect(unanswered_outputs(unanswered), writer, predictions, null_odds)
     except BaseException:
         writer.close(ok=False)
-        if raw is not None:
-            raw.abort()
+        out_set.abort()
         raise
     writer.close()
-    run = finish_outputs(out_dir, predictions, null_odds if recipe.nbest.version_2_with_negative else None)
     if raw is not None and raw.shards:
-        run.files["raw"] = raw.commit()
+        raw.commit()
     elif raw is not None:
         raw.abort()
+    run = finish_outputs(out_set, predictions, null_odds if recipe.nbest.version_2_with_negative else None)
     n_features = int(counts.pop("features", len(examples)))
     run.metrics = speed_metrics(len(examples), n_features, time.perf_counter() - t0, model_seconds)
     run.metrics.update({f"predict_{k}": v for k, v in counts.items()})

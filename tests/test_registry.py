@@ -6,15 +6,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
+import mlflow.pyfunc
 import pytest
+from mlflow.entities import LoggedModelStatus
 from mlflow.tracking import MlflowClient
 
 from tasks.core.config import TrackingConfig
 from tasks.tracking import tags
 from tasks.tracking.registry import (
     ensure_registered_model,
+    fail_unfinished_logged_models,
     find_version_for_run,
     get_version_by_alias,
+    ready_logged_model,
     register_model,
     set_alias,
 )
@@ -123,3 +127,27 @@ def test_find_version_for_run_does_not_match_a_nested_artifact_with_the_same_las
     assert find_version_for_run("reg-i", run_id, "model") is None
     top = register_model(run_id, "model", "reg-i")
     assert str(top.version) != str(nested.version)
+
+
+class _Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input):  # noqa: ANN001, ANN201 - pyfunc signature
+        return model_input
+
+
+def test_a_half_logged_model_is_never_registered(store: Path) -> None:
+    """A process killed while logging leaves a PENDING logged model; MLflow's own runs:/ resolution then fails
+    with a KeyError. qaflow registers the run's newest READY logged model and marks the half one FAILED."""
+    configure_mlflow(TrackingConfig(experiment_name="registry"), store)
+    with mlflow.start_run() as run:
+        killed = mlflow.initialize_logged_model(name="model", source_run_id=run.info.run_id)
+    run_id = run.info.run_id
+    assert ready_logged_model(run_id, "model") is None
+    assert fail_unfinished_logged_models(run_id, "model") == 1
+    assert MlflowClient().get_logged_model(killed.model_id).status == LoggedModelStatus.FAILED
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(name="model", python_model=_Echo())
+    ready = ready_logged_model(run_id, "model")
+    assert ready is not None and ready.model_id == info.model_id
+    version = register_model(run_id, "model", "reg-killed")
+    assert version.source == f"models:/{info.model_id}" and version.run_id == run_id
+    assert register_model(run_id, "model", "reg-killed").version == version.version

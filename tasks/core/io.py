@@ -101,3 +101,93 @@ def write_json_atomic(obj: Any, path: str | os.PathLike[str], *, indent: int | N
     """Atomically write `obj` as UTF-8 JSON (non-ASCII kept as is, trailing newline); returns the path."""
     text = json.dumps(obj, ensure_ascii=False, indent=indent) + "\n"
     return write_bytes_atomic(text.encode("utf-8"), path)
+
+
+# ------------------------------------------------------------------------------------ output sets
+
+_SET_PREFIX = ".outputs"
+_MANIFEST = ".manifest.json"
+
+
+class OutputSet:
+    """Files and directories of one output directory that are replaced together, never partly.
+
+    Members are written into a staging directory beside them (`stage(name)`). `commit()` records the set in a
+    journal (the staging directory renamed to `*.commit`: one atomic step), then moves each member into place and
+    removes the members of the set this run did not write (a v1 run leaves no stale `null_odds.json`). A process
+    killed before the journal exists leaves the previous outputs; one killed after it is rolled forward by
+    `recover_outputs`, which every writer and reader of the directory calls first. So a reader sees the previous
+    set or the new one, never a mix.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str], members: tuple[str, ...]) -> None:
+        self.out_dir = Path(out_dir)
+        self.members = members
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        recover_outputs(self.out_dir)
+        self._stage = self.out_dir / f"{_SET_PREFIX}.pid{os.getpid()}.{secrets.token_hex(6)}.tmp"
+        self._stage.mkdir()
+
+    def stage(self, name: str) -> Path:
+        """Where to write member `name` (it does not exist yet)."""
+        if name not in self.members:
+            raise ValueError(f"{name!r} is not a member of this output set {self.members}")
+        return self._stage / name
+
+    def final(self, name: str) -> Path:
+        return self.out_dir / name
+
+    def commit(self) -> dict[str, Path]:
+        """Swap the staged members in (and drop unwritten members); returns name -> final path of those written."""
+        written = [name for name in self.members if (self._stage / name).exists()]
+        for name in written:
+            if (self._stage / name).is_file():
+                _fsync(self._stage / name)
+        manifest = {"members": list(self.members), "written": written}
+        (self._stage / _MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        _fsync(self._stage / _MANIFEST)
+        journal = self._stage.with_suffix(".commit")
+        os.rename(self._stage, journal)
+        with contextlib.suppress(OSError):
+            _fsync(self.out_dir)
+        _apply_journal(journal)
+        return {name: self.out_dir / name for name in written}
+
+    def abort(self) -> None:
+        _remove(self._stage)
+
+
+def _apply_journal(journal: Path) -> None:
+    """Move a committed set's members into place (idempotent: a re-run after a kill finishes the job)."""
+    out_dir = journal.parent
+    manifest = json.loads((journal / _MANIFEST).read_text(encoding="utf-8"))
+    retired = journal / ".retired"
+    retired.mkdir(exist_ok=True)
+    for name in manifest["members"]:
+        staged, target = journal / name, out_dir / name
+        if name in manifest["written"] and not staged.exists():
+            continue  # already moved in
+        if target.exists() or target.is_symlink():
+            if (retired / name).exists():
+                _remove(target)
+            else:
+                os.replace(target, retired / name)
+        if name in manifest["written"]:
+            os.replace(staged, target)
+    with contextlib.suppress(OSError):
+        _fsync(out_dir)
+    _remove(journal)
+
+
+def recover_outputs(out_dir: str | os.PathLike[str]) -> int:
+    """Finish output sets whose writer died after committing; drop those it died staging. Returns how many."""
+    directory = Path(out_dir)
+    if not directory.is_dir():
+        return 0
+    done = 0
+    for journal in sorted(directory.glob(f"{_SET_PREFIX}.pid*.commit")):
+        owner = _OWNER.search(journal.name)
+        if owner and not owner_alive(int(owner.group(1))) and (journal / _MANIFEST).exists():
+            _apply_journal(journal)
+            done += 1
+    return done + remove_orphans(directory, f"{_SET_PREFIX}.pid*.tmp")

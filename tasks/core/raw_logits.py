@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.core.io import atomic_path, remove_orphans, write_json_atomic
+from tasks.core.io import atomic_path, recover_outputs, remove_orphans, write_json_atomic
 
 RAW_FORMAT = "qaflow-raw-logits/1"
 META_FILE = "raw_meta.json"
@@ -39,13 +39,21 @@ class RawShard:
 
 
 class RawLogitsWriter:
-    """Writes shards beside `raw_dir`; `commit()` swaps the complete set in, `abort()` drops it."""
+    """Writes shards beside `raw_dir`; `commit()` swaps the complete set in, `abort()` drops it.
 
-    def __init__(self, raw_dir: Path) -> None:
+    With `staged_in` (a member path of an `OutputSet`), the shards go there and `commit()` only finalises the
+    directory: the output set swaps it in together with the predictions made from it.
+    """
+
+    def __init__(self, raw_dir: Path, *, staged_in: Path | None = None) -> None:
         self.raw_dir = Path(raw_dir)
-        self.raw_dir.parent.mkdir(parents=True, exist_ok=True)
-        remove_orphans(self.raw_dir.parent, f".{self.raw_dir.name}.pid*")  # left by a killed run
-        self._tmp = self.raw_dir.with_name(f".{self.raw_dir.name}.pid{os.getpid()}.tmp")
+        self._swap = staged_in is None
+        if staged_in is None:
+            self.raw_dir.parent.mkdir(parents=True, exist_ok=True)
+            remove_orphans(self.raw_dir.parent, f".{self.raw_dir.name}.pid*")  # left by a killed run
+            self._tmp = self.raw_dir.with_name(f".{self.raw_dir.name}.pid{os.getpid()}.tmp")
+        else:
+            self._tmp = Path(staged_in)
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp.mkdir(parents=True)
         self.shards = 0
@@ -70,6 +78,8 @@ class RawLogitsWriter:
     def commit(self) -> Path:
         meta = {"format": RAW_FORMAT, "shards": self.shards, "features": self._features, "examples": self._examples}
         write_json_atomic(meta, self._tmp / META_FILE)
+        if not self._swap:
+            return self.raw_dir
         old = self.raw_dir.with_name(f".{self.raw_dir.name}.pid{os.getpid()}.old")
         if self.raw_dir.exists():
             self.raw_dir.rename(old)
@@ -83,6 +93,7 @@ class RawLogitsWriter:
 
 def read_raw_meta(raw_dir: Path) -> dict:
     """The directory's `raw_meta.json`, checked against its shards; ValueError names what is wrong."""
+    recover_outputs(Path(raw_dir).parent)  # finish a prediction set whose writer was killed mid-swap
     meta_path = Path(raw_dir) / META_FILE
     if not meta_path.exists():
         raise FileNotFoundError(f"{raw_dir}: not a raw-predictions directory (no {META_FILE})")

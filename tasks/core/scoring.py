@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.data import DataError, QADataset, load_dataset_file, read_json_file, to_squad_json
+from tasks.core.io import recover_outputs
 from tasks.core.metrics import MetricsError, detect_version, gold_answers, score
 
 
@@ -62,6 +63,7 @@ def score_files(
 ) -> dict[str, float]:
     """`qaflow score`: official-scorer metrics for prediction files against a dataset file."""
     dataset_json = dataset_json_for_scoring(data)
+    recover_outputs(Path(predictions).parent)  # a prediction set killed mid-swap is finished before it is read
     preds = read_json(predictions, "predictions")
     probs = read_json(na_probs, "na-probs") if na_probs else None
     try:

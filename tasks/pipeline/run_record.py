@@ -26,7 +26,12 @@ from tasks.pipeline.prediction import PredictionSummary
 from tasks.pipeline.runplan import RunPlan, plan_run, run_key
 from tasks.pipeline.serving import log_qa_model
 from tasks.tracking import tags as tag
-from tasks.tracking.registry import find_version_for_run, register_model
+from tasks.tracking.registry import (
+    fail_unfinished_logged_models,
+    find_version_for_run,
+    ready_logged_model,
+    register_model,
+)
 from tasks.tracking.runs import configure_mlflow, find_run_by_key, log_run
 
 MODEL_ARTIFACT = "model"
@@ -104,8 +109,8 @@ def record_run(
         (paths.metrics_file, None),
     ]
     with mlflow.start_run(run_id=plan.run_id):
-        client = mlflow.MlflowClient()
-        if not any(a.path == MODEL_ARTIFACT for a in client.list_artifacts(plan.run_id)):
+        if ready_logged_model(plan.run_id, MODEL_ARTIFACT) is None:  # a resumed run logs its model once, whole
+            fail_unfinished_logged_models(plan.run_id, MODEL_ARTIFACT)
             log_qa_model(trained.model_dir, MODEL_ARTIFACT)
         log_run(
             params=cfg.to_dict(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mlflow
+from mlflow.entities import LoggedModel, LoggedModelStatus
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -23,6 +24,31 @@ def ensure_registered_model(name: str, client: MlflowClient | None = None) -> No
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+
+
+def logged_models_of_run(run_id: str, name: str) -> list[LoggedModel]:
+    """The logged models named `name` that `run_id` created, newest first (MLflow 3 LoggedModel entities)."""
+    experiment_id = MlflowClient().get_run(run_id).info.experiment_id
+    found = mlflow.search_logged_models(
+        experiment_ids=[experiment_id],
+        filter_string=f"source_run_id = {quote_filter_value(run_id)} AND name = {quote_filter_value(name)}",
+        output_format="list",
+    )
+    return sorted(found, key=lambda m: m.creation_timestamp, reverse=True)
+
+
+def ready_logged_model(run_id: str, name: str) -> LoggedModel | None:
+    """The newest *complete* logged model `name` of the run; None when none finished (e.g. the logger was killed)."""
+    return next((m for m in logged_models_of_run(run_id, name) if m.status == LoggedModelStatus.READY), None)
+
+
+def fail_unfinished_logged_models(run_id: str, name: str) -> int:
+    """Mark the run's PENDING logged models `name` FAILED (left by a process killed while logging); how many."""
+    client = MlflowClient()
+    pending = [m for m in logged_models_of_run(run_id, name) if m.status == LoggedModelStatus.PENDING]
+    for model in pending:
+        client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+    return len(pending)
 
 
 def _same_artifact(version: ModelVersion, artifact_path: str) -> bool:
@@ -51,10 +77,11 @@ def register_model(
     alias: str | None = "challenger",
     run_key: str | None = None,
 ) -> ModelVersion:
-    """Register `runs:/<run_id>/<artifact_path>` as a version of `name` once per run; point `alias` at it.
+    """Register the run's complete logged model `artifact_path` as a version of `name` once per run; move `alias`.
 
     Calling it again for the same run/artifact (a restarted flow) returns the existing version. Uses the
-    current tracking URI; MLflow 3 resolves the runs:/ URI to the run's logged model (`models:/m-...`).
+    current tracking URI. The source is the run's newest READY logged model (`models:/m-...`): MLflow's own
+    `runs:/` resolution fails (KeyError) or could pick a half-logged model when a killed logger left one behind.
     """
     client = MlflowClient()
     existing = find_version_for_run(name, run_id, artifact_path, client)
@@ -63,7 +90,9 @@ def register_model(
     else:
         ensure_registered_model(name, client)
         tags = {tag.ARTIFACT_PATH: artifact_path, **({tag.RUN_KEY: run_key} if run_key else {})}
-        version = mlflow.register_model(f"runs:/{run_id}/{artifact_path}", name, tags=tags)
+        ready = ready_logged_model(run_id, artifact_path)
+        source = f"models:/{ready.model_id}" if ready else f"runs:/{run_id}/{artifact_path}"
+        version = mlflow.register_model(source, name, tags=tags)
     if alias:
         set_alias(name, alias, version.version, client)
     return client.get_model_version(name, str(version.version))
