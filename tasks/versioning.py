@@ -382,6 +382,26 @@ def reproduce(root: Path, *, env_path_prefix: str | None = None) -> StageRun:
     return run
 
 
+def restore_outputs(root: Path) -> bool:
+    """Put the stage outputs back as `dvc.lock` records them (`dvc checkout --force`, from the cache).
+
+    After a failed stage: DVC deletes a stage's outputs before running it, so this returns `data/` to the last
+    good version. False (and nothing changed) when the cache does not hold them, e.g. before the first success.
+    """
+    from dvc.exceptions import DvcException
+
+    root = root.resolve()
+    if not (root / LOCK_FILE).exists():
+        return False
+    with _open(root) as repo:
+        try:
+            repo.checkout(force=True)
+        except DvcException as exc:
+            log.warning("%s: could not restore the stage outputs from the DVC cache: %s", root, exc)
+            return False
+    return True
+
+
 # ------------------------------------------------------------------------------------------------ version
 
 

@@ -16,6 +16,7 @@ from tasks.core.config import (
     save_params,
     validate,
 )
+from tests.conftest import REPO_ROOT
 
 
 def write_params(tmp_path: Path, params: dict[str, Any] | str) -> Path:
@@ -278,3 +279,18 @@ def test_save_params_round_trips(tmp_path: Path) -> None:
     save_params(cfg, path)
     assert load_config(path) == cfg
     assert load_config(path) != QAFlowConfig()
+
+
+def test_persist_stage_overrides_keeps_comments_and_layout(tmp_path: Path) -> None:
+    """Only the overridden values change: every comment, key order, blank line and `null` stays as written."""
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    before = path.read_text(encoding="utf-8").splitlines()
+    changed = persist_stage_overrides(path, {"max_seq_length": "256", "data.max_eval_samples": 7, "seed": 3})
+    assert changed == {"features.max_seq_length": 256, "data.max_eval_samples": 7}
+    after = path.read_text(encoding="utf-8").splitlines()
+    assert len(after) == len(before)
+    differ = [(old, new) for old, new in zip(before, after, strict=True) if old != new]
+    assert [new.split("#")[0].strip() for _, new in differ] == ["max_eval_samples: 7", "max_seq_length: 256"]
+    assert all(old.split(":")[0] == new.split(":")[0] for old, new in differ)
+    assert load_config(path).features.max_seq_length == 256

@@ -19,9 +19,10 @@ from filelock import FileLock
 
 from tasks.core.artifacts import DataSnapshot
 from tasks.core.config import QAFlowConfig, persist_stage_overrides
+from tasks.core.io import write_bytes_atomic
 from tasks.core.layout import SNAPSHOT_FILES, snapshot_dir
 from tasks.pipeline.stages import load_split
-from tasks.versioning import data_version, push, reproduce
+from tasks.versioning import LOCK_FILE, data_version, push, reproduce, restore_outputs
 
 STAGE_LOCK = ".dvc/tmp/qaflow-stages.lock"
 LOCK_TIMEOUT_S = 1800
@@ -33,6 +34,19 @@ class StagesReport:
     params_changed: dict[str, Any]
     skipped: tuple[str, ...]
     pushed: int
+
+
+def _bytes_or_none(path: Path) -> bytes | None:
+    return path.read_bytes() if path.exists() else None
+
+
+def _restore_workspace(root: Path, before: dict[Path, bytes | None]) -> None:
+    for path, content in before.items():
+        if content is None:
+            path.unlink(missing_ok=True)
+        elif _bytes_or_none(path) != content:
+            write_bytes_atomic(content, path)
+    restore_outputs(root)
 
 
 def snapshot_outputs(root: Path, version: str, hashes: dict[str, str], ran: tuple[str, ...]) -> DataSnapshot:
@@ -65,10 +79,20 @@ def check_inputs(cfg: QAFlowConfig, root: Path) -> None:
 
 
 def run_data_stages(root: Path, params_path: Path, overrides: dict[str, Any] | None) -> StagesReport:
-    """`dvc repro` (only what changed) and snapshot the outputs, under a lock two retrains share; push to the remote."""
+    """`dvc repro` (only what changed) and snapshot the outputs, under a lock two retrains share; push to the remote.
+
+    A failed stage leaves the workspace as it was: params.yaml and dvc.lock get their previous bytes back (an
+    earlier stage of the same run may have succeeded with the new parameters) and the stage outputs are checked
+    out again from the DVC cache as that dvc.lock records them (DVC removes them before running a stage).
+    """
     with FileLock(str(root / STAGE_LOCK), timeout=LOCK_TIMEOUT_S):
-        changed = persist_stage_overrides(params_path, overrides)
-        stages = reproduce(root, env_path_prefix=str(Path(sys.executable).parent))
+        before = {path: _bytes_or_none(path) for path in (Path(params_path), root / LOCK_FILE)}
+        try:
+            changed = persist_stage_overrides(params_path, overrides)
+            stages = reproduce(root, env_path_prefix=str(Path(sys.executable).parent))
+        except Exception:
+            _restore_workspace(root, before)
+            raise
         version = data_version(root)
         snapshot = snapshot_outputs(root, version.id, version.outs, tuple(stages.ran))
         pushed = push(root)

@@ -150,3 +150,23 @@ def test_push_then_pull_restores_identical_data(work: Path, tmp_path: Path) -> N
     assert {out: tree_digest(work / out) for out in (PREPARED, FEATURES)} == digests
     assert versioning.data_version(work) == version
     assert versioning.reproduce(work).ran == ()
+
+
+def test_a_failed_stage_leaves_params_and_data_as_they_were(work: Path, tmp_path: Path) -> None:
+    """An override whose featurize stage fails (a model directory without a tokenizer): params.yaml keeps its
+    bytes, comments included, and data/ is checked out again from the DVC cache as dvc.lock records it."""
+    from tasks.pipeline.data_stages import run_data_stages
+    from tasks.versioning import StageFailedError
+
+    params = work / "params.yaml"
+    params.write_text("# the user's own comment\n" + params.read_text(), encoding="utf-8")
+    before = {"params": params.read_bytes(), "lock": (work / "dvc.lock").read_bytes()}
+    outputs = {name: tree_digest(work / name) for name in (PREPARED, FEATURES)}
+    empty_model = tmp_path / "no-tokenizer"
+    empty_model.mkdir()
+    with pytest.raises(StageFailedError) as failed:
+        run_data_stages(work, params, {"model.model_name_or_path": str(empty_model), "data.max_train_samples": 2})
+    assert failed.value.stage == "featurize"
+    assert params.read_bytes() == before["params"] and (work / "dvc.lock").read_bytes() == before["lock"]
+    assert {name: tree_digest(work / name) for name in (PREPARED, FEATURES)} == outputs
+    assert versioning.changed_stages(work) == {}
