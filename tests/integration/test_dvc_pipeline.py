@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,4 +174,44 @@ def test_a_failed_stage_leaves_params_and_data_as_they_were(work: Path, tmp_path
     assert failed.value.stage == "featurize"
     assert params.read_bytes() == before["params"] and (work / "dvc.lock").read_bytes() == before["lock"]
     assert {name: tree_digest(work / name) for name in (PREPARED, FEATURES)} == outputs
+    assert versioning.changed_stages(work) == {}
+
+
+def _commands_in_session(session: int) -> list[str]:
+    """Command lines of the live processes of a session (the victim's process group and its children)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if os.getsid(int(cmdline.parent.name)) == session:
+                found.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.reliability
+def test_a_reproduce_killed_inside_featurize_reruns_to_the_uninterrupted_result(work: Path, tmp_path: Path) -> None:
+    """SIGKILL the whole `reproduce` (DVC and the stage command) while featurize runs; a plain re-run gives the
+    dvc.lock entry and data/features of a run that was never interrupted."""
+    set_param(work, "features", "doc_stride", 24)
+    reference = Path(shutil.copytree(work, tmp_path / "reference", symlinks=True))
+    versioning.reproduce(reference)
+    runner = f"from pathlib import Path; from tasks.versioning import reproduce; reproduce(Path({str(work)!r}))"
+    env = {**os.environ, "PYTHONPATH": str(work), "TOKENIZERS_PARALLELISM": "false"}
+    victim = subprocess.Popen([sys.executable, "-c", runner], cwd=work, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not any("stage featurize" in cmd for cmd in _commands_in_session(victim.pid)):
+        assert victim.poll() is None and time.monotonic() < deadline, "reproduce ended before it could be killed"
+        time.sleep(0.02)
+    time.sleep(0.5)  # inside the stage command, not at its first instruction
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert "featurize" in versioning.changed_stages(work), "the killed run must not look finished"
+
+    again = versioning.reproduce(work)
+    assert "featurize" in again.ran
+    locked = versioning.data_version(work)
+    assert locked.outs == versioning.data_version(reference).outs
+    assert tree_digest(work / FEATURES) == tree_digest(reference / FEATURES)
     assert versioning.changed_stages(work) == {}

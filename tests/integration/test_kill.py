@@ -4,7 +4,9 @@ exactly the result of an uninterrupted run (the raw logits are written beside an
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,3 +62,55 @@ def test_killed_predict_keeps_the_previous_outputs_and_reruns_identically(tiny_b
     assert again.returncode == 0, again.stderr[-3000:]
     assert {k: v for k, v in digests(out).items() if not k.startswith(".")} == before
     assert not list(out.glob(".*")), "the re-run swept what the killed run left behind"
+
+
+def visible(directory: Path) -> dict[str, str]:
+    """Digests of what a reader sees (hidden staging and journal entries left out)."""
+    return {k: v for k, v in digests(directory).items() if not any(p.startswith(".") for p in Path(k).parts)}
+
+
+def small_squad(path: Path, articles: int = 2) -> Path:
+    source = json.loads(TRAIN.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({"version": "1.1", "data": source["data"][:articles]}), encoding="utf-8")
+    return path
+
+
+def test_postprocess_killed_before_each_rename_leaves_the_old_or_the_new_answers(
+    tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    """`qaflow postprocess` SIGKILLed before each file rename in turn (tests/killpoint.py): the reader (`score`)
+    then sees the previous answer files or the new ones, whole; a clean re-run equals an uninterrupted one."""
+    from tasks.core.scoring import score_files
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"}
+    data = small_squad(tmp_path / "small.json")
+    pred = tmp_path / "pred"
+    done = subprocess.run(predict_argv(tiny_bert_dir, pred, data), env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def postprocess(out: Path, *extra: str, kill_at: int | None = None) -> subprocess.CompletedProcess:
+        runner = [str(REPO_ROOT / "tests" / "killpoint.py"), str(kill_at)] if kill_at else ["-m"]
+        argv = [sys.executable, *runner, "flows.cli", "postprocess", "--raw", str(pred / "raw_predictions"),
+                "--data", str(data), "--output_dir", str(out), *extra]  # fmt: skip
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+
+    new_settings = ("--n_best_size", "2", "--max_answer_length", "2")
+    assert postprocess(tmp_path / "old").returncode == 0
+    assert postprocess(tmp_path / "new", *new_settings).returncode == 0
+    old, new = visible(tmp_path / "old"), visible(tmp_path / "new")
+    assert old["predictions.json"] != new["predictions.json"], "the two settings must give different answers"
+
+    seen = []
+    for kill_at in range(1, 40):
+        out = Path(shutil.copytree(tmp_path / "old", tmp_path / f"out{kill_at}"))
+        run = postprocess(out, *new_settings, kill_at=kill_at)
+        score_files(data, out / "predictions.json")  # a reader: finishes a set killed mid-swap first
+        state = visible(out)
+        assert state in (old, new), f"killed before rename {kill_at}: a mix of old and new files"
+        assert not list(out.glob(".*")), f"killed before rename {kill_at}: staging or journal left behind"
+        seen.append(state == new)
+        if run.returncode == 0:
+            break
+        assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
+    assert seen[-1] and False in seen and True in seen[:-1], f"kills landed on both sides of the commit: {seen}"
+    assert postprocess(out, *new_settings).returncode == 0 and visible(out) == new

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -210,3 +211,51 @@ def test_two_retrains_of_the_same_key_train_once(repo: Path, tmp_path: Path) -> 
     client = mlflow_client(repo)
     assert [str(v.version) for v in client.search_model_versions(f"name = '{MODEL_NAME}'")] == ["1"]
     assert len(list((repo / "outputs" / "runs").iterdir())) == 1
+
+
+def _logged_model_rows(repo: Path) -> int:
+    db = repo / "mlruns" / "mlflow.db"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.05) as conn:
+            return conn.execute("SELECT COUNT(*) FROM logged_models").fetchone()[0]
+    except sqlite3.Error:  # schema not created yet, or the writer holds the lock
+        return 0
+
+
+@pytest.mark.reliability
+def test_retrain_killed_while_logging_to_mlflow_resumes_to_one_complete_model(repo: Path) -> None:
+    """SIGKILL as soon as the model starts being logged (its LoggedModel row exists, PENDING); the re-run resumes
+    the run: one FINISHED run, one version whose source is a complete (READY) logged model, the same scores."""
+    from mlflow.entities import LoggedModelStatus
+
+    victim = subprocess.Popen(retrain_argv(repo), cwd=repo, env=env_for(repo), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 600
+    while _logged_model_rows(repo) == 0:
+        assert victim.poll() is None, "retrain ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    scored = [json.loads(p.read_text()) for p in (repo / "outputs" / "runs").glob("*/predict/metrics.json")]
+    assert len(scored) == 1, "killed after predicting, while logging"
+
+    again = subprocess.run(retrain_argv(repo), cwd=repo, env=env_for(repo), capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-4000:]
+    summary = summary_of(again.stdout)
+    assert summary["action"] == "resume" and summary["metrics"] == scored[0]
+    client = mlflow_client(repo)
+    run = client.get_run(summary["run_id"])
+    assert run.info.status == "FINISHED" and run.data.metrics["f1"] == pytest.approx(scored[0]["f1"])
+    versions = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    assert len(versions) == 1 and versions[0].source.startswith("models:/")
+    model = client.get_logged_model(versions[0].source.removeprefix("models:/"))
+    assert model.status == LoggedModelStatus.READY and model.source_run_id == summary["run_id"]
+    statuses = sorted(str(m.status) for m in client.search_logged_models([run.info.experiment_id]))
+    assert statuses.count("READY") == 1 and "PENDING" not in statuses, statuses  # a half log is marked FAILED
+    import mlflow.pyfunc
+
+    served = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/1")  # the registered model loads and answers
+    assert served.metadata.run_id == summary["run_id"]
