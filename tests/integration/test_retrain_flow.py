@@ -118,6 +118,7 @@ def test_retrain_trains_registers_then_skips(repo: Path) -> None:
     assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == 1
 
 
+@pytest.mark.reliability
 def test_killed_retrain_resumes_without_duplicates(repo: Path) -> None:
     victim = subprocess.Popen(
         retrain_argv(repo), cwd=repo, env=env_for(repo),
@@ -172,6 +173,7 @@ def test_two_concurrent_retrains_both_finish(repo: Path, tmp_path: Path) -> None
         assert json.loads((Path(s["run_dir"]) / "predict" / "metrics.json").read_text()) == s["metrics"]
 
 
+@pytest.mark.reliability
 def test_retrain_on_bad_data_fails_once_and_changes_nothing(repo: Path) -> None:
     """A deterministic data error: one line, exit 2, no retries, params.yaml and data/ untouched."""
     bad = repo / "data" / "sample" / "bad.json"
