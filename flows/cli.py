@@ -12,10 +12,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from flows.cli_flags import add_config_flags, config_overrides, run_steps
 from flows.cli_ops import (
     add_answer_parser,
     add_compare_parser,
@@ -30,21 +30,19 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, R
 Handler = Callable[[argparse.Namespace], int]
 
 
-def add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str]) -> None:
-    """One `--<field>` flag per config field of the given sections (values parsed by the config's types)."""
-    group = parser.add_argument_group("parameters (override params.yaml)")
-    taken = set(parser._option_string_actions)
-    for section in sections:
-        for f in fields(SECTIONS[section]):
-            if f"--{f.name}" in taken:  # the subcommand's own flag of that name wins
-                continue
-            group.add_argument(f"--{f.name}", dest=f"cfg__{f.name}", default=None, metavar="VALUE")
-    parser.add_argument("--params", default=DEFAULT_PARAMS, help="parameter file (default: params.yaml)")
+class UsageError(ValueError):
+    """A bad command line (unknown flag, wrong type, bad choice): one line, exit 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad command line raises UsageError (one stderr line from `main`) instead of usage + exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
 
 
 def config_from_args(args: argparse.Namespace) -> QAFlowConfig:
-    overrides = {k[5:]: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
-    return load_config(args.params, overrides)
+    return load_config(args.params, config_overrides(args))
 
 
 # ----------------------------------------------------------------------------------------- commands
@@ -113,11 +111,30 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """run_qa.py's job: --do_train (the default), then --do_eval / --do_predict into <output_dir>/eval|predict."""
+    from tasks.pipeline.prediction import predict_from_config
+    from tasks.pipeline.stages import load_split
     from tasks.pipeline.training import train_from_config
 
     cfg = config_from_args(args)
-    result = train_from_config(cfg, nproc_per_node=args.nproc_per_node)
-    print(json.dumps({"model_dir": str(result.model_dir), **result.metrics}, indent=2))
+    steps = run_steps(args)
+    later = [(name, split) for name, split, wanted in (("eval", "eval", steps.do_eval),
+             ("predict", "test", steps.do_predict)) if wanted]  # fmt: skip
+    for _, split in later:  # their data is checked before any training starts
+        load_split(cfg, split)
+    out: dict[str, Any] = {}
+    model_dir = cfg.model.model_name_or_path
+    if steps.do_train:
+        result = train_from_config(cfg, nproc_per_node=args.nproc_per_node)
+        model_dir = str(result.model_dir)
+        out.update({"model_dir": model_dir, **result.metrics})
+    for name, split in later:
+        summary = predict_from_config(
+            cfg, model_dir=model_dir, data=None, output_dir=Path(cfg.train.output_dir) / name, split=split
+        )
+        out.update({f"{name}_{key}": value for key, value in (summary.metrics or {}).items()})
+        out.update({f"{name}_samples": summary.examples, f"{name}_predictions": str(summary.files["predictions"])})
+    print(json.dumps(out, indent=2))
     return 0
 
 
@@ -128,7 +145,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     summary = predict_from_config(
         cfg,
         model_dir=args.model_dir,
-        data=args.data or cfg.data.validation_file,
+        data=args.data or cfg.data.test_file or cfg.data.validation_file,
         output_dir=Path(args.output_dir),
         save_raw=not args.no_raw,
         do_score=not args.no_score,
@@ -141,7 +158,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from flows.retrain import retrain
     from tasks.pipeline.data_stages import check_inputs
 
-    overrides = {k[5:]: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
+    overrides = config_overrides(args)
     root = Path(args.root)
     check_inputs(load_config(root / args.params, overrides), root)  # bad input: one line, before any flow run
     summary = retrain(params_path=args.params, overrides=overrides, force=args.force, root=args.root)
@@ -162,7 +179,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from flows.benchmark import benchmark
 
-    overrides = {k[5:]: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
+    overrides = config_overrides(args)
     modes = args.modes.split(",") if args.modes else None
     rows = benchmark(args.features, params_path=args.params, overrides=overrides, modes=modes, root=args.root)
     print(json.dumps(rows, indent=2))
@@ -215,8 +232,15 @@ def print_demo_summary(summary: dict[str, Any], elapsed: float) -> None:
 # ------------------------------------------------------------------------------------------ parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qaflow", description=__doc__.splitlines()[0])
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `qaflow` parser; typed config flags are built only for `command` (the subcommand being run)."""
+
+    def config_flags(parser: argparse.ArgumentParser, sections: list[str], *, steps: bool = False) -> None:
+        parser.add_argument("--params", default=DEFAULT_PARAMS, help="parameter file (default: params.yaml)")
+        if parser.prog.split()[-1] == command:
+            add_config_flags(parser, sections, steps=steps)
+
+    p = OneLineParser(prog="qaflow", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks (or QAFLOW_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -257,25 +281,27 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--data", required=True)
     fz.add_argument("--output", required=True)
     fz.add_argument("--split", choices=["train", "eval"], default="train")
-    add_config_flags(fz, ["model", "features", "data"])
+    config_flags(fz, ["model", "features", "data"])
     fz.set_defaults(func=cmd_featurize)
 
     st = sub.add_parser("stage", help="a DVC pipeline stage (run by `dvc repro`, see dvc.yaml)")
     st.add_argument("stage", choices=["prepare", "featurize"])
     st.add_argument("--out", required=True, help="output directory of the stage")
     st.add_argument("--prepared", default="data/prepared", help="featurize: the prepare stage's output")
-    add_config_flags(st, list(SECTIONS))
+    config_flags(st, list(SECTIONS))
     st.set_defaults(func=cmd_stage)
 
-    tr = sub.add_parser("train", help="fine-tune a QA model on the configured backend")
+    tr = sub.add_parser(
+        "train", help="fine-tune a QA model on the configured backend", usage="qaflow train [flags] (run_qa.py's names)"
+    )
     tr.add_argument("--nproc_per_node", type=int, default=1, help="data-parallel workers (torchrun/DDP)")
-    add_config_flags(tr, list(SECTIONS))
+    config_flags(tr, list(SECTIONS), steps=True)
     tr.set_defaults(func=cmd_train)
 
     rt = sub.add_parser("retrain", help="the retrain flow: DVC stages, train, predict, score, track, register")
     rt.add_argument("--force", action="store_true", help="train even if nothing changed")
     rt.add_argument("--root", default=".", help="the qaflow repository (DVC + params.yaml)")
-    add_config_flags(rt, list(SECTIONS))
+    config_flags(rt, list(SECTIONS))
     rt.set_defaults(func=cmd_retrain)
 
     dm = sub.add_parser("demo", help="the main job on the embedded default (bundled sample, offline MiniLM, CPU)")
@@ -293,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--features", default="data/features/train.npz", help="training features (featurize stage)")
     bm.add_argument("--modes", default=None, help="comma-separated: eager,compile,compile-max-autotune")
     bm.add_argument("--root", default=".")
-    add_config_flags(bm, list(SECTIONS))
+    config_flags(bm, list(SECTIONS))
     bm.set_defaults(func=cmd_benchmark)
 
     add_deploy_parser(sub)
@@ -304,11 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="batched streaming inference + n-best post-processing (+ score)")
     pr.add_argument("--model_dir", required=True)
-    pr.add_argument("--data", default=None, help="dataset to predict on (default: data.validation_file)")
+    pr.add_argument(
+        "--data", default=None, help="data to predict on, labeled or not (default: test_file, else validation_file)"
+    )
     pr.add_argument("--output_dir", required=True)
     pr.add_argument("--no_raw", action="store_true", help="do not save raw logits for re-post-processing")
     pr.add_argument("--no_score", action="store_true", help="do not score against the data's answers")
-    add_config_flags(pr, list(SECTIONS))
+    config_flags(pr, list(SECTIONS))
     pr.set_defaults(func=cmd_predict)
     return p
 
@@ -318,7 +346,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # slow 2-core machines
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(argv)
+    try:
+        args = build_parser(command).parse_args(argv)
+    except UsageError as exc:
+        print(f"qaflow {command or ''}: error: {_one_line(exc)}".replace("qaflow :", "qaflow:"), file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -334,6 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"qaflow {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in `argv` (the first word that is not an option of `qaflow` itself)."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def check_params_file(args: argparse.Namespace) -> None:

@@ -9,15 +9,15 @@ retries.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from huggingface_hub import try_to_load_from_cache
 from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig
+
+from tasks.core.hub_access import hub_endpoint, hub_reachable
 
 OFFLINE_DEFAULT = "minilm"
 
@@ -37,9 +37,6 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-HUB_PROBE_TIMEOUT_S = 3.0
-
-
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded: the message names the path (or hub id) and what is wrong."""
 
@@ -47,15 +44,6 @@ class CheckpointError(ValueError):
 def _looks_local(name: str) -> bool:
     """Not a hub id (`name` or `org/name`): a path with a leading ./, / or ~, or more than one separator."""
     return name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1 or "\\" in name
-
-
-def _hub_reachable(endpoint: str) -> bool:
-    url = urlparse(endpoint)
-    try:
-        with socket.create_connection((url.hostname or "", url.port or 443), timeout=HUB_PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
 
 
 def check_weights(directory: Path) -> None:
@@ -83,8 +71,8 @@ def require_checkpoint(name_or_path: str) -> str:
         raise CheckpointError(f"{name_or_path}: model directory not found")
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or try_to_load_from_cache(resolved, "config.json"):
         return resolved  # offline mode or cached: transformers answers from the cache at once
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    if not _hub_reachable(endpoint):
+    endpoint = hub_endpoint()
+    if not hub_reachable(endpoint):
         raise CheckpointError(
             f"{name_or_path}: not a local directory, not in the local cache, and the Hugging Face hub ({endpoint}) "
             "is unreachable; download it where the hub is reachable, or pass a local path"

@@ -31,6 +31,9 @@ class DataConfig:
     train_file: str = "data/sample/squad-v1.1-sample-train.json"
     validation_file: str = "data/sample/squad-v1.1-sample-dev.json"
     dataset_name: str | None = None  # a Hugging Face dataset name or saved directory (online users)
+    dataset_config_name: str | None = None
+    dataset_revision: str | None = None
+    test_file: str | None = None  # `--do_predict` data (may be unlabeled: predictions, no score)
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     max_predict_samples: int | None = None
@@ -81,6 +84,9 @@ class TrainConfig:
     torch_compile_mode: str | None = None  # default | reduce-overhead | max-autotune
     torch_compile_dynamic: bool = False
     dataloader_num_workers: int = 0
+    report_to: str = "none"  # none | mlflow: the Trainer's own MLflow callback (the retrain flow logs itself)
+    resume_from_checkpoint: str | None = None  # a checkpoint directory (default: the last complete one)
+    overwrite_output_dir: bool = False  # start afresh: ignore (and delete) checkpoints in output_dir
 
 
 @dataclass
@@ -128,6 +134,81 @@ class QAFlowConfig:
     def flat(self) -> dict[str, Any]:
         """All fields as one flat mapping (names are unique across sections)."""
         return {k: v for section in self.to_dict().values() for k, v in section.items()}
+
+
+# What each parameter does (the `qaflow ... --help` text; tests/test_cli_flags.py checks every field has one).
+HELP: dict[str, str] = {
+    # data
+    "train_file": "training data: SQuAD JSON, JSON Lines, CSV/TSV, .gz, or a datasets save_to_disk directory",
+    "validation_file": "evaluation data (same formats as train_file)",
+    "dataset_name": "a Hugging Face dataset (hub name, or a save_to_disk directory); replaces the files",
+    "dataset_config_name": "the dataset's configuration (hub datasets with several)",
+    "dataset_revision": "the dataset's git revision on the hub (branch, tag or commit; recorded with the run)",
+    "test_file": "data for --do_predict (labels optional: unlabeled data gets predictions and no score)",
+    "max_train_samples": "use only the first N training questions",
+    "max_eval_samples": "use only the first N evaluation questions",
+    "max_predict_samples": "use only the first N questions of the --do_predict / `qaflow predict` data",
+    "bad_record_policy": "a malformed record: stop with its file and field, or skip it and count it",
+    "split_eval_fraction": "evaluate on this share of train_file's articles instead of validation_file",
+    "split_seed": "seed of the article split",
+    # model
+    "model_name_or_path": "checkpoint: a directory, a hub id, or `minilm` (the offline MiniLM)",
+    "tokenizer_name": "tokenizer, if not the checkpoint's own",
+    "model_family": "auto (from the checkpoint), or a registered family: extractive, beam, seq2seq",
+    # features
+    "max_seq_length": "tokens per window (question + context)",
+    "doc_stride": "tokens of overlap between a context's windows",
+    "pad_to_max_length": "pad every window to max_seq_length (else batches are padded to their longest row)",
+    "preprocessing_num_workers": "processes that tokenise",
+    "question_policy": "a question too long for a window: error before any model work, truncate, or skip",
+    "max_query_length": "question tokens kept by question_policy truncate",
+    # train
+    "backend": "where to train: auto, cpu, cuda, or ipu (Graphcore, its own environment)",
+    "output_dir": "model, checkpoints and train_result.json go here",
+    "learning_rate": "peak AdamW learning rate",
+    "num_train_epochs": "passes over the training features (ignored when max_steps > 0)",
+    "max_steps": "optimizer steps (-1: from num_train_epochs)",
+    "per_device_train_batch_size": "training windows per device per step",
+    "per_device_eval_batch_size": "windows per forward pass when predicting",
+    "gradient_accumulation_steps": "batches summed per optimizer step",
+    "warmup_ratio": "share of the steps with a linear learning-rate warm-up",
+    "weight_decay": "AdamW weight decay",
+    "seed": "seed of the model head's initialisation and the data order",
+    "bf16": "bfloat16 mixed precision (CUDA with bf16 support, or a CPU)",
+    "fp16": "float16 mixed precision (CUDA only)",
+    "eval_strategy": "in-training evaluation: only `no` (qaflow scores after training with the official metric)",
+    "save_strategy": "when to save checkpoints: steps, epoch or no",
+    "save_steps": "steps between checkpoints",
+    "save_total_limit": "checkpoints kept",
+    "logging_steps": "steps between logged losses",
+    "torch_compile": "compile the model with torch.compile",
+    "torch_compile_mode": "torch.compile mode: default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs",
+    "torch_compile_dynamic": "let torch.compile use dynamic shapes (else fixed-size batches)",
+    "dataloader_num_workers": "data loader worker processes",
+    "report_to": "Trainer integrations: none, or mlflow (the Trainer's own callback, into tracking_uri)",
+    "resume_from_checkpoint": "resume from this checkpoint directory (default: the last complete one in output_dir)",
+    "overwrite_output_dir": "start afresh: delete the checkpoints in output_dir instead of resuming",
+    # postprocess
+    "n_best_size": "candidate answers kept per question",
+    "max_answer_length": "longest answer in tokens",
+    "null_score_diff_threshold": "SQuAD 2.0: answer only when the best span beats the null score by this much",
+    "version_2_with_negative": "allow unanswerable questions (SQuAD 2.0); default: from the data",
+    "val_max_answer_length": "seq2seq: generated tokens at most (default: max_answer_length)",
+    "num_beams": "seq2seq: beams when generating",
+    # ipu
+    "ipu_config_name": "Graphcore IPUConfig (hub id or directory)",
+    "pod_type": "IPU pod type",
+    "micro_batch_size": "IPU micro batch size",
+    "ipu_gradient_accumulation_steps": "IPU gradient accumulation",
+    "loss_scaling": "IPU fp16 loss scaling",
+    "layers_per_ipu": "IPU pipeline split: layers on each IPU",
+    "ipu_python": "the interpreter of the IPU environment",
+    # tracking
+    "tracking_uri": "MLflow tracking URI (sqlite:///..., http://...)",
+    "artifact_root": "artifact directory of a local MLflow store",
+    "experiment_name": "MLflow experiment",
+    "registered_model_name": "MLflow registered model",
+}
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(QAFlowConfig)}  # type: ignore[misc]
@@ -228,6 +309,7 @@ CHOICES: dict[tuple[str, str], set[Any]] = {
     ("train", "torch_compile_mode"): {None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"},
     # qaflow scores once after training, with the official metric; in-training evaluation is not offered
     ("train", "eval_strategy"): {"no"},
+    ("train", "report_to"): {"none", "mlflow"},
 }
 # (section, key) -> (lowest allowed, whether the bound itself is allowed); None values are skipped (optional)
 BOUNDS: dict[tuple[str, str], tuple[float, bool]] = {

@@ -31,15 +31,19 @@ import hashlib
 import io
 import json
 import logging
+import os
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tasks.core.hub_access import hub_reachable
+
 log = logging.getLogger(__name__)
 
 Policy = Literal["error", "skip"]
+Labels = Literal["required", "optional"]
 
 
 class DataError(ValueError):
@@ -83,6 +87,7 @@ class QADataset:
     version: str
     source: str
     skipped: list[SkippedRecord] = field(default_factory=list)
+    labeled: bool = True  # False: loaded with labels="optional" and some record had no answers field
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -261,14 +266,21 @@ def _parse_bool(value: Any, name: str, *, text_cells: bool) -> bool | None:
     raise _RecordError(name, f"expected a boolean, got {_kind(value)}")
 
 
-def _build_example(rec: Any, cols: ColumnMap, *, text_cells: bool, empty_answers_ok: bool) -> tuple[Example, bool]:
-    """Validate one record; returns the example and whether it carried an is_impossible field."""
+def _build_example(
+    rec: Any, cols: ColumnMap, *, text_cells: bool, empty_answers_ok: bool, labels_optional: bool = False
+) -> tuple[Example, bool]:
+    """Validate one record; returns the example and whether it carried an is_impossible field.
+
+    With `labels_optional`, a record without an answers field is an unlabeled question (to predict, not score).
+    """
     if not isinstance(rec, dict):
         raise _RecordError("record", f"expected an object, got {_kind(rec)}")
     ex_id = _req_str(rec, cols.id, "id")
     question = _req_str(rec, cols.question, "question")
     context = _req_str(rec, cols.context, "context")
     title = _opt_str(rec, cols.title)
+    if cols.answers not in rec and labels_optional:
+        return Example(id=ex_id, title=title, context=context, question=question, answers=()), False
     if cols.answers not in rec:
         raise _RecordError(cols.answers, "missing (use an empty list for an unanswerable question)")
     answers = _parse_answers(rec[cols.answers], cols.answers, text_cells=text_cells)
@@ -303,10 +315,13 @@ class _Collector:
 
     file: str
     policy: Policy
+    labels_optional: bool = False
     examples: list[Example] = field(default_factory=list)
     skipped: list[SkippedRecord] = field(default_factory=list)
     first_index: dict[str, int] = field(default_factory=dict)
     saw_impossible_flag: bool = False
+    unlabeled: int = 0
+    first_unlabeled: tuple[str, int | None] | None = None
 
     def fail(self, label: str, fld: str, reason: str, line: int | None = None) -> None:
         if self.policy == "error":
@@ -327,7 +342,13 @@ class _Collector:
         raw_id = rec.get(cols.id) if isinstance(rec, dict) else None
         label = raw_id if isinstance(raw_id, str) and raw_id.strip() else f"#{index}"
         try:
-            example, has_flag = _build_example(rec, cols, text_cells=text_cells, empty_answers_ok=empty_answers_ok)
+            example, has_flag = _build_example(
+                rec, cols, text_cells=text_cells, empty_answers_ok=empty_answers_ok,
+                labels_optional=self.labels_optional,
+            )  # fmt: skip
+            if self.labels_optional and isinstance(rec, dict) and cols.answers not in rec:
+                self.unlabeled += 1
+                self.first_unlabeled = self.first_unlabeled or (label, line)
         except _RecordError as e:
             self.fail(label, e.field, e.reason, line)
             return
@@ -351,8 +372,16 @@ class _Collector:
         if version is None:
             unanswerable = self.saw_impossible_flag or any(e.is_impossible for e in self.examples)
             version = "2.0" if unanswerable else "1.1"
+        if self.first_unlabeled and self.unlabeled < len(self.examples):  # a mix is a mistake, not unlabeled data
+            label, line = self.first_unlabeled
+            where = self.file if line is None else f"{self.file}:{line}"
+            raise DataError(
+                f"{where}: record {_show_label(label)} field 'answers': missing, while other records have answers "
+                "(unlabeled data has no answers field in any record)"
+            )
         examples = self.examples if max_samples is None else self.examples[:max_samples]
-        return QADataset(examples=examples, version=version, source=source, skipped=self.skipped)
+        labeled = self.unlabeled == 0
+        return QADataset(examples=examples, version=version, source=source, skipped=self.skipped, labeled=labeled)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -565,8 +594,11 @@ def load_dataset_file(
     columns: ColumnMap | None = None,
     policy: Policy = "error",
     max_samples: int | None = None,
+    labels: Labels = "required",
 ) -> QADataset:
     """Load and validate a QA dataset file (see the module docstring for formats).
+
+    `labels="optional"` accepts records without an answers field (data to predict on; `labeled` is then False).
 
     `columns` maps flat-record field names (ignored for nested SQuAD). With `policy="error"` the first bad
     record raises `DataError`; with "skip" bad records are dropped and listed in `QADataset.skipped`. Every
@@ -576,12 +608,12 @@ def load_dataset_file(
     path = Path(path)
     cols = columns or SQUAD_COLUMNS
     if path.is_dir():
-        return _load_hf_object(_load_from_disk(path), str(path), None, cols, policy, max_samples)
+        return _load_hf_object(_load_from_disk(path), str(path), None, cols, policy, max_samples, labels)
     text = _read_text(path)
     fmt = _format_of(path)
     if fmt == "sniff":
         fmt = _sniff(path, text, cols)
-    collector = _Collector(str(path), policy)
+    collector = _Collector(str(path), policy, labels_optional=labels == "optional")
     version: str | None = None
     if fmt in _CSV_DELIMITERS:
         _load_csv(path, text, _CSV_DELIMITERS[fmt], cols, collector)
@@ -645,16 +677,23 @@ def _pick_split(obj: Any, split: str | None, source: str) -> tuple[Any, str]:
 
 
 def _load_hf_object(
-    obj: Any, source: str, split: str | None, cols: ColumnMap, policy: Policy, max_samples: int | None
+    obj: Any,
+    source: str,
+    split: str | None,
+    cols: ColumnMap,
+    policy: Policy,
+    max_samples: int | None,
+    labels: Labels = "required",
 ) -> QADataset:
     ds, source = _pick_split(obj, split, source)
-    missing = [c for c in (cols.id, cols.context, cols.question, cols.answers) if c not in ds.column_names]
+    needed = (cols.id, cols.context, cols.question) + ((cols.answers,) if labels == "required" else ())
+    missing = [c for c in needed if c not in ds.column_names]
     if missing:
         raise DataError(
             f"{source}: column(s) {', '.join(map(repr, missing))} not found "
             f"(columns: {', '.join(ds.column_names)}); map them with ColumnMap"
         )
-    collector = _Collector(source, policy)
+    collector = _Collector(source, policy, labels_optional=labels == "optional")
     _load_records(((None, row) for row in ds.to_list()), cols, collector)
     return collector.finish(source, None, max_samples)
 
@@ -664,14 +703,17 @@ def load_hf_dataset(
     split: str | None = None,
     *,
     config: str | None = None,
+    revision: str | None = None,
     columns: ColumnMap | None = None,
     policy: Policy = "error",
     max_samples: int | None = None,
+    labels: Labels = "required",
 ) -> QADataset:
     """Load a `save_to_disk` directory (when `name_or_dir` exists locally) or a hub dataset, then validate it.
 
     `split` picks from a DatasetDict (may be omitted when there is only one); records are validated like flat
-    records. The hub path needs network access; failures become one-line `DataError`s.
+    records. A hub name is read from the `datasets` cache when the hub is unreachable (or HF_HUB_OFFLINE is set);
+    if it is not cached either, one DataError line says so within seconds instead of a minute of retries.
     """
     _check_policy(policy, max_samples)
     cols = columns or SQUAD_COLUMNS
@@ -679,18 +721,34 @@ def load_hf_dataset(
     if path.exists():
         if not path.is_dir():
             raise DataError(f"{path}: is a file; use load_dataset_file for data files")
-        return _load_hf_object(_load_from_disk(path), str(path), split, cols, policy, max_samples)
+        return _load_hf_object(_load_from_disk(path), str(path), split, cols, policy, max_samples, labels)
+    name = str(name_or_dir)
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or not hub_reachable()
+    obj = _load_from_hub(name, config, split, revision, offline=offline)
+    return _load_hf_object(obj, name, split, cols, policy, max_samples, labels)
+
+
+def _load_from_hub(name: str, config: str | None, split: str | None, revision: str | None, *, offline: bool) -> Any:
+    """`datasets.load_dataset`, from its cache only when `offline` (DataError lines for every failure)."""
+    if offline:  # read before `datasets` is imported, and forced for this call when it already was
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["HF_DATASETS_OFFLINE"] = "1"
     import datasets
 
-    name = str(name_or_dir)
+    if offline:
+        datasets.config.HF_HUB_OFFLINE = True
+        datasets.config.HF_DATASETS_OFFLINE = True
     try:
-        obj = datasets.load_dataset(name, config, split=split)
-    except Exception as e:  # hub/network failures become one clear line
-        raise DataError(
-            f"{name}: not a local directory, and loading it from the Hugging Face hub failed "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-        ) from None
-    return _load_hf_object(obj, name, split, cols, policy, max_samples)
+        return datasets.load_dataset(name, config, split=split, revision=revision)
+    except Exception as e:  # hub/network/cache failures become one clear line
+        first = str(e).splitlines()[0] if str(e) else ""
+        if offline:
+            raise DataError(
+                f"{name}: not a local directory and not in the datasets cache, and the Hugging Face hub is "
+                f"unreachable (offline); run once where the hub is reachable, or pass a save_to_disk directory "
+                f"({type(e).__name__}: {first})"
+            ) from None
+        raise DataError(f"{name}: loading it from the Hugging Face hub failed ({type(e).__name__}: {first})") from None
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -129,14 +129,20 @@ def predict_from_config(
     cfg: QAFlowConfig,
     *,
     model_dir: str | Path,
-    data: str | Path,
+    data: str | Path | None,
     output_dir: Path,
     save_raw: bool = True,
     do_score: bool = True,
+    split: str = "test",
 ) -> PredictionSummary:
-    """`qaflow predict`: the configured windows/n-best/generation settings on `data` (the configured eval split)."""
+    """`qaflow predict` / `train --do_predict` (split "test") and `train --do_eval` (split "eval").
+
+    The configured windows/n-best/generation settings on `data` (else the split's configured data). Test data may
+    be unlabeled: it gets predictions and no score.
+    """
     check_family_name(cfg.model.model_family)  # cheap checks first: names, data, checkpoint, question lengths
-    dataset = load_split(cfg, "eval", data)
+    dataset = load_split(cfg, split, data)
+    do_score = do_score and dataset.labeled
     spec = ModelSpec.of_checkpoint(model_dir, cfg.model.model_family)
     family = resolve_family(spec.family, spec.path)
     tokenizer = load_tokenizer(spec.tokenizer_path)

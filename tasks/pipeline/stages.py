@@ -7,8 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.checkpoints import load_tokenizer
-from tasks.core.config import QAFlowConfig
-from tasks.core.data import QADataset, dataset_summary, load_dataset_file, split_by_article, to_squad_json
+from tasks.core.config import ConfigError, QAFlowConfig
+from tasks.core.data import (
+    QADataset,
+    dataset_summary,
+    load_dataset_file,
+    load_hf_dataset,
+    split_by_article,
+    to_squad_json,
+)
 from tasks.core.family import ModelFamily, TrainFeatureSpec
 from tasks.core.features import count_features, fit_questions, prepare_eval_features, save_features
 from tasks.core.io import write_json_atomic
@@ -18,19 +25,35 @@ from tasks.families.registry import resolve_family
 log = logging.getLogger(__name__)
 
 
+HF_SPLITS = {"train": "train", "eval": "validation", "test": "test"}  # run_qa.py's split names
+
+
 def load_split(cfg: QAFlowConfig, split: str, path: str | Path | None = None) -> QADataset:
-    """The train or eval examples the config asks for (a file, or an article split of the train file)."""
+    """The train, eval or test examples the config asks for, as run_qa.py picks them.
+
+    `path` (a file or save_to_disk directory) wins; else `data.dataset_name` (its train / validation / test
+    split); else the configured files (`split_eval_fraction`: an article split of train_file). Test data may be
+    unlabeled (predictions, no score). Limits: max_train_samples / max_eval_samples / max_predict_samples.
+    """
     d = cfg.data
-    limit = d.max_train_samples if split == "train" else d.max_eval_samples
-    if d.split_eval_fraction and path is None:
+    limit = {"train": d.max_train_samples, "eval": d.max_eval_samples, "test": d.max_predict_samples}[split]
+    labels = "optional" if split == "test" else "required"
+    if path is None and d.dataset_name:
+        return load_hf_dataset(
+            d.dataset_name, HF_SPLITS[split], config=d.dataset_config_name, revision=d.dataset_revision,
+            policy=d.bad_record_policy, max_samples=limit, labels=labels,
+        )  # fmt: skip
+    if d.split_eval_fraction and path is None and split != "test":
         full = load_dataset_file(d.train_file, policy=d.bad_record_policy)
         train, evaluation = split_by_article(full, d.split_eval_fraction, d.split_seed)
         chosen = train if split == "train" else evaluation
         if limit is not None:
             chosen.examples = chosen.examples[:limit]
         return chosen
-    source = path or (d.train_file if split == "train" else d.validation_file)
-    return load_dataset_file(source, policy=d.bad_record_policy, max_samples=limit)
+    source = path or {"train": d.train_file, "eval": d.validation_file, "test": d.test_file}[split]
+    if source is None:
+        raise ConfigError("data.test_file: --do_predict needs a test_file (or a dataset_name with a test split)")
+    return load_dataset_file(source, policy=d.bad_record_policy, max_samples=limit, labels=labels)
 
 
 def train_feature_spec(cfg: QAFlowConfig) -> TrainFeatureSpec:

@@ -13,12 +13,13 @@ import torch.distributed as dist
 
 from tasks.core.artifacts import TrainResult, read_result, write_result
 from tasks.core.checkpoints import load_tokenizer
-from tasks.core.config import QAFlowConfig, load_config
+from tasks.core.config import ConfigError, QAFlowConfig, load_config
 from tasks.core.family import ModelFamily
 from tasks.core.layout import TrainPaths
 from tasks.core.specs import ModelSpec, inference_recipe
 from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.stages import build_train_features, load_split
+from tasks.tracking.runs import configure_mlflow
 from tasks.train.ddp import launch_torchrun, read_job, write_job
 from tasks.train.hardware import detect_backend
 from tasks.train.ipu import build_ipu_job, check_ipu_environment, ipu_result, run_ipu_job
@@ -99,9 +100,20 @@ def run_ddp_worker(job_path: Path) -> None:
         write_result(result, paths.result_file)
 
 
+def check_resume_checkpoint(checkpoint: str | None) -> None:
+    """`--resume_from_checkpoint` must name a checkpoint directory the Trainer wrote (trainer_state.json)."""
+    if checkpoint and not (Path(checkpoint) / "trainer_state.json").is_file():
+        raise ConfigError(
+            f"train.resume_from_checkpoint: {checkpoint}: not a Trainer checkpoint (no trainer_state.json)"
+        )
+
+
 def train_from_config(cfg: QAFlowConfig, *, nproc_per_node: int = 1) -> TrainResult:
     """`qaflow train`: load the training split, build features, fine-tune into `train.output_dir`."""
     check_family_name(cfg.model.model_family)  # cheap checks first
+    check_resume_checkpoint(cfg.train.resume_from_checkpoint)
+    if cfg.train.report_to == "mlflow":  # the Trainer's own MLflow callback logs into the project's store
+        configure_mlflow(cfg.tracking, Path.cwd())
     paths = TrainPaths(Path(cfg.train.output_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
     dataset = load_split(cfg, "train")

@@ -98,6 +98,18 @@ def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
     return None
 
 
+def _checkpoint_to_resume(t: TrainConfig, checkpoints_dir: Path) -> Path | None:
+    """run_qa.py's choice: --resume_from_checkpoint, else the last complete checkpoint, unless overwriting."""
+    if t.overwrite_output_dir:
+        if checkpoints_dir.exists():
+            log.info("overwrite_output_dir: deleting %s and training from the start", checkpoints_dir)
+            shutil.rmtree(checkpoints_dir)
+        return None
+    if t.resume_from_checkpoint:
+        return Path(t.resume_from_checkpoint)
+    return last_complete_checkpoint(checkpoints_dir)
+
+
 def training_arguments(
     t: TrainConfig, backend: str, checkpoints_dir: Path, args_class: type = TrainingArguments
 ) -> TrainingArguments:
@@ -131,7 +143,7 @@ def training_arguments(
         dataloader_drop_last=fixed_shapes,  # a smaller last batch would recompile
         use_cpu=backend == "cpu",
         ddp_backend="gloo" if backend == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
-        report_to="none",
+        report_to=t.report_to,
         disable_tqdm=False,
         save_only_model=False,
     )
@@ -185,7 +197,7 @@ def run_trainer(
     trainer = family.trainer_class(
         model=model, args=args, train_dataset=IndexDataset(n_rows), data_collator=collator, callbacks=[speed]
     )
-    resume = last_complete_checkpoint(paths.checkpoints_dir) if trainer.is_world_process_zero() else None
+    resume = _checkpoint_to_resume(train_cfg, paths.checkpoints_dir) if trainer.is_world_process_zero() else None
     resume = _broadcast_resume(resume)
     if resume:
         log.info("resuming from %s", resume)
