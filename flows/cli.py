@@ -23,7 +23,7 @@ from flows.cli_ops import (
     add_promote_parser,
     add_push_to_hub_parser,
 )
-from tasks.core.config import SECTIONS, ConfigError, QAFlowConfig, load_config
+from tasks.core.config import RUN_SECTIONS, SECTIONS, ConfigError, QAFlowConfig, load_config
 
 DEFAULT_PARAMS = "params.yaml"
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError, KeyError)
@@ -149,6 +149,20 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from flows.tune import tune
+    from tasks.pipeline.tuning import check_tunable, load_tune_data
+
+    overrides = {k[5:]: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
+    root = Path(args.root)
+    cfg = load_config(root / args.params, overrides)
+    check_tunable(cfg, overrides)  # bad settings or data: one line, before any flow run
+    load_tune_data(cfg, root)
+    summary = tune(params_path=args.params, overrides=overrides, root=args.root)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from flows.evaluate_flow import evaluate
     from tasks.core.data import load_dataset_file
@@ -264,19 +278,24 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("stage", choices=["prepare", "featurize"])
     st.add_argument("--out", required=True, help="output directory of the stage")
     st.add_argument("--prepared", default="data/prepared", help="featurize: the prepare stage's output")
-    add_config_flags(st, list(SECTIONS))
+    add_config_flags(st, list(RUN_SECTIONS))
     st.set_defaults(func=cmd_stage)
 
     tr = sub.add_parser("train", help="fine-tune a QA model on the configured backend")
     tr.add_argument("--nproc_per_node", type=int, default=1, help="data-parallel workers (torchrun/DDP)")
-    add_config_flags(tr, list(SECTIONS))
+    add_config_flags(tr, list(RUN_SECTIONS))
     tr.set_defaults(func=cmd_train)
 
     rt = sub.add_parser("retrain", help="the retrain flow: DVC stages, train, predict, score, track, register")
     rt.add_argument("--force", action="store_true", help="train even if nothing changed")
     rt.add_argument("--root", default=".", help="the qaflow repository (DVC + params.yaml)")
-    add_config_flags(rt, list(SECTIONS))
+    add_config_flags(rt, list(RUN_SECTIONS))
     rt.set_defaults(func=cmd_retrain)
+
+    tu = sub.add_parser("tune", help="hyperparameter search (Optuna, resumable); registers the best as challenger")
+    tu.add_argument("--root", default=".", help="the qaflow project (params.yaml, outputs/, mlruns/)")
+    add_config_flags(tu, [s for s in SECTIONS if s != "ipu"])  # tune trains on cpu/cuda
+    tu.set_defaults(func=cmd_tune)
 
     dm = sub.add_parser("demo", help="the main job on the embedded default (bundled sample, offline MiniLM, CPU)")
     dm.set_defaults(func=cmd_demo)
@@ -293,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--features", default="data/features/train.npz", help="training features (featurize stage)")
     bm.add_argument("--modes", default=None, help="comma-separated: eager,compile,compile-max-autotune")
     bm.add_argument("--root", default=".")
-    add_config_flags(bm, list(SECTIONS))
+    add_config_flags(bm, list(RUN_SECTIONS))
     bm.set_defaults(func=cmd_benchmark)
 
     add_deploy_parser(sub)
@@ -308,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--output_dir", required=True)
     pr.add_argument("--no_raw", action="store_true", help="do not save raw logits for re-post-processing")
     pr.add_argument("--no_score", action="store_true", help="do not score against the data's answers")
-    add_config_flags(pr, list(SECTIONS))
+    add_config_flags(pr, list(RUN_SECTIONS))
     pr.set_defaults(func=cmd_predict)
     return p
 
