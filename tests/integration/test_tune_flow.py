@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
+from tests.servers import prefect_server
 
 pytestmark = pytest.mark.reliability
 
@@ -43,9 +44,10 @@ def make_project(root: Path, model_dir: Path) -> Path:
     return root
 
 
-def env_for(root: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PREFECT_HOME": str(root / ".prefect"), "PREFECT_API_URL": "",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+def env_for(root: Path, api_url: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PREFECT_HOME": str(root / ".prefect"),
+            "PREFECT_API_URL": api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
 
 
 def tune_argv(root: Path) -> list[str]:
@@ -87,17 +89,19 @@ def test_tune_registers_the_best_trial_and_resumes_after_a_kill(tmp_path: Path, 
 
     root = make_project(tmp_path / "project", tiny_bert_dir)
     db = root / "outputs" / "tune" / STUDY / "study.db"
-    victim = subprocess.Popen(tune_argv(root), cwd=root, env=env_for(root), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not ((states := trial_states(db)).count("COMPLETE") >= 2 and training_trials(db)):
-        assert victim.poll() is None and time.monotonic() < deadline, f"tune ended before the kill: {states}"
-        time.sleep(0.1)
-    os.killpg(victim.pid, signal.SIGKILL)
-    victim.wait()
-    assert trial_states(db) == ["COMPLETE", "COMPLETE", "RUNNING"]
+    with prefect_server(tmp_path / "prefect-home") as api_url:  # one Prefect API for both invocations
+        env = env_for(root, api_url)
+        victim = subprocess.Popen(tune_argv(root), cwd=root, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not ((states := trial_states(db)).count("COMPLETE") >= 2 and training_trials(db)):
+            assert victim.poll() is None and time.monotonic() < deadline, f"tune ended before the kill: {states}"
+            time.sleep(0.1)
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+        assert trial_states(db) == ["COMPLETE", "COMPLETE", "RUNNING"]
 
-    again = subprocess.run(tune_argv(root), cwd=root, env=env_for(root), capture_output=True, text=True, timeout=600)
+        again = subprocess.run(tune_argv(root), cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-4000:]
     summary = summary_of(again.stdout)
     assert summary["recovered"] == [2]
