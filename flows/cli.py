@@ -151,13 +151,13 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from flows.tune import tune
-    from tasks.pipeline.tuning import check_tunable, load_tune_data
+    from tasks.pipeline.tuning import check_tunable, check_windows, load_tune_data
 
     overrides = {k[5:]: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
     root = Path(args.root)
     cfg = load_config(root / args.params, overrides)
-    check_tunable(cfg, overrides)  # bad settings or data: one line, before any flow run
-    load_tune_data(cfg, root)
+    check_tunable(cfg, overrides)  # bad settings, data, model or windows: one line, before any flow run
+    check_windows(cfg, load_tune_data(cfg, root))
     summary = tune(params_path=args.params, overrides=overrides, root=args.root)
     print(json.dumps(summary, indent=2, default=str))
     return 0

@@ -47,7 +47,8 @@ def tune(params_path: str = "params.yaml", overrides: dict[str, Any] | None = No
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path, overrides)
     tuning.check_tunable(cfg, overrides)
-    data = tuning.load_tune_data(cfg, repo)  # bad data fails here, once, before any trial
+    data = tuning.load_tune_data(cfg, repo)  # bad data, a bad model path or too-long questions fail here, once
+    tuning.check_windows(cfg, data)
     t = cfg.tune
     deadline = time.monotonic() + t.timeout_s if t.timeout_s is not None else float("inf")
     with run_owner(repo, f"tune-{t.study_name}"):  # one live search per study

@@ -14,6 +14,9 @@ from flows.cli import main
 from tasks.core.config import ConfigError, load_config
 from tasks.pipeline import tuning
 from tasks.pipeline.runplan import run_key
+from tests.conftest import REPO_ROOT
+
+SAMPLE = REPO_ROOT / "data" / "sample"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -155,6 +158,21 @@ def write_params(path: Path, **tune) -> Path:
         (["--n_trials", "0"], "qaflow tune: error: tune.n_trials: 0 must be >= 1"),
         (["--max_steps", "3"], "qaflow tune: error: train.max_steps: 3 must be -1 for tune"),
         (["--train_file", "missing.json"], "qaflow tune: error:"),
+        (
+            [
+                "--train_file",
+                str(SAMPLE / "squad-v1.1-sample-train.json"),
+                "--validation_file",
+                str(SAMPLE / "squad-v1.1-sample-dev.json"),
+                "--window_choices",
+                "[[128, 48], [24, 8]]",
+                "--max_train_samples",
+                "40",
+                "--max_eval_samples",
+                "20",
+            ],
+            "qaflow tune: error: ",
+        ),
     ],
 )
 def test_tune_cli_errors_exit_2_with_one_line(
@@ -164,4 +182,6 @@ def test_tune_cli_errors_exit_2_with_one_line(
     assert main(["tune", "--root", str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(message) and "\n" not in err
+    if "--window_choices" in argv:  # the too-small window is refused before any trial, naming the policy
+        assert "question_policy" in err
     assert not (tmp_path / "outputs").exists()  # nothing started

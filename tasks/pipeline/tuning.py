@@ -29,8 +29,9 @@ from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import TUNE_SECTION, ConfigError, QAFlowConfig, TuneConfig, validate
 from tasks.core.data import QADataset
 from tasks.core.family import ModelFamily
+from tasks.core.features import fit_questions
 from tasks.core.layout import TrainPaths, tune_dir
-from tasks.core.specs import InferenceRecipe, ModelSpec, inference_recipe
+from tasks.core.specs import InferenceRecipe, ModelSpec, feature_settings, inference_recipe
 from tasks.families.registry import resolve_family
 from tasks.pipeline.prediction import Predictor, predict_dataset, predict_with_stored_recipe
 from tasks.pipeline.run_record import MODEL_ARTIFACT
@@ -86,6 +87,22 @@ def load_tune_data(cfg: QAFlowConfig, root: Path) -> TuneData:
         value = Path(getattr(local.data, key))
         setattr(local.data, key, str(value if value.is_absolute() else Path(root) / value))
     return TuneData(train=load_split(local, "train"), eval=load_split(local, "eval"))
+
+
+def check_windows(cfg: QAFlowConfig, data: TuneData) -> None:
+    """Every window choice fits the questions of both splits under `question_policy` (checked before any trial).
+
+    Also loads the checkpoint's config and tokenizer once, so a bad model path fails here.
+    """
+    spec = ModelSpec.from_config(cfg)
+    if not resolve_family(spec.family, spec.path).windowed:
+        return
+    tokenizer = load_tokenizer(spec.tokenizer_path)
+    for seq, stride in cfg.tune.window_choices:
+        windowed = copy.deepcopy(cfg)
+        windowed.features.max_seq_length, windowed.features.doc_stride = seq, stride
+        for dataset in (data.train, data.eval):
+            fit_questions(dataset.examples, tokenizer, feature_settings(windowed))
 
 
 # --------------------------------------------------------------------------------------------- study
