@@ -20,7 +20,7 @@ import yaml
 from tests.conftest import REPO_ROOT
 from tests.servers import prefect_server
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
 TRAIN = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-train.json"
 DEV = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
