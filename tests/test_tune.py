@@ -185,3 +185,31 @@ def test_tune_cli_errors_exit_2_with_one_line(
     if "--window_choices" in argv:  # the too-small window is refused before any trial, naming the policy
         assert "question_policy" in err
     assert not (tmp_path / "outputs").exists()  # nothing started
+
+
+def test_features_are_built_once_per_window_and_inputs(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from tasks.core.checkpoints import load_tokenizer
+    from tasks.families.registry import resolve_family
+
+    cfg = load_config(
+        None,
+        {
+            "model_name_or_path": str(tiny_bert_dir),
+            "max_seq_length": 96,
+            "doc_stride": 32,
+            "train_file": str(SAMPLE / "squad-v1.1-sample-train.json"),
+            "max_train_samples": 8,
+            "validation_file": str(SAMPLE / "squad-v1.1-sample-dev.json"),
+            "max_eval_samples": 4,
+        },
+    )
+    family, tokenizer = resolve_family("auto", tiny_bert_dir), load_tokenizer(tiny_bert_dir)
+    data = tuning.load_tune_data(cfg, tmp_path)
+    first = tuning.cached_features(cfg, family, tokenizer, data, tmp_path)
+    stamp = first.stat().st_mtime_ns
+    assert tuning.cached_features(cfg, family, tokenizer, data, tmp_path) == first
+    assert first.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    data.train.examples = data.train.examples[:4]  # another data version: other features
+    other = tuning.cached_features(cfg, family, tokenizer, data, tmp_path)
+    assert other != first and other.exists() and not list(tmp_path.glob("features/.tmp-*"))
+    assert len(family.load_train_features(other)) < len(family.load_train_features(first))

@@ -11,6 +11,8 @@ registered as `challenger`.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -36,7 +38,7 @@ from tasks.families.registry import resolve_family
 from tasks.pipeline.prediction import Predictor, predict_dataset, predict_with_stored_recipe
 from tasks.pipeline.run_record import MODEL_ARTIFACT
 from tasks.pipeline.serving import log_qa_model
-from tasks.pipeline.stages import build_train_features, load_split
+from tasks.pipeline.stages import build_train_features, load_split, train_feature_spec
 from tasks.pipeline.training import train_model
 from tasks.tracking import tags as tag
 from tasks.tracking.registry import register_model
@@ -244,8 +246,16 @@ def epoch_scorer(
 
 
 def cached_features(cfg: QAFlowConfig, family: ModelFamily, tokenizer: Any, data: TuneData, directory: Path) -> Path:
-    """Training features for the trial's window, built once per window and kept beside the study."""
-    path = directory / "features" / f"train-{cfg.features.max_seq_length}-{cfg.features.doc_stride}.npz"
+    """Training features for the trial's window, built once per window and kept beside the study.
+
+    The file name carries a digest of what the features depend on (examples, tokenizer, family, feature spec), so
+    a study resumed with other data or another model builds new ones.
+    """
+    spec = train_feature_spec(cfg)
+    inputs = [[e.id for e in data.train.examples], ModelSpec.from_config(cfg).tokenizer_path, family.name, repr(spec)]
+    digest = hashlib.sha256(json.dumps(inputs, default=str).encode("utf-8")).hexdigest()[:12]
+    name = f"train-{cfg.features.max_seq_length}-{cfg.features.doc_stride}-{digest}.npz"
+    path = directory / "features" / name
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -368,7 +378,7 @@ def register_best(cfg: QAFlowConfig, root: Path, study: optuna.Study, parent_run
     """
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        raise RuntimeError(f"tune study {cfg.tune.study_name}: no trial completed; nothing to register")
+        raise ValueError(f"tune study {cfg.tune.study_name}: no trial completed; nothing to register")
     best = study.best_trial
     run_id = best.user_attrs[RUN_ATTR]
     configure_mlflow(cfg.tracking, root)
