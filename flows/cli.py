@@ -23,7 +23,7 @@ from flows.cli_ops import (
     add_promote_parser,
     add_push_to_hub_parser,
 )
-from tasks.core.config import SECTIONS, ConfigError, QAFlowConfig, load_config
+from tasks.core.config import RUN_SECTIONS, SECTIONS, ConfigError, QAFlowConfig, load_config
 
 DEFAULT_PARAMS = "params.yaml"
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError, KeyError)
@@ -166,6 +166,20 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from flows.tune import tune
+    from tasks.pipeline.tuning import check_tunable, check_windows, load_tune_data
+
+    overrides = {k[5:]: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
+    root = Path(args.root)
+    cfg = load_config(root / args.params, overrides)
+    check_tunable(cfg, overrides)  # bad settings, data, model or windows: one line, before any flow run
+    check_windows(cfg, load_tune_data(cfg, root))
+    summary = tune(params_path=args.params, overrides=overrides, root=args.root)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from flows.evaluate_flow import evaluate
     from tasks.core.data import load_dataset_file
@@ -288,21 +302,26 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     st.add_argument("stage", choices=["prepare", "featurize"])
     st.add_argument("--out", required=True, help="output directory of the stage")
     st.add_argument("--prepared", default="data/prepared", help="featurize: the prepare stage's output")
-    config_flags(st, list(SECTIONS))
+    config_flags(st, list(RUN_SECTIONS))
     st.set_defaults(func=cmd_stage)
 
     tr = sub.add_parser(
         "train", help="fine-tune a QA model on the configured backend", usage="qaflow train [flags] (run_qa.py's names)"
     )
     tr.add_argument("--nproc_per_node", type=int, default=1, help="data-parallel workers (torchrun/DDP)")
-    config_flags(tr, list(SECTIONS), steps=True)
+    config_flags(tr, list(RUN_SECTIONS), steps=True)
     tr.set_defaults(func=cmd_train)
 
     rt = sub.add_parser("retrain", help="the retrain flow: DVC stages, train, predict, score, track, register")
     rt.add_argument("--force", action="store_true", help="train even if nothing changed")
     rt.add_argument("--root", default=".", help="the qaflow repository (DVC + params.yaml)")
-    config_flags(rt, list(SECTIONS))
+    config_flags(rt, list(RUN_SECTIONS))
     rt.set_defaults(func=cmd_retrain)
+
+    tu = sub.add_parser("tune", help="hyperparameter search (Optuna, resumable); registers the best as challenger")
+    tu.add_argument("--root", default=".", help="the qaflow project (params.yaml, outputs/, mlruns/)")
+    config_flags(tu, [s for s in SECTIONS if s != "ipu"])  # tune trains on cpu/cuda
+    tu.set_defaults(func=cmd_tune)
 
     dm = sub.add_parser("demo", help="the main job on the embedded default (bundled sample, offline MiniLM, CPU)")
     dm.set_defaults(func=cmd_demo)
@@ -319,7 +338,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     bm.add_argument("--features", default="data/features/train.npz", help="training features (featurize stage)")
     bm.add_argument("--modes", default=None, help="comma-separated: eager,compile,compile-max-autotune")
     bm.add_argument("--root", default=".")
-    config_flags(bm, list(SECTIONS))
+    config_flags(bm, list(RUN_SECTIONS))
     bm.set_defaults(func=cmd_benchmark)
 
     add_deploy_parser(sub)
@@ -336,7 +355,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     pr.add_argument("--output_dir", required=True)
     pr.add_argument("--no_raw", action="store_true", help="do not save raw logits for re-post-processing")
     pr.add_argument("--no_score", action="store_true", help="do not score against the data's answers")
-    config_flags(pr, list(SECTIONS))
+    config_flags(pr, list(RUN_SECTIONS))
     pr.set_defaults(func=cmd_predict)
     return p
 

@@ -11,6 +11,7 @@ transformers takes about a second to import, so `flows.cli` adds these flags onl
 from __future__ import annotations
 
 import argparse
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -68,7 +69,9 @@ def _flag_kwargs(action: argparse.Action, prefix: str, allowed: set[Any] | None)
         "dest": prefix + name, "type": action.type, "nargs": action.nargs, "const": action.const,
         "default": argparse.SUPPRESS, "help": f"{text} (default: {action.default})",
     }  # fmt: skip
-    if action.type is not None and getattr(action.type, "__name__", "") == "string_to_bool":
+    if typing.get_origin(action.type) is not None:  # a nested list (e.g. tune.window_choices): one YAML value
+        kwargs.update(type=str, nargs=None, metavar="YAML")
+    elif action.type is not None and getattr(action.type, "__name__", "") == "string_to_bool":
         kwargs.update(nargs="?", const=True, metavar="{true,false}")  # bare `--flag` means true, as in run_qa.py
     if allowed is not None:
         kwargs["choices"] = sorted(str(value) for value in allowed if value is not None)

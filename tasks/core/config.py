@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -119,6 +120,27 @@ class TrackingConfig:
 
 
 @dataclass
+class TuneConfig:
+    """`qaflow tune`: an Optuna search over the training recipe (see `tasks.pipeline.tuning`)."""
+
+    study_name: str = "qaflow-tune"  # the study (and its directory outputs/tune/<study_name>/); resumed by name
+    n_trials: int = 8  # finished (complete or pruned) trials the study ends with, across resumed invocations
+    timeout_s: float | None = None  # time budget of one invocation: no trial starts after it (None: no budget)
+    metric: str = "f1"  # f1 | exact_match: the official score on the eval split the search optimises
+    direction: str = "maximize"  # maximize | minimize
+    sampler_seed: int = 42  # TPE sampler seed
+    pruner: str = "median"  # median (Optuna MedianPruner on per-epoch eval F1) | none
+    pruner_startup_trials: int = 2  # finished trials before the median pruner prunes anything
+    pruning_eval_samples: int = 200  # eval examples scored at each epoch end for pruning (the final score: all)
+    learning_rate_range: list[float] = field(default_factory=lambda: [1e-5, 1e-4])  # log-uniform [low, high]
+    batch_size_choices: list[int] = field(default_factory=lambda: [8, 16, 32])  # per_device_train_batch_size
+    epochs_range: list[int] = field(default_factory=lambda: [1, 3])  # num_train_epochs, integer [low, high]
+    warmup_ratio_range: list[float] = field(default_factory=lambda: [0.0, 0.2])  # uniform [low, high]
+    # [max_seq_length, doc_stride] pairs; a trial's window is one of them
+    window_choices: list[list[int]] = field(default_factory=lambda: [[128, 48], [256, 96]])
+
+
+@dataclass
 class QAFlowConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -127,6 +149,7 @@ class QAFlowConfig:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     ipu: IPUSettings = field(default_factory=IPUSettings)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
@@ -208,10 +231,27 @@ HELP: dict[str, str] = {
     "artifact_root": "artifact directory of a local MLflow store",
     "experiment_name": "MLflow experiment",
     "registered_model_name": "MLflow registered model",
+    # tune
+    "study_name": "the Optuna study (outputs/tune/<study_name>/); resumed by name",
+    "n_trials": "finished trials the study ends with, across resumed invocations",
+    "timeout_s": "time budget of one invocation: no trial starts after it",
+    "metric": "the official score the search optimises: f1 or exact_match",
+    "direction": "maximize or minimize the metric",
+    "sampler_seed": "TPE sampler seed",
+    "pruner": "median (prune trials below the median per-epoch eval F1) or none",
+    "pruner_startup_trials": "finished trials before the pruner prunes anything",
+    "pruning_eval_samples": "eval questions scored at each epoch end for pruning",
+    "learning_rate_range": "learning rate search range [low high] (log-uniform)",
+    "batch_size_choices": "per_device_train_batch_size choices",
+    "epochs_range": "num_train_epochs search range [low high] (integers)",
+    "warmup_ratio_range": "warmup_ratio search range [low high]",
+    "window_choices": "[max_seq_length, doc_stride] pairs to choose from (YAML, e.g. '[[128, 48], [256, 96]]')",
 }
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(QAFlowConfig)}  # type: ignore[misc]
+TUNE_SECTION = "tune"
+RUN_SECTIONS = tuple(s for s in SECTIONS if s != TUNE_SECTION)  # what a training/prediction command reads
 
 
 def _field_types(section_cls: type) -> dict[str, Any]:
@@ -310,6 +350,9 @@ CHOICES: dict[tuple[str, str], set[Any]] = {
     # qaflow scores once after training, with the official metric; in-training evaluation is not offered
     ("train", "eval_strategy"): {"no"},
     ("train", "report_to"): {"none", "mlflow"},
+    ("tune", "metric"): {"f1", "exact_match"},
+    ("tune", "direction"): {"maximize", "minimize"},
+    ("tune", "pruner"): {"median", "none"},
 }
 # (section, key) -> (lowest allowed, whether the bound itself is allowed); None values are skipped (optional)
 BOUNDS: dict[tuple[str, str], tuple[float, bool]] = {
@@ -337,6 +380,10 @@ BOUNDS: dict[tuple[str, str], tuple[float, bool]] = {
     ("postprocess", "num_beams"): (1, True),
     ("ipu", "micro_batch_size"): (1, True),
     ("ipu", "ipu_gradient_accumulation_steps"): (1, True),
+    ("tune", "n_trials"): (1, True),
+    ("tune", "timeout_s"): (0, False),
+    ("tune", "pruner_startup_trials"): (0, True),
+    ("tune", "pruning_eval_samples"): (1, True),
 }
 
 
@@ -366,6 +413,37 @@ def validate(cfg: QAFlowConfig) -> None:
         raise ConfigError(f"train.max_steps: {t.max_steps!r} must be > 0, or -1 for num_train_epochs")
     if t.bf16 and t.fp16:
         raise ConfigError("train.bf16 and train.fp16 are mutually exclusive")
+    validate_search_space(cfg.tune)
+
+
+def _check_range(name: str, values: list, low: float, high: float | None = None) -> None:
+    """`values` is `[low, high]` with `low <= high`, both within [low, high) of the parameter."""
+    if len(values) != 2 or values[0] > values[1]:
+        raise ConfigError(f"tune.{name}: {values!r} must be [low, high] with low <= high")
+    if values[0] < low or (high is not None and values[1] >= high):
+        bound = f">= {low}" + (f" and < {high}" if high is not None else "")
+        raise ConfigError(f"tune.{name}: {values!r} must lie {bound}")
+
+
+def validate_search_space(tune: TuneConfig) -> None:
+    """The `tune` ranges: well-formed and within what the train/features sections accept."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", tune.study_name):
+        raise ConfigError(f"tune.study_name: {tune.study_name!r} must be letters, digits, '.', '_' or '-'")
+    if len(tune.learning_rate_range) == 2 and tune.learning_rate_range[0] <= 0:
+        raise ConfigError(f"tune.learning_rate_range: {tune.learning_rate_range!r} must be > 0 (log scale)")
+    _check_range("learning_rate_range", tune.learning_rate_range, 0)
+    _check_range("epochs_range", tune.epochs_range, 1)
+    _check_range("warmup_ratio_range", tune.warmup_ratio_range, 0, 1)
+    if not tune.batch_size_choices or min(tune.batch_size_choices) < 1:
+        raise ConfigError(f"tune.batch_size_choices: {tune.batch_size_choices!r} must be one or more sizes >= 1")
+    if not tune.window_choices:
+        raise ConfigError("tune.window_choices: must name one or more [max_seq_length, doc_stride] pairs")
+    for pair in tune.window_choices:
+        if len(pair) != 2 or pair[0] < 8 or not 0 <= pair[1] < pair[0]:
+            raise ConfigError(
+                f"tune.window_choices: {pair!r} must be [max_seq_length >= 8, doc_stride] with 0 <= doc_stride < "
+                "max_seq_length"
+            )
 
 
 DVC_SECTIONS = ("data", "model", "features")  # params.yaml sections the DVC stages depend on (dvc.yaml)

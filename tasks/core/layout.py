@@ -9,6 +9,7 @@ outputs/
   promote/<eval data id>/    re-scoring during promotion
   benchmark/<run mode>/      `qaflow benchmark`
   compare/                   `qaflow compare` report
+  tune/<study>/              `qaflow tune`: study.db (the Optuna study), features/ (per window), trial-NNN/ (TrainPaths)
   locks/run-<run key>.lock   held by the process training that run key (+ .owner: host, pid, since)
   run/                       `qaflow train` (the default `train.output_dir`; a TrainPaths directory)
 ```
@@ -57,6 +58,10 @@ def benchmark_dir(root: Path, mode: str) -> Path:
 
 def compare_dir(root: Path) -> Path:
     return outputs_dir(root) / "compare"
+
+
+def tune_dir(root: Path, study_name: str) -> Path:
+    return outputs_dir(root) / "tune" / study_name
 
 
 def run_lock_file(root: Path, run_key: str) -> Path:

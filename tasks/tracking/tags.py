@@ -23,10 +23,17 @@ PROMOTION = "qaflow.promotion"  # model version tag prefix: who/when/why promote
 ROLLBACK = "qaflow.rollback"  # model version tag prefix
 HUB = "qaflow.hub"  # model version tag prefix: where and when it was pushed to the hub
 GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own tag
+PARENT_RUN = "mlflow.parentRunId"  # MLflow's own tag: a nested run (a tune trial under its study's run)
+TUNE_STUDY = "qaflow.tune_study"  # tune study and trial runs: the Optuna study name
+TUNE_TRIAL = "qaflow.tune_trial"  # tune trial runs: the Optuna trial number
+TUNE_STATE = "qaflow.tune_state"  # tune trial runs: complete | pruned | failed | interrupted
+TUNE_BEST_RUN = "qaflow.tune_best_run"  # tune study runs: the run id of the best trial
 
 KIND_EVALUATION = "evaluation"
 KIND_BENCHMARK = "benchmark"
 KIND_COMPARISON = "comparison"
+KIND_TUNE = "tune"  # the parent run of one tune study
+KIND_TUNE_TRIAL = "tune-trial"
 
 EAGER = "eager"
 _DEFAULT_MODES = {None, "", "default", "none", "None"}
