@@ -26,7 +26,9 @@ SPECIAL = {  # fields whose values are constrained: a valid non-default value
     "backend": "cpu", "bad_record_policy": "skip", "question_policy": "truncate", "save_strategy": "epoch",
     "eval_strategy": None, "torch_compile_mode": "max-autotune", "report_to": "mlflow", "model_family": "beam",
     "layers_per_ipu": ["1", "2"], "split_eval_fraction": "0.25", "warmup_ratio": "0.25", "max_seq_length": "200",
-    "doc_stride": "50",
+    "doc_stride": "50", "metric": "exact_match", "direction": "minimize", "pruner": "none",
+    "window_choices": ["[[64, 16]]"], "learning_rate_range": ["1e-5", "2e-5"], "batch_size_choices": ["4"],
+    "epochs_range": ["2", "4"], "warmup_ratio_range": ["0.1", "0.3"],
 }  # fmt: skip
 
 
@@ -46,17 +48,19 @@ def _annotation(cls: type, name: str) -> Any:
 
 
 def test_every_config_field_is_a_typed_flag_with_help_that_reaches_the_config(tmp_path: Path) -> None:
-    parser = build_parser("train")
+    parsers = {command: build_parser(command) for command in ("train", "tune")}
     defaults = QAFlowConfig()
     walked = 0
     for section, cls in SECTIONS.items():
+        command = "tune" if section == "tune" else "train"
+        parser = parsers[command]
         for f in fields(cls):
             assert HELP.get(f.name), f"{section}.{f.name} has no help text"
             default = getattr(getattr(defaults, section), f.name)
             value = _flag_value(f.name, default, _annotation(cls, f.name))
             if value is None:  # a single allowed value: nothing to change
                 continue
-            args = parser.parse_args(["train", f"--{f.name}", *value, "--params", str(tmp_path / "none.yaml")])
+            args = parser.parse_args([command, f"--{f.name}", *value, "--params", str(tmp_path / "none.yaml")])
             got = getattr(getattr(config_from_args(args), section), f.name)
             assert got != default, f"--{f.name} {value} did not reach {section}.{f.name}"
             walked += 1
@@ -212,3 +216,48 @@ def test_dataset_split_limits_follow_run_qa(tmp_path: Path, squad_on_disk: Path)
     sizes = {split: len(load_split(cfg, split)) for split in ("train", "eval", "test")}
     assert sizes == {"train": 5, "eval": 4, "test": 3}
     assert load_split(cfg, "test").labeled is False and load_split(cfg, "eval").labeled is True
+
+
+def _train(capsys, tiny: Path, data: Path, out: Path, *extra: str) -> dict:
+    argv = ["train", "--model_name_or_path", str(tiny), "--dataset_name", str(data), "--output_dir", str(out),
+            "--max_seq_length", "96", "--doc_stride", "32", "--per_device_train_batch_size", "8", "--backend", "cpu",
+            "--save_steps", "2", "--logging_steps", "1", "--max_train_samples", "24", *extra]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err[-3000:]
+    capsys.readouterr()
+    return json.loads((out / "train_result.json").read_text(encoding="utf-8"))
+
+
+def test_resume_and_overwrite_output_dir_follow_run_qa(
+    capsys, tmp_path: Path, monkeypatch, tiny_bert_dir: Path, squad_on_disk: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    first = _train(capsys, tiny_bert_dir, squad_on_disk, out, "--max_steps", "2")
+    assert first["resumed_from"] is None and (out / "checkpoints" / "checkpoint-2").is_dir()
+    resumed = _train(capsys, tiny_bert_dir, squad_on_disk, out, "--max_steps", "3")
+    assert resumed["resumed_from"].endswith("checkpoint-2")  # the last complete checkpoint, as run_qa.py does
+    fresh = _train(capsys, tiny_bert_dir, squad_on_disk, out, "--max_steps", "3", "--overwrite_output_dir")
+    assert fresh["resumed_from"] is None
+    chosen = out / "checkpoints" / "checkpoint-2"
+    explicit = _train(capsys, tiny_bert_dir, squad_on_disk, tmp_path / "other", "--max_steps", "3",
+                      "--resume_from_checkpoint", str(chosen))  # fmt: skip
+    assert explicit["resumed_from"] == str(chosen)
+
+
+def test_report_to_mlflow_uses_the_trainers_callback(
+    capsys, tmp_path: Path, monkeypatch, tiny_bert_dir: Path, squad_on_disk: Path
+) -> None:
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    try:
+        _train(capsys, tiny_bert_dir, squad_on_disk, tmp_path / "out", "--max_steps", "2", "--report_to", "mlflow",
+               "--tracking_uri", uri, "--experiment_name", "run-qa-style")  # fmt: skip
+        client = mlflow.MlflowClient(uri)
+        runs = client.search_runs([client.get_experiment_by_name("run-qa-style").experiment_id])
+        assert len(runs) == 1 and "loss" in runs[0].data.metrics
+        assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")] == [1, 2]
+    finally:
+        mlflow.set_tracking_uri(None)

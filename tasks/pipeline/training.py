@@ -119,13 +119,13 @@ def train_from_config(cfg: QAFlowConfig, *, nproc_per_node: int = 1) -> TrainRes
     """`qaflow train`: load the training split, build features, fine-tune into `train.output_dir`."""
     check_family_name(cfg.model.model_family)  # cheap checks first
     check_resume_checkpoint(cfg.train.resume_from_checkpoint)
+    dataset = load_split(cfg, "train")
+    spec = ModelSpec.from_config(cfg)
+    family = resolve_family(spec.family, spec.path)
     if cfg.train.report_to == "mlflow":  # the Trainer's own MLflow callback logs into the project's store
         configure_mlflow(cfg.tracking, Path.cwd())
     paths = TrainPaths(Path(cfg.train.output_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
-    dataset = load_split(cfg, "train")
-    spec = ModelSpec.from_config(cfg)
-    family = resolve_family(spec.family, spec.path)
     features = build_train_features(cfg, family, dataset.examples, load_tokenizer(spec.tokenizer_path))
     family.save_train_features(features, paths.features_file)
     log.info("training on %d examples -> %d features", len(dataset.examples), len(features))
