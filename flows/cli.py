@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from flows.cli_flags import add_config_flags, config_overrides, run_steps
 from flows.cli_ops import (
@@ -24,6 +24,9 @@ from flows.cli_ops import (
     add_push_to_hub_parser,
 )
 from tasks.core.config import RUN_SECTIONS, SECTIONS, ConfigError, QAFlowConfig, load_config
+
+if TYPE_CHECKING:
+    from tasks.train.ddp import Launch
 
 DEFAULT_PARAMS = "params.yaml"
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError, KeyError)
@@ -39,6 +42,28 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+
+def add_launch_flags(parser: argparse.ArgumentParser) -> None:
+    """torchrun's own flags for data-parallel training on one node or several (tasks.train.ddp.Launch)."""
+    group = parser.add_argument_group("data-parallel launch (torchrun's flags)")
+    group.add_argument("--nproc_per_node", type=int, default=1, help="workers on this node (default: 1)")
+    group.add_argument("--nnodes", default="1", help="nodes: N, or MIN:MAX (elastic) (default: 1)")
+    group.add_argument("--node_rank", type=int, default=None, help="this node's rank (static rendezvous only)")
+    group.add_argument("--rdzv_backend", default="c10d", choices=["c10d", "static", "etcd", "etcd-v2"])
+    group.add_argument("--rdzv_endpoint", default=None, help="HOST:PORT of the rendezvous (several nodes)")
+    group.add_argument("--rdzv_id", default="qaflow", help="job id, the same on every node (default: qaflow)")
+    group.add_argument("--max_restarts", type=int, default=0, help="restarts of a failed worker group (default: 0)")
+
+
+def launch_from_args(args: argparse.Namespace) -> Launch:
+    from tasks.train.ddp import Launch
+
+    return Launch(
+        nproc_per_node=args.nproc_per_node, nnodes=args.nnodes, node_rank=args.node_rank,
+        rdzv_backend=args.rdzv_backend, rdzv_endpoint=args.rdzv_endpoint, rdzv_id=args.rdzv_id,
+        max_restarts=args.max_restarts,
+    )  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace) -> QAFlowConfig:
@@ -115,9 +140,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tasks.pipeline.prediction import predict_from_config
     from tasks.pipeline.stages import load_split
     from tasks.pipeline.training import train_from_config
+    from tasks.train.ddp import ResultOnAnotherNode
 
     cfg = config_from_args(args)
     steps = run_steps(args)
+    launch = launch_from_args(args)
     later = [(name, split) for name, split, wanted in (("eval", "eval", steps.do_eval),
              ("predict", "test", steps.do_predict)) if wanted]  # fmt: skip
     for _, split in later:  # their data is checked before any training starts
@@ -125,7 +152,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {}
     model_dir = cfg.model.model_name_or_path
     if steps.do_train:
-        result = train_from_config(cfg, nproc_per_node=args.nproc_per_node)
+        try:
+            result = train_from_config(cfg, launch=launch)
+        except ResultOnAnotherNode as done:
+            print(json.dumps({"node_finished": str(done)}, indent=2))
+            return 0
         model_dir = str(result.model_dir)
         out.update({"model_dir": model_dir, **result.metrics})
     for name, split in later:
@@ -308,7 +339,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     tr = sub.add_parser(
         "train", help="fine-tune a QA model on the configured backend", usage="qaflow train [flags] (run_qa.py's names)"
     )
-    tr.add_argument("--nproc_per_node", type=int, default=1, help="data-parallel workers (torchrun/DDP)")
+    add_launch_flags(tr)
     config_flags(tr, list(RUN_SECTIONS), steps=True)
     tr.set_defaults(func=cmd_train)
 

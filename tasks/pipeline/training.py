@@ -1,7 +1,7 @@
 """The training step: resolve the model and family once, pick the hardware, train, store the inference recipe.
 
 Used by `qaflow train` (features built here from the configured data) and the retrain flow (features from the
-DVC `featurize` stage). `nproc_per_node > 1` runs DDP workers through torchrun (`tasks.pipeline.ddp_worker`).
+DVC `featurize` stage). A distributed `Launch` runs DDP workers through torchrun (`tasks.pipeline.ddp_worker`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tasks.core.specs import ModelSpec, inference_recipe
 from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.stages import build_train_features, load_split
 from tasks.tracking.runs import configure_mlflow
-from tasks.train.ddp import launch_torchrun, read_job, write_job
+from tasks.train.ddp import Launch, ResultOnAnotherNode, launch_torchrun, read_job, write_job
 from tasks.train.hardware import detect_backend
 from tasks.train.ipu import build_ipu_job, check_ipu_environment, ipu_result, run_ipu_job
 from tasks.train.resources import BackendUnavailableError
@@ -40,7 +40,7 @@ def train_model(
     data_path: Path,
     paths: TrainPaths,
     data_version: str = "1.1",
-    nproc_per_node: int = 1,
+    launch: Launch | None = None,
     family: ModelFamily | None = None,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainResult:
@@ -54,7 +54,8 @@ def train_model(
     family = family or resolve_family(spec.family, spec.path)
     backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
     recipe = inference_recipe(cfg, family.name, data_version)
-    if callbacks and (backend == "ipu" or nproc_per_node > 1):
+    launch = launch or Launch()
+    if callbacks and (backend == "ipu" or launch.distributed):
         raise BackendUnavailableError("Trainer callbacks (tune pruning) need one process on cpu or cuda")
     if backend == "ipu":
         if family.name != "extractive":
@@ -64,8 +65,8 @@ def train_model(
         result = ipu_result(cfg, run_ipu_job(job), paths.root)
         recipe.save(result.model_dir)
         return result
-    if nproc_per_node > 1:
-        result = launch_ddp(cfg, backend, features_path, paths, nproc_per_node)
+    if launch.distributed:
+        result = launch_ddp(cfg, backend, features_path, paths, launch)
     else:
         result = train_family(cfg, family, spec, features_path, backend, paths, callbacks)
     recipe.save(result.model_dir)
@@ -83,14 +84,15 @@ def train_family(
     )  # fmt: skip
 
 
-def launch_ddp(
-    cfg: QAFlowConfig, backend: str, features_path: Path, paths: TrainPaths, nproc_per_node: int
-) -> TrainResult:
-    """Start `nproc_per_node` workers with torchrun on this node and collect rank 0's result."""
+def launch_ddp(cfg: QAFlowConfig, backend: str, features_path: Path, paths: TrainPaths, launch: Launch) -> TrainResult:
+    """Start this node's workers with torchrun; the result of global rank 0 (written on its node)."""
     paths.root.mkdir(parents=True, exist_ok=True)
     job = {"config": cfg.to_dict(), "backend": backend, "features": str(features_path), "output_dir": str(paths.root)}
     job_path = write_job(job, paths.root / "ddp_job.json")
-    launch_torchrun(DDP_WORKER, job_path, nproc_per_node, backend)
+    paths.result_file.unlink(missing_ok=True)  # never report an earlier run's result as this one's
+    launch_torchrun(DDP_WORKER, job_path, launch, backend)
+    if not paths.result_file.exists() and launch.multi_node:
+        raise ResultOnAnotherNode(f"{paths.root}: this node's workers finished; global rank 0's node holds the model")
     return read_result(paths.result_file)
 
 
@@ -115,7 +117,7 @@ def check_resume_checkpoint(checkpoint: str | None) -> None:
         )
 
 
-def train_from_config(cfg: QAFlowConfig, *, nproc_per_node: int = 1) -> TrainResult:
+def train_from_config(cfg: QAFlowConfig, *, launch: Launch | None = None) -> TrainResult:
     """`qaflow train`: load the training split, build features, fine-tune into `train.output_dir`."""
     check_family_name(cfg.model.model_family)  # cheap checks first
     check_resume_checkpoint(cfg.train.resume_from_checkpoint)
@@ -131,7 +133,7 @@ def train_from_config(cfg: QAFlowConfig, *, nproc_per_node: int = 1) -> TrainRes
     log.info("training on %d examples -> %d features", len(dataset.examples), len(features))
     result = train_model(
         cfg, features_path=paths.features_file, data_path=Path(cfg.data.train_file), paths=paths,
-        data_version=dataset.version, nproc_per_node=nproc_per_node, family=family,
+        data_version=dataset.version, launch=launch, family=family,
     )  # fmt: skip
     result.metrics.setdefault("train_examples", float(len(dataset.examples)))
     write_result(result, paths.result_file)

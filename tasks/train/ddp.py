@@ -1,7 +1,9 @@
-"""Data-parallel training on one node: torchrun starts `nproc_per_node` copies of a worker module.
+"""Data-parallel training: torchrun starts `nproc_per_node` copies of a worker module on one node or several.
 
 The job (config, backend, features, output directory) travels as a JSON file; each worker reads it, trains with
-DDP (gloo on CPU, NCCL on CUDA) and rank 0 writes `train_result.json`.
+DDP (gloo on CPU, NCCL on CUDA) and global rank 0 writes `train_result.json`. Across nodes, torchrun's own
+rendezvous (`--nnodes`, `--rdzv_backend c10d`, `--rdzv_endpoint HOST:PORT`, `--rdzv_id`) joins the launchers, and
+`--max_restarts` lets the launcher restart failed workers, which resume from the last complete checkpoint.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +30,54 @@ def read_job(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def launch_torchrun(worker_module: str, job_path: Path, nproc_per_node: int, backend: str) -> None:
-    """Run `python -m worker_module JOB` under torchrun on this node; RuntimeError when a worker fails."""
-    argv = [
-        sys.executable, "-m", "torch.distributed.run",
-        "--standalone", f"--nproc_per_node={nproc_per_node}",
-        "-m", worker_module, str(job_path),
-    ]  # fmt: skip
+class ResultOnAnotherNode(Exception):  # noqa: N818 - not an error: this node's part is done
+    """This node's workers finished; global rank 0 ran on another node, which holds the model and the result."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How torchrun starts this node's workers (its flag names): one node standalone, or several by rendezvous."""
+
+    nproc_per_node: int = 1
+    nnodes: str = "1"  # "N", or "MIN:MAX" for an elastic job
+    node_rank: int | None = None  # static rendezvous only; c10d assigns ranks itself
+    rdzv_backend: str = "c10d"
+    rdzv_endpoint: str | None = None  # HOST:PORT every node can reach (the c10d store)
+    rdzv_id: str = "qaflow"  # the same on every node of one job
+    max_restarts: int = 0  # worker-group restarts after a failure (they resume from the last checkpoint)
+
+    def __post_init__(self) -> None:
+        if self.nproc_per_node < 1:
+            raise ValueError(f"--nproc_per_node: {self.nproc_per_node} must be >= 1")
+        if self.max_restarts < 0:
+            raise ValueError(f"--max_restarts: {self.max_restarts} must be >= 0")
+        if self.multi_node and not self.rdzv_endpoint:
+            raise ValueError(f"--nnodes {self.nnodes}: several nodes need --rdzv_endpoint HOST:PORT")
+
+    @property
+    def multi_node(self) -> bool:
+        return self.nnodes not in ("1", "1:1")
+
+    @property
+    def distributed(self) -> bool:
+        return self.nproc_per_node > 1 or self.multi_node
+
+    def torchrun_args(self) -> list[str]:
+        common = [f"--nproc_per_node={self.nproc_per_node}", f"--max_restarts={self.max_restarts}"]
+        if not self.multi_node:
+            return ["--standalone", *common]
+        args = [f"--nnodes={self.nnodes}", *common, f"--rdzv_backend={self.rdzv_backend}",
+                f"--rdzv_endpoint={self.rdzv_endpoint}", f"--rdzv_id={self.rdzv_id}"]  # fmt: skip
+        return args + ([f"--node_rank={self.node_rank}"] if self.node_rank is not None else [])
+
+
+def launch_torchrun(worker_module: str, job_path: Path, launch: Launch, backend: str) -> None:
+    """Run `python -m worker_module JOB` under torchrun; RuntimeError when the workers fail for good."""
+    argv = [sys.executable, "-m", "torch.distributed.run", *launch.torchrun_args(), "-m", worker_module, str(job_path)]
     env = dict(os.environ)
     if backend == "cpu":
         # share the cores between the workers instead of oversubscribing them
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc_per_node)))
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // launch.nproc_per_node)))
     log.info("launching DDP: %s", " ".join(argv))
     proc = subprocess.run(argv, env=env, check=False)
     if proc.returncode != 0:
