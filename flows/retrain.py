@@ -56,12 +56,14 @@ def open_run(cfg: QAFlowConfig, root: Path, snapshot: DataSnapshot, force: bool)
 
 
 @task
-def train(cfg: QAFlowConfig, snapshot: DataSnapshot, paths: RunPaths) -> TrainResult:
+def train(cfg: QAFlowConfig, root: Path, plan: RunPlan, snapshot: DataSnapshot, paths: RunPaths) -> TrainResult:
+    """Train into the run's directory; loss, learning rate, steps/s and system metrics reach its MLflow run live."""
     cfg.train.output_dir = str(paths.train.root)
-    result = train_model(
-        cfg, features_path=snapshot.train_features, data_path=snapshot.train_json, paths=paths.train,
-        data_version=load_dataset_file(snapshot.train_json).version,
-    )  # fmt: skip
+    with run_record.live_tracking(cfg, root, plan, snapshot) as callbacks:
+        result = train_model(
+            cfg, features_path=snapshot.train_features, data_path=snapshot.train_json, paths=paths.train,
+            data_version=load_dataset_file(snapshot.train_json).version, callbacks=callbacks,
+        )  # fmt: skip
     write_result(result, paths.train.result_file)
     return result
 
@@ -111,7 +113,7 @@ def retrain(
             print(f"retrain skipped: {plan.reason}")
             return {**summary, **asdict(plan), "metrics": logged_scores(cfg, repo, plan.run_id)}
         paths = RunPaths.for_run(repo, plan.run_id)
-        trained = train(cfg, snapshot, paths)
+        trained = train(cfg, repo, plan, snapshot, paths)
         predicted = predict_and_score(trained, snapshot, paths)
         track(cfg, repo, plan, snapshot, paths, trained, predicted)
         version = register(cfg, repo, plan)

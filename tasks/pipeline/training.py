@@ -7,9 +7,11 @@ DVC `featurize` stage). `nproc_per_node > 1` runs DDP workers through torchrun (
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch.distributed as dist
+from transformers import TrainerCallback
 
 from tasks.core.artifacts import TrainResult, read_result, write_result
 from tasks.core.checkpoints import load_tokenizer
@@ -39,11 +41,14 @@ def train_model(
     data_version: str = "1.1",
     nproc_per_node: int = 1,
     family: ModelFamily | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainResult:
     """Fine-tune `cfg.model` on saved training features (the IPU backend reads the raw data file instead).
 
     The model directory gets `inference_recipe.json` (windows, n-best, generation, batch size) beside the weights;
-    `data_version` (SQuAD "1.1" / "2.0") decides its default null-answer mode.
+    `data_version` (SQuAD "1.1" / "2.0") decides its default null-answer mode. `callbacks` (extra
+    TrainerCallbacks, e.g. live tracking) reach the in-process Trainer; DDP workers and the IPU backend run
+    elsewhere and do not get them.
     """
     spec = ModelSpec.from_config(cfg)
     family = family or resolve_family(spec.family, spec.path)
@@ -60,18 +65,19 @@ def train_model(
     if nproc_per_node > 1:
         result = launch_ddp(cfg, backend, features_path, paths, nproc_per_node)
     else:
-        result = train_family(cfg, family, spec, features_path, backend, paths)
+        result = train_family(cfg, family, spec, features_path, backend, paths, callbacks)
     recipe.save(result.model_dir)
     return result
 
 
 def train_family(
-    cfg: QAFlowConfig, family: ModelFamily, spec: ModelSpec, features_path: Path, backend: str, paths: TrainPaths
-) -> TrainResult:
+    cfg: QAFlowConfig, family: ModelFamily, spec: ModelSpec, features_path: Path, backend: str, paths: TrainPaths,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> TrainResult:  # fmt: skip
     """One process (or one DDP rank): the family's saved features through the shared Trainer core."""
     return run_trainer(
         family, spec, cfg.train, family.load_train_features(features_path),
-        backend=backend, paths=paths, dynamic_padding=not cfg.features.pad_to_max_length,
+        backend=backend, paths=paths, dynamic_padding=not cfg.features.pad_to_max_length, callbacks=callbacks,
     )  # fmt: skip
 
 

@@ -23,6 +23,8 @@ PROMOTION = "qaflow.promotion"  # model version tag prefix: who/when/why promote
 ROLLBACK = "qaflow.rollback"  # model version tag prefix
 HUB = "qaflow.hub"  # model version tag prefix: where and when it was pushed to the hub
 GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own tag
+GIT_BRANCH = "mlflow.source.git.branch"  # MLflow's own tag
+GIT_DIRTY = "qaflow.git_dirty"  # true | false: uncommitted changes to tracked files when the run started
 
 KIND_EVALUATION = "evaluation"
 KIND_BENCHMARK = "benchmark"

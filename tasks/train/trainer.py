@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,8 +169,13 @@ def run_trainer(
     backend: str,
     paths: TrainPaths,
     dynamic_padding: bool,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainResult:
-    """Fine-tune `model_spec` as `family` on its training `features`; resume, measure, save atomically."""
+    """Fine-tune `model_spec` as `family` on its training `features`; resume, measure, save atomically.
+
+    `callbacks` are extra TrainerCallbacks (e.g. live metrics into a tracking run); they run after the
+    throughput callback, so each log entry already carries `elapsed_seconds`.
+    """
     paths.root.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(model_spec.tokenizer_path)
     set_seed(train_cfg.seed)  # a freshly initialised head depends on the seed, as in run_qa.py
@@ -183,7 +189,11 @@ def run_trainer(
         configure_compile(train_cfg)
     speed = ThroughputCallback()
     trainer = family.trainer_class(
-        model=model, args=args, train_dataset=IndexDataset(n_rows), data_collator=collator, callbacks=[speed]
+        model=model,
+        args=args,
+        train_dataset=IndexDataset(n_rows),
+        data_collator=collator,
+        callbacks=[speed, *callbacks],
     )
     resume = last_complete_checkpoint(paths.checkpoints_dir) if trainer.is_world_process_zero() else None
     resume = _broadcast_resume(resume)
