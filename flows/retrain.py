@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.runtime import flow_run
 
+from flows.prefect_report import publish_retrain_report, route_logs_to_prefect
 from flows.retry import retry_transient
 from tasks.core.artifacts import DataSnapshot, TrainResult, write_result
 from tasks.core.config import QAFlowConfig, load_config
@@ -90,6 +92,14 @@ def register(cfg: QAFlowConfig, root: Path, plan: RunPlan) -> str:
     return run_record.register_run(cfg, root, plan)
 
 
+@task(retries=3, retry_delay_seconds=5, retry_condition_fn=retry_transient)
+def report(cfg: QAFlowConfig, root: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """This flow run's table and markdown artifacts in Prefect (metrics, versions, the MLflow run link)."""
+    link = run_record.run_link(cfg, root, summary["run_id"]) if summary.get("run_id") else None
+    publish_retrain_report(summary, link, cfg.tracking.registered_model_name)
+    return {**summary, "mlflow_run_url": link} if link else summary
+
+
 @flow(name="retrain", log_prints=True)
 def retrain(
     params_path: str = "params.yaml",
@@ -98,20 +108,23 @@ def retrain(
     root: str = ".",
 ) -> dict[str, Any]:
     """Retrain on the current data version; register the result as `challenger`."""
+    route_logs_to_prefect()
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path, overrides)
     data_stages.check_inputs(cfg, repo)  # bad data fails here, once, before params.yaml or data/ change
     snapshot = prepare_data(repo, repo / params_path, overrides)
-    summary: dict[str, Any] = {"data_version": snapshot.version, "run_key": run_key(cfg, snapshot.version)}
+    summary: dict[str, Any] = {
+        "data_version": snapshot.version, "run_key": run_key(cfg, snapshot.version), "flow_run_id": flow_run.id,
+    }  # fmt: skip
     reason = None if force else unchanged_since_champion(cfg, repo, snapshot)
     if reason:
         print(f"retrain skipped: {reason}")
-        return {**summary, "action": "skip", "reason": reason, "run_id": None}
+        return report(cfg, repo, {**summary, "action": "skip", "reason": reason, "run_id": None})
     with run_record.run_owner(repo, summary["run_key"]):  # one live process per run key
         plan = open_run(cfg, repo, snapshot, force)
         if plan.action == "skip":
             print(f"retrain skipped: {plan.reason}")
-            return {**summary, **asdict(plan), "metrics": logged_scores(cfg, repo, plan.run_id)}
+            return report(cfg, repo, {**summary, **asdict(plan), "metrics": logged_scores(cfg, repo, plan.run_id)})
         paths = RunPaths.for_run(repo, plan.run_id)
         trained = train(cfg, repo, plan, snapshot, paths)
         predicted = predict_and_score(trained, snapshot, paths)
@@ -119,7 +132,7 @@ def retrain(
         version = register(cfg, repo, plan)
         name = cfg.tracking.registered_model_name
         print(f"registered {name} v{version} as challenger; dev metrics: {predicted.metrics}")
-        return {
+        return report(cfg, repo, {
             **summary, **asdict(plan), "version": version, "metrics": predicted.metrics, "train": trained.metrics,
             "run_dir": str(paths.run_dir),
-        }  # fmt: skip
+        })  # fmt: skip

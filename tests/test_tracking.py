@@ -297,11 +297,17 @@ def test_live_metrics_and_system_metrics_are_readable_while_training(
 
 def test_git_tags_and_data_inputs(store: Path, tmp_path: Path) -> None:
     exp = experiment(store, "inputs")
-    tags = tracking.git_tags(REPO)
-    assert tags[tag.GIT_COMMIT] == tracking.git_commit(REPO) and tags[tag.GIT_DIRTY] in {"true", "false"}
-    branch = subprocess.run(["git", "branch", "--show-current"], cwd=REPO, capture_output=True, text=True).stdout
-    assert tags.get(tag.GIT_BRANCH) == (branch.strip() or None)
     assert tracking.git_tags(tmp_path) == {}  # not a repository
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    (tmp_path / "a.txt").write_text("a")
+    for argv in (["init", "-q", "-b", "exp-branch"], ["add", "-A"], ["commit", "-qm", "one"]):
+        subprocess.run([*git, *argv], cwd=tmp_path, check=True, capture_output=True)
+    tags = tracking.git_tags(tmp_path)
+    assert tags == {tag.GIT_COMMIT: tracking.git_commit(tmp_path), tag.GIT_BRANCH: "exp-branch", tag.GIT_DIRTY: "false"}
+    (tmp_path / "untracked.txt").write_text("not part of the code")
+    assert tracking.git_tags(tmp_path)[tag.GIT_DIRTY] == "false"
+    (tmp_path / "a.txt").write_text("changed")
+    assert tracking.git_tags(tmp_path)[tag.GIT_DIRTY] == "true"
     run_id = MlflowClient().create_run(exp).info.run_id
     for _ in range(2):  # logged again on resume: still one input per split
         tracking.log_data_inputs(run_id, "0123abcd4567", {"training": SAMPLE_TRAIN, "evaluation": SAMPLE_DEV})

@@ -31,7 +31,7 @@ from tasks.pipeline.serving import log_qa_model
 from tasks.tracking import tags as tag
 from tasks.tracking.live import LiveMetrics, system_metrics
 from tasks.tracking.registry import find_version_for_run, register_model
-from tasks.tracking.runs import configure_mlflow, find_run_by_key, git_tags, log_data_inputs, log_run
+from tasks.tracking.runs import configure_mlflow, find_run_by_key, git_tags, log_data_inputs, log_run, run_url
 
 MODEL_ARTIFACT = "model"
 QUESTION_TABLE = "evaluation/questions.json"  # per-question table (id, question, gold, prediction, EM, F1, null odds)
@@ -169,3 +169,9 @@ def logged_scores(cfg: QAFlowConfig, root: Path, run_id: str) -> dict[str, float
     configure_mlflow(cfg.tracking, root)
     logged = mlflow.MlflowClient().get_run(run_id).data.metrics
     return {k: logged[k] for k in SCORE_KEYS if k in logged}
+
+
+def run_link(cfg: QAFlowConfig, root: Path, run_id: str) -> str:
+    """The run's MLflow UI page (for a local store: where `mlflow ui --backend-store-uri URI` serves it)."""
+    experiment_id = configure_mlflow(cfg.tracking, root)
+    return run_url(mlflow.get_tracking_uri(), experiment_id, run_id)

@@ -463,6 +463,15 @@ def log_run(
 # --- lookup
 
 
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI: on the tracking server, or (a local store) where `mlflow ui` serves it."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else LOCAL_UI
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
 def quote_filter_value(value: str) -> str:
     """A string literal for MLflow search filters (which have no escape for the quote character)."""
     if "'" not in value:
