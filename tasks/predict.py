@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +24,9 @@ from tasks.core.data import Example
 from tasks.core.family import ModelFamily
 from tasks.core.io import atomic_path, write_json_atomic
 from tasks.core.postprocess import NBestSettings, Postprocessed, postprocess_predictions
+from tasks.core.progress import progress
 from tasks.core.raw_logits import RawLogitsWriter, iter_raw_shards, read_raw_meta
 from tasks.core.specs import InferenceRecipe
-
-log = logging.getLogger(__name__)
 
 CHUNK_EXAMPLES = 256
 UNANSWERED_NULL_ODDS = 1e9  # certain "no answer" for the v2 scorer (finite: strict JSON has no Infinity)
@@ -168,6 +166,7 @@ def predict_examples(
     counts: dict[str, float] = {}
     model_seconds = 0.0
     t0 = time.perf_counter()
+    bar = progress(len(examples), f"predict ({family.name})", "examples")
     try:
         for _, chunk in chunks(examples, chunk_examples):
             feats = family.eval_features(chunk, tokenizer, recipe)
@@ -180,9 +179,11 @@ def predict_examples(
             if shard is not None:
                 raw.add(shard)
             collect(family.postprocess(chunk, feats, outputs, recipe), writer, predictions, null_odds)
-            log.info("predicted %d/%d examples", len(predictions), len(examples))
+            bar.update(len(chunk))
+        bar.close()
         collect(unanswered_outputs(unanswered), writer, predictions, null_odds)
     except BaseException:
+        bar.close()
         writer.close(ok=False)
         if raw is not None:
             raw.abort()
