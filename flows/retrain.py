@@ -21,6 +21,7 @@ from tasks.core.config import QAFlowConfig, load_config
 from tasks.core.data import load_dataset_file
 from tasks.core.layout import RunPaths
 from tasks.pipeline import data_stages, run_record
+from tasks.pipeline.dvc_metrics import write_dvc_metrics
 from tasks.pipeline.prediction import PredictionSummary, predict_with_stored_recipe
 from tasks.pipeline.promote import champion_unchanged
 from tasks.pipeline.runplan import RunPlan, run_key
@@ -130,6 +131,10 @@ def retrain(
         predicted = predict_and_score(trained, snapshot, paths)
         track(cfg, repo, plan, snapshot, paths, trained, predicted)
         version = register(cfg, repo, plan)
+        write_dvc_metrics(
+            repo, data_version=snapshot.version, run_id=plan.run_id, scores=predicted.metrics or {},
+            figures={**trained.metrics, **predicted.speed}, log_history=trained.log_history,
+        )  # fmt: skip
         name = cfg.tracking.registered_model_name
         print(f"registered {name} v{version} as challenger; dev metrics: {predicted.metrics}")
         return report(cfg, repo, {

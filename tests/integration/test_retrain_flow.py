@@ -158,6 +158,15 @@ def test_retrain_trains_registers_then_skips(repo: Path) -> None:
     markdown = kinds["qaflow-retrain-report"]
     assert markdown["type"] == "markdown" and s1["mlflow_run_url"] in markdown["data"]
     assert any(name.startswith("tasks.") for name in prefect["loggers"]), prefect["loggers"]
+    dvc_metrics = subprocess.run(
+        [sys.executable, "-m", "dvc", "metrics", "show", "--json"], cwd=repo, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert dvc_metrics.returncode == 0, dvc_metrics.stderr[-2000:]
+    shown = json.loads(dvc_metrics.stdout)["workspace"]["data"]["metrics/retrain.json"]["data"]
+    assert shown["f1"] == pytest.approx(s1["metrics"]["f1"]) and shown["data_version"] == s1["data_version"]
+    assert shown["train_samples_per_second"] > 0 and shown["mlflow_run_id"] == s1["run_id"]
+    assert (repo / "metrics" / "train_history.csv").read_text().splitlines()[0].startswith("step,loss")
     assert str(client.get_model_version_by_alias(MODEL_NAME, "challenger").version) == "1"
     assert (repo / ".dvcstore").exists() and any((repo / ".dvcstore").rglob("*"))
 
