@@ -163,7 +163,8 @@ def test_retrain_trains_registers_then_skips(repo: Path) -> None:
         timeout=120,
     )  # fmt: skip
     assert dvc_metrics.returncode == 0, dvc_metrics.stderr[-2000:]
-    shown = json.loads(dvc_metrics.stdout)["workspace"]["data"]["metrics/retrain.json"]["data"]
+    (workspace,) = json.loads(dvc_metrics.stdout).values()  # one revision: the workspace
+    shown = workspace["data"]["metrics/retrain.json"]["data"]
     assert shown["f1"] == pytest.approx(s1["metrics"]["f1"]) and shown["data_version"] == s1["data_version"]
     assert shown["train_samples_per_second"] > 0 and shown["mlflow_run_id"] == s1["run_id"]
     assert (repo / "metrics" / "train_history.csv").read_text().splitlines()[0].startswith("step,loss")
