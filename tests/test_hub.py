@@ -28,7 +28,7 @@ from tasks.tracking.registry import set_alias
 from tasks.tracking.runs import configure_mlflow, log_params
 from tests.conftest import REPO_ROOT
 from tests.servers import free_port
-from tests.tiny_models import model_with_recipe
+from tests.tiny_models import cached_model_dir, model_with_recipe
 
 TOKEN = "hf_qaflowTESTtoken8d1c5e77"  # a made-up token: it must appear nowhere qaflow writes
 NAME = "qa-hub"
@@ -180,3 +180,17 @@ def test_model_card_of_each_family_parses_with_huggingface_hub(
     assert loaded.data.qaflow["family"] == family and loaded.data.qaflow["data_version"] == "dv-7"
     assert f'{loader}.from_pretrained("me/qa")' in loaded.text and "/home/me" not in loaded.content
     assert base_model_id("/abs/checkpoint") is None and base_model_id("google/flan-t5-small") == "google/flan-t5-small"
+
+
+@pytest.mark.parametrize("family", ["extractive", "beam", "seq2seq"])
+def test_usage_snippet_of_each_family_runs(
+    family: str, tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The card's usage code, as a reader would paste it, on a tiny model of that family."""
+    base = tmp_path_factory.getbasetemp()
+    model_dir = {"extractive": tiny_bert_dir, "beam": cached_model_dir("xlnet", base),
+                 "seq2seq": cached_model_dir("t5", base)}[family]  # fmt: skip
+    info = {"model": NAME, "version": "1", "run_id": "r", "metrics": {}, "params": {}, "tags": {}}
+    text = model_card(info, str(model_dir), family).text
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, f"{family}-usage", "exec"), {})  # the snippet exactly as the card publishes it

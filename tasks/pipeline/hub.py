@@ -119,11 +119,13 @@ FAMILY_CARDS: dict[str, dict[str, Any]] = {
         "pipeline_tag": "question-answering", "tags": ["question-answering", "extractive-qa"],
         "what": "Extractive question answering (answer spans in the context)",
         "usage": [
-            "from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline",
+            "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
             'model = AutoModelForQuestionAnswering.from_pretrained("{repo}")',
             'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
-            'qa = pipeline("question-answering", model=model, tokenizer=tokenizer)',
-            'print(qa(question="Who built it?", context="The tower was built by Gustave Eiffel."))',
+            'inputs = tokenizer("Who built it?", "The tower was built by Gustave Eiffel.", return_tensors="pt")',
+            "out = model(**inputs)",
+            "start, end = int(out.start_logits.argmax()), int(out.end_logits.argmax())  # qaflow: n-best over windows",
+            'print(tokenizer.decode(inputs["input_ids"][0, start : end + 1]))',
         ],
     },
     "beam": {
