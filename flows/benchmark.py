@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow, task
 
+from flows.prefect_report import route_logs_to_prefect
 from tasks.core.config import QAFlowConfig, load_config
 from tasks.core.features import load_features
 from tasks.core.layout import benchmark_dir
@@ -51,6 +52,7 @@ def benchmark(
     root: str = ".",
 ) -> list[dict[str, Any]]:
     """Short training runs per mode on the same features; prints and logs the comparison table."""
+    route_logs_to_prefect()
 
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path, overrides)

@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow, task
 
+from flows.prefect_report import route_logs_to_prefect
 from flows.retry import retry_transient
 from tasks.core.config import QAFlowConfig, load_config
 from tasks.core.layout import evaluate_dir
@@ -33,6 +34,7 @@ def evaluate(
     root: str = ".",
 ) -> dict[str, Any]:
     """Score `model_uri` (e.g. `models:/qaflow-qa@challenger`) on `data`; returns metrics and the MLflow run id."""
+    route_logs_to_prefect()
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path)
     configure_mlflow(cfg.tracking, repo)

@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.runtime import flow_run
 
+from flows.prefect_report import publish_retrain_report, route_logs_to_prefect
 from flows.retry import retry_transient
 from tasks.core.artifacts import DataSnapshot, TrainResult, write_result
 from tasks.core.config import QAFlowConfig, load_config
 from tasks.core.data import load_dataset_file
 from tasks.core.layout import RunPaths
 from tasks.pipeline import data_stages, run_record
+from tasks.pipeline.dvc_metrics import write_dvc_metrics
 from tasks.pipeline.prediction import PredictionSummary, predict_with_stored_recipe
 from tasks.pipeline.promote import champion_unchanged
 from tasks.pipeline.runplan import RunPlan, run_key
@@ -56,12 +59,14 @@ def open_run(cfg: QAFlowConfig, root: Path, snapshot: DataSnapshot, force: bool)
 
 
 @task
-def train(cfg: QAFlowConfig, snapshot: DataSnapshot, paths: RunPaths) -> TrainResult:
+def train(cfg: QAFlowConfig, root: Path, plan: RunPlan, snapshot: DataSnapshot, paths: RunPaths) -> TrainResult:
+    """Train into the run's directory; loss, learning rate, steps/s and system metrics reach its MLflow run live."""
     cfg.train.output_dir = str(paths.train.root)
-    result = train_model(
-        cfg, features_path=snapshot.train_features, data_path=snapshot.train_json, paths=paths.train,
-        data_version=load_dataset_file(snapshot.train_json).version,
-    )  # fmt: skip
+    with run_record.live_tracking(cfg, root, plan, snapshot) as callbacks:
+        result = train_model(
+            cfg, features_path=snapshot.train_features, data_path=snapshot.train_json, paths=paths.train,
+            data_version=load_dataset_file(snapshot.train_json).version, callbacks=callbacks,
+        )  # fmt: skip
     write_result(result, paths.train.result_file)
     return result
 
@@ -88,6 +93,14 @@ def register(cfg: QAFlowConfig, root: Path, plan: RunPlan) -> str:
     return run_record.register_run(cfg, root, plan)
 
 
+@task(retries=3, retry_delay_seconds=5, retry_condition_fn=retry_transient)
+def report(cfg: QAFlowConfig, root: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """This flow run's table and markdown artifacts in Prefect (metrics, versions, the MLflow run link)."""
+    link = run_record.run_link(cfg, root, summary["run_id"]) if summary.get("run_id") else None
+    publish_retrain_report(summary, link, cfg.tracking.registered_model_name)
+    return {**summary, "mlflow_run_url": link} if link else summary
+
+
 @flow(name="retrain", log_prints=True)
 def retrain(
     params_path: str = "params.yaml",
@@ -96,28 +109,35 @@ def retrain(
     root: str = ".",
 ) -> dict[str, Any]:
     """Retrain on the current data version; register the result as `challenger`."""
+    route_logs_to_prefect()
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path, overrides)
     data_stages.check_inputs(cfg, repo)  # bad data fails here, once, before params.yaml or data/ change
     snapshot = prepare_data(repo, repo / params_path, overrides)
-    summary: dict[str, Any] = {"data_version": snapshot.version, "run_key": run_key(cfg, snapshot.version)}
+    summary: dict[str, Any] = {
+        "data_version": snapshot.version, "run_key": run_key(cfg, snapshot.version), "flow_run_id": flow_run.id,
+    }  # fmt: skip
     reason = None if force else unchanged_since_champion(cfg, repo, snapshot)
     if reason:
         print(f"retrain skipped: {reason}")
-        return {**summary, "action": "skip", "reason": reason, "run_id": None}
+        return report(cfg, repo, {**summary, "action": "skip", "reason": reason, "run_id": None})
     with run_record.run_owner(repo, summary["run_key"]):  # one live process per run key
         plan = open_run(cfg, repo, snapshot, force)
         if plan.action == "skip":
             print(f"retrain skipped: {plan.reason}")
-            return {**summary, **asdict(plan), "metrics": logged_scores(cfg, repo, plan.run_id)}
+            return report(cfg, repo, {**summary, **asdict(plan), "metrics": logged_scores(cfg, repo, plan.run_id)})
         paths = RunPaths.for_run(repo, plan.run_id)
-        trained = train(cfg, snapshot, paths)
+        trained = train(cfg, repo, plan, snapshot, paths)
         predicted = predict_and_score(trained, snapshot, paths)
         track(cfg, repo, plan, snapshot, paths, trained, predicted)
         version = register(cfg, repo, plan)
+        write_dvc_metrics(
+            repo, data_version=snapshot.version, run_id=plan.run_id, scores=predicted.metrics or {},
+            figures={**trained.metrics, **predicted.speed}, log_history=trained.log_history,
+        )  # fmt: skip
         name = cfg.tracking.registered_model_name
         print(f"registered {name} v{version} as challenger; dev metrics: {predicted.metrics}")
-        return {
+        return report(cfg, repo, {
             **summary, **asdict(plan), "version": version, "metrics": predicted.metrics, "train": trained.metrics,
             "run_dir": str(paths.run_dir),
-        }  # fmt: skip
+        })  # fmt: skip

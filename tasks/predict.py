@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +24,9 @@ from tasks.core.data import Example
 from tasks.core.family import ModelFamily
 from tasks.core.io import OutputSet, atomic_path, write_json_atomic
 from tasks.core.postprocess import NBestSettings, Postprocessed, postprocess_predictions
+from tasks.core.progress import progress
 from tasks.core.raw_logits import RawLogitsWriter, iter_raw_shards, read_raw_meta
 from tasks.core.specs import InferenceRecipe
-
-log = logging.getLogger(__name__)
 
 CHUNK_EXAMPLES = 256
 # The files one prediction writes, replaced together (tasks.core.io.OutputSet). metrics.json is a member so a new
@@ -181,6 +179,7 @@ def predict_examples(
     counts: dict[str, float] = {}
     model_seconds = 0.0
     t0 = time.perf_counter()
+    bar = progress(len(examples), f"predict ({family.name})", "examples")
     try:
         for _, chunk in chunks(examples, chunk_examples):
             feats = family.eval_features(chunk, tokenizer, recipe)
@@ -193,9 +192,11 @@ def predict_examples(
             if shard is not None:
                 raw.add(shard)
             collect(family.postprocess(chunk, feats, outputs, recipe), writer, predictions, null_odds)
-            log.info("predicted %d/%d examples", len(predictions), len(examples))
+            bar.update(len(chunk))
+        bar.close()
         collect(unanswered_outputs(unanswered), writer, predictions, null_odds)
     except BaseException:
+        bar.close()
         writer.close(ok=False)
         out_set.abort()
         raise

@@ -10,16 +10,25 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
+from huggingface_hub import ModelCard
 from mlflow.tracking import MlflowClient
 
 from tasks.core.config import QAFlowConfig, load_config
-from tasks.pipeline.hub import HubError, assert_no_secret, build_hub_folder, push_to_hub, resolve_token
+from tasks.pipeline.hub import (
+    HubError,
+    assert_no_secret,
+    base_model_id,
+    build_hub_folder,
+    model_card,
+    push_to_hub,
+    resolve_token,
+)
 from tasks.pipeline.serving import log_qa_model
 from tasks.tracking.registry import set_alias
 from tasks.tracking.runs import configure_mlflow, log_params
 from tests.conftest import REPO_ROOT
 from tests.servers import free_port
-from tests.tiny_models import model_with_recipe
+from tests.tiny_models import cached_model_dir, model_with_recipe
 
 TOKEN = "hf_qaflowTESTtoken8d1c5e77"  # a made-up token: it must appear nowhere qaflow writes
 NAME = "qa-hub"
@@ -74,7 +83,7 @@ def test_dry_run_folder_has_card_weights_and_no_token(project: tuple[QAFlowConfi
     assert {"README.md", "model.safetensors", "config.json", "tokenizer.json", "inference_recipe.json"} <= files
     assert "training_args.bin" not in files
     card = (out / "README.md").read_text()
-    assert card.startswith("---\n")
+    assert card.startswith("---\n") and ModelCard.load(out / "README.md").data.pipeline_tag == "question-answering"
     meta = yaml.safe_load(card.split("---\n")[1])
     assert meta["pipeline_tag"] == "question-answering" and meta["library_name"] == "transformers"
     results = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
@@ -141,3 +150,47 @@ def test_dry_run_runs_the_secret_scan(project: tuple[QAFlowConfig, Path], tmp_pa
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert cli.returncode == 2 and "refusing to upload: the token occurs in config.json" in cli.stderr
+
+
+@pytest.mark.parametrize(
+    ("family", "pipeline_tag", "loader"),
+    [
+        ("extractive", "question-answering", "AutoModelForQuestionAnswering"),
+        ("beam", "question-answering", "XLNetForQuestionAnswering"),
+        ("seq2seq", "text2text-generation", "AutoModelForSeq2SeqLM"),
+    ],
+)
+def test_model_card_of_each_family_parses_with_huggingface_hub(
+    family: str, pipeline_tag: str, loader: str, tmp_path: Path
+) -> None:
+    info = {
+        "model": NAME, "version": "3", "run_id": "r" * 32,
+        "metrics": {"exact": 55.0, "f1": 60.125, "HasAns_f1": 40.0, "NoAns_f1": 80.0, "train_runtime": 12.0},
+        "params": {"model.model_name_or_path": "minilm", "data.validation_file": "/home/me/dev-v2.json"},
+        "tags": {"qaflow.data_version": "dv-7", "qaflow.backend": "cpu"},
+    }  # fmt: skip
+    card = model_card(info, "me/qa", family)
+    card.save(tmp_path / "README.md")
+    loaded = ModelCard.load(tmp_path / "README.md")
+    assert loaded.data.pipeline_tag == pipeline_tag and loaded.data.library_name == "transformers"
+    assert loaded.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    results = {r.metric_type: r.metric_value for r in loaded.data.eval_results}
+    assert results == {"exact": 55.0, "f1": 60.125, "HasAns_f1": 40.0, "NoAns_f1": 80.0}
+    assert {r.dataset_type for r in loaded.data.eval_results} == {"squad_v2"}
+    assert loaded.data.qaflow["family"] == family and loaded.data.qaflow["data_version"] == "dv-7"
+    assert f'{loader}.from_pretrained("me/qa")' in loaded.text and "/home/me" not in loaded.content
+    assert base_model_id("/abs/checkpoint") is None and base_model_id("google/flan-t5-small") == "google/flan-t5-small"
+
+
+@pytest.mark.parametrize("family", ["extractive", "beam", "seq2seq"])
+def test_usage_snippet_of_each_family_runs(
+    family: str, tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The card's usage code, as a reader would paste it, on a tiny model of that family."""
+    base = tmp_path_factory.getbasetemp()
+    model_dir = {"extractive": tiny_bert_dir, "beam": cached_model_dir("xlnet", base),
+                 "seq2seq": cached_model_dir("t5", base)}[family]  # fmt: skip
+    info = {"model": NAME, "version": "1", "run_id": "r", "metrics": {}, "params": {}, "tags": {}}
+    text = model_card(info, str(model_dir), family).text
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, f"{family}-usage", "exec"), {})  # the snippet exactly as the card publishes it

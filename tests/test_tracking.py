@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,16 +15,27 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from transformers import TrainerCallback
 
 from tasks.core.artifacts import DeviceInfo, TrainResult
+from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import QAFlowConfig, TrackingConfig
+from tasks.core.data import load_dataset_file
+from tasks.core.layout import TrainPaths
+from tasks.core.specs import ModelSpec
+from tasks.families.registry import resolve_family
 from tasks.pipeline.serving import log_qa_model
-from tasks.tracking import registry
+from tasks.pipeline.stages import build_train_features
+from tasks.tracking import live, registry
 from tasks.tracking import runs as tracking
 from tasks.tracking import tags as tag
+from tasks.tracking.live import LiveMetrics
+from tasks.train.trainer import run_trainer
 from tests.tiny_models import model_with_recipe
 
 REPO = Path(__file__).resolve().parents[1]
+SAMPLE_TRAIN = REPO / "data" / "sample" / "squad-v1.1-sample-train.json"
+SAMPLE_DEV = REPO / "data" / "sample" / "squad-v1.1-sample-dev.json"
 CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris, the capital of France."
 
 
@@ -226,3 +238,81 @@ def test_register_is_idempotent_and_alias_loads(logged_model: tuple[str, str]) -
     assert registry.get_version_by_alias(name, "champion").run_id == run_id
     model = mlflow.pyfunc.load_model(f"models:/{name}@challenger")
     _check_answers(model.predict([{"question": "Who built it?", "context": CONTEXT}]), [CONTEXT])
+
+
+# --- live tracking while training
+
+
+def test_live_metrics_and_system_metrics_are_readable_while_training(
+    store: Path, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second client reads loss / learning rate (at their real steps) and system metrics mid-training."""
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    exp = experiment(store, "live")
+    run_id = MlflowClient().create_run(exp).info.run_id
+    cfg = QAFlowConfig()
+    cfg.model.model_name_or_path = str(tiny_bert_dir)
+    cfg.features.max_seq_length, cfg.features.doc_stride = 96, 32
+    cfg.train.max_steps, cfg.train.per_device_train_batch_size, cfg.train.save_steps = 8, 4, 100
+    cfg.train.logging_steps, cfg.train.bf16 = 2, False
+    family = resolve_family("auto", tiny_bert_dir)
+    examples = load_dataset_file(SAMPLE_TRAIN, max_samples=16).examples
+    features = build_train_features(cfg, family, examples, load_tokenizer(str(tiny_bert_dir)))
+    seen: dict[str, object] = {}
+
+    class MidTrainingReader(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            if state.global_step != 5:
+                return
+            reader = MlflowClient()  # what `mlflow ui` would show now
+            deadline = time.monotonic() + 20
+            while not any(k.startswith("system/") for k in reader.get_run(run_id).data.metrics):
+                assert time.monotonic() < deadline, "no system metrics after 20 s"
+                time.sleep(0.1)
+            seen["loss"] = [(m.step, m.timestamp) for m in reader.get_metric_history(run_id, "loss")]
+            seen["lr_steps"] = [m.step for m in reader.get_metric_history(run_id, "learning_rate")]
+            seen["metrics"] = set(reader.get_run(run_id).data.metrics)
+            seen["at"] = time.time() * 1000
+
+    started = time.time() * 1000
+    live_cb = LiveMetrics(run_id)
+    with live.system_metrics(run_id):
+        result = run_trainer(
+            family, ModelSpec.from_config(cfg), cfg.train, features, backend="cpu",
+            paths=TrainPaths(tmp_path / "train"), dynamic_padding=True, callbacks=[live_cb, MidTrainingReader()],
+        )  # fmt: skip
+    assert [step for step, _ in seen["loss"]] == [1, 2, 4]  # logging_first_step, then every 2 steps
+    assert seen["lr_steps"] == [1, 2, 4]
+    assert all(started <= ts <= seen["at"] for _, ts in seen["loss"])  # logged as it happened
+    assert {"grad_norm", "elapsed_seconds", "train_steps_per_second_interval"} <= seen["metrics"]
+    assert "system/cpu_utilization_percentage" in seen["metrics"] and "train_runtime" not in seen["metrics"]
+    assert live_cb.logged_steps == [1, 2, 4, 6, 8, 8]  # the last entry: train_runtime, train_loss, ...
+
+    client = MlflowClient()
+    assert client.get_run(run_id).data.metrics["train_runtime"] == pytest.approx(result.metrics["train_runtime"])
+    with mlflow.start_run(run_id=run_id):  # the history logged again after training adds nothing twice
+        tracking.log_run(train_result=result, environment=False)
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2, 4, 6, 8]
+
+
+def test_git_tags_and_data_inputs(store: Path, tmp_path: Path) -> None:
+    exp = experiment(store, "inputs")
+    assert tracking.git_tags(tmp_path) == {}  # not a repository
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    (tmp_path / "a.txt").write_text("a")
+    for argv in (["init", "-q", "-b", "exp-branch"], ["add", "-A"], ["commit", "-qm", "one"]):
+        subprocess.run([*git, *argv], cwd=tmp_path, check=True, capture_output=True)
+    tags = tracking.git_tags(tmp_path)
+    assert tags == {tag.GIT_COMMIT: tracking.git_commit(tmp_path), tag.GIT_BRANCH: "exp-branch", tag.GIT_DIRTY: "false"}
+    (tmp_path / "untracked.txt").write_text("not part of the code")
+    assert tracking.git_tags(tmp_path)[tag.GIT_DIRTY] == "false"
+    (tmp_path / "a.txt").write_text("changed")
+    assert tracking.git_tags(tmp_path)[tag.GIT_DIRTY] == "true"
+    run_id = MlflowClient().create_run(exp).info.run_id
+    for _ in range(2):  # logged again on resume: still one input per split
+        tracking.log_data_inputs(run_id, "0123abcd4567", {"training": SAMPLE_TRAIN, "evaluation": SAMPLE_DEV})
+    inputs = MlflowClient().get_run(run_id).inputs.dataset_inputs
+    by_context = {i.tags[0].value: i.dataset for i in inputs}
+    assert set(by_context) == {"training", "evaluation"} and len(inputs) == 2
+    assert {d.digest for d in by_context.values()} == {"0123abcd4567"}
+    assert by_context["training"].name == f"{SAMPLE_TRAIN.stem}@0123abcd4567"

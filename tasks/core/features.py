@@ -26,6 +26,7 @@ import numpy as np
 
 from tasks.core.data import Example
 from tasks.core.io import atomic_path
+from tasks.core.progress import Progress, progress
 
 logger = logging.getLogger(__name__)
 
@@ -416,11 +417,15 @@ def _concat(parts: list[Features], example_starts: list[int]) -> Features:
     return Features(**columns)
 
 
-def _prepare_serial(examples: Sequence[Example], tokenizer: Any, plan: _Plan) -> Features:
+def _prepare_serial(examples: Sequence[Example], tokenizer: Any, plan: _Plan, bar: Progress | None = None) -> Features:
     starts = list(range(0, len(examples), plan.batch_size))
     if not starts:
         return _empty(tokenizer, plan)
-    parts = [_prepare_batch(examples[s : s + plan.batch_size], tokenizer, plan) for s in starts]
+    parts = []
+    for s in starts:
+        parts.append(_prepare_batch(examples[s : s + plan.batch_size], tokenizer, plan))
+        if bar is not None:
+            bar.update(len(examples[s : s + plan.batch_size]))
     return parts[0] if len(parts) == 1 else _concat(parts, starts)
 
 
@@ -433,17 +438,29 @@ def _prepare_chunk(job: tuple[list[Example], Any, _Plan]) -> Features:
     return _prepare_serial(examples, tokenizer, plan)
 
 
-def _prepare(examples: Sequence[Example], tokenizer: Any, plan: _Plan, num_proc: int) -> Features:
+def _prepare(
+    examples: Sequence[Example], tokenizer: Any, plan: _Plan, num_proc: int, desc: str | None = None
+) -> Features:
+    """Features of `examples` (a progress bar / log lines named `desc` when given)."""
     examples = list(examples)
     num_proc = max(1, min(num_proc, len(examples)))
-    if num_proc == 1:
-        return _prepare_serial(examples, tokenizer, plan)
-    bounds = np.linspace(0, len(examples), num_proc + 1).astype(int).tolist()
-    jobs = [(examples[a:b], tokenizer, plan) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    threads = max(1, (os.cpu_count() or 1) // num_proc)
-    with multiprocessing.get_context("spawn").Pool(num_proc, _init_worker, (threads,)) as pool:
-        parts = pool.map(_prepare_chunk, jobs, chunksize=1)
-    return _concat(parts, bounds[:-1])
+    bar = progress(len(examples), desc, "examples") if desc else None
+    try:
+        if num_proc == 1:
+            return _prepare_serial(examples, tokenizer, plan, bar)
+        bounds = np.linspace(0, len(examples), num_proc + 1).astype(int).tolist()
+        jobs = [(examples[a:b], tokenizer, plan) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        threads = max(1, (os.cpu_count() or 1) // num_proc)
+        parts = []
+        with multiprocessing.get_context("spawn").Pool(num_proc, _init_worker, (threads,)) as pool:
+            for job, part in zip(jobs, pool.imap(_prepare_chunk, jobs, chunksize=1), strict=True):
+                parts.append(part)
+                if bar is not None:
+                    bar.update(len(job[0]))
+        return _concat(parts, bounds[:-1])
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def prepare_train_features(
@@ -458,9 +475,10 @@ def prepare_train_features(
 
     `offsets` are kept too (context tokens only, (-1, -1) elsewhere). `num_proc > 1` tokenises contiguous
     chunks in a spawn pool and concatenates them in order: the output is identical to `num_proc=1`.
+    Progress: a bar (or log lines) named `featurize train`.
     """
     plan = _make_plan(tokenizer, settings, train=True, batch_size=batch_size)
-    return _prepare(examples, tokenizer, plan, num_proc)
+    return _prepare(examples, tokenizer, plan, num_proc, desc="featurize train")
 
 
 def prepare_eval_features(
@@ -470,10 +488,14 @@ def prepare_eval_features(
     *,
     num_proc: int = 1,
     batch_size: int = 1000,
+    progress_desc: str | None = None,
 ) -> Features:
-    """run_qa.py validation features: windows with context-only offsets ((-1, -1) elsewhere) and no labels."""
+    """run_qa.py validation features: windows with context-only offsets ((-1, -1) elsewhere) and no labels.
+
+    `progress_desc` names a progress bar (none by default: prediction featurizes chunk by chunk and shows its own).
+    """
     plan = _make_plan(tokenizer, settings, train=False, batch_size=batch_size)
-    return _prepare(examples, tokenizer, plan, num_proc)
+    return _prepare(examples, tokenizer, plan, num_proc, desc=progress_desc)
 
 
 def count_features(

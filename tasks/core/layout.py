@@ -12,6 +12,9 @@ outputs/
   tune/<study>/              `qaflow tune`: study.db (the Optuna study), features/ (per window), trial-NNN/ (TrainPaths)
   locks/run-<run key>.lock   held by the process training that run key (+ .owner: host, pid, since)
   run/                       `qaflow train` (the default `train.output_dir`; a TrainPaths directory)
+metrics/                     git-tracked, declared in dvc.yaml (`dvc metrics` / `dvc plots` / `dvc exp show`):
+  retrain.json               the last trained retrain run: official scores, throughput, data version, run id
+  train_history.csv          its Trainer log: step, loss, learning_rate, grad_norm, steps_per_second
 ```
 """
 
@@ -62,6 +65,14 @@ def compare_dir(root: Path) -> Path:
 
 def tune_dir(root: Path, study_name: str) -> Path:
     return outputs_dir(root) / "tune" / study_name
+
+
+def experiment_metrics_file(root: Path) -> Path:
+    return Path(root) / "metrics" / "retrain.json"
+
+
+def training_history_file(root: Path) -> Path:
+    return Path(root) / "metrics" / "train_history.csv"
 
 
 def run_lock_file(root: Path, run_key: str) -> Path:

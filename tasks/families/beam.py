@@ -40,6 +40,7 @@ from tasks.core.checkpoints import architectures, describe, has_span_head, load_
 from tasks.core.data import Example
 from tasks.core.features import Features
 from tasks.core.postprocess import Postprocessed
+from tasks.core.progress import progress
 from tasks.core.specs import InferenceRecipe
 from tasks.families.extractive import ExtractiveFamily, FeatureCollator, band, model_inputs
 
@@ -127,6 +128,7 @@ def forward_beam(model: Any, features: Features, batch_size: int, device: torch.
     p_mask = beam_p_mask(features)
     n = len(features)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("slp", "si", "elp", "ei", "cls")}
+    bar = progress(n, "beam search", "windows", inner=True)
     for lo in range(0, n, batch_size):
         sl = slice(lo, min(lo + batch_size, n))
         c0, c1 = band(features.attention_mask[sl])
@@ -140,6 +142,8 @@ def forward_beam(model: Any, features: Features, batch_size: int, device: torch.
         parts["elp"].append(start_major(out.end_top_log_probs.float().cpu().numpy(), start_n_top, end_n_top))
         parts["ei"].append(start_major(out.end_top_index.cpu().numpy().astype(np.int64) + c0, start_n_top, end_n_top))
         parts["cls"].append(out.cls_logits.float().cpu().numpy().reshape(-1))
+        bar.update(sl.stop - sl.start)
+    bar.close()
     if n == 0:
         s, se = start_n_top, start_n_top * end_n_top
         empty = (np.zeros((0, s), np.float32), np.zeros((0, s), np.int64), np.zeros((0, se), np.float32))

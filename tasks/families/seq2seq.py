@@ -34,6 +34,7 @@ from tasks.core.data import Example
 from tasks.core.family import TrainFeatureSpec
 from tasks.core.io import atomic_path
 from tasks.core.postprocess import Postprocessed
+from tasks.core.progress import progress
 from tasks.core.specs import InferenceRecipe
 
 IGNORE_INDEX = -100
@@ -100,6 +101,7 @@ def prepare_seq2seq_train(
         raise ValueError(f"tokenizer {type(tokenizer).__name__} has no pad token; seq2seq training needs one")
     ids, masks, labels = [], [], []
     truncated = targets_truncated = 0
+    bar = progress(len(examples), "featurize train", "examples")
     for lo in range(0, len(examples), batch_size):
         batch = examples[lo : lo + batch_size]
         src = tokenizer(
@@ -120,6 +122,8 @@ def prepare_seq2seq_train(
         labels.append(np.where(lab == tokenizer.pad_token_id, IGNORE_INDEX, lab))
         truncated += int(_overflowed(src).sum())
         targets_truncated += int(_overflowed(tgt).sum())
+        bar.update(len(batch))
+    bar.close()
     if not ids:
         empty = np.zeros((0, max_seq_length), dtype=np.int64)
         return Seq2SeqFeatures(empty, empty.copy(), np.zeros((0, max_answer_length), dtype=np.int64), 0)
@@ -331,6 +335,7 @@ def generate_answers(
     gen = recipe.generation
     gen_kwargs = {"max_new_tokens": gen.max_new_tokens, "num_beams": gen.num_beams, "do_sample": False}
     side = getattr(tokenizer, "padding_side", "right")
+    bar = progress(n, f"generate ({gen.num_beams} beam{'s' if gen.num_beams > 1 else ''})", "questions", inner=True)
     for b in range(0, n, recipe.batch_size):
         picked = sources.order[b : b + recipe.batch_size]
         ids, mask = _pad([sources.rows[i] for i in picked], tokenizer.pad_token_id, side)
@@ -340,6 +345,8 @@ def generate_answers(
             log_prob[i] = batch_logp[k]
             if odds is not None and batch_odds is not None:
                 odds[i] = batch_odds[k]
+        bar.update(len(picked))
+    bar.close()
     return Generated(texts, log_prob, odds)
 
 

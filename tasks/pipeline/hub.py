@@ -1,15 +1,18 @@
 """Publishing the champion to the Hugging Face Hub: weights + tokenizer + a generated model card.
 
-`build_hub_folder` writes exactly the folder that `push_to_hub` uploads (so `--dry-run DIR` shows it). The
-token comes from `HF_TOKEN` or a token file, is handed to `huggingface_hub.HfApi` only, and is never logged,
-written, or put into an error message; the folder is scanned for it before any upload. Nothing in the registry
-changes unless the upload succeeded (then the version gets `qaflow.hub.*` tags).
+`build_hub_folder` writes exactly the folder that `push_to_hub` uploads (so `--dry-run DIR` shows it); the model
+card is a `huggingface_hub.ModelCard` with the family's pipeline tag. The token comes from a token file or
+huggingface_hub's own lookup (`get_token`: `HF_TOKEN`, then `hf auth login`), is handed to `huggingface_hub.HfApi`
+only, and is never logged, written, or put into an error message; the folder is scanned for it before any upload.
+Nothing in the registry changes unless the upload succeeded (then the version gets `qaflow.hub.*` tags).
 """
 
 from __future__ import annotations
 
 import getpass
+import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -18,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from huggingface_hub import get_token
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, get_token
 from mlflow.tracking import MlflowClient
 
+from tasks.core.checkpoints import OFFLINE_DEFAULT
 from tasks.core.config import QAFlowConfig
 from tasks.tracking import tags as tag
 from tasks.tracking.registry import get_version_by_alias
@@ -74,7 +78,7 @@ def find_token(token_file: str | Path | None = None) -> str | None:
             raise HubError(f"token file {path} does not exist")
         text = path.read_text(encoding="utf-8").strip()
         return text.splitlines()[0].strip() if text else None
-    return os.environ.get("HF_TOKEN", "").strip() or get_token() or None
+    return get_token()  # huggingface_hub's own lookup: HF_TOKEN, then the token `hf auth login` saved
 
 
 def resolve_token(token_file: str | Path | None = None) -> str:
@@ -109,35 +113,87 @@ def _model_dir(downloaded: Path) -> Path:
     return downloaded / artifacts["model_dir"]["path"]
 
 
-def model_card(info: dict[str, Any], repo_id: str | None) -> tuple[str, dict[str, Any]]:
-    """README.md text (YAML metadata + body) from the version's run: metrics, data, params, hardware, speed."""
+# what the hub needs per family: its pipeline tag, tags, one line of description and the loading snippet
+FAMILY_CARDS: dict[str, dict[str, Any]] = {
+    "extractive": {
+        "pipeline_tag": "question-answering", "tags": ["question-answering", "extractive-qa"],
+        "what": "Extractive question answering (answer spans in the context)",
+        "usage": [
+            "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
+            'model = AutoModelForQuestionAnswering.from_pretrained("{repo}")',
+            'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
+            'inputs = tokenizer("Who built it?", "The tower was built by Gustave Eiffel.", return_tensors="pt")',
+            "out = model(**inputs)",
+            "start, end = int(out.start_logits.argmax()), int(out.end_logits.argmax())  # qaflow: n-best over windows",
+            'print(tokenizer.decode(inputs["input_ids"][0, start : end + 1]))',
+        ],
+    },
+    "beam": {
+        "pipeline_tag": "question-answering", "tags": ["question-answering", "extractive-qa", "xlnet", "beam-search"],
+        "what": "Extractive question answering with XLNet's start/end beam search head",
+        "usage": [
+            "from transformers import AutoTokenizer, XLNetForQuestionAnswering",
+            'model = XLNetForQuestionAnswering.from_pretrained("{repo}")  # the beam-search head, not ...Simple',
+            'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
+            'inputs = tokenizer("Who built it?", "The tower was built by Gustave Eiffel.", return_tensors="pt")',
+            "outputs = model(**inputs)  # start_top_index / end_top_index / cls_logits: qaflow's n-best decodes them",
+        ],
+    },
+    "seq2seq": {
+        "pipeline_tag": "text2text-generation", "tags": ["question-answering", "generative-qa", "text2text-generation"],
+        "what": "Generative question answering (an encoder-decoder writes the answer)",
+        "usage": [
+            "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
+            'model = AutoModelForSeq2SeqLM.from_pretrained("{repo}")',
+            'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
+            'text = "question: Who built it? context: The tower was built by Gustave Eiffel."',
+            "answer = model.generate(**tokenizer(text, return_tensors=\"pt\"), max_new_tokens=30)",
+            "print(tokenizer.decode(answer[0], skip_special_tokens=True))",
+        ],
+    },
+}  # fmt: skip
+OFFLINE_BASES = {OFFLINE_DEFAULT: "sentence-transformers/all-MiniLM-L6-v2"}  # what the offline alias packages
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def base_model_id(name_or_path: str | None) -> str | None:
+    """The hub id of the model fine-tuned from (an alias mapped); None for a local directory."""
+    if not name_or_path:
+        return None
+    name = OFFLINE_BASES.get(name_or_path, name_or_path)
+    return name if _HUB_ID.match(name) and not name.startswith(".") else None
+
+
+def model_card(info: dict[str, Any], repo_id: str | None, family: str = "extractive") -> ModelCard:
+    """The model card (`huggingface_hub.ModelCard`): metadata with the family's pipeline tag, base model and
+    `EvalResult`s; a body with metrics, data, parameters, hardware, speed and a usage snippet for the family."""
     metrics, params, tags = info["metrics"], info["params"], info["tags"]
     name = (repo_id or f"{info['model']}-v{info['version']}").split("/")[-1]
+    kind = FAMILY_CARDS.get(family, FAMILY_CARDS["extractive"])
     v2 = any(k.startswith(("HasAns", "NoAns")) for k in metrics)
-    results = [{"type": k, "name": k, "value": round(float(metrics[k]), 4)} for k in EVAL_METRICS if k in metrics]
-    meta: dict[str, Any] = {
-        "library_name": "transformers",
-        "pipeline_tag": "question-answering",
-        "tags": ["question-answering", "extractive-qa", "qaflow"],
-        "model-index": [{"name": name, "results": [{
-            "task": {"type": "question-answering", "name": "Question Answering"},
-            "dataset": {"name": Path(params.get("data.validation_file", "eval")).name,
-                        "type": "squad_v2" if v2 else "squad"},
-            "metrics": results,
-        }]}],
-        "qaflow": {
-            "registered_model": info["model"], "version": info["version"], "run_id": info["run_id"],
-            "data_version": tags.get(tag.DATA_VERSION), "run_key": tags.get(tag.RUN_KEY),
+    dataset = Path(params.get("data.validation_file", "eval")).name
+    results = [
+        EvalResult(task_type="question-answering", task_name="Question Answering", dataset_type="squad_v2" if v2
+                   else "squad", dataset_name=dataset, metric_type=k, metric_name=k,
+                   metric_value=round(float(metrics[k]), 4))
+        for k in EVAL_METRICS if k in metrics
+    ]  # fmt: skip
+    data = ModelCardData(
+        library_name="transformers", pipeline_tag=kind["pipeline_tag"], tags=[*kind["tags"], "qaflow"],
+        base_model=base_model_id(params.get("model.model_name_or_path")), model_name=name,
+        eval_results=results or None,
+        qaflow={
+            "family": family, "registered_model": info["model"], "version": info["version"],
+            "run_id": info["run_id"], "data_version": tags.get(tag.DATA_VERSION), "run_key": tags.get(tag.RUN_KEY),
             "backend": tags.get(tag.BACKEND), "device": tags.get(tag.DEVICE),
             **{k: round(float(metrics[k]), 4) for k in THROUGHPUT if k in metrics},
         },
-    }  # fmt: skip
-    front = yaml.safe_dump(meta, sort_keys=False)
-    lines = [f"---\n{front}---", f"# {name}", "",
-             f"Extractive question answering, fine-tuned by qaflow (registered model `{info['model']}` "
+    )  # fmt: skip
+    lines = [f"# {name}", "",
+             f"{kind['what']}, fine-tuned by qaflow (registered model `{info['model']}` "
              f"version {info['version']}, MLflow run `{info['run_id']}`).", "",
              "## Evaluation", "", "| metric | value |", "|---|---|"]  # fmt: skip
-    lines += [f"| {r['name']} | {r['value']:.2f} |" for r in results]
+    lines += [f"| {r.metric_type} | {r.metric_value:.2f} |" for r in results]
     lines += ["", "## Data", "", f"- data version (DVC): `{tags.get(tag.DATA_VERSION, '-')}`"]
     lines += [
         f"- {k.split('.', 1)[1]}: `{_public(params[k])}`" for k in CARD_PARAMS if k.startswith("data.") and k in params
@@ -147,13 +203,18 @@ def model_card(info: dict[str, Any], repo_id: str | None) -> tuple[str, dict[str
     hardware = f"- backend: `{tags.get(tag.BACKEND, '-')}`, device: `{tags.get(tag.DEVICE, '-')}`"
     lines += ["", "## Hardware and throughput", "", hardware]
     lines += [f"- {k}: {float(metrics[k]):.3f}" for k in THROUGHPUT if k in metrics]
-    lines += ["", "## Usage", "", "```python",
-              "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
-              f'model = AutoModelForQuestionAnswering.from_pretrained("{repo_id or name}")',
-              f'tokenizer = AutoTokenizer.from_pretrained("{repo_id or name}")', "```", "",
+    lines += ["", "## Usage", "", "```python", *(u.format(repo=repo_id or name) for u in kind["usage"]), "```", "",
               "`inference_recipe.json`: how qaflow predicts with this model (family, windows, n-best, generation).",
               ""]  # fmt: skip
-    return "\n".join(lines), meta
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n" + "\n".join(lines))
+
+
+def recipe_family(model_dir: Path, tags: dict[str, str]) -> str:
+    """The family the model was trained as: its `inference_recipe.json`, else the run's `qaflow.family` tag."""
+    recipe = model_dir / "inference_recipe.json"
+    if recipe.is_file():
+        return str(json.loads(recipe.read_text(encoding="utf-8")).get("family") or "extractive")
+    return tags.get(tag.FAMILY) or "extractive"
 
 
 def _public(value: str) -> str:
@@ -199,10 +260,10 @@ def build_hub_folder(
                 shutil.copy2(path, out_dir / path.name)
     if not any(out_dir.glob("*.safetensors")) and not any(out_dir.glob("*.bin")):
         raise HubError(f"no weights found in the model of {name} v{info['version']}")
-    text, meta = model_card(info, repo_id)
-    (out_dir / "README.md").write_text(text, encoding="utf-8")
+    card = model_card(info, repo_id, recipe_family(out_dir, info["tags"]))
+    card.save(out_dir / "README.md")
     files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
-    return HubFolder(out_dir, name, info["version"], files, meta)
+    return HubFolder(out_dir, name, info["version"], files, card.data.to_dict())
 
 
 # ----------------------------------------------------------------------------------------- push

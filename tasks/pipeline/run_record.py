@@ -9,6 +9,7 @@ finished and skips; only a dead owner's run is resumed.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -21,20 +22,24 @@ from filelock import FileLock, Timeout
 
 from tasks.core.artifacts import DataSnapshot, TrainResult
 from tasks.core.config import QAFlowConfig, save_params
+from tasks.core.data import load_dataset_file
 from tasks.core.layout import RunPaths, run_lock_file
 from tasks.pipeline.prediction import PredictionSummary
+from tasks.pipeline.question_table import question_table
 from tasks.pipeline.runplan import RunPlan, plan_run, run_key
 from tasks.pipeline.serving import log_qa_model
 from tasks.tracking import tags as tag
+from tasks.tracking.live import LiveMetrics, system_metrics
 from tasks.tracking.registry import (
     fail_unfinished_logged_models,
     find_version_for_run,
     ready_logged_model,
     register_model,
 )
-from tasks.tracking.runs import configure_mlflow, find_run_by_key, log_run
+from tasks.tracking.runs import configure_mlflow, find_run_by_key, git_tags, log_data_inputs, log_run, run_url
 
 MODEL_ARTIFACT = "model"
+QUESTION_TABLE = "evaluation/questions.json"  # per-question table (id, question, gold, prediction, EM, F1, null odds)
 RUN_LOCK_TIMEOUT_S = 12 * 3600  # a second retrain of the same key waits at most this long for the first
 
 log = logging.getLogger(__name__)
@@ -88,6 +93,34 @@ def open_run(cfg: QAFlowConfig, root: Path, snapshot: DataSnapshot, force: bool)
     return RunPlan("new", key, run.info.run_id, plan.reason)
 
 
+@contextlib.contextmanager
+def live_tracking(cfg: QAFlowConfig, root: Path, plan: RunPlan, snapshot: DataSnapshot) -> Iterator[list[LiveMetrics]]:
+    """While the block trains: the run has its git tags and data inputs, and gets system metrics and (through the
+    yielded Trainer callbacks) every training log entry as it happens; `mlflow ui` shows them live."""
+    configure_mlflow(cfg.tracking, root)
+    client = mlflow.MlflowClient()
+    if client.get_run(plan.run_id).info.status != "RUNNING":  # a resumed run is running again
+        client.update_run(plan.run_id, status="RUNNING")
+    for key, value in {**git_tags(root), tag.DATA_VERSION: snapshot.version}.items():
+        client.set_tag(plan.run_id, key, value)
+    log_data_inputs(plan.run_id, snapshot.version, {"training": snapshot.train_json, "evaluation": snapshot.eval_json})
+    with system_metrics(plan.run_id):
+        yield [LiveMetrics(plan.run_id, client)]
+
+
+def log_question_table(run_id: str, eval_json: Path, predicted: PredictionSummary) -> None:
+    """The per-question table (`QUESTION_TABLE`, `mlflow.log_table`): once per run, since a table logged again
+    would be appended to the one already there."""
+    client = mlflow.MlflowClient()
+    if any(a.path == QUESTION_TABLE for a in client.list_artifacts(run_id, QUESTION_TABLE.rsplit("/", 1)[0])):
+        return
+    predictions = json.loads(predicted.files["predictions"].read_text(encoding="utf-8"))
+    odds_file = predicted.files.get("null_odds")
+    null_odds = json.loads(odds_file.read_text(encoding="utf-8")) if odds_file else None
+    table = question_table(load_dataset_file(eval_json), predictions, null_odds)
+    client.log_table(run_id, data=table, artifact_file=QUESTION_TABLE)
+
+
 def record_run(
     cfg: QAFlowConfig,
     root: Path,
@@ -125,6 +158,7 @@ def record_run(
             },
             run_id=plan.run_id,
         )
+        log_question_table(plan.run_id, snapshot.eval_json, predicted)
 
 
 def register_run(cfg: QAFlowConfig, root: Path, plan: RunPlan) -> str:
@@ -140,3 +174,9 @@ def logged_scores(cfg: QAFlowConfig, root: Path, run_id: str) -> dict[str, float
     configure_mlflow(cfg.tracking, root)
     logged = mlflow.MlflowClient().get_run(run_id).data.metrics
     return {k: logged[k] for k in SCORE_KEYS if k in logged}
+
+
+def run_link(cfg: QAFlowConfig, root: Path, run_id: str) -> str:
+    """The run's MLflow UI page (for a local store: where `mlflow ui --backend-store-uri URI` serves it)."""
+    experiment_id = configure_mlflow(cfg.tracking, root)
+    return run_url(mlflow.get_tracking_uri(), experiment_id, run_id)

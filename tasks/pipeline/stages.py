@@ -105,8 +105,9 @@ def featurize(
         family.save_train_features(features, output)
     else:
         features = prepare_eval_features(
-            dataset.examples, tokenizer, feature_settings(cfg), num_proc=cfg.features.preprocessing_num_workers
-        )
+            dataset.examples, tokenizer, feature_settings(cfg), num_proc=cfg.features.preprocessing_num_workers,
+            progress_desc="featurize eval",
+        )  # fmt: skip
         save_features(features, output)
     return {"examples": len(dataset.examples), "features": len(features), "output": str(output)}
 

@@ -16,15 +16,19 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from mlflow.utils.validation import (
     MAX_ENTITY_KEY_LENGTH,
     MAX_METRICS_PER_BATCH,
@@ -225,27 +229,44 @@ def metric_entities(
     return out
 
 
-def history_entities(log_history: Sequence[Mapping[str, Any]], timestamp: int | None = None) -> list[Metric]:
-    """Trainer `log_history` as step-wise metrics (`loss`, `learning_rate`, `grad_norm`, eval_*, ...).
+def entry_entities(
+    entry: Mapping[str, Any], previous: tuple[int, float] | None, timestamp: int | None = None
+) -> tuple[list[Metric], tuple[int, float] | None]:
+    """One Trainer log entry as metrics at its `step`, and the (step, elapsed) point for the next entry.
 
-    Where entries carry a cumulative time (`elapsed_seconds` or `train_runtime`), the steps/s between two
-    consecutive log points is added as `train_steps_per_second_interval`.
+    Where the entry carries a cumulative time (`elapsed_seconds` or `train_runtime`) and `previous` is an earlier
+    point, the steps/s between the two is added as `train_steps_per_second_interval`.
     """
     ts = timestamp if timestamp is not None else int(time.time() * 1000)
+    step = int(entry.get("step", 0))
+    out = metric_entities({k: v for k, v in entry.items() if k not in _HISTORY_SKIP}, step=step, timestamp=ts)
+    elapsed = next((_as_float(entry[k]) for k in _ELAPSED_KEYS if k in entry), None)
+    if elapsed is None:
+        return out, previous
+    if previous is not None and step > previous[0] and elapsed > previous[1]:
+        out.append(Metric("train_steps_per_second_interval", (step - previous[0]) / (elapsed - previous[1]), ts, step))
+    return out, (step, elapsed)
+
+
+def history_entities(log_history: Sequence[Mapping[str, Any]], timestamp: int | None = None) -> list[Metric]:
+    """Trainer `log_history` as step-wise metrics (`loss`, `learning_rate`, `grad_norm`, eval_*, ...), with the
+    steps/s between consecutive timed entries (`entry_entities`)."""
     out: list[Metric] = []
     previous: tuple[int, float] | None = None
     for entry in log_history:
-        step = int(entry.get("step", 0))
-        values = {k: v for k, v in entry.items() if k not in _HISTORY_SKIP}
-        out.extend(metric_entities(values, step=step, timestamp=ts))
-        elapsed = next((_as_float(entry[k]) for k in _ELAPSED_KEYS if k in entry), None)
-        if elapsed is None:
-            continue
-        if previous is not None and step > previous[0] and elapsed > previous[1]:
-            rate = (step - previous[0]) / (elapsed - previous[1])
-            out.append(Metric("train_steps_per_second_interval", rate, ts, step))
-        previous = (step, elapsed)
+        metrics, previous = entry_entities(entry, previous, timestamp)
+        out.extend(metrics)
     return out
+
+
+def unlogged(run_id: str, entities: Sequence[Metric], client: MlflowClient | None = None) -> list[Metric]:
+    """The step-wise `entities` whose (key, step) the run does not have yet: logging a history again (a resumed
+    run, or one whose training was logged live) adds nothing twice."""
+    client = client or MlflowClient()
+    seen: dict[str, set[int]] = {}
+    for key in {m.key for m in entities}:
+        seen[key] = {m.step for m in client.get_metric_history(run_id, key)}
+    return [m for m in entities if m.step not in seen[m.key]]
 
 
 # --- artifacts
@@ -269,19 +290,56 @@ def log_artifacts(
     return logged
 
 
+# --- data inputs
+
+
+def log_data_inputs(
+    run_id: str, data_version: str, splits: Mapping[str, Path], client: MlflowClient | None = None
+) -> None:
+    """Log each split file as a dataset input of the run (context = the split's role, e.g. `training`), with the
+    DVC data version as its digest: the run page's Datasets panel shows which data version a run used."""
+    inputs = []
+    for context, path in splits.items():
+        with warnings.catch_warnings():  # a local path resolves to the same source class twice: harmless
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(str(Path(path).resolve()))
+        dataset = MetaDataset(source, name=f"{Path(path).stem}@{data_version}", digest=data_version[:36])
+        context_tag = InputTag(MLFLOW_DATASET_CONTEXT, context)
+        inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[context_tag]))
+    (client or MlflowClient()).log_inputs(run_id, datasets=inputs)
+
+
 # --- tags, environment
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout
 
 
 def git_commit(root: Path) -> str | None:
     """HEAD's commit hash in `root`, or None outside a git repository / before the first commit."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = out.stdout.strip()
+    commit = (_git(root, "rev-parse", "HEAD") or "").strip()
     return commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None
+
+
+def git_tags(root: Path) -> dict[str, str]:
+    """The code a run ran: commit and branch (MLflow's own `mlflow.source.git.*` tags) and whether the working
+    tree had uncommitted changes (`qaflow.git_dirty`: true | false). Empty outside a git repository."""
+    commit = git_commit(root)
+    if commit is None:
+        return {}
+    tags = {tag.GIT_COMMIT: commit}
+    branch = (_git(root, "rev-parse", "--abbrev-ref", "HEAD") or "").strip()
+    if branch and branch != "HEAD":  # "HEAD": detached, no branch
+        tags[tag.GIT_BRANCH] = branch
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    if status is not None:
+        tags[tag.GIT_DIRTY] = str(bool(status.strip())).lower()
+    return tags
 
 
 def run_tags(
@@ -292,13 +350,13 @@ def run_tags(
     run_key: str | None = None,
     root: Path | None = None,
 ) -> dict[str, str]:
-    """Standard qaflow tags; the git commit uses MLflow's own `mlflow.source.git.commit` tag."""
+    """Standard qaflow tags plus the git state of `root` (`git_tags`)."""
     tags = {
         tag.DATA_VERSION: data_version,
         tag.BACKEND: backend,
         tag.DEVICE: device,
         tag.RUN_KEY: run_key,
-        tag.GIT_COMMIT: git_commit(root) if root is not None else None,
+        **(git_tags(root) if root is not None else {}),
     }
     return {k: str(v)[:MAX_TAG_VAL_LENGTH] for k, v in tags.items() if v is not None}
 
@@ -374,8 +432,9 @@ def log_run(
     """Log everything about one run into the active run (or `run_id`); returns the run id.
 
     `params` is a nested config dict (`cfg.to_dict()`); `metrics` are final figures (EM/F1, v2 breakdown).
-    A `train_result` adds its metrics, its `log_history` (step-wise), its artifacts (under `train/`) and the
-    backend/device tags. `artifacts` are `(local path, artifact sub-path or None)` pairs.
+    A `train_result` adds its metrics, its `log_history` (step-wise; steps the run already has, e.g. logged live
+    during training, are not logged again), its artifacts (under `train/`) and the backend/device tags.
+    `artifacts` are `(local path, artifact sub-path or None)` pairs.
     """
     rid = _active_run_id(run_id)
     client = MlflowClient()
@@ -393,7 +452,7 @@ def log_run(
         all_tags.setdefault(tag.DEVICE, device)
     if params:
         log_params(rid, params, client)
-    entities = metric_entities(values) + history_entities(history)
+    entities = metric_entities(values) + unlogged(rid, history_entities(history), client)
     log_batched(rid, metrics=entities, tags=[RunTag(k, str(v)) for k, v in all_tags.items()], client=client)
     log_artifacts(rid, [*artifacts, *extra], client)
     if environment:
@@ -402,6 +461,15 @@ def log_run(
 
 
 # --- lookup
+
+
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI: on the tracking server, or (a local store) where `mlflow ui` serves it."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else LOCAL_UI
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def quote_filter_value(value: str) -> str:

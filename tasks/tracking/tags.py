@@ -28,6 +28,8 @@ TUNE_STUDY = "qaflow.tune_study"  # tune study and trial runs: the Optuna study 
 TUNE_TRIAL = "qaflow.tune_trial"  # tune trial runs: the Optuna trial number
 TUNE_STATE = "qaflow.tune_state"  # tune trial runs: complete | pruned | failed | interrupted
 TUNE_BEST_RUN = "qaflow.tune_best_run"  # tune study runs: the run id of the best trial
+GIT_BRANCH = "mlflow.source.git.branch"  # MLflow's own tag
+GIT_DIRTY = "qaflow.git_dirty"  # true | false: uncommitted changes to tracked files when the run started
 
 KIND_EVALUATION = "evaluation"
 KIND_BENCHMARK = "benchmark"

@@ -185,7 +185,8 @@ def run_trainer(
 ) -> TrainResult:
     """Fine-tune `model_spec` as `family` on its training `features`; resume, measure, save atomically.
 
-    `callbacks` are extra Trainer callbacks (the tune flow's per-epoch pruning report).
+    `callbacks` are extra TrainerCallbacks (live metrics into a tracking run, tune's per-epoch pruning report);
+    they run after the throughput callback, so each log entry already carries `elapsed_seconds`.
     """
     paths.root.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(model_spec.tokenizer_path)

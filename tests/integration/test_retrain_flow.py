@@ -65,6 +65,7 @@ def env_for(root: Path) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_API_URL": "",
         "TOKENIZERS_PARALLELISM": "false",
+        "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.5",  # a tiny model trains for seconds, not minutes
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
@@ -86,12 +87,43 @@ def mlflow_client(root: Path):
     return mlflow.MlflowClient()
 
 
+PREFECT_QUERY = """
+import json, sys
+from uuid import UUID
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+run = UUID(sys.argv[1])
+with get_client(sync_client=True) as client:
+    artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run])))
+    logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run])))
+print(json.dumps({"artifacts": [{"key": a.key, "type": a.type, "data": a.data} for a in artifacts],
+                  "loggers": sorted({log.name for log in logs})}))
+"""
+
+
+def prefect_records(root: Path, flow_run_id: str) -> dict:
+    """The artifacts and the logger names of one flow run, read back from the run's Prefect (ephemeral) database."""
+    done = subprocess.run(
+        [sys.executable, "-c", PREFECT_QUERY, flow_run_id], cwd=root, env=env_for(root),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def git_commit_all(root: Path) -> None:
+    ident = ["-c", "user.name=qaflow-test", "-c", "user.email=test@example.com"]
+    for argv in (["init", "-q", "-b", "main"], ["add", "-A"], [*ident, "commit", "-qm", "project"]):
+        subprocess.run(["git", *argv], cwd=root, check=True, capture_output=True, timeout=60)
+
+
 @pytest.fixture
 def repo(tmp_path: Path, tiny_bert_dir: Path) -> Path:
     return make_repo(tmp_path / "project", tiny_bert_dir)
 
 
 def test_retrain_trains_registers_then_skips(repo: Path) -> None:
+    git_commit_all(repo)
     first = subprocess.run(retrain_argv(repo), cwd=repo, env=env_for(repo), capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-4000:]
     s1 = summary_of(first.stdout)
@@ -104,7 +136,39 @@ def test_retrain_trains_registers_then_skips(repo: Path) -> None:
     assert run.data.metrics["f1"] == pytest.approx(s1["metrics"]["f1"])
     assert "train_steps_per_second" in run.data.metrics and run.data.params["train.max_steps"] == "16"
     artifacts = {a.path for a in client.list_artifacts(s1["run_id"])}
-    assert {"predictions", "params.yaml", "data"} <= artifacts
+    assert {"predictions", "params.yaml", "data", "evaluation"} <= artifacts
+    # live history: each loss once, at logging_first_step and every logging_steps (2) up to max_steps (16)
+    assert [m.step for m in client.get_metric_history(s1["run_id"], "loss")] == [1, *range(2, 17, 2)]
+    assert any(k.startswith("system/") for k in run.data.metrics)
+    assert run.data.tags["mlflow.source.git.branch"] == "main" and run.data.tags["qaflow.git_dirty"] == "false"
+    assert len(run.data.tags["mlflow.source.git.commit"]) == 40
+    inputs = {i.tags[0].value: i.dataset.digest for i in run.inputs.dataset_inputs}
+    assert inputs == {"training": s1["data_version"], "evaluation": s1["data_version"]}
+    table = json.loads(Path(client.download_artifacts(s1["run_id"], "evaluation/questions.json")).read_text())
+    rows = [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
+    assert len(rows) == 24 and {"id", "question", "gold_answers", "prediction", "exact", "f1"} <= set(rows[0])
+    assert 100 * sum(r["f1"] for r in rows) / len(rows) == pytest.approx(s1["metrics"]["f1"])
+    assert s1["mlflow_run_url"].endswith(f"/#/experiments/{run.info.experiment_id}/runs/{s1['run_id']}")
+    prefect = prefect_records(repo, s1["flow_run_id"])
+    kinds = {a["key"]: a for a in prefect["artifacts"]}
+    assert {"qaflow-retrain", "qaflow-retrain-report"} <= set(kinds)
+    fields = {row["field"]: row["value"] for row in json.loads(kinds["qaflow-retrain"]["data"])}  # stored as JSON
+    assert fields["data version"] == s1["data_version"] and fields["model version"] == "1"
+    assert fields["MLflow run"] == s1["run_id"] and fields["MLflow run page"] == s1["mlflow_run_url"]
+    assert float(fields["f1"]) == pytest.approx(s1["metrics"]["f1"], rel=1e-3)
+    markdown = kinds["qaflow-retrain-report"]
+    assert markdown["type"] == "markdown" and s1["mlflow_run_url"] in markdown["data"]
+    assert any(name.startswith("tasks.") for name in prefect["loggers"]), prefect["loggers"]
+    dvc_metrics = subprocess.run(
+        [sys.executable, "-m", "dvc", "metrics", "show", "--json"], cwd=repo, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert dvc_metrics.returncode == 0, dvc_metrics.stderr[-2000:]
+    (workspace,) = json.loads(dvc_metrics.stdout).values()  # one revision: the workspace
+    shown = workspace["data"]["metrics/retrain.json"]["data"]
+    assert shown["f1"] == pytest.approx(s1["metrics"]["f1"]) and shown["data_version"] == s1["data_version"]
+    assert shown["train_samples_per_second"] > 0 and shown["mlflow_run_id"] == s1["run_id"]
+    assert (repo / "metrics" / "train_history.csv").read_text().splitlines()[0].startswith("step,loss")
     assert str(client.get_model_version_by_alias(MODEL_NAME, "challenger").version) == "1"
     assert (repo / ".dvcstore").exists() and any((repo / ".dvcstore").rglob("*"))
 
