@@ -150,9 +150,18 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from flows.evaluate_flow import evaluate
+    from flows.evaluate_flow import evaluate, evaluate_suite
     from tasks.core.data import load_dataset_file
+    from tasks.pipeline.suites import resolve_suite
 
+    if args.suite:
+        if args.max_samples is not None:
+            raise ConfigError("--max-samples: not available with --suite (a suite scores its members whole)")
+        root = Path(args.root)
+        resolve_suite(load_config(root / args.params), root, args.suite)  # bad suite: one line, before the flow
+        result = evaluate_suite(args.model_uri, args.suite, params_path=args.params, root=args.root)
+        print_suite_table(result)
+        return 0
     load_dataset_file(args.data, max_samples=args.max_samples)  # bad data: one line, before any flow run
     result = evaluate(args.model_uri, args.data, args.max_samples, params_path=args.params, root=args.root)
     print(json.dumps({"run_id": result["run_id"], **result["metrics"]}, indent=2))
@@ -210,6 +219,25 @@ def print_demo_summary(summary: dict[str, Any], elapsed: float) -> None:
     console.print("Look further:")
     console.print("  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db   # runs, metrics, artifacts")
     console.print("  .venv/bin/qaflow compare                                              # compare runs")
+
+
+def print_suite_table(result: dict[str, Any], title: str | None = None) -> None:
+    """The suite's member table (EM/F1 per member and the weighted suite score) and its MLflow run."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=140)
+    table = Table(title=title or f"suite {result['suite']}: {result['model']}")
+    columns = list(result["table"][0])
+    for name in columns:
+        table.add_column(name, justify="right" if name in {"questions", "weight", "margin", "EM", "F1"} else "left")
+    for row in result["table"]:
+        table.add_row(*["-" if row[c] is None else str(row[c]) for c in columns])
+    summary = result["summary"]
+    table.add_row("suite (weighted)", *[""] * (len(columns) - 3), f"{summary['suite_exact']:.2f}",
+                  f"{summary['suite_f1']:.2f}")  # fmt: skip
+    console.print(table)
+    console.print(f"MLflow suite run {result['run_id']} (per-member slices under slices/<member>/)")
 
 
 # ------------------------------------------------------------------------------------------ parser
@@ -283,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="the evaluate flow: score a registered model version on a dataset")
     ev.add_argument("--model-uri", "--model_uri", dest="model_uri", default="models:/qaflow-qa@challenger")
-    ev.add_argument("--data", required=True)
+    what = ev.add_mutually_exclusive_group(required=True)
+    what.add_argument("--data", help="a data file to score on")
+    what.add_argument("--suite", help="an evaluation suite of params.yaml (evaluation.suites) to score on")
     ev.add_argument("--max-samples", "--max_samples", dest="max_samples", type=int, default=None)
     ev.add_argument("--params", default="params.yaml")
     ev.add_argument("--root", default=".")

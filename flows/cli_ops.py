@@ -113,6 +113,7 @@ def add_promote_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     p.add_argument("--tolerance", type=float, default=0.0, help="allowed drop of a guarded metric (default: 0)")
     p.add_argument("--metric", default="f1", help="the metric to improve (default: f1)")
     p.add_argument("--eval-data", default=None, help="re-score both versions on this file")
+    p.add_argument("--suite", default=None, help="gate on this evaluation suite (default: evaluation.suite)")
     p.add_argument("--rollback", action="store_true", help="restore the previous champion")
     _add_project_flags(p)
     p.set_defaults(func=cmd_promote)
@@ -129,8 +130,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
         guards = tuple(g.strip() for g in args.guard.split(",") if g.strip())
         decision = promote(
             cfg, root, margin=args.margin, guards=guards, tolerance=args.tolerance, metric=args.metric,
-            eval_data=Path(args.eval_data) if args.eval_data else None,
+            eval_data=Path(args.eval_data) if args.eval_data else None, suite=args.suite,
         )  # fmt: skip
+    if decision.suite_table:
+        from tasks.pipeline.suites import GateRow, format_gate
+
+        print(f"suite {decision.suite}:\n" + format_gate([GateRow(**r) for r in decision.suite_table]), file=sys.stderr)
     print(decision.dumps())
     return 0
 

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import torch
 
+from tasks.core.calibration import null_above
 from tasks.core.data import Example
 from tasks.core.family import ModelFamily
 from tasks.core.io import atomic_path, write_json_atomic
@@ -188,6 +189,9 @@ def predict_examples(
             raw.abort()
         raise
     writer.close()
+    if recipe.nbest.version_2_with_negative and recipe.null_threshold is not None:
+        # the calibrated threshold for families whose post-processing does not read it (no-op for extractive)
+        predictions = null_above(predictions, null_odds, recipe.nbest.null_score_diff_threshold)
     run = finish_outputs(out_dir, predictions, null_odds if recipe.nbest.version_2_with_negative else None)
     if raw is not None and raw.shards:
         run.files["raw"] = raw.commit()

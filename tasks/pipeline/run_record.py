@@ -22,6 +22,7 @@ from filelock import FileLock, Timeout
 from tasks.core.artifacts import DataSnapshot, TrainResult
 from tasks.core.config import QAFlowConfig, save_params
 from tasks.core.layout import RunPaths, run_lock_file
+from tasks.pipeline.error_slices import log_slice_table, read_slices
 from tasks.pipeline.prediction import PredictionSummary
 from tasks.pipeline.runplan import RunPlan, plan_run, run_key
 from tasks.pipeline.serving import log_qa_model
@@ -120,6 +121,8 @@ def record_run(
             },
             run_id=plan.run_id,
         )
+        if "slices" in predicted.files:
+            log_slice_table(read_slices(predicted.files["slices"]), plan.run_id)
 
 
 def register_run(cfg: QAFlowConfig, root: Path, plan: RunPlan) -> str:
