@@ -216,9 +216,34 @@ def print_demo_summary(summary: dict[str, Any], elapsed: float) -> None:
     if summary.get("version"):
         table.add_row("registered version (challenger)", str(summary["version"]))
     console.print(table)
+    if summary.get("slices"):
+        print_slices(Path(summary["slices"]), console)
+    if summary.get("suite"):
+        print_suite_table(summary["suite"], title=f"Evaluation suite {summary['suite']['suite']!r}: the trained model")
     console.print("Look further:")
-    console.print("  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db   # runs, metrics, artifacts")
-    console.print("  .venv/bin/qaflow compare                                              # compare runs")
+    console.print(
+        "  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db   # runs, metrics, slices, suites"
+    )
+    console.print("  .venv/bin/qaflow compare --runs RUN_A RUN_B                           # two runs, F1 by slice")
+    console.print("  .venv/bin/qaflow evaluate --suite demo --model-uri models:/qaflow-qa@challenger   # rescore")
+    console.print("  .venv/bin/qaflow promote                                              # suite-gated promotion")
+
+
+def print_slices(path: Path, console: Any, dimensions: tuple[str, ...] = ("question word", "answer length")) -> None:
+    """The dev set's F1 by slice for a few dimensions (all of them in the run's `slices.json` / MLflow table)."""
+    from rich.table import Table
+
+    from tasks.pipeline.error_slices import read_slices
+
+    if not path.is_file():
+        return
+    table = Table(title=f"Dev set by error slice ({path.name}; all dimensions in the MLflow run)")
+    for name in ("dimension", "slice", "questions", "EM", "F1"):
+        table.add_column(name, justify="left" if name in ("dimension", "slice") else "right")
+    for row in read_slices(path):
+        if row.dimension in dimensions:
+            table.add_row(row.dimension, row.slice, str(row.count), f"{row.exact:.2f}", f"{row.f1:.2f}")
+    console.print(table)
 
 
 def print_suite_table(result: dict[str, Any], title: str | None = None) -> None:
