@@ -17,7 +17,7 @@ from flows.evaluate_flow import log_suite_scores, suite_summary
 from flows.retry import retry_transient
 from tasks.core.artifacts import DataSnapshot, TrainResult, write_result
 from tasks.core.config import QAFlowConfig, load_config
-from tasks.core.data import load_dataset_file
+from tasks.core.data import QADataset, load_dataset_file
 from tasks.core.layout import RunPaths
 from tasks.core.specs import InferenceRecipe
 from tasks.pipeline import data_stages, run_record
@@ -105,12 +105,17 @@ def register(cfg: QAFlowConfig, root: Path, plan: RunPlan) -> str:
 
 
 @task
-def score_on_suite(cfg: QAFlowConfig, root: Path, trained: TrainResult, paths: RunPaths, run_id: str) -> dict:
-    """The challenger scored on the configured evaluation suite (its own recipe), logged as one suite run."""
+def score_on_suite(
+    cfg: QAFlowConfig, root: Path, trained: TrainResult, paths: RunPaths, run_id: str,
+    dev: tuple[QADataset, PredictionSummary],
+) -> dict:  # fmt: skip
+    """The challenger scored on the configured evaluation suite (its own recipe), logged as one suite run.
+
+    A member with exactly the dev set's examples reuses the dev score (same model, recipe and questions)."""
     name, members = resolve_suite(cfg, root)
     predictor, recipe = Predictor.load(trained.model_dir), InferenceRecipe.load(trained.model_dir)
     model = f"models:/{cfg.tracking.registered_model_name}@challenger (run {run_id})"
-    result = score_suite(predictor, recipe, name, members, paths.run_dir / f"suite-{name}", model)
+    result = score_suite(predictor, recipe, name, members, paths.run_dir / f"suite-{name}", model, known=dev)
     return suite_summary(result, log_suite_scores.fn(cfg, root, result, run_id))
 
 
@@ -147,7 +152,8 @@ def retrain(
         version = register(cfg, repo, plan)
         name = cfg.tracking.registered_model_name
         print(f"registered {name} v{version} as challenger; dev metrics: {predicted.metrics}")
-        suite = score_on_suite(cfg, repo, trained, paths, plan.run_id) if cfg.evaluation.suite else None
+        dev = (load_dataset_file(snapshot.eval_json), predicted)
+        suite = score_on_suite(cfg, repo, trained, paths, plan.run_id, dev) if cfg.evaluation.suite else None
         return {
             **summary, **asdict(plan), "version": version, "metrics": predicted.metrics, "train": trained.metrics,
             "run_dir": str(paths.run_dir), "slices": str(predicted.files.get("slices", "")), "suite": suite,

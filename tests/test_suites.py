@@ -120,3 +120,24 @@ def test_challenger_better_on_the_main_set_but_regressing_a_guarded_member_is_re
     assert "f1 75.00 vs 70.00" in decision.reason and "agree" in decision.reason and "kept v1" in decision.reason
     tags = MlflowClient().get_model_version("qa-suite", v2).tags
     assert json.loads(tags["qaflow.promotion.suite"])["table"] == decision.suite_table
+
+
+def test_a_member_equal_to_the_scored_dev_set_reuses_its_score(tmp_path: Path) -> None:
+    from tasks.core.config import SuiteMember
+    from tasks.core.specs import InferenceRecipe
+    from tasks.pipeline.prediction import PredictionSummary
+    from tasks.pipeline.suites import ResolvedMember, score_suite
+
+    class NoModel:
+        def predict(self, *args: object, **kwargs: object) -> None:
+            raise RuntimeError("predicted")
+
+    dev = load_dataset_file(DEV, max_samples=5)
+    known = PredictionSummary(5, "1.1", "extractive", {}, {}, metrics={"exact_match": 40.0, "f1": 55.0})
+    recipe = InferenceRecipe("extractive")
+    member = ResolvedMember(SuiteMember("dev", str(DEV)), DEV, "abc", load_dataset_file(DEV, max_samples=5))
+    result = score_suite(NoModel(), recipe, "s", [member], tmp_path, "m", known=(dev, known))  # type: ignore[arg-type]
+    assert result.members[0].f1 == 55.0 and result.summary()["suite_exact"] == 40.0
+    other = ResolvedMember(SuiteMember("dev", str(DEV)), DEV, "abc", load_dataset_file(DEV, max_samples=4))
+    with pytest.raises(RuntimeError, match="predicted"):  # other questions: predicted, never reused
+        score_suite(NoModel(), recipe, "s", [other], tmp_path, "m", known=(dev, known))  # type: ignore[arg-type]

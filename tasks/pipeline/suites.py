@@ -25,7 +25,7 @@ from tasks.core.data import DataError, QADataset, load_dataset_file
 from tasks.core.specs import InferenceRecipe
 from tasks.pipeline.error_slices import log_slice_table, read_slices
 from tasks.pipeline.evaluation import file_digest
-from tasks.pipeline.prediction import Predictor, predict_dataset
+from tasks.pipeline.prediction import PredictionSummary, Predictor, predict_dataset
 from tasks.tracking import tags as tag
 from tasks.tracking.runs import log_run
 
@@ -115,16 +115,27 @@ def resolve_suite(cfg: QAFlowConfig, root: Path, name: str | None = None) -> tup
 
 def score_suite(
     predictor: Predictor, recipe: InferenceRecipe, suite: str, members: list[ResolvedMember], out_dir: Path,
-    model: str,
+    model: str, known: tuple[QADataset, PredictionSummary] | None = None,
 ) -> SuiteResult:  # fmt: skip
-    """Predict and score every member with the model's own recipe."""
+    """Predict and score every member with the model's own recipe.
+
+    `known`: a data set this model already predicted with this recipe and its scored summary (the retrain's dev
+    score); a member holding exactly the same examples reuses it instead of predicting them again.
+    """
     scores = []
     for r in members:
-        summary = predict_dataset(predictor, r.dataset, recipe, Path(out_dir) / r.member.name, save_raw=False)
+        if known is not None and known[1].metrics and _same_examples(r.dataset, known[0]):
+            summary = known[1]
+        else:
+            summary = predict_dataset(predictor, r.dataset, recipe, Path(out_dir) / r.member.name, save_raw=False)
         metrics = {k: float(v) for k, v in (summary.metrics or {}).items() if isinstance(v, int | float)}
         scores.append(MemberScore(r.member.name, str(r.member.data), r.sha256, len(r.dataset), r.member.weight,
                                   r.member.margin, metrics, {k: str(v) for k, v in summary.files.items()}))  # fmt: skip
     return SuiteResult(suite, model, scores)
+
+
+def _same_examples(a: QADataset, b: QADataset) -> bool:
+    return a.version == b.version and a.examples == b.examples
 
 
 def score_registered(model_uri: str, suite: str, members: list[ResolvedMember], out_dir: Path) -> SuiteResult:
