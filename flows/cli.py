@@ -150,19 +150,22 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from flows.evaluate_flow import evaluate, evaluate_suite
     from tasks.core.data import load_dataset_file
-    from tasks.pipeline.suites import resolve_suite
+    from tasks.core.suites import resolve_suite
 
     if args.suite:
         if args.max_samples is not None:
             raise ConfigError("--max-samples: not available with --suite (a suite scores its members whole)")
         root = Path(args.root)
         resolve_suite(load_config(root / args.params), root, args.suite)  # bad suite: one line, before the flow
+        from flows.evaluate_flow import evaluate_suite
+
         result = evaluate_suite(args.model_uri, args.suite, params_path=args.params, root=args.root)
         print_suite_table(result)
         return 0
     load_dataset_file(args.data, max_samples=args.max_samples)  # bad data: one line, before any flow run
+    from flows.evaluate_flow import evaluate
+
     result = evaluate(args.model_uri, args.data, args.max_samples, params_path=args.params, root=args.root)
     print(json.dumps({"run_id": result["run_id"], **result["metrics"]}, indent=2))
     return 0

@@ -11,8 +11,9 @@ from prefect import flow, task
 from flows.retry import retry_transient
 from tasks.core.config import QAFlowConfig, load_config
 from tasks.core.layout import evaluate_dir
+from tasks.core.suites import resolve_suite
 from tasks.pipeline.evaluation import Evaluation, evaluate_file, log_evaluation
-from tasks.pipeline.suites import SuiteResult, log_suite, resolve_suite, score_registered
+from tasks.pipeline.suites import SuiteResult, log_suite, score_registered
 from tasks.tracking.runs import configure_mlflow
 
 

@@ -20,13 +20,14 @@ from tasks.core.config import QAFlowConfig, load_config
 from tasks.core.data import QADataset, load_dataset_file
 from tasks.core.layout import RunPaths
 from tasks.core.specs import InferenceRecipe
+from tasks.core.suites import resolve_suite
 from tasks.pipeline import data_stages, run_record
 from tasks.pipeline.calibration import calibrate_model_dir
 from tasks.pipeline.data_stages import calibration_set
 from tasks.pipeline.prediction import PredictionSummary, Predictor, predict_with_stored_recipe
 from tasks.pipeline.promote import champion_unchanged
 from tasks.pipeline.runplan import RunPlan, run_key
-from tasks.pipeline.suites import resolve_suite, score_suite
+from tasks.pipeline.suites import score_suite
 from tasks.pipeline.training import train_model
 from tasks.tracking.runs import configure_mlflow
 

@@ -14,8 +14,9 @@ from mlflow.tracking import MlflowClient
 
 from tasks.core.config import ConfigError, load_config
 from tasks.core.data import DataError, load_dataset_file
+from tasks.core.suites import ResolvedMember, resolve_suite
 from tasks.pipeline.promote import CHAMPION, promote
-from tasks.pipeline.suites import MemberScore, SuiteResult, format_gate, gate_table, resolve_suite
+from tasks.pipeline.suites import MemberScore, SuiteResult, format_gate, gate_table
 from tests.conftest import REPO_ROOT, build_tiny_bert
 from tests.test_promote import add_version, alias
 
@@ -102,7 +103,8 @@ def test_challenger_better_on_the_main_set_but_regressing_a_guarded_member_is_re
     root = tmp_path / "project"
     small = root / "dev-small.json"
     root.mkdir()
-    small.write_text(json.dumps({"version": "1.1", "data": json.loads(DEV.read_text())["data"][:1]}))
+    first = json.loads(DEV.read_text())["data"][0]
+    small.write_text(json.dumps({"version": "1.1", "data": [{**first, "paragraphs": first["paragraphs"][:3]}]}))
     suites = {"s": {"agree": {"data": "agree.json", "margin": 1.0}, "dev": {"data": "dev-small.json"}}}
     cfg = load_config(write_params(root, "qa-suite", suites, suite=None))  # the member is made from the champion
     v1 = add_version(cfg, root, tiny_bert_dir, {"exact_match": 60.0, "f1": 70.0}, "dv1")
@@ -126,7 +128,7 @@ def test_a_member_equal_to_the_scored_dev_set_reuses_its_score(tmp_path: Path) -
     from tasks.core.config import SuiteMember
     from tasks.core.specs import InferenceRecipe
     from tasks.pipeline.prediction import PredictionSummary
-    from tasks.pipeline.suites import ResolvedMember, score_suite
+    from tasks.pipeline.suites import score_suite
 
     class NoModel:
         def predict(self, *args: object, **kwargs: object) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import re
@@ -101,3 +102,12 @@ def write_json_atomic(obj: Any, path: str | os.PathLike[str], *, indent: int | N
     """Atomically write `obj` as UTF-8 JSON (non-ASCII kept as is, trailing newline); returns the path."""
     text = json.dumps(obj, ensure_ascii=False, indent=indent) + "\n"
     return write_bytes_atomic(text.encode("utf-8"), path)
+
+
+def file_digest(path: str | Path) -> str:
+    """A content id for an evaluation file (short sha256), so scores name exactly what they were computed on."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]

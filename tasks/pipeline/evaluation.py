@@ -6,26 +6,17 @@ what the retrain logged for the same data.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
 
 from tasks.core.data import QADataset, load_dataset_file
+from tasks.core.io import file_digest
 from tasks.pipeline.error_slices import log_slice_table, read_slices
 from tasks.pipeline.prediction import predict_dataset
 from tasks.tracking import tags as tag
 from tasks.tracking.runs import log_run
-
-
-def file_digest(path: str | Path) -> str:
-    """A content id for an evaluation file (short sha256), so scores name exactly what they were computed on."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:12]
 
 
 @dataclass

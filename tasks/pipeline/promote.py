@@ -31,10 +31,12 @@ from mlflow.tracking import MlflowClient
 
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import load_dataset_file
+from tasks.core.io import file_digest
 from tasks.core.layout import promote_dir, snapshot_dir, snapshots_dir
-from tasks.pipeline.evaluation import evaluate_model, file_digest
+from tasks.core.suites import ResolvedMember, resolve_suite
+from tasks.pipeline.evaluation import evaluate_model
 from tasks.pipeline.runplan import run_key
-from tasks.pipeline.suites import GateRow, ResolvedMember, gate_table, regressed, resolve_suite, score_registered
+from tasks.pipeline.suites import GateRow, gate_table, regressed, score_registered
 from tasks.tracking import tags as tag
 from tasks.tracking.registry import get_version_by_alias, set_alias
 from tasks.tracking.runs import configure_mlflow, store_exists

@@ -20,26 +20,15 @@ from typing import Any
 
 import mlflow
 
-from tasks.core.config import QAFlowConfig, SuiteMember
-from tasks.core.data import DataError, QADataset, load_dataset_file
+from tasks.core.data import QADataset
 from tasks.core.specs import InferenceRecipe
+from tasks.core.suites import ResolvedMember
 from tasks.pipeline.error_slices import log_slice_table, read_slices
-from tasks.pipeline.evaluation import file_digest
 from tasks.pipeline.prediction import PredictionSummary, Predictor, predict_dataset
 from tasks.tracking import tags as tag
 from tasks.tracking.runs import log_run
 
 SUITE_TABLE = "suite/suite_table.json"
-
-
-@dataclass(frozen=True)
-class ResolvedMember:
-    """A suite member with its file, content id and loaded data."""
-
-    member: SuiteMember
-    path: Path
-    sha256: str
-    dataset: QADataset
 
 
 @dataclass
@@ -90,27 +79,6 @@ class SuiteResult:
             **self.summary(),
             "members": [asdict(m) for m in self.members],
         }
-
-
-def resolve_suite(cfg: QAFlowConfig, root: Path, name: str | None = None) -> tuple[str, list[ResolvedMember]]:
-    """The suite's members, each file checked and loaded (DataError naming the parameter); no model is touched."""
-    name = name or cfg.evaluation.suite
-    if not name:
-        raise DataError("evaluation.suite: no suite named (set evaluation.suite or pass --suite NAME)")
-    if name not in cfg.evaluation.suites:
-        known = ", ".join(cfg.evaluation.suites) or "none defined"
-        raise DataError(f"--suite {name}: not a suite in evaluation.suites ({known})")
-    resolved = []
-    for member in cfg.evaluation.suites[name]:
-        where = f"evaluation.suites.{name}.{member.name}"
-        path = Path(member.data) if Path(member.data).is_absolute() else Path(root) / member.data
-        if not path.is_file():
-            raise DataError(f"{where}.data: {path} is not a file")
-        digest = file_digest(path)
-        if member.version is not None and digest != member.version:
-            raise DataError(f"{where}.version: {path} has content id {digest}, not {member.version}")
-        resolved.append(ResolvedMember(member, path, digest, load_dataset_file(path)))
-    return name, resolved
 
 
 def score_suite(
