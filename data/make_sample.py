@@ -27,6 +27,11 @@ SAMPLES = [
     ("squad-v2.0-sample-dev.json", "squad-v2.0/dev-v2.0.json", 3),
 ]
 
+# A second source for the evaluation suite: SQuAD v2.0 dev's answerable questions, from articles after the v2 dev
+# sample's (so neither the train nor any dev sample holds them), written as SQuAD v1.1 (every question answerable)
+# (output name, source, articles of the source to skip, at least this many questions)
+ANSWERABLE_SLICE = ("squad-v2.0-dev-answerable-slice.json", "squad-v2.0/dev-v2.0.json", 3, 200)
+
 README = """# Bundled SQuAD sample
 
 Small subsets of SQuAD for the demo and the tests, made by `data/make_sample.py` (deterministic: rerun it to
@@ -36,6 +41,13 @@ their paragraphs and questions unchanged.
 | file | source | articles | questions | unanswerable | bytes | sha256 |
 |---|---|---|---|---|---|---|
 {rows}
+
+`squad-v2.0-dev-answerable-slice.json` is the second member of the demo's evaluation suite (`evaluation.suites`
+in params.yaml): the answerable questions (all their gold answers) of whole SQuAD v2.0 dev articles, taken in file
+order after the first 3 (those of the v2 dev sample) and skipping any article whose title is in another sample
+file, until at least 200 questions; unanswerable questions are dropped and the file is SQuAD v1.1 (version "1.1",
+no `is_impossible`), so a v1.1 model is scored on it without null answers. None of its articles is in the train
+sample.
 
 Notes: the v1.1 train source is the shared *rebuilt* train-v1.1.json (official titles, contexts, questions and
 answer texts; generated ids; `answer_start` = first occurrence of the answer text). The dev files are the
@@ -61,6 +73,27 @@ def make_subset(source: Path, articles: int) -> bytes:
     return (json.dumps(subset, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+def make_answerable_slice(source: Path, skip: int, at_least: int, exclude: set[str]) -> tuple[bytes, list[str]]:
+    """Answerable questions of whole articles after the first `skip` (titles in `exclude` skipped), as v1.1."""
+    data = json.loads(source.read_text(encoding="utf-8"))
+    articles, count = [], 0
+    for article in data["data"][skip:]:
+        if count >= at_least:
+            break
+        if article["title"] in exclude:
+            continue
+        paragraphs = []
+        for p in article["paragraphs"]:
+            qas = [{"answers": q["answers"], "question": q["question"], "id": q["id"]}
+                   for q in p["qas"] if not q.get("is_impossible")]  # fmt: skip
+            if qas:
+                paragraphs.append({"context": p["context"], "qas": qas})
+                count += len(qas)
+        articles.append({"title": article["title"], "paragraphs": paragraphs})
+    payload = {"version": "1.1", "data": articles}
+    return (json.dumps(payload, ensure_ascii=False) + "\n").encode("utf-8"), [a["title"] for a in articles]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
@@ -78,6 +111,16 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {rel} (first {articles} articles) | {articles} | {summary['questions']:,} | "
             f"{summary['unanswerable']:,} | {len(payload):,} | `{digest[:16]}` |"
         )
+    name, rel, skip, at_least = ANSWERABLE_SLICE
+    titles = {a["title"] for n, _, _ in SAMPLES for a in json.loads((args.out / n).read_text("utf-8"))["data"]}
+    payload, taken = make_answerable_slice(args.shared / rel, skip, at_least, titles)
+    target = write_bytes_atomic(payload, args.out / name)
+    summary = dataset_summary(load_dataset_file(target))
+    print(f"{name}: {len(payload):,} bytes, {summary['questions']} questions, articles {', '.join(taken)}")
+    rows.append(
+        f"| {name} | {rel} (answerable questions of {', '.join(taken)}) | {len(taken)} | "
+        f"{summary['questions']:,} | 0 | {len(payload):,} | `{hashlib.sha256(payload).hexdigest()[:16]}` |"
+    )
     write_bytes_atomic(README.format(rows="\n".join(rows)).encode("utf-8"), args.out / "README.md")
     return 0
 

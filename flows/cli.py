@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from tasks.train.ddp import Launch
 
 DEFAULT_PARAMS = "params.yaml"
+# config sections offered as flags; evaluation suites are declared in params.yaml (`--suite NAME` picks one)
+FLAG_SECTIONS = [s for s in RUN_SECTIONS if s != "evaluation"]
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError, KeyError)
 Handler = Callable[[argparse.Namespace], int]
 
@@ -212,10 +214,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from flows.evaluate_flow import evaluate
     from tasks.core.data import load_dataset_file
+    from tasks.core.suites import resolve_suite
 
+    if args.suite:
+        if args.max_samples is not None:
+            raise ConfigError("--max-samples: not available with --suite (a suite scores its members whole)")
+        root = Path(args.root)
+        resolve_suite(load_config(root / args.params), root, args.suite)  # bad suite: one line, before the flow
+        from flows.evaluate_flow import evaluate_suite
+
+        result = evaluate_suite(args.model_uri, args.suite, params_path=args.params, root=args.root)
+        print_suite_table(result)
+        return 0
     load_dataset_file(args.data, max_samples=args.max_samples)  # bad data: one line, before any flow run
+    from flows.evaluate_flow import evaluate
+
     result = evaluate(args.model_uri, args.data, args.max_samples, params_path=args.params, root=args.root)
     print(json.dumps({"run_id": result["run_id"], **result["metrics"]}, indent=2))
     return 0
@@ -269,9 +283,53 @@ def print_demo_summary(summary: dict[str, Any], elapsed: float) -> None:
     if summary.get("version"):
         table.add_row("registered version (challenger)", str(summary["version"]))
     console.print(table)
+    if summary.get("slices"):
+        print_slices(Path(summary["slices"]), console)
+    if summary.get("suite"):
+        print_suite_table(summary["suite"], title=f"Evaluation suite {summary['suite']['suite']!r}: the trained model")
     console.print("Look further:")
-    console.print("  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db   # runs, metrics, artifacts")
-    console.print("  .venv/bin/qaflow compare                                              # compare runs")
+    console.print(
+        "  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db   # runs, metrics, slices, suites"
+    )
+    console.print("  .venv/bin/qaflow compare --runs RUN_A RUN_B                           # two runs, F1 by slice")
+    console.print("  .venv/bin/qaflow evaluate --suite demo --model-uri models:/qaflow-qa@challenger   # rescore")
+    console.print("  .venv/bin/qaflow promote                                              # suite-gated promotion")
+
+
+def print_slices(path: Path, console: Any, dimensions: tuple[str, ...] = ("question word", "answer length")) -> None:
+    """The dev set's F1 by slice for a few dimensions (all of them in the run's `slices.json` / MLflow table)."""
+    from rich.table import Table
+
+    from tasks.pipeline.error_slices import read_slices
+
+    if not path.is_file():
+        return
+    table = Table(title=f"Dev set by error slice ({path.name}; all dimensions in the MLflow run)")
+    for name in ("dimension", "slice", "questions", "EM", "F1"):
+        table.add_column(name, justify="left" if name in ("dimension", "slice") else "right")
+    for row in read_slices(path):
+        if row.dimension in dimensions:
+            table.add_row(row.dimension, row.slice, str(row.count), f"{row.exact:.2f}", f"{row.f1:.2f}")
+    console.print(table)
+
+
+def print_suite_table(result: dict[str, Any], title: str | None = None) -> None:
+    """The suite's member table (EM/F1 per member and the weighted suite score) and its MLflow run."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=140)
+    table = Table(title=title or f"suite {result['suite']}: {result['model']}")
+    columns = list(result["table"][0])
+    for name in columns:
+        table.add_column(name, justify="right" if name in {"questions", "weight", "margin", "EM", "F1"} else "left")
+    for row in result["table"]:
+        table.add_row(*["-" if row[c] is None else str(row[c]) for c in columns])
+    summary = result["summary"]
+    table.add_row("suite (weighted)", *[""] * (len(columns) - 3), f"{summary['suite_exact']:.2f}",
+                  f"{summary['suite_f1']:.2f}")  # fmt: skip
+    console.print(table)
+    console.print(f"MLflow suite run {result['run_id']} (per-member slices under slices/<member>/)")
 
 
 # ------------------------------------------------------------------------------------------ parser
@@ -333,25 +391,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     st.add_argument("stage", choices=["prepare", "featurize"])
     st.add_argument("--out", required=True, help="output directory of the stage")
     st.add_argument("--prepared", default="data/prepared", help="featurize: the prepare stage's output")
-    config_flags(st, list(RUN_SECTIONS))
+    config_flags(st, FLAG_SECTIONS)
     st.set_defaults(func=cmd_stage)
 
     tr = sub.add_parser(
         "train", help="fine-tune a QA model on the configured backend", usage="qaflow train [flags] (run_qa.py's names)"
     )
     add_launch_flags(tr)
-    config_flags(tr, list(RUN_SECTIONS), steps=True)
+    config_flags(tr, FLAG_SECTIONS, steps=True)
     tr.set_defaults(func=cmd_train)
 
     rt = sub.add_parser("retrain", help="the retrain flow: DVC stages, train, predict, score, track, register")
     rt.add_argument("--force", action="store_true", help="train even if nothing changed")
     rt.add_argument("--root", default=".", help="the qaflow repository (DVC + params.yaml)")
-    config_flags(rt, list(RUN_SECTIONS))
+    config_flags(rt, FLAG_SECTIONS)
     rt.set_defaults(func=cmd_retrain)
 
     tu = sub.add_parser("tune", help="hyperparameter search (Optuna, resumable); registers the best as challenger")
     tu.add_argument("--root", default=".", help="the qaflow project (params.yaml, outputs/, mlruns/)")
-    config_flags(tu, [s for s in SECTIONS if s != "ipu"])  # tune trains on cpu/cuda
+    config_flags(tu, [s for s in SECTIONS if s not in ("ipu", "evaluation")])  # tune trains on cpu/cuda
     tu.set_defaults(func=cmd_tune)
 
     dm = sub.add_parser("demo", help="the main job on the embedded default (bundled sample, offline MiniLM, CPU)")
@@ -359,7 +417,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="the evaluate flow: score a registered model version on a dataset")
     ev.add_argument("--model-uri", "--model_uri", dest="model_uri", default="models:/qaflow-qa@challenger")
-    ev.add_argument("--data", required=True)
+    what = ev.add_mutually_exclusive_group(required=True)
+    what.add_argument("--data", help="a data file to score on")
+    what.add_argument("--suite", help="an evaluation suite of params.yaml (evaluation.suites) to score on")
     ev.add_argument("--max-samples", "--max_samples", dest="max_samples", type=int, default=None)
     ev.add_argument("--params", default="params.yaml")
     ev.add_argument("--root", default=".")
@@ -369,7 +429,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     bm.add_argument("--features", default="data/features/train.npz", help="training features (featurize stage)")
     bm.add_argument("--modes", default=None, help="comma-separated: eager,compile,compile-max-autotune")
     bm.add_argument("--root", default=".")
-    config_flags(bm, list(RUN_SECTIONS))
+    config_flags(bm, FLAG_SECTIONS)
     bm.set_defaults(func=cmd_benchmark)
 
     add_deploy_parser(sub)
@@ -386,7 +446,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     pr.add_argument("--output_dir", required=True)
     pr.add_argument("--no_raw", action="store_true", help="do not save raw logits for re-post-processing")
     pr.add_argument("--no_score", action="store_true", help="do not score against the data's answers")
-    config_flags(pr, list(RUN_SECTIONS))
+    config_flags(pr, FLAG_SECTIONS)
     pr.set_defaults(func=cmd_predict)
     return p
 

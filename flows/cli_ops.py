@@ -67,7 +67,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def add_compare_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="table + plots + HTML report of MLflow runs")
     p.add_argument("--experiment", default=None, help="experiment name (default: tracking.experiment_name)")
-    p.add_argument("--runs", nargs="+", default=None, metavar="ID", help="compare these run ids instead")
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        default=None,
+        metavar="ID",
+        help="compare these run ids instead (two runs: also F1 by error slice side by side, a then b)",
+    )
     p.add_argument("--metric", default="f1", help="sort and plot by this metric (default: f1)")
     p.add_argument("--output", default=None, help="output directory (default: <root>/outputs/compare)")
     p.add_argument("--no-log", action="store_true", help="do not log the report as an MLflow comparison run")
@@ -80,7 +86,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
     from rich.console import Console
 
-    from tasks.pipeline.compare import compare, rich_tables
+    from tasks.pipeline.compare import compare, rich_slice_table, rich_tables
     from tasks.tracking.runs import configure_mlflow
 
     cfg, root = _config(args)
@@ -96,6 +102,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 220)
     for table in rich_tables(result.rows, title=f"{cfg.tracking.experiment_name}: {len(result.rows)} run(s)"):
         console.print(table)
+    if result.slices and result.slice_runs:
+        console.print(rich_slice_table(result.slices, result.slice_runs))
+    elif args.runs and len(args.runs) == 2:
+        console.print("(no error-slice table: one of the two runs logged no slices)")
     for key, path in result.files.items():
         console.print(f"{key}: {path}")
     if result.mlflow_run_id:
@@ -113,6 +123,7 @@ def add_promote_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     p.add_argument("--tolerance", type=float, default=0.0, help="allowed drop of a guarded metric (default: 0)")
     p.add_argument("--metric", default="f1", help="the metric to improve (default: f1)")
     p.add_argument("--eval-data", default=None, help="re-score both versions on this file")
+    p.add_argument("--suite", default=None, help="gate on this evaluation suite (default: evaluation.suite)")
     p.add_argument("--rollback", action="store_true", help="restore the previous champion")
     _add_project_flags(p)
     p.set_defaults(func=cmd_promote)
@@ -129,8 +140,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
         guards = tuple(g.strip() for g in args.guard.split(",") if g.strip())
         decision = promote(
             cfg, root, margin=args.margin, guards=guards, tolerance=args.tolerance, metric=args.metric,
-            eval_data=Path(args.eval_data) if args.eval_data else None,
+            eval_data=Path(args.eval_data) if args.eval_data else None, suite=args.suite,
         )  # fmt: skip
+    if decision.suite_table:
+        from tasks.pipeline.suites import GateRow, format_gate
+
+        print(f"suite {decision.suite}:\n" + format_gate([GateRow(**r) for r in decision.suite_table]), file=sys.stderr)
     print(decision.dumps())
     return 0
 

@@ -1,4 +1,5 @@
-"""The `evaluate` flow: score a registered model version on a data set and log it as an MLflow run."""
+"""The `evaluate` flow: score a registered model version on a data set (or an evaluation suite) and log it as an
+MLflow run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from flows.prefect_report import route_logs_to_prefect
 from flows.retry import retry_transient
 from tasks.core.config import QAFlowConfig, load_config
 from tasks.core.layout import evaluate_dir
+from tasks.core.suites import resolve_suite
 from tasks.pipeline.evaluation import Evaluation, evaluate_file, log_evaluation
+from tasks.pipeline.suites import SuiteResult, log_suite, score_registered
 from tasks.tracking.runs import configure_mlflow
 
 
@@ -46,3 +49,24 @@ def evaluate(
         "files": {k: str(v) for k, v in evaluation.files.items()},
         "eval_data": {"path": evaluation.data_path, "sha256": evaluation.data_sha256, "examples": evaluation.examples},
     }  # fmt: skip
+
+
+@task(retries=3, retry_delay_seconds=5, retry_condition_fn=retry_transient)
+def log_suite_scores(cfg: QAFlowConfig, root: Path, result: SuiteResult, scored_run: str | None = None) -> str:
+    return log_suite(result, configure_mlflow(cfg.tracking, root), scored_run)
+
+
+def suite_summary(result: SuiteResult, run_id: str) -> dict[str, Any]:
+    return {"suite": result.suite, "model": result.model, "run_id": run_id, "summary": result.summary(),
+            "table": result.table()}  # fmt: skip
+
+
+@flow(name="evaluate-suite", log_prints=True)
+def evaluate_suite(model_uri: str, suite: str, params_path: str = "params.yaml", root: str = ".") -> dict[str, Any]:
+    """Score `model_uri` on every member of `suite`; one MLflow run with per-member metrics and the table."""
+    repo = Path(root).resolve()
+    cfg = load_config(repo / params_path)
+    name, members = resolve_suite(cfg, repo, suite)  # every member file checked before the model loads
+    configure_mlflow(cfg.tracking, repo)
+    result = score_registered(model_uri, name, members, evaluate_dir(repo) / f"suite-{name}")
+    return suite_summary(result, log_suite_scores(cfg, repo, result))

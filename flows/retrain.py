@@ -14,17 +14,23 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 
+from flows.evaluate_flow import log_suite_scores, suite_summary
 from flows.prefect_report import publish_retrain_report, route_logs_to_prefect
 from flows.retry import retry_transient
 from tasks.core.artifacts import DataSnapshot, TrainResult, write_result
 from tasks.core.config import QAFlowConfig, load_config
-from tasks.core.data import load_dataset_file
+from tasks.core.data import QADataset, load_dataset_file
 from tasks.core.layout import RunPaths
+from tasks.core.specs import InferenceRecipe
+from tasks.core.suites import resolve_suite
 from tasks.pipeline import data_stages, run_record
+from tasks.pipeline.calibration import calibrate_model_dir
+from tasks.pipeline.data_stages import calibration_set
 from tasks.pipeline.dvc_metrics import write_dvc_metrics
-from tasks.pipeline.prediction import PredictionSummary, predict_with_stored_recipe
+from tasks.pipeline.prediction import PredictionSummary, Predictor, predict_with_stored_recipe
 from tasks.pipeline.promote import champion_unchanged
 from tasks.pipeline.runplan import RunPlan, run_key
+from tasks.pipeline.suites import score_suite
 from tasks.pipeline.training import train_model
 from tasks.tracking.runs import configure_mlflow
 
@@ -72,6 +78,17 @@ def train(cfg: QAFlowConfig, root: Path, plan: RunPlan, snapshot: DataSnapshot, 
 
 
 @task
+def calibrate(cfg: QAFlowConfig, root: Path, trained: TrainResult, paths: RunPaths) -> dict[str, float]:
+    """Calibrate the v2 no-answer threshold on `postprocess.calibration_file`; stored in the model's recipe."""
+    result = calibrate_model_dir(trained.model_dir, calibration_set(cfg, root), paths.predict_dir / "calibration")
+    get_run_logger().info(
+        "no-answer threshold calibrated: %.4f (F1 %.2f vs %.2f at %.2f on the calibration set)",
+        result.threshold, result.calibrated_f1, result.configured_f1, result.configured_threshold,
+    )  # fmt: skip
+    return result.metrics()
+
+
+@task
 def predict_and_score(trained: TrainResult, snapshot: DataSnapshot, paths: RunPaths) -> PredictionSummary:
     """Predict the snapshot's eval split with the model's stored inference recipe; official EM/F1."""
     return predict_with_stored_recipe(trained.model_dir, load_dataset_file(snapshot.eval_json), paths.predict_dir)
@@ -101,6 +118,21 @@ def report(cfg: QAFlowConfig, root: Path, summary: dict[str, Any]) -> dict[str, 
     return {**summary, "mlflow_run_url": link} if link else summary
 
 
+@task
+def score_on_suite(
+    cfg: QAFlowConfig, root: Path, trained: TrainResult, paths: RunPaths, run_id: str,
+    dev: tuple[QADataset, PredictionSummary],
+) -> dict:  # fmt: skip
+    """The challenger scored on the configured evaluation suite (its own recipe), logged as one suite run.
+
+    A member with exactly the dev set's examples reuses the dev score (same model, recipe and questions)."""
+    name, members = resolve_suite(cfg, root)
+    predictor, recipe = Predictor.load(trained.model_dir), InferenceRecipe.load(trained.model_dir)
+    model = f"models:/{cfg.tracking.registered_model_name}@challenger (run {run_id})"
+    result = score_suite(predictor, recipe, name, members, paths.run_dir / f"suite-{name}", model, known=dev)
+    return suite_summary(result, log_suite_scores.fn(cfg, root, result, run_id))
+
+
 @flow(name="retrain", log_prints=True)
 def retrain(
     params_path: str = "params.yaml",
@@ -113,6 +145,8 @@ def retrain(
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path, overrides)
     data_stages.check_inputs(cfg, repo)  # bad data fails here, once, before params.yaml or data/ change
+    if cfg.evaluation.suite:
+        resolve_suite(cfg, repo)  # so do missing or changed suite files
     snapshot = prepare_data(repo, repo / params_path, overrides)
     summary: dict[str, Any] = {
         "data_version": snapshot.version, "run_key": run_key(cfg, snapshot.version), "flow_run_id": flow_run.id,
@@ -128,7 +162,9 @@ def retrain(
             return report(cfg, repo, {**summary, **asdict(plan), "metrics": logged_scores(cfg, repo, plan.run_id)})
         paths = RunPaths.for_run(repo, plan.run_id)
         trained = train(cfg, repo, plan, snapshot, paths)
+        calibration = calibrate(cfg, repo, trained, paths) if cfg.postprocess.calibration_file else {}
         predicted = predict_and_score(trained, snapshot, paths)
+        predicted.metrics = {**(predicted.metrics or {}), **calibration}
         track(cfg, repo, plan, snapshot, paths, trained, predicted)
         version = register(cfg, repo, plan)
         write_dvc_metrics(
@@ -137,7 +173,9 @@ def retrain(
         )  # fmt: skip
         name = cfg.tracking.registered_model_name
         print(f"registered {name} v{version} as challenger; dev metrics: {predicted.metrics}")
+        dev = (load_dataset_file(snapshot.eval_json), predicted)
+        suite = score_on_suite(cfg, repo, trained, paths, plan.run_id, dev) if cfg.evaluation.suite else None
         return report(cfg, repo, {
             **summary, **asdict(plan), "version": version, "metrics": predicted.metrics, "train": trained.metrics,
-            "run_dir": str(paths.run_dir),
+            "run_dir": str(paths.run_dir), "slices": str(predicted.files.get("slices", "")), "suite": suite,
         })  # fmt: skip

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import torch
 
+from tasks.core.calibration import null_above
 from tasks.core.data import Example
 from tasks.core.family import ModelFamily
 from tasks.core.io import OutputSet, atomic_path, write_json_atomic
@@ -201,6 +202,9 @@ def predict_examples(
         out_set.abort()
         raise
     writer.close()
+    if recipe.nbest.version_2_with_negative and recipe.null_threshold is not None:
+        # the calibrated threshold for families whose post-processing does not read it (no-op for extractive)
+        predictions = null_above(predictions, null_odds, recipe.nbest.null_score_diff_threshold)
     if raw is not None and raw.shards:
         raw.commit()
     elif raw is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import re
 import types
 import typing
@@ -98,6 +99,8 @@ class PostprocessConfig:
     version_2_with_negative: bool | None = None  # None = from the data version
     val_max_answer_length: int | None = None  # seq2seq: generated tokens at most (default max_answer_length)
     num_beams: int = 1  # seq2seq generation beams
+    # SQuAD v2 data to calibrate the no-answer threshold on after training (stored in the inference recipe)
+    calibration_file: str | None = None
 
 
 @dataclass
@@ -141,6 +144,23 @@ class TuneConfig:
 
 
 @dataclass
+class SuiteMember:
+    """One data set of an evaluation suite: its file, weight in the suite score and promotion guard."""
+
+    name: str
+    data: str  # a data file (any supported format; relative paths are the repository's)
+    weight: float = 1.0
+    margin: float | None = None  # guarded: the challenger's F1 may not drop by more than this; None = unguarded
+    version: str | None = None  # the file's content id (12 hex of its sha256) it must have; None = any
+
+
+@dataclass
+class EvaluationConfig:
+    suite: str | None = None  # the suite the retrain flow scores the challenger on and promotion is gated on
+    suites: dict[str, list[SuiteMember]] = field(default_factory=dict)
+
+
+@dataclass
 class QAFlowConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -150,6 +170,7 @@ class QAFlowConfig:
     ipu: IPUSettings = field(default_factory=IPUSettings)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
@@ -231,6 +252,9 @@ HELP: dict[str, str] = {
     "artifact_root": "artifact directory of a local MLflow store",
     "experiment_name": "MLflow experiment",
     "registered_model_name": "MLflow registered model",
+    # evaluation
+    "suite": "the evaluation suite the retrain flow scores the challenger on and promotion is gated on",
+    "suites": "evaluation suites: name -> member -> {data, weight, margin, version} (params.yaml only)",
     # tune
     "study_name": "the Optuna study (outputs/tune/<study_name>/); resumed by name",
     "n_trials": "finished trials the study ends with, across resumed invocations",
@@ -312,7 +336,54 @@ def _apply(cfg: QAFlowConfig, section: str, key: str, value: Any, where: str) ->
     types_ = _field_types(type(section_obj))
     if key not in types_:
         raise ConfigError(f"{where}: unknown parameter '{section}.{key}'")
+    if (section, key) == ("evaluation", "suites"):
+        setattr(section_obj, key, parse_suites(value, f"{where}: evaluation.suites"))
+        return
     setattr(section_obj, key, coerce(value, types_[key], f"{where}: {section}.{key}"))
+
+
+_MEMBER_FIELDS = {f.name: f for f in fields(SuiteMember) if f.name != "name"}
+_HEX12 = frozenset("0123456789abcdef")
+
+
+def parse_suites(value: Any, where: str) -> dict[str, list[SuiteMember]]:
+    """`{suite: {member: {data, weight, margin, version}}}` (a mapping, or its YAML text) into typed members."""
+    if isinstance(value, str):
+        value = yaml.safe_load(value)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must map suite names to their members")
+    suites: dict[str, list[SuiteMember]] = {}
+    for suite, members in value.items():
+        if isinstance(members, list) and all(isinstance(m, dict) and "name" in m for m in members):
+            members = {m["name"]: {k: v for k, v in m.items() if k != "name"} for m in members}  # `to_dict()` form
+        if not isinstance(members, dict) or not members:
+            raise ConfigError(f"{where}.{suite}: must map member names to {{data, weight, margin, version}}")
+        suites[str(suite)] = [_member(str(suite), str(m), spec, f"{where}.{suite}.{m}") for m, spec in members.items()]
+    return suites
+
+
+def _member(suite: str, name: str, spec: Any, where: str) -> SuiteMember:
+    if isinstance(spec, str):
+        spec = {"data": spec}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: must be a data file or a mapping with 'data'")
+    unknown = sorted(set(spec) - set(_MEMBER_FIELDS))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown field (known: {', '.join(_MEMBER_FIELDS)})")
+    if not spec.get("data"):
+        raise ConfigError(f"{where}.data: missing (a data file)")
+    hints = typing.get_type_hints(SuiteMember)
+    values = {k: coerce(v, hints[k], f"{where}.{k}") for k, v in spec.items()}
+    member = SuiteMember(name=name, **values)
+    if member.weight <= 0 or not math.isfinite(member.weight):
+        raise ConfigError(f"{where}.weight: {member.weight!r} must be > 0")
+    if member.margin is not None and (member.margin < 0 or not math.isfinite(member.margin)):
+        raise ConfigError(f"{where}.margin: {member.margin!r} must be >= 0 (or null: not guarded)")
+    if member.version is not None and (len(member.version) != 12 or not set(member.version) <= _HEX12):
+        raise ConfigError(f"{where}.version: {member.version!r} must be 12 lower-case hex (the file's sha256 prefix)")
+    return member
 
 
 def load_config(
@@ -414,6 +485,10 @@ def validate(cfg: QAFlowConfig) -> None:
     if t.bf16 and t.fp16:
         raise ConfigError("train.bf16 and train.fp16 are mutually exclusive")
     validate_search_space(cfg.tune)
+    e = cfg.evaluation
+    if e.suite is not None and e.suite not in e.suites:
+        known = ", ".join(e.suites) or "none defined"
+        raise ConfigError(f"evaluation.suite: {e.suite!r} is not a suite in evaluation.suites ({known})")
 
 
 def _check_range(name: str, values: list, low: float, high: float | None = None) -> None:

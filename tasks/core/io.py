@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import re
@@ -191,3 +192,12 @@ def recover_outputs(out_dir: str | os.PathLike[str]) -> int:
             _apply_journal(journal)
             done += 1
     return done + remove_orphans(directory, f"{_SET_PREFIX}.pid*.tmp")
+
+
+def file_digest(path: str | Path) -> str:
+    """A content id for an evaluation file (short sha256), so scores name exactly what they were computed on."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]

@@ -36,6 +36,7 @@ __all__ = [
     "get_tokens",
     "make_eval_dict",
     "normalize_answer",
+    "per_question_scores",
     "score",
     "squad_v1_score",
     "squad_v2_score",
@@ -342,6 +343,38 @@ def squad_v2_score(
         out["best_exact"], out["best_exact_thresh"] = find_best_thresh(predictions, exact_raw, probs, qid_to_has_ans)
         out["best_f1"], out["best_f1_thresh"] = find_best_thresh(predictions, f1_raw, probs, qid_to_has_ans)
     return out
+
+
+# Per question
+
+
+def per_question_scores(
+    dataset_json: dict,
+    predictions: dict[str, str],
+    na_probs: dict[str, float] | None = None,
+    na_prob_thresh: float = 1.0,
+) -> dict[str, tuple[float, float]]:
+    """question id -> (exact, F1) in [0, 1], exactly as the official scorer of the data's version counts them.
+
+    v1.1: the per-question maxima over the gold answers (a missing prediction scores 0). v2.0: the raw scores
+    after the no-answer threshold. The mean of either column times 100 is the official `exact(_match)` / `f1`.
+    """
+    predictions = validate_predictions(predictions)
+    if detect_version(dataset_json) == "1.1":
+        out: dict[str, tuple[float, float]] = {}
+        for qid, truths in _iter_qas(dataset_json):
+            if qid not in predictions or not truths:
+                out[qid] = (0.0, 0.0)
+                continue
+            pred = predictions[qid]
+            out[qid] = (float(max(exact_match_score(pred, t) for t in truths)), max(f1_score(pred, t) for t in truths))
+        return out
+    probs = validate_na_probs(na_probs) if na_probs is not None else dict.fromkeys(predictions, 0.0)
+    qid_to_has_ans, exact_raw, f1_raw = _v2_raw_scores(dataset_json, predictions)
+    thresh = _validate_thresh(na_prob_thresh)
+    exact = apply_no_ans_threshold(exact_raw, probs, qid_to_has_ans, thresh)
+    f1 = apply_no_ans_threshold(f1_raw, probs, qid_to_has_ans, thresh)
+    return {qid: (float(exact[qid]), float(f1[qid])) for qid in exact}
 
 
 # Dispatch

@@ -73,6 +73,8 @@ def score_files(
         raise DataError(f"{blamed}: {exc}") from None
 
 
-def score_dataset(dataset: QADataset, predictions: dict[str, str], null_odds: dict[str, float] | None) -> dict:
+def score_dataset(
+    dataset: QADataset, predictions: dict[str, str], null_odds: dict[str, float] | None, na_prob_thresh: float = 1.0
+) -> dict:
     """Official EM/F1 of predictions on exactly these examples (null odds act as the v2 na-probs)."""
-    return score(to_squad_json(dataset), predictions, null_odds if dataset.version == "2.0" else None)
+    return score(to_squad_json(dataset), predictions, null_odds if dataset.version == "2.0" else None, na_prob_thresh)

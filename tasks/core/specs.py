@@ -16,6 +16,7 @@ they need instead:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -81,15 +82,29 @@ class InferenceRecipe:
     generation: GenerationSettings = GenerationSettings()
     batch_size: int = 64
     null_answers: bool | None = None  # `version_2_with_negative` as configured; None = follow the data
+    # the calibrated no-answer threshold (official best_f1_thresh on a calibration set); None = not calibrated
+    null_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.null_threshold is not None and not math.isfinite(self.null_threshold):
+            raise ValueError(f"null_threshold must be a finite number, got {self.null_threshold}")
 
     def for_data_version(self, version: str) -> InferenceRecipe:
         """The recipe for data of SQuAD `version`: null answers on for "2.0" unless configured explicitly."""
         v2 = version == "2.0" if self.null_answers is None else self.null_answers
-        return replace(self, nbest=replace(self.nbest, version_2_with_negative=v2))
+        return replace(self, nbest=replace(self.nbest, version_2_with_negative=v2)).calibrated()
+
+    def calibrated(self) -> InferenceRecipe:
+        """With null answers on and a calibrated threshold: that threshold replaces the configured one."""
+        if self.null_threshold is None or not self.nbest.version_2_with_negative:
+            return self
+        return replace(self, nbest=replace(self.nbest, null_score_diff_threshold=self.null_threshold))
+
+    def answer_always(self) -> InferenceRecipe:
+        """Best non-null answers with their null odds (threshold +inf): what calibration and raw scores start from."""
+        return replace(self, nbest=replace(self.nbest, null_score_diff_threshold=math.inf))
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": RECIPE_FORMAT, **asdict(self)}
@@ -106,8 +121,9 @@ class InferenceRecipe:
                 generation=GenerationSettings(**raw["generation"]),
                 batch_size=int(raw["batch_size"]),
                 null_answers=raw.get("null_answers"),
+                null_threshold=raw.get("null_threshold"),  # absent in recipes written before calibration
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where}: not a complete inference recipe ({exc})") from exc
 
     def save(self, directory: str | Path) -> Path:

@@ -24,8 +24,11 @@ from typing import Any
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from tasks.core.slices import compare_slices
+from tasks.pipeline.error_slices import load_slice_table
 from tasks.tracking import tags as tag
 
+SLICES_COMPARISON = "slices_comparison.json"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LOSS_METRIC = "loss"
 REPORT_FILE = "comparison.html"
@@ -71,6 +74,8 @@ class Comparison:
     rows: list[RunRow]
     files: dict[str, Path]
     mlflow_run_id: str | None = None
+    slices: list[dict[str, Any]] = field(default_factory=list)  # two runs: F1 by slice side by side
+    slice_runs: tuple[str, str] | None = None  # (a, b) run labels of `slices`
 
     @property
     def benchmark_rows(self) -> list[dict[str, Any]]:
@@ -330,10 +335,10 @@ def _save(fig: Any, path: Path) -> Path:
 # ------------------------------------------------------------------------------------------- report
 
 
-def html_report(rows: Sequence[RunRow], images: dict[str, Path], title: str) -> str:
+def html_report(rows: Sequence[RunRow], images: dict[str, Path], title: str, extra_html: str = "") -> str:
     """One self-contained page: the tables and every PNG embedded as base64."""
     header, body = table_cells(rows)
-    parts = [html_table(header, body)]
+    parts = [html_table(header, body), *([extra_html] if extra_html else [])]
     bench = benchmark_table(rows)
     if bench:
         cells = [[_fmt(b[c]) for c in BENCH_COLUMNS] for b in bench]
@@ -354,19 +359,30 @@ def html_report(rows: Sequence[RunRow], images: dict[str, Path], title: str) -> 
     )
 
 
-def write_report(rows: Sequence[RunRow], out_dir: Path, *, metric: str = "f1", title: str = "qaflow runs") -> dict:
-    """PNG plots, `comparison.html` and `comparison.json` in `out_dir`; returns {name: path}."""
+def write_report(
+    rows: Sequence[RunRow], out_dir: Path, *, metric: str = "f1", title: str = "qaflow runs",
+    slices: Sequence[dict[str, Any]] = (), slice_runs: tuple[str, str] | None = None,
+) -> dict:  # fmt: skip
+    """PNG plots, `comparison.html`, `comparison.json` (and, for two runs, `slices_comparison.json`) in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     images = {
         "Training throughput by run mode": plot_throughput(rows, out_dir / THROUGHPUT_PNG),
         f"{metric} by run": plot_metric(rows, metric, out_dir / f"{metric}_by_run.png"),
         "Loss curves": plot_loss(rows, out_dir / LOSS_PNG),
     }
+    extra = ""
+    files: dict[str, Path] = {}
+    if slices and slice_runs:
+        files["slices"] = out_dir / SLICES_COMPARISON
+        files["slices"].write_text(json.dumps({"a": slice_runs[0], "b": slice_runs[1], "slices": list(slices)},
+                                              indent=2), encoding="utf-8")  # fmt: skip
+        extra = (f"<h2>F1 by error slice: a = {html.escape(slice_runs[0])}, b = {html.escape(slice_runs[1])}</h2>"
+                 + html_table(SLICE_HEADER, slice_cells(slices), "slices"))  # fmt: skip
     report = out_dir / REPORT_FILE
-    report.write_text(html_report(rows, images, title), encoding="utf-8")
+    report.write_text(html_report(rows, images, title, extra), encoding="utf-8")
     table = out_dir / "comparison.json"
     table.write_text(json.dumps([_row_json(r) for r in rows], indent=2), encoding="utf-8")
-    return {**{p.stem: p for p in images.values()}, "report": report, "table": table}
+    return {**{p.stem: p for p in images.values()}, "report": report, "table": table, **files}
 
 
 def _row_json(row: RunRow) -> dict[str, Any]:
@@ -396,6 +412,39 @@ def log_comparison(client: MlflowClient, experiment_id: str, rows: Sequence[RunR
     return rid
 
 
+# ------------------------------------------------------------------------------------------- slices
+
+
+def slice_comparison(client: MlflowClient, a: RunRow, b: RunRow) -> list[dict[str, Any]]:
+    """F1 by error slice of run `a` and run `b` side by side (with b - a); [] unless both logged slices."""
+    table_a, table_b = load_slice_table(client, a.run_id), load_slice_table(client, b.run_id)
+    return compare_slices(table_a, table_b) if table_a and table_b else []
+
+
+SLICE_HEADER = ("dimension", "slice", "questions", "F1 a", "F1 b", "b - a")
+
+
+def slice_cells(slices: Sequence[dict[str, Any]]) -> list[list[str]]:
+    def signed(v: float | None) -> str:
+        return "-" if v is None else f"{v:+.2f}"
+
+    return [[s["dimension"], str(s["slice"]), _fmt(s["count"]), _fmt(s["a"]), _fmt(s["b"]), signed(s["delta"])]
+            for s in slices]  # fmt: skip
+
+
+def rich_slice_table(slices: Sequence[dict[str, Any]], runs: tuple[str, str]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"F1 by error slice: a = {runs[0]}, b = {runs[1]} (where b gained or lost)")
+    for name in SLICE_HEADER:
+        table.add_column(name, justify="left" if name in ("dimension", "slice") else "right")
+    for cells, s in zip(slice_cells(slices), slices, strict=True):
+        delta = s["delta"]
+        style = None if delta is None or abs(delta) < 0.005 else ("green" if delta > 0 else "red")
+        table.add_row(*cells, style=style)
+    return table
+
+
 def compare(
     client: MlflowClient,
     *,
@@ -410,6 +459,12 @@ def compare(
     rows = collect_runs(client, experiment_ids=experiment_ids, run_ids=run_ids, metric=metric)
     if not rows:
         raise ValueError("no runs to compare")
-    files = write_report(rows, Path(output_dir), metric=metric, title=title)
+    slices: list[dict[str, Any]] = []
+    pair: tuple[str, str] | None = None
+    if len(run_ids) == 2:  # in the order given: a = the first (e.g. the champion), b = the second
+        by_id = {r.run_id: r for r in rows}
+        a, b = by_id[run_ids[0]], by_id[run_ids[1]]
+        slices, pair = slice_comparison(client, a, b), (a.label, b.label)
+    files = write_report(rows, Path(output_dir), metric=metric, title=title, slices=slices, slice_runs=pair)
     run_id = log_comparison(client, log_to_experiment, rows, files, metric) if log_to_experiment else None
-    return Comparison(rows, files, run_id)
+    return Comparison(rows, files, run_id, slices, pair if slices else None)

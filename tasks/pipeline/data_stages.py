@@ -19,6 +19,7 @@ from filelock import FileLock
 
 from tasks.core.artifacts import DataSnapshot
 from tasks.core.config import QAFlowConfig, persist_stage_overrides
+from tasks.core.data import DataError, QADataset, load_dataset_file
 from tasks.core.io import write_bytes_atomic
 from tasks.core.layout import SNAPSHOT_FILES, snapshot_dir
 from tasks.pipeline.stages import load_split
@@ -76,6 +77,20 @@ def check_inputs(cfg: QAFlowConfig, root: Path) -> None:
         setattr(checked.data, key, str(value if value.is_absolute() else Path(root) / value))
     for split in ("train", "eval"):
         load_split(checked, split)
+    if cfg.postprocess.calibration_file:
+        calibration_set(cfg, root)
+
+
+def calibration_set(cfg: QAFlowConfig, root: Path) -> QADataset:
+    """The v2 data `postprocess.calibration_file` names (relative to the repository), checked."""
+    path = Path(cfg.postprocess.calibration_file or "")
+    path = path if path.is_absolute() else Path(root) / path
+    if not path.is_file():
+        raise DataError(f"postprocess.calibration_file: {path} is not a file")
+    dataset = load_dataset_file(path)
+    if dataset.version != "2.0":
+        raise DataError(f"postprocess.calibration_file: {path} is SQuAD v{dataset.version}; calibration needs v2.0")
+    return dataset
 
 
 def run_data_stages(root: Path, params_path: Path, overrides: dict[str, Any] | None) -> StagesReport:

@@ -6,25 +6,17 @@ what the retrain logged for the same data.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
 
 from tasks.core.data import QADataset, load_dataset_file
-from tasks.core.scoring import score_dataset
+from tasks.core.io import file_digest
+from tasks.pipeline.error_slices import log_slice_table, read_slices
+from tasks.pipeline.prediction import predict_dataset
 from tasks.tracking import tags as tag
 from tasks.tracking.runs import log_run
-
-
-def file_digest(path: str | Path) -> str:
-    """A content id for an evaluation file (short sha256), so scores name exactly what they were computed on."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:12]
 
 
 @dataclass
@@ -41,10 +33,14 @@ class Evaluation:
 
 
 def evaluate_model(model_uri: str, dataset: QADataset, out_dir: Path) -> tuple[dict, dict, dict[str, Path]]:
-    """Load `model_uri` (e.g. `models:/qaflow-qa@champion`), predict `dataset`: (metrics, speed, files)."""
+    """Load `model_uri` (e.g. `models:/qaflow-qa@champion`), predict `dataset`: (metrics, speed, files).
+
+    Files include the error slices (`slices.json`, `slices.png`); a calibrated v2 model also reports its
+    `uncalibrated_*` scores.
+    """
     qa = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-    run = qa.run_examples(dataset.examples, out_dir, data_version=dataset.version)
-    return score_dataset(dataset, run.predictions, run.null_odds), run.metrics, dict(run.files)
+    summary = predict_dataset(qa.predictor, dataset, qa.recipe, Path(out_dir), save_raw=False)
+    return summary.metrics or {}, summary.speed, dict(summary.files)
 
 
 def evaluate_file(model_uri: str, data: str | Path, out_dir: Path, max_samples: int | None = None) -> Evaluation:
@@ -59,9 +55,11 @@ def log_evaluation(evaluation: Evaluation, experiment_id: str) -> str:
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate {evaluation.model_uri}") as run:
         log_run(
             metrics={**evaluation.metrics, **evaluation.speed},
-            artifacts=[(path, "predictions") for path in evaluation.files.values()],
+            artifacts=[(path, "predictions") for name, path in evaluation.files.items() if name != "metrics"],
             tags={tag.KIND: tag.KIND_EVALUATION, tag.MODEL_URI: evaluation.model_uri,
                   tag.EVAL_DATA: evaluation.data_path, tag.EVAL_DATA_SHA256: evaluation.data_sha256},
             environment=False,
         )  # fmt: skip
+        if "slices" in evaluation.files:
+            log_slice_table(read_slices(evaluation.files["slices"]), run.info.run_id)
         return run.info.run_id

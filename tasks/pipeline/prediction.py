@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from tasks.core.calibration import null_above
 from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import QADataset
@@ -22,8 +23,11 @@ from tasks.core.io import write_json_atomic
 from tasks.core.scoring import score_dataset
 from tasks.core.specs import InferenceRecipe, ModelSpec, inference_recipe
 from tasks.families.registry import check_family_name, resolve_family
+from tasks.pipeline.error_slices import score_slices, write_slices
 from tasks.pipeline.stages import load_split
 from tasks.predict import PredictionRun, predict_examples
+
+UNCALIBRATED_KEYS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")
 
 
 @dataclass
@@ -103,16 +107,36 @@ def predict_dataset(
     do_score: bool = True,
     fit: QuestionFit | None = None,
 ) -> PredictionSummary:
-    """Predict every example of `dataset`; write the outputs (and `metrics.json` when scored) into `output_dir`."""
+    """Predict every example of `dataset`; write the outputs (and `metrics.json` + slices when scored).
+
+    With a calibrated no-answer threshold on v2 data, the model predicts its best non-null answers once; the
+    answers are the calibrated ones (`null_threshold` applied), and the scores of the configured threshold are
+    logged beside them as `uncalibrated_*`.
+    """
+    configured = recipe.nbest.null_score_diff_threshold
     recipe = recipe.for_data_version(dataset.version)
-    run = predictor.predict(dataset.examples, recipe, output_dir, save_raw=save_raw, fit=fit)
+    calibrated = recipe.nbest.version_2_with_negative and recipe.null_threshold is not None
+    run = predictor.predict(
+        dataset.examples, recipe.answer_always() if calibrated else recipe, output_dir, save_raw=save_raw, fit=fit
+    )
+    best_answers = run.predictions
+    if calibrated:
+        run.predictions = null_above(best_answers, run.null_odds or {}, recipe.nbest.null_score_diff_threshold)
+        run.files["predictions"] = write_json_atomic(run.predictions, Path(output_dir) / "predictions.json", indent=2)
     summary = PredictionSummary(
         examples=len(dataset.examples), squad_version=dataset.version, model_family=predictor.family.name,
         speed=run.metrics, files=dict(run.files), recipe=recipe.to_dict(),
     )  # fmt: skip
     if do_score:
-        summary.metrics = score_dataset(dataset, run.predictions, run.null_odds)
+        thresh = recipe.nbest.null_score_diff_threshold if calibrated else 1.0
+        summary.metrics = score_dataset(dataset, run.predictions, run.null_odds, thresh)
+        if calibrated:
+            raw = score_dataset(dataset, null_above(best_answers, run.null_odds or {}, configured), run.null_odds)
+            summary.metrics["null_threshold"] = thresh
+            summary.metrics.update({f"uncalibrated_{k}": v for k, v in raw.items() if k in UNCALIBRATED_KEYS})
         summary.files["metrics"] = write_json_atomic(summary.metrics, Path(output_dir) / "metrics.json", indent=2)
+        slices = score_slices(dataset, run.predictions, run.null_odds, thresh)
+        summary.files.update(write_slices(slices, Path(output_dir), f"F1 by slice: {Path(dataset.source).name}"))
     return summary
 
 

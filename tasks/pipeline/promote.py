@@ -31,9 +31,12 @@ from mlflow.tracking import MlflowClient
 
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import load_dataset_file
+from tasks.core.io import file_digest
 from tasks.core.layout import promote_dir, snapshot_dir, snapshots_dir
-from tasks.pipeline.evaluation import evaluate_model, file_digest
+from tasks.core.suites import ResolvedMember, resolve_suite
+from tasks.pipeline.evaluation import evaluate_model
 from tasks.pipeline.runplan import run_key
+from tasks.pipeline.suites import GateRow, gate_table, regressed, score_registered
 from tasks.tracking import tags as tag
 from tasks.tracking.registry import get_version_by_alias, set_alias
 from tasks.tracking.runs import configure_mlflow, store_exists
@@ -81,6 +84,8 @@ class Decision:
     eval_data: str | None = None
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     guards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    suite: str | None = None  # the evaluation suite the promotion was gated on
+    suite_table: list[dict[str, Any]] = field(default_factory=list)  # member, champion, challenger, delta, verdict
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -199,8 +204,15 @@ def promote(
     tolerance: float = 0.0,
     metric: str = "f1",
     eval_data: Path | None = None,
+    suite: str | None = None,
 ) -> Decision:
-    """Compare `challenger` with `champion` and move `champion` if the challenger is better enough."""
+    """Compare `challenger` with `champion` and move `champion` if the challenger is better enough.
+
+    With an evaluation suite (`suite`, else `evaluation.suite`), both are also scored on every member with their
+    own recipes; a guarded member whose F1 drops by more than its margin refuses the promotion.
+    """
+    suite = suite or cfg.evaluation.suite
+    members = resolve_suite(cfg, Path(root), suite) if suite else None  # bad suite files: before any model loads
     client, name = _setup(cfg, Path(root))
     user, at = _who_when()
     challenger = get_version_by_alias(name, CHALLENGER, client)
@@ -236,6 +248,17 @@ def promote(
     )
     if reevaluated:
         reason += f" (both re-scored on {new.eval_data})"
+    gate: list[GateRow] = []
+    if members is not None:
+        gate = _suite_gate(name, root, challenger, champion, *members)
+        bad = regressed(gate)
+        if bad:
+            ok = False
+            worst = ", ".join(f"{r.member} {r.delta:+.2f} (margin {r.margin:.2f})" for r in bad)
+            reason += f"; suite {members[0]}: guarded member(s) regressed beyond their margin: {worst}"
+            reason += "" if "kept v" in reason else f"; kept v{champion.version}"
+        else:
+            reason += f"; suite {members[0]}: no guarded member regressed"
     if ok:
         switch_champion(client, name, new.version, old.version)
     decision = Decision(
@@ -243,10 +266,24 @@ def promote(
         champion_after=new.version if ok else old.version, previous_champion=old.version if ok else
         _alias_version(name, PREVIOUS, client), delta=delta, reason=reason, reevaluated=reevaluated,
         eval_data=new.eval_data, scores={"challenger": eval_metrics(new.metrics, metric, *guards),
-                                     "champion": eval_metrics(old.metrics, metric, *guards)}, guards=report, **base,
+                                     "champion": eval_metrics(old.metrics, metric, *guards)}, guards=report,
+        suite=suite, suite_table=[asdict(r) for r in gate], **base,
     )  # fmt: skip
     _record(client, name, new.version, decision)
     return decision
+
+
+def _suite_gate(
+    name: str, root: Path, challenger: ModelVersion, champion: ModelVersion, suite: str,
+    members: list[ResolvedMember],
+) -> list[GateRow]:  # fmt: skip
+    """Both versions scored on every suite member with their own recipes, compared member by member."""
+    out = promote_dir(Path(root), f"suite-{suite}")
+    scored = [
+        score_registered(f"models:/{name}/{v.version}", suite, members, out / f"v{v.version}")
+        for v in (challenger, champion)
+    ]
+    return gate_table(*scored)
 
 
 def _rescore(
@@ -275,9 +312,10 @@ def _alias_version(name: str, alias: str, client: MlflowClient) -> str | None:
 
 
 def _record(client: MlflowClient, name: str, version: str, decision: Decision) -> None:
-    _tag_version(client, name, version, tag.PROMOTION, {
-        "decision": decision.action, "by": decision.user, "at": decision.at, "reason": decision.reason,
-    })  # fmt: skip
+    values = {"decision": decision.action, "by": decision.user, "at": decision.at, "reason": decision.reason}
+    if decision.suite_table:
+        values["suite"] = json.dumps({"suite": decision.suite, "table": decision.suite_table})
+    _tag_version(client, name, version, tag.PROMOTION, values)
 
 
 def rollback(cfg: QAFlowConfig, root: Path) -> Decision:

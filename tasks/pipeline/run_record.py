@@ -24,6 +24,7 @@ from tasks.core.artifacts import DataSnapshot, TrainResult
 from tasks.core.config import QAFlowConfig, save_params
 from tasks.core.data import load_dataset_file
 from tasks.core.layout import RunPaths, run_lock_file
+from tasks.pipeline.error_slices import log_slice_table, read_slices
 from tasks.pipeline.prediction import PredictionSummary
 from tasks.pipeline.question_table import question_table
 from tasks.pipeline.runplan import RunPlan, plan_run, run_key
@@ -159,6 +160,8 @@ def record_run(
             run_id=plan.run_id,
         )
         log_question_table(plan.run_id, snapshot.eval_json, predicted)
+        if "slices" in predicted.files:
+            log_slice_table(read_slices(predicted.files["slices"]), plan.run_id)
 
 
 def register_run(cfg: QAFlowConfig, root: Path, plan: RunPlan) -> str:

@@ -23,7 +23,7 @@ NON_MODEL_KEYS = {
     ("train", "dataloader_num_workers"),
     ("features", "preprocessing_num_workers"),
 }
-NON_MODEL_SECTIONS = {"tracking", "tune"}
+NON_MODEL_SECTIONS = {"tracking", "tune", "evaluation"}
 
 
 def model_params(cfg: QAFlowConfig) -> dict[str, dict[str, Any]]:

@@ -7,7 +7,8 @@ generation, batch size). The same recipe drives the retrain score, `qaflow evalu
 
 Score: the n-best probability of the returned answer (softmax over the n-best candidates' start+end logit
 sums, as run_qa.py writes to `nbest_predictions.json`), in [0, 1]. For "no answer" (SQuAD v2 settings) the
-answer is "", start = end = -1 and the score is the probability of the null candidate.
+answer is "", start = end = -1 and the score is the probability of the null candidate. A calibrated no-answer
+threshold in the recipe (`null_threshold`) replaces the configured `null_score_diff_threshold`.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class QAModel(mlflow.pyfunc.PythonModel):
 
     def run_examples(self, examples: list[Example], out_dir: Path, *, data_version: str | None = None) -> PredictionRun:
         """Predict `examples` into `out_dir` with the stored recipe (for data of SQuAD `data_version`, if given)."""
-        recipe = self.recipe if data_version is None else self.recipe.for_data_version(data_version)
+        recipe = self.recipe.calibrated() if data_version is None else self.recipe.for_data_version(data_version)
         return self.predictor.predict(examples, recipe, Path(out_dir), save_raw=False)
 
     def _run(self, examples: list[Example]) -> tuple[dict[str, str], dict[str, list[dict]]]:

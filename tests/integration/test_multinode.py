@@ -3,6 +3,7 @@ the same weights and loss as one node with two workers; a killed worker is resta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -89,8 +90,9 @@ def test_a_killed_worker_is_restarted_and_training_resumes(tiny_bert_dir: Path, 
     out = tmp_path / "restart"
     argv = train_argv(tiny_bert_dir, out, "--max_steps", "10", "--save_steps", "2", "--nproc_per_node", "2",
                       "--max_restarts", "1")  # fmt: skip
-    launcher = subprocess.Popen(argv, env=run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)  # fmt: skip
+    log = tmp_path / "launcher.log"  # a file, not a pipe: a straggler holding the pipe must not hang the test
+    with open(log, "w") as sink:
+        launcher = subprocess.Popen(argv, env=run_env(), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 600
     while not (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").exists():
         assert launcher.poll() is None and time.monotonic() < deadline, "training ended before a worker was killed"
@@ -98,7 +100,12 @@ def test_a_killed_worker_is_restarted_and_training_resumes(tiny_bert_dir: Path, 
     victims = _worker_pids(launcher.pid)
     assert victims, "no worker found"
     os.kill(victims[0], signal.SIGKILL)
-    _, err = launcher.communicate(timeout=600)
+    try:
+        launcher.wait(timeout=600)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launcher.pid, signal.SIGKILL)  # stragglers of the killed group, if any
+    err = log.read_text(errors="replace")
     assert launcher.returncode == 0, err[-3000:]
     result = read_result(out / "train_result.json")
     assert result.resumed_from and int(result.resumed_from.rsplit("-", 1)[1]) >= 4

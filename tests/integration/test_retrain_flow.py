@@ -325,3 +325,34 @@ def test_retrain_killed_while_logging_to_mlflow_resumes_to_one_complete_model(re
 
     served = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/1")  # the registered model loads and answers
     assert served.metadata.run_id == summary["run_id"]
+
+
+def test_retrain_calibrates_scores_the_suite_and_logs_slices(repo: Path) -> None:
+    """postprocess.calibration_file: the threshold lands in the registered recipe; evaluation.suite: one suite run."""
+    v2 = json.loads((REPO_ROOT / "data" / "sample" / "squad-v2.0-sample-dev.json").read_text())
+    article = v2["data"][0]
+    small_v2 = {"version": "v2.0", "data": [{**article, "paragraphs": article["paragraphs"][:3]}]}
+    (repo / "calib.json").write_text(json.dumps(small_v2))
+    first = json.loads(DEV.read_text())["data"][0]
+    member = {"version": "1.1", "data": [{**first, "paragraphs": first["paragraphs"][:2]}]}
+    (repo / "member.json").write_text(json.dumps(member))
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["postprocess"] = {"calibration_file": "calib.json"}
+    params["evaluation"] = {"suite": "s", "suites": {"s": {"dev-part": {"data": "member.json", "margin": 1.0}}}}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    done = subprocess.run(retrain_argv(repo), cwd=repo, env=env_for(repo), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = summary_of(done.stdout)
+    assert "calibration_null_threshold" in summary["metrics"]
+    assert [row["member"] for row in summary["suite"]["table"]] == ["dev-part"]
+    client = mlflow_client(repo)
+    suite_run = client.get_run(summary["suite"]["run_id"])
+    assert (
+        suite_run.data.tags["qaflow.kind"] == "suite" and suite_run.data.tags["qaflow.scored_run"] == summary["run_id"]
+    )
+    assert suite_run.data.metrics["dev-part/f1"] == pytest.approx(summary["suite"]["summary"]["suite_f1"])
+    assert "slices" in {a.path for a in client.list_artifacts(summary["run_id"])}
+    import mlflow
+
+    qa = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@challenger").unwrap_python_model()
+    assert qa.recipe.null_threshold == summary["metrics"]["calibration_null_threshold"]
