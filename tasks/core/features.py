@@ -13,6 +13,7 @@ Imports only `tasks.core.data` and `tasks.core.io` of qaflow.
 
 from __future__ import annotations
 
+import copy
 import logging
 import multiprocessing
 import os
@@ -161,12 +162,12 @@ class QuestionFit:
         return {"questions_truncated": len(self.truncated), "questions_skipped": len(self.skipped)}
 
 
-def _context_lengths(examples: Sequence[Example], tokenizer: Any, batch_size: int) -> dict[str, int]:
-    """Token count of each distinct context (SQuAD asks about 5 questions per paragraph: tokenised once)."""
-    contexts = list(dict.fromkeys(ex.context for ex in examples))
+def _context_lengths(contexts: Sequence[str], tokenizer: Any, batch_size: int) -> dict[str, int]:
+    """Token count of each distinct context in `contexts`."""
+    distinct = list(dict.fromkeys(contexts))
     lengths: dict[str, int] = {}
-    for start in range(0, len(contexts), batch_size):
-        batch = contexts[start : start + batch_size]
+    for start in range(0, len(distinct), batch_size):
+        batch = distinct[start : start + batch_size]
         ids = tokenizer(batch, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False)
         lengths.update(zip(batch, map(len, ids["input_ids"]), strict=True))
     return lengths
@@ -195,7 +196,7 @@ def fit_questions(
     kept: list[Example] = []
     truncated: list[str] = []
     too_long: list[tuple[Example, int]] = []
-    context_tokens = _context_lengths(examples, tokenizer, batch_size)
+    sized: list[tuple[Example, int]] = []
     for start in range(0, len(examples), batch_size):
         batch = examples[start : start + batch_size]
         questions = tokenizer([ex.question.lstrip() for ex in batch], add_special_tokens=False,
@@ -209,9 +210,16 @@ def fit_questions(
                 ex = replace(ex, question=question[: q_offsets[settings.max_query_length - 1][1]])
                 truncated.append(ex.id)
                 n_question = settings.max_query_length
-            if leaves_no_window(n_question, context_tokens[ex.context], room, settings.doc_stride):
-                too_long.append((ex, n_question))
-                continue
+            sized.append((ex, n_question))
+    # only a question leaving at most doc_stride tokens can fail, so only their contexts are tokenised
+    at_risk = [ex.context for ex, n in sized if room - n <= settings.doc_stride]
+    context_tokens = _context_lengths(at_risk, tokenizer, batch_size)
+    for ex, n_question in sized:
+        if ex.context in context_tokens and leaves_no_window(
+            n_question, context_tokens[ex.context], room, settings.doc_stride
+        ):
+            too_long.append((ex, n_question))
+        else:
             kept.append(ex)
     if too_long and policy != "skip":
         first, n = too_long[0]
@@ -279,6 +287,100 @@ def _tokenize_error(
     return generic
 
 
+@dataclass
+class _Windows:
+    """Unpadded windows of one batch as Python lists: what `_prepare_batch` reads from the tokenizer."""
+
+    ids: list[list[int]]
+    type_ids: list[list[int]] | None
+    offsets: list[list[tuple[int, int]]]
+    sequence_ids: list[list[int | None]]  # exact for the context's tokens (the only ones read)
+    sample: list[int]  # overflow_to_sample_mapping
+
+
+def _windows_via_call(examples: Sequence[Example], tokenizer: Any, plan: _Plan) -> _Windows:
+    enc = _tokenize(examples, tokenizer, plan)
+    return _Windows(
+        ids=enc["input_ids"],
+        type_ids=enc.get("token_type_ids"),
+        offsets=enc["offset_mapping"],
+        sequence_ids=[e.sequence_ids for e in enc.encodings],
+        sample=enc["overflow_to_sample_mapping"],
+    )
+
+
+@dataclass
+class _Backends:
+    """Copies of the fast tokenizer's Rust backend: `single` encodes one text, `pair` truncates+templates pairs."""
+
+    single: Any
+    pair: Any
+    with_types: bool
+
+
+def _shared_context_backends(tokenizer: Any, plan: _Plan) -> _Backends | None:
+    """Backends for `_windows_shared_contexts`, or None where that path is not known to be exact.
+
+    It is used for question-first pairs (right padding) with a `TemplateProcessing` post-processor (BERT-style
+    tokenizers); everything else takes the plain tokenizer call. The pair backend is set up as transformers'
+    `set_truncation_and_padding` sets it for run_qa.py's call (only_second, max_length, stride), without padding.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if not plan.pad_on_right or type(getattr(backend, "post_processor", None)).__name__ != "TemplateProcessing":
+        return None
+    single, pair = copy.deepcopy(backend), copy.deepcopy(backend)
+    split_special = bool(getattr(tokenizer, "split_special_tokens", False))
+    for copied in (single, pair):
+        copied.no_padding()
+        copied.encode_special_tokens = split_special
+    single.no_truncation()
+    pair.enable_truncation(
+        plan.max_length, stride=plan.stride, strategy="only_second", direction=tokenizer.truncation_side
+    )
+    return _Backends(single, pair, "token_type_ids" in tokenizer.model_input_names)
+
+
+def _windows_shared_contexts(examples: Sequence[Example], backends: _Backends) -> _Windows:
+    """run_qa.py's windows with each distinct context tokenised once (SQuAD asks ~5 questions per paragraph).
+
+    `Tokenizer.encode((question, context))` is "encode each text, then `post_process` the pair" (truncate with
+    stride into overflowing windows, apply the template); this does the same steps with the context's encoding
+    shared by its questions. Each text is encoded as its side of a pair with an empty other side, so it carries
+    the type and sequence ids the pair call gives it. Ids, type ids, offsets and the context's sequence ids equal
+    the tokenizer call's (tested against it); the question's sequence ids are not read.
+    """
+    contexts = list(dict.fromkeys(ex.context for ex in examples))
+    encoded = backends.single.encode_batch([("", c) for c in contexts], add_special_tokens=False)
+    by_context = dict(zip(contexts, encoded, strict=True))
+    questions = backends.single.encode_batch([(ex.question.lstrip(), "") for ex in examples], add_special_tokens=False)
+    windows: list[Any] = []
+    sample: list[int] = []
+    for i, (ex, question) in enumerate(zip(examples, questions, strict=True)):
+        main = backends.pair.post_process(question, by_context[ex.context], add_special_tokens=True)
+        rows = [main, *main.overflowing]
+        windows.extend(rows)
+        sample.extend([i] * len(rows))
+    return _Windows(
+        ids=[w.ids for w in windows],
+        type_ids=[w.type_ids for w in windows] if backends.with_types else None,
+        offsets=[w.offsets for w in windows],
+        sequence_ids=[w.sequence_ids for w in windows],
+        sample=sample,
+    )
+
+
+def _windows(examples: Sequence[Example], tokenizer: Any, plan: _Plan, backends: _Backends | None) -> _Windows:
+    if backends is None:
+        return _windows_via_call(examples, tokenizer, plan)
+    try:
+        return _windows_shared_contexts(examples, backends)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # impossible truncations (a question leaving no room for a strided window)
+        questions = [ex.question.lstrip() for ex in examples]
+        raise _tokenize_error(examples, questions, tokenizer, plan, exc) from exc
+
+
 def _padded(rows: list[list[Any]], lengths: np.ndarray, width: int, dtype: Any, fill: int, right: bool) -> np.ndarray:
     """Unpadded token rows (or rows of offset pairs) -> [n, width] (or [n, width, 2]) padded with `fill`."""
     pairs = bool(rows) and bool(rows[0]) and isinstance(rows[0][0], tuple)
@@ -292,14 +394,15 @@ def _padded(rows: list[list[Any]], lengths: np.ndarray, width: int, dtype: Any, 
     return out
 
 
-def _context_span(encodings: Sequence[Any], context_seq: int, width: int, right: bool) -> tuple[np.ndarray, ...]:
+def _context_span(
+    sequence_ids: Sequence[list[int | None]], context_seq: int, width: int, right: bool
+) -> tuple[np.ndarray, ...]:
     """Per (padded) row: first and last context token (-1 when none) and the boolean context mask."""
-    n = len(encodings)
+    n = len(sequence_ids)
     first = np.full(n, -1, dtype=np.int64)
     last = np.full(n, -1, dtype=np.int64)
     irregular: dict[int, list[int | None]] = {}
-    for row, enc in enumerate(encodings):
-        seq = enc.sequence_ids
+    for row, seq in enumerate(sequence_ids):
         count = seq.count(context_seq)
         if count == 0:
             continue
@@ -370,24 +473,26 @@ def _train_labels(
     return np.where(labelled, start, cls_index), np.where(labelled, end, cls_index)
 
 
-def _prepare_batch(examples: Sequence[Example], tokenizer: Any, plan: _Plan) -> Features:
+def _prepare_batch(
+    examples: Sequence[Example], tokenizer: Any, plan: _Plan, backends: _Backends | None = None
+) -> Features:
     """Features for one tokenizer batch; `example_index` is relative to `examples`."""
-    enc = _tokenize(examples, tokenizer, plan)
+    enc = _windows(examples, tokenizer, plan, backends)
     width, right = plan.max_length, tokenizer.padding_side == "right"
-    ids_rows = enc["input_ids"]
+    ids_rows = enc.ids
     lengths = np.fromiter(map(len, ids_rows), dtype=np.int64, count=len(ids_rows))
     if (lengths > width).any():
         raise RuntimeError(f"tokenizer returned windows longer than max_length={width}")
     input_ids = _padded(ids_rows, lengths, width, IDS_DTYPE, tokenizer.pad_token_id or 0, right)
     attention_mask = _padded([[1] * n for n in lengths.tolist()], lengths, width, MASK_DTYPE, 0, right)
     token_type_ids = None
-    if "token_type_ids" in enc:
-        types = _padded(enc["token_type_ids"], lengths, width, np.int64, tokenizer.pad_token_type_id, right)
+    if enc.type_ids is not None:
+        types = _padded(enc.type_ids, lengths, width, np.int64, tokenizer.pad_token_type_id, right)
         fits = types.min(initial=0) >= 0 and types.max(initial=0) <= np.iinfo(MASK_DTYPE).max
         token_type_ids = types.astype(MASK_DTYPE if fits else IDS_DTYPE)
-    example_index = np.asarray(enc["overflow_to_sample_mapping"], dtype=INDEX_DTYPE)
-    raw_offsets = _padded(enc["offset_mapping"], lengths, width, np.int32, 0, right)
-    first, last, context_mask = _context_span(enc.encodings, 1 if plan.pad_on_right else 0, width, right)
+    example_index = np.asarray(enc.sample, dtype=INDEX_DTYPE)
+    raw_offsets = _padded(enc.offsets, lengths, width, np.int32, 0, right)
+    first, last, context_mask = _context_span(enc.sequence_ids, 1 if plan.pad_on_right else 0, width, right)
     cls_index = _cls_positions(input_ids, tokenizer)
     start_positions = end_positions = None
     if plan.train:
@@ -453,7 +558,8 @@ def _prepare_serial(examples: Sequence[Example], tokenizer: Any, plan: _Plan) ->
     starts = list(range(0, len(examples), plan.batch_size))
     if not starts:
         return _empty(tokenizer, plan)
-    parts = [_prepare_batch(examples[s : s + plan.batch_size], tokenizer, plan) for s in starts]
+    backends = _shared_context_backends(tokenizer, plan)
+    parts = [_prepare_batch(examples[s : s + plan.batch_size], tokenizer, plan, backends) for s in starts]
     return parts[0] if len(parts) == 1 else _concat(parts, starts)
 
 
