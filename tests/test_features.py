@@ -17,6 +17,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from tasks.core import features as features_module
 from tasks.core.data import Answer, Example
 from tasks.core.features import (
     Features,
@@ -354,6 +355,44 @@ def test_num_proc_output_identical(tok_left: Any) -> None:
     parallel = prepare_train_features(examples, tok_left, settings, num_proc=2, batch_size=4)
     _assert_same(parallel, serial)
     assert parallel.example_index.max() == len(examples) - 1
+
+
+def _plain_and_shared(examples: list[Example], tokenizer: Any, settings: FeatureSettings) -> tuple[Features, ...]:
+    plan = features_module._make_plan(tokenizer, settings, train=True, batch_size=len(examples))
+    backends = features_module._shared_context_backends(tokenizer, plan)
+    assert backends is not None  # a question-first TemplateProcessing tokenizer takes the shared-context path
+    plain = features_module._prepare_batch(examples, tokenizer, plan, None)
+    return plain, features_module._prepare_batch(examples, tokenizer, plan, backends)
+
+
+@needs_shared
+@pytest.mark.parametrize("settings", [SHORT, FeatureSettings(40, 0), FeatureSettings(384, 128)])
+def test_shared_contexts_equal_the_tokenizer_call(settings: FeatureSettings, tok_right: Any) -> None:
+    """Consecutive SQuAD questions share paragraphs: tokenising each context once gives the same features
+    (ids, masks, type ids, labels, offsets) as run_qa.py's one tokenizer call over the pairs."""
+    examples = list(_squad(SQUAD_V1_DEV)[:150])
+    assert len({ex.context for ex in examples}) < len(examples) / 3
+    plain, shared = _plain_and_shared(examples, tok_right, settings)
+    _assert_same(shared, plain)
+
+
+def test_shared_contexts_fall_back_to_window_offsets(tok_right: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a window's ids do not match the context slice it should hold, its own offsets are read."""
+    original = features_module._windows_shared_contexts
+
+    def misplaced(*args: Any) -> Any:
+        windows = original(*args)
+        windows.contexts.start += 1  # every window now points one token too far
+        return windows
+
+    monkeypatch.setattr(features_module, "_windows_shared_contexts", misplaced)
+    plain, shared = _plain_and_shared(_synthetic(), tok_right, FeatureSettings(32, 8))
+    _assert_same(shared, plain)
+
+
+def test_left_padding_and_other_processors_take_the_tokenizer_call(tok_left: Any) -> None:
+    plan = features_module._make_plan(tok_left, SHORT, train=True, batch_size=10)
+    assert features_module._shared_context_backends(tok_left, plan) is None
 
 
 def test_dtypes_and_shapes(tok_right: Any) -> None:

@@ -293,9 +293,41 @@ class _Windows:
 
     ids: list[list[int]]
     type_ids: list[list[int]] | None
-    offsets: list[list[tuple[int, int]]]
+    offsets: list[list[tuple[int, int]]] | None  # None: read from `contexts` (or `encodings`) when needed
     sequence_ids: list[list[int | None]]  # exact for the context's tokens (the only ones read)
     sample: list[int]  # overflow_to_sample_mapping
+    encodings: list[Any] | None = None
+    contexts: _ContextSlices | None = None
+
+
+@dataclass
+class _ContextSlices:
+    """The distinct contexts' tokens, concatenated, and where each window's context tokens should start."""
+
+    ids: np.ndarray  # int64 [T]
+    offsets: np.ndarray  # int32 [T, 2]
+    start: np.ndarray  # int64 [windows]: index in `ids` of the window's first context token
+    stop: np.ndarray  # int64 [windows]: end of the window's context in `ids` (no window reads past it)
+
+
+def _context_offsets(
+    slices: _ContextSlices, first: np.ndarray, last: np.ndarray, input_ids: np.ndarray
+) -> np.ndarray | None:
+    """Raw offsets [N, L, 2] with the context tokens' offsets (0 elsewhere) copied from the contexts' encodings,
+    or None unless every window's context token ids equal the contexts' ids at the expected positions."""
+    n, width = input_ids.shape
+    count = np.where(first >= 0, last - first + 1, 0)
+    if ((slices.start + count) > slices.stop).any():
+        return None
+    rows = np.repeat(np.arange(n), count)
+    within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    cols = np.repeat(first, count) + within
+    source = np.repeat(slices.start, count) + within
+    if not np.array_equal(input_ids[rows, cols], slices.ids[source]):
+        return None
+    out = np.zeros((n, width, 2), dtype=np.int32)
+    out[rows, cols] = slices.offsets[source]
+    return out
 
 
 def _windows_via_call(examples: Sequence[Example], tokenizer: Any, plan: _Plan) -> _Windows:
@@ -340,7 +372,7 @@ def _shared_context_backends(tokenizer: Any, plan: _Plan) -> _Backends | None:
     return _Backends(single, pair, "token_type_ids" in tokenizer.model_input_names)
 
 
-def _windows_shared_contexts(examples: Sequence[Example], backends: _Backends) -> _Windows:
+def _windows_shared_contexts(examples: Sequence[Example], backends: _Backends, plan: _Plan) -> _Windows:
     """run_qa.py's windows with each distinct context tokenised once (SQuAD asks ~5 questions per paragraph).
 
     `Tokenizer.encode((question, context))` is "encode each text, then `post_process` the pair" (truncate with
@@ -348,24 +380,50 @@ def _windows_shared_contexts(examples: Sequence[Example], backends: _Backends) -
     shared by its questions. Each text is encoded as its side of a pair with an empty other side, so it carries
     the type and sequence ids the pair call gives it. Ids, type ids, offsets and the context's sequence ids equal
     the tokenizer call's (tested against it); the question's sequence ids are not read.
+
+    Offsets are not read window by window (Python tuples are the slowest part): window k of a question with q
+    tokens should hold the context's tokens from k * (max_length - specials - q - stride) on (the tokenizer's
+    strided truncation), and `_context_offsets` copies them from there after checking that the ids match;
+    where they do not, the windows' own offsets are read.
     """
     contexts = list(dict.fromkeys(ex.context for ex in examples))
     encoded = backends.single.encode_batch([("", c) for c in contexts], add_special_tokens=False)
     by_context = dict(zip(contexts, encoded, strict=True))
     questions = backends.single.encode_batch([(ex.question.lstrip(), "") for ex in examples], add_special_tokens=False)
+    context_ids = [e.ids for e in encoded]
+    sizes = np.fromiter(map(len, context_ids), dtype=np.int64, count=len(context_ids))
+    base = dict(zip(contexts, (np.cumsum(sizes) - sizes).tolist(), strict=True))
+    end = dict(zip(contexts, np.cumsum(sizes).tolist(), strict=True))
+    specials = backends.pair.num_special_tokens_to_add(True)
     windows: list[Any] = []
     sample: list[int] = []
+    start: list[int] = []
+    stop: list[int] = []
     for i, (ex, question) in enumerate(zip(examples, questions, strict=True)):
         main = backends.pair.post_process(question, by_context[ex.context], add_special_tokens=True)
         rows = [main, *main.overflowing]
         windows.extend(rows)
         sample.extend([i] * len(rows))
+        step = plan.max_length - specials - len(question) - plan.stride
+        start.extend(base[ex.context] + k * step for k in range(len(rows)))
+        stop.extend([end[ex.context]] * len(rows))
+    total = int(sizes.sum())
+    slices = _ContextSlices(
+        ids=np.fromiter(chain.from_iterable(context_ids), dtype=np.int64, count=total),
+        offsets=np.fromiter(
+            chain.from_iterable(chain.from_iterable(e.offsets for e in encoded)), dtype=np.int32, count=2 * total
+        ).reshape(-1, 2),
+        start=np.asarray(start, dtype=np.int64),
+        stop=np.asarray(stop, dtype=np.int64),
+    )
     return _Windows(
         ids=[w.ids for w in windows],
         type_ids=[w.type_ids for w in windows] if backends.with_types else None,
-        offsets=[w.offsets for w in windows],
+        offsets=None,
         sequence_ids=[w.sequence_ids for w in windows],
         sample=sample,
+        encodings=windows,
+        contexts=slices,
     )
 
 
@@ -373,7 +431,7 @@ def _windows(examples: Sequence[Example], tokenizer: Any, plan: _Plan, backends:
     if backends is None:
         return _windows_via_call(examples, tokenizer, plan)
     try:
-        return _windows_shared_contexts(examples, backends)
+        return _windows_shared_contexts(examples, backends, plan)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # impossible truncations (a question leaving no room for a strided window)
@@ -491,8 +549,11 @@ def _prepare_batch(
         fits = types.min(initial=0) >= 0 and types.max(initial=0) <= np.iinfo(MASK_DTYPE).max
         token_type_ids = types.astype(MASK_DTYPE if fits else IDS_DTYPE)
     example_index = np.asarray(enc.sample, dtype=INDEX_DTYPE)
-    raw_offsets = _padded(enc.offsets, lengths, width, np.int32, 0, right)
     first, last, context_mask = _context_span(enc.sequence_ids, 1 if plan.pad_on_right else 0, width, right)
+    raw_offsets = None if enc.contexts is None else _context_offsets(enc.contexts, first, last, input_ids)
+    if raw_offsets is None:
+        rows = enc.offsets if enc.offsets is not None else [w.offsets for w in enc.encodings or ()]
+        raw_offsets = _padded(rows, lengths, width, np.int32, 0, right)
     cls_index = _cls_positions(input_ids, tokenizer)
     start_positions = end_positions = None
     if plan.train:
