@@ -135,20 +135,24 @@ def run_qaflow(data: Path, output: Path, tokenizer: Any, length: int, stride: in
     return featurize(cfg, data, output, tokenizer=tokenizer)
 
 
-def int64_bytes(path: Path) -> int:
-    """Bytes of the same arrays saved (uncompressed .npz) as int64, with int32 offsets: the old format."""
-    buffer = io.BytesIO()
+def int64_bytes(path: Path) -> tuple[int, int]:
+    """Bytes of the same arrays saved (uncompressed .npz) as int64, and of the format-1 train.npz (int64 arrays
+    plus int32 context offsets [N, L, 2], which format 2 leaves out of extractive training features)."""
     with np.load(path) as data:
         arrays = {k: data[k].astype(np.int64) for k in data.files}
-    np.savez(buffer, **arrays)
-    return buffer.getbuffer().nbytes
+    wide = io.BytesIO()
+    np.savez(wide, **arrays)
+    n, length = arrays["input_ids"].shape
+    old = io.BytesIO()
+    np.savez(old, **arrays, offsets=np.zeros((n, length, 2), dtype=np.int32))
+    return wide.getbuffer().nbytes, old.getbuffer().nbytes
 
 
 def check_identical(hf: Any, path: Path) -> int:
     ours = load_features(path)
     for name in COMPARED:
         mine = getattr(ours, name)
-        theirs = np.asarray(hf[name]) if name in hf.column_names else None
+        theirs = np.asarray(hf.with_format("numpy")[name]) if name in hf.column_names else None
         if (mine is None) != (theirs is None) or (mine is not None and not np.array_equal(mine, theirs)):
             raise SystemExit(f"features differ: {name}")
     return len(ours)
@@ -204,9 +208,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{length}/{stride} round {r + 1}: {n} features identical; HF {t_hf:.2f} s, "
                       f"qaflow {t_qf:.2f} s, ratio {t_hf / t_qf:.2f}x", flush=True)  # fmt: skip
                 del hf
-            compact, wide = output.stat().st_size, int64_bytes(output)
-            print(f"{length}/{stride}: median ratio {statistics.median(ratios):.2f}x; train.npz {compact:,} bytes "
-                  f"vs {wide:,} as int64 ({wide / compact:.1f}x smaller)", flush=True)  # fmt: skip
+            compact, (wide, old) = output.stat().st_size, int64_bytes(output)
+            print(f"{length}/{stride}: median ratio {statistics.median(ratios):.2f}x; train.npz {compact:,} bytes; "
+                  f"as int64 {wide:,} ({wide / compact:.1f}x); format 1 with offsets {old:,} ({old / compact:.1f}x)",
+                  flush=True)  # fmt: skip
     return 0
 
 
