@@ -4,6 +4,11 @@
 exactly (feature count and order, input ids, token type ids, attention mask, start/end labels, context
 offsets) for the same fast tokenizer and settings, but build numpy arrays from whole tokenizer batches.
 
+Speed: the tokenizer returns windows unpadded and numpy pads them; for question-first `TemplateProcessing`
+tokenizers each distinct context is encoded once and shared by its questions (`_windows_shared_contexts`), with
+the same values as the one tokenizer call (tested against it). Storage: compact dtypes (`IDS_DTYPE`,
+`MASK_DTYPE`, `INDEX_DTYPE`; format 2); `collate` gives int64; format-1 (int64) files still load.
+
 Padding: arrays are always stored padded to the effective max length. `pad_to_max_length=False` only changes
 collation (`collate(..., dynamic=True)` trims the all-padding columns of each batch), so counts, order, ids
 and labels are the same either way; labels are shifted when left padding is trimmed.
