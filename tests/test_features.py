@@ -17,6 +17,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from tasks.core import features as features_module
 from tasks.core.data import Answer, Example
 from tasks.core.features import (
     Features,
@@ -356,21 +357,55 @@ def test_num_proc_output_identical(tok_left: Any) -> None:
     assert parallel.example_index.max() == len(examples) - 1
 
 
+def _plain_and_shared(examples: list[Example], tokenizer: Any, settings: FeatureSettings) -> tuple[Features, ...]:
+    plan = features_module._make_plan(tokenizer, settings, train=True, batch_size=len(examples))
+    backends = features_module._shared_context_backends(tokenizer, plan)
+    assert backends is not None  # a question-first TemplateProcessing tokenizer takes the shared-context path
+    plain = features_module._prepare_batch(examples, tokenizer, plan, None)
+    return plain, features_module._prepare_batch(examples, tokenizer, plan, backends)
+
+
+@needs_shared
+@pytest.mark.parametrize("settings", [SHORT, FeatureSettings(40, 0), FeatureSettings(384, 128)])
+def test_shared_contexts_equal_the_tokenizer_call(settings: FeatureSettings, tok_right: Any) -> None:
+    """Consecutive SQuAD questions share paragraphs: tokenising each context once gives the same features
+    (ids, masks, type ids, labels, offsets) as run_qa.py's one tokenizer call over the pairs."""
+    examples = list(_squad(SQUAD_V1_DEV)[:150])
+    assert len({ex.context for ex in examples}) < len(examples) / 3
+    plain, shared = _plain_and_shared(examples, tok_right, settings)
+    _assert_same(shared, plain)
+
+
+def test_shared_contexts_fall_back_to_window_offsets(tok_right: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a window's ids do not match the context slice it should hold, its own offsets are read."""
+    original = features_module._windows_shared_contexts
+
+    def misplaced(*args: Any) -> Any:
+        windows = original(*args)
+        windows.contexts.start += 1  # every window now points one token too far
+        return windows
+
+    monkeypatch.setattr(features_module, "_windows_shared_contexts", misplaced)
+    plain, shared = _plain_and_shared(_synthetic(), tok_right, FeatureSettings(32, 8))
+    _assert_same(shared, plain)
+
+
+def test_left_padding_and_other_processors_take_the_tokenizer_call(tok_left: Any) -> None:
+    plan = features_module._make_plan(tok_left, SHORT, train=True, batch_size=10)
+    assert features_module._shared_context_backends(tok_left, plan) is None
+
+
 def test_dtypes_and_shapes(tok_right: Any) -> None:
     f = prepare_train_features(_synthetic(), tok_right, FeatureSettings(32, 8))
     n = len(f)
     assert f.input_ids.shape == f.attention_mask.shape == f.token_type_ids.shape == (n, 32)
     assert f.offsets.shape == (n, 32, 2) and f.offsets.dtype == np.int32
-    for arr in (
-        f.input_ids,
-        f.attention_mask,
-        f.token_type_ids,
-        f.example_index,
-        f.cls_index,
-        f.start_positions,
-    ):
-        assert arr.dtype == np.int64
+    assert f.input_ids.dtype == np.int32  # compact: any vocabulary below 2**31
+    assert f.attention_mask.dtype == f.token_type_ids.dtype == np.uint8
+    for arr in (f.example_index, f.cls_index, f.start_positions, f.end_positions):
+        assert arr.dtype == np.int32
     assert (np.diff(f.example_index) >= 0).all()  # windows stay grouped and in example order
+    assert prepare_train_features(_synthetic(), tok_right, FeatureSettings(32, 8), offsets=False).offsets is None
 
 
 def test_empty_input(tok_right: Any) -> None:
@@ -528,6 +563,44 @@ def test_save_load_roundtrip(tmp_path: Path, tok_left: Any) -> None:
     save_features(no_types, tmp_path / "nt.npz", compress=True)
     assert load_features(tmp_path / "nt.npz").token_type_ids is None
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["eval.features", "nt.npz", "sub", "train.npz"]
+
+
+def _as_format_1(features: Features, path: Path) -> Path:
+    """`features` written as format-1 files were: every array int64 (offsets int32)."""
+    arrays = {k: (v if k == "offsets" else v.astype(np.int64)) for k, v in features.__dict__.items() if v is not None}
+    np.savez(path, format_version=np.array(1), **arrays)
+    return path
+
+
+def test_saved_dtypes_are_compact_and_collate_as_int64(tmp_path: Path, tok_right: Any) -> None:
+    train = prepare_train_features(_synthetic(), tok_right, FeatureSettings(32, 8), offsets=False)
+    path = save_features(train, tmp_path / "train.npz")
+    with np.load(path) as data:
+        dtypes = {k: data[k].dtype for k in data.files if k != "format_version"}
+        assert int(data["format_version"]) == 2
+    assert dtypes == {"input_ids": np.int32, "attention_mask": np.uint8, "token_type_ids": np.uint8,
+                      "example_index": np.int32, "cls_index": np.int32, "start_positions": np.int32,
+                      "end_positions": np.int32}  # fmt: skip
+    old = load_features(_as_format_1(train, tmp_path / "old.npz"))  # format 1 (int64) still loads
+    assert old.input_ids.dtype == np.int64
+    loaded = load_features(path)
+    rows = np.array([5, 0, 3, len(train) - 1])
+    for dynamic in (False, True):
+        new_batch, old_batch = collate(loaded, rows, dynamic=dynamic), collate(old, rows, dynamic=dynamic)
+        assert new_batch.keys() == old_batch.keys() >= {"input_ids", "start_positions", "token_type_ids"}
+        for name, array in new_batch.items():
+            assert array.dtype == np.int64 and array.flags.c_contiguous
+            np.testing.assert_array_equal(array, old_batch[name])
+
+
+def test_large_vocabulary_ids_survive(tmp_path: Path, tok_right: Any) -> None:
+    """Token ids above the int16/uint16 range (vocabularies of 65,536+) are stored and collated unchanged."""
+    train = prepare_train_features(_synthetic(), tok_right, FeatureSettings(32, 8), offsets=False)
+    big = train.input_ids.astype(np.int64) + 250_000  # as a 250k-token vocabulary (e.g. XLM-R, mT5) would give
+    train = Features(**{**train.__dict__, "input_ids": big.astype(np.int32)})
+    loaded = load_features(save_features(train, tmp_path / "big.npz"))
+    np.testing.assert_array_equal(loaded.input_ids, big)
+    np.testing.assert_array_equal(collate(loaded, np.arange(len(train)), dynamic=False)["input_ids"], big)
 
 
 class _Unwritable:

@@ -4,6 +4,11 @@
 exactly (feature count and order, input ids, token type ids, attention mask, start/end labels, context
 offsets) for the same fast tokenizer and settings, but build numpy arrays from whole tokenizer batches.
 
+Speed: the tokenizer returns windows unpadded and numpy pads them; for question-first `TemplateProcessing`
+tokenizers each distinct context is encoded once and shared by its questions (`_windows_shared_contexts`), with
+the same values as the one tokenizer call (tested against it). Storage: compact dtypes (`IDS_DTYPE`,
+`MASK_DTYPE`, `INDEX_DTYPE`; format 2); `collate` gives int64; format-1 (int64) files still load.
+
 Padding: arrays are always stored padded to the effective max length. `pad_to_max_length=False` only changes
 collation (`collate(..., dynamic=True)` trims the all-padding columns of each batch), so counts, order, ids
 and labels are the same either way; labels are shifted when left padding is trimmed.
@@ -13,10 +18,13 @@ Imports only `tasks.core.data` and `tasks.core.io` of qaflow.
 
 from __future__ import annotations
 
+import copy
+import gc
 import logging
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from itertools import chain
 from pathlib import Path
@@ -31,7 +39,11 @@ from tasks.core.progress import Progress, progress
 logger = logging.getLogger(__name__)
 
 NO_OFFSET = -1  # offsets value for tokens outside the context (run_qa.py's `None`)
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: compact dtypes (below), training features without offsets; 1: int64 arrays (still read)
+_READABLE_VERSIONS = (1, 2)
+IDS_DTYPE = np.int32  # token ids: any vocabulary below 2**31 (uint16 would break vocabularies above 65,535)
+MASK_DTYPE = np.uint8  # attention mask; token type ids too when they fit (else IDS_DTYPE)
+INDEX_DTYPE = np.int32  # example_index, cls_index, start/end positions
 
 
 @dataclass(frozen=True)
@@ -51,14 +63,14 @@ class Features:
     applied per batch at collation time by trimming all-padding columns, so counts/order/ids never change.
     """
 
-    input_ids: np.ndarray  # int64 [N, L]
-    attention_mask: np.ndarray  # int64 [N, L]
-    token_type_ids: np.ndarray | None  # int64 [N, L] or None when the tokenizer has none
-    example_index: np.ndarray  # int64 [N]: index into the example list the features were built from
-    cls_index: np.ndarray  # int64 [N]: position of the CLS token in each row
-    offsets: np.ndarray | None  # int32 [N, L, 2]: char span in the context; (-1, -1) outside the context
-    start_positions: np.ndarray | None  # int64 [N]: training label (cls_index when no answer in window)
-    end_positions: np.ndarray | None  # int64 [N]
+    input_ids: np.ndarray  # int32 [N, L] (int64 in format-1 files; `collate` gives int64)
+    attention_mask: np.ndarray  # uint8 [N, L]
+    token_type_ids: np.ndarray | None  # uint8 [N, L] or None when the tokenizer has none
+    example_index: np.ndarray  # int32 [N]: index into the example list the features were built from
+    cls_index: np.ndarray  # int32 [N]: position of the CLS token in each row
+    offsets: np.ndarray | None  # int32 [N, L, 2]: char span in the context; (-1, -1) outside; None: not kept
+    start_positions: np.ndarray | None  # int32 [N]: training label (cls_index when no answer in window)
+    end_positions: np.ndarray | None  # int32 [N]
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -86,6 +98,7 @@ class _Plan:
     pad_on_right: bool
     train: bool
     batch_size: int
+    offsets: bool  # keep the context offsets (eval features, or training features a family reads them from)
 
 
 # --------------------------------------------------------------------------------------------- settings
@@ -115,7 +128,9 @@ def effective_max_length(tokenizer: Any, settings: FeatureSettings) -> int:
     return settings.max_seq_length
 
 
-def _make_plan(tokenizer: Any, settings: FeatureSettings, *, train: bool, batch_size: int) -> _Plan:
+def _make_plan(
+    tokenizer: Any, settings: FeatureSettings, *, train: bool, batch_size: int, offsets: bool = True
+) -> _Plan:
     require_fast_tokenizer(tokenizer)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -130,6 +145,7 @@ def _make_plan(tokenizer: Any, settings: FeatureSettings, *, train: bool, batch_
         pad_on_right=tokenizer.padding_side == "right",
         train=train,
         batch_size=batch_size,
+        offsets=offsets,
     )
 
 
@@ -152,6 +168,17 @@ class QuestionFit:
 
     def report(self) -> dict[str, int]:
         return {"questions_truncated": len(self.truncated), "questions_skipped": len(self.skipped)}
+
+
+def _context_lengths(contexts: Sequence[str], tokenizer: Any, batch_size: int) -> dict[str, int]:
+    """Token count of each distinct context in `contexts`."""
+    distinct = list(dict.fromkeys(contexts))
+    lengths: dict[str, int] = {}
+    for start in range(0, len(distinct), batch_size):
+        batch = distinct[start : start + batch_size]
+        ids = tokenizer(batch, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False)
+        lengths.update(zip(batch, map(len, ids["input_ids"]), strict=True))
+    return lengths
 
 
 def fit_questions(
@@ -177,23 +204,30 @@ def fit_questions(
     kept: list[Example] = []
     truncated: list[str] = []
     too_long: list[tuple[Example, int]] = []
+    sized: list[tuple[Example, int]] = []
     for start in range(0, len(examples), batch_size):
         batch = examples[start : start + batch_size]
         questions = tokenizer([ex.question.lstrip() for ex in batch], add_special_tokens=False,
-                              return_offsets_mapping=True)  # fmt: skip
-        contexts = tokenizer([ex.context for ex in batch], add_special_tokens=False)["input_ids"]
-        for ex, q_ids, q_offsets, c_ids in zip(
-            batch, questions["input_ids"], questions["offset_mapping"], contexts, strict=True
-        ):
+                              return_offsets_mapping=policy == "truncate", return_attention_mask=False,
+                              return_token_type_ids=False)  # fmt: skip
+        q_offsets_rows = questions["offset_mapping"] if policy == "truncate" else [None] * len(batch)
+        for ex, q_ids, q_offsets in zip(batch, questions["input_ids"], q_offsets_rows, strict=True):
             n_question = len(q_ids)
             if policy == "truncate" and n_question > settings.max_query_length:
                 question = ex.question.lstrip()
                 ex = replace(ex, question=question[: q_offsets[settings.max_query_length - 1][1]])
                 truncated.append(ex.id)
                 n_question = settings.max_query_length
-            if leaves_no_window(n_question, len(c_ids), room, settings.doc_stride):
-                too_long.append((ex, n_question))
-                continue
+            sized.append((ex, n_question))
+    # only a question leaving at most doc_stride tokens can fail, so only their contexts are tokenised
+    at_risk = [ex.context for ex, n in sized if room - n <= settings.doc_stride]
+    context_tokens = _context_lengths(at_risk, tokenizer, batch_size)
+    for ex, n_question in sized:
+        if ex.context in context_tokens and leaves_no_window(
+            n_question, context_tokens[ex.context], room, settings.doc_stride
+        ):
+            too_long.append((ex, n_question))
+        else:
             kept.append(ex)
     if too_long and policy != "skip":
         first, n = too_long[0]
@@ -213,7 +247,11 @@ def fit_questions(
 
 
 def _tokenize(examples: Sequence[Example], tokenizer: Any, plan: _Plan, *, full: bool = True) -> Any:
-    """One run_qa.py tokenizer call over `examples` (question lstripped; pair swapped for left padding)."""
+    """One run_qa.py tokenizer call over `examples` (question lstripped; pair swapped for left padding).
+
+    Windows come back unpadded (padding them is `_padded`'s job, in numpy: the same values the tokenizer's
+    `padding="max_length"` writes, without converting the padding to Python lists); `full` adds offsets.
+    """
     questions = [ex.question.lstrip() for ex in examples]
     contexts = [ex.context for ex in examples]
     first, second = (questions, contexts) if plan.pad_on_right else (contexts, questions)
@@ -226,7 +264,8 @@ def _tokenize(examples: Sequence[Example], tokenizer: Any, plan: _Plan, *, full:
             stride=plan.stride,
             return_overflowing_tokens=True,
             return_offsets_mapping=full,
-            padding="max_length" if full else False,
+            return_attention_mask=False,
+            padding=False,
         )
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -256,35 +295,188 @@ def _tokenize_error(
     return generic
 
 
-def _matrix(rows: list[list[int]], width: int, dtype: type) -> np.ndarray:
-    """Stack equal-length int rows into an [n, width] array (faster than np.array on nested lists)."""
-    if any(len(row) != width for row in rows):
-        raise RuntimeError(f"tokenizer returned rows not padded to max_length={width}")
-    return np.fromiter(chain.from_iterable(rows), dtype=dtype, count=len(rows) * width).reshape(-1, width)
+@dataclass
+class _Windows:
+    """Unpadded windows of one batch as Python lists: what `_prepare_batch` reads from the tokenizer."""
+
+    ids: list[list[int]]
+    type_ids: list[list[int]] | None
+    offsets: list[list[tuple[int, int]]] | None  # None: read from `contexts` (or `encodings`) when needed
+    sequence_ids: list[list[int | None]]  # exact for the context's tokens (the only ones read)
+    sample: list[int]  # overflow_to_sample_mapping
+    encodings: list[Any] | None = None
+    contexts: _ContextSlices | None = None
 
 
-def _offsets_array(rows: list[list[tuple[int, int]]], width: int) -> np.ndarray:
-    if any(len(row) != width for row in rows):
-        raise RuntimeError(f"tokenizer returned offsets not padded to max_length={width}")
-    flat = chain.from_iterable(chain.from_iterable(rows))
-    return np.fromiter(flat, dtype=np.int32, count=len(rows) * width * 2).reshape(-1, width, 2)
+@dataclass
+class _ContextSlices:
+    """The distinct contexts' tokens, concatenated, and where each window's context tokens should start."""
+
+    ids: np.ndarray  # int64 [T]
+    offsets: np.ndarray  # int32 [T, 2]
+    start: np.ndarray  # int64 [windows]: index in `ids` of the window's first context token
+    stop: np.ndarray  # int64 [windows]: end of the window's context in `ids` (no window reads past it)
 
 
-def _context_span(encodings: Sequence[Any], context_seq: int, width: int) -> tuple[np.ndarray, ...]:
-    """Per row: first and last context token (-1 when none) and the boolean context mask."""
-    n = len(encodings)
+def _context_offsets(
+    slices: _ContextSlices, first: np.ndarray, last: np.ndarray, input_ids: np.ndarray
+) -> np.ndarray | None:
+    """Raw offsets [N, L, 2] with the context tokens' offsets (0 elsewhere) copied from the contexts' encodings,
+    or None unless every window's context token ids equal the contexts' ids at the expected positions."""
+    n, width = input_ids.shape
+    count = np.where(first >= 0, last - first + 1, 0)
+    if ((slices.start + count) > slices.stop).any():
+        return None
+    rows = np.repeat(np.arange(n), count)
+    within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    cols = np.repeat(first, count) + within
+    source = np.repeat(slices.start, count) + within
+    if not np.array_equal(input_ids[rows, cols], slices.ids[source]):
+        return None
+    out = np.zeros((n, width, 2), dtype=np.int32)
+    out[rows, cols] = slices.offsets[source]
+    return out
+
+
+def _windows_via_call(examples: Sequence[Example], tokenizer: Any, plan: _Plan) -> _Windows:
+    enc = _tokenize(examples, tokenizer, plan)
+    return _Windows(
+        ids=enc["input_ids"],
+        type_ids=enc.get("token_type_ids"),
+        offsets=enc["offset_mapping"],
+        sequence_ids=[e.sequence_ids for e in enc.encodings],
+        sample=enc["overflow_to_sample_mapping"],
+    )
+
+
+@dataclass
+class _Backends:
+    """Copies of the fast tokenizer's Rust backend: `single` encodes one text, `pair` truncates+templates pairs."""
+
+    single: Any
+    pair: Any
+    with_types: bool
+
+
+def _shared_context_backends(tokenizer: Any, plan: _Plan) -> _Backends | None:
+    """Backends for `_windows_shared_contexts`, or None where that path is not known to be exact.
+
+    It is used for question-first pairs (right padding) with a `TemplateProcessing` post-processor (BERT-style
+    tokenizers); everything else takes the plain tokenizer call. The pair backend is set up as transformers'
+    `set_truncation_and_padding` sets it for run_qa.py's call (only_second, max_length, stride), without padding.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if not plan.pad_on_right or type(getattr(backend, "post_processor", None)).__name__ != "TemplateProcessing":
+        return None
+    single, pair = copy.deepcopy(backend), copy.deepcopy(backend)
+    split_special = bool(getattr(tokenizer, "split_special_tokens", False))
+    for copied in (single, pair):
+        copied.no_padding()
+        copied.encode_special_tokens = split_special
+    single.no_truncation()
+    pair.enable_truncation(
+        plan.max_length, stride=plan.stride, strategy="only_second", direction=tokenizer.truncation_side
+    )
+    return _Backends(single, pair, "token_type_ids" in tokenizer.model_input_names)
+
+
+def _windows_shared_contexts(examples: Sequence[Example], backends: _Backends, plan: _Plan) -> _Windows:
+    """run_qa.py's windows with each distinct context tokenised once (SQuAD asks ~5 questions per paragraph).
+
+    `Tokenizer.encode((question, context))` is "encode each text, then `post_process` the pair" (truncate with
+    stride into overflowing windows, apply the template); this does the same steps with the context's encoding
+    shared by its questions. Each text is encoded as its side of a pair with an empty other side, so it carries
+    the type and sequence ids the pair call gives it. Ids, type ids, offsets and the context's sequence ids equal
+    the tokenizer call's (tested against it); the question's sequence ids are not read.
+
+    Offsets are not read window by window (Python tuples are the slowest part): window k of a question with q
+    tokens should hold the context's tokens from k * (max_length - specials - q - stride) on (the tokenizer's
+    strided truncation), and `_context_offsets` copies them from there after checking that the ids match;
+    where they do not, the windows' own offsets are read.
+    """
+    contexts = list(dict.fromkeys(ex.context for ex in examples))
+    encoded = backends.single.encode_batch([("", c) for c in contexts], add_special_tokens=False)
+    by_context = dict(zip(contexts, encoded, strict=True))
+    questions = backends.single.encode_batch([(ex.question.lstrip(), "") for ex in examples], add_special_tokens=False)
+    context_ids = [e.ids for e in encoded]
+    sizes = np.fromiter(map(len, context_ids), dtype=np.int64, count=len(context_ids))
+    base = dict(zip(contexts, (np.cumsum(sizes) - sizes).tolist(), strict=True))
+    end = dict(zip(contexts, np.cumsum(sizes).tolist(), strict=True))
+    specials = backends.pair.num_special_tokens_to_add(True)
+    windows: list[Any] = []
+    sample: list[int] = []
+    start: list[int] = []
+    stop: list[int] = []
+    for i, (ex, question) in enumerate(zip(examples, questions, strict=True)):
+        main = backends.pair.post_process(question, by_context[ex.context], add_special_tokens=True)
+        rows = [main, *main.overflowing]
+        windows.extend(rows)
+        sample.extend([i] * len(rows))
+        step = plan.max_length - specials - len(question) - plan.stride
+        start.extend(base[ex.context] + k * step for k in range(len(rows)))
+        stop.extend([end[ex.context]] * len(rows))
+    total = int(sizes.sum())
+    slices = _ContextSlices(
+        ids=np.fromiter(chain.from_iterable(context_ids), dtype=np.int64, count=total),
+        offsets=np.fromiter(
+            chain.from_iterable(chain.from_iterable(e.offsets for e in encoded)), dtype=np.int32, count=2 * total
+        ).reshape(-1, 2),
+        start=np.asarray(start, dtype=np.int64),
+        stop=np.asarray(stop, dtype=np.int64),
+    )
+    return _Windows(
+        ids=[w.ids for w in windows],
+        type_ids=[w.type_ids for w in windows] if backends.with_types else None,
+        offsets=None,
+        sequence_ids=[w.sequence_ids for w in windows],
+        sample=sample,
+        encodings=windows,
+        contexts=slices,
+    )
+
+
+def _windows(examples: Sequence[Example], tokenizer: Any, plan: _Plan, backends: _Backends | None) -> _Windows:
+    if backends is None:
+        return _windows_via_call(examples, tokenizer, plan)
+    try:
+        return _windows_shared_contexts(examples, backends, plan)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # impossible truncations (a question leaving no room for a strided window)
+        questions = [ex.question.lstrip() for ex in examples]
+        raise _tokenize_error(examples, questions, tokenizer, plan, exc) from exc
+
+
+def _padded(rows: list[list[Any]], lengths: np.ndarray, width: int, dtype: Any, fill: int, right: bool) -> np.ndarray:
+    """Unpadded token rows (or rows of offset pairs) -> [n, width] (or [n, width, 2]) padded with `fill`."""
+    pairs = bool(rows) and bool(rows[0]) and isinstance(rows[0][0], tuple)
+    flat = chain.from_iterable(rows)
+    total = int(lengths.sum())
+    values = np.fromiter(chain.from_iterable(flat) if pairs else flat, dtype=dtype, count=total * (2 if pairs else 1))
+    out = np.full((len(rows), width, 2) if pairs else (len(rows), width), fill, dtype=dtype)
+    cols = np.arange(width)[None, :]
+    real = cols < lengths[:, None] if right else cols >= width - lengths[:, None]
+    out[real] = values.reshape(-1, 2) if pairs else values
+    return out
+
+
+def _context_span(
+    sequence_ids: Sequence[list[int | None]], context_seq: int, width: int, right: bool
+) -> tuple[np.ndarray, ...]:
+    """Per (padded) row: first and last context token (-1 when none) and the boolean context mask."""
+    n = len(sequence_ids)
     first = np.full(n, -1, dtype=np.int64)
     last = np.full(n, -1, dtype=np.int64)
     irregular: dict[int, list[int | None]] = {}
-    for row, enc in enumerate(encodings):
-        seq = enc.sequence_ids
+    for row, seq in enumerate(sequence_ids):
         count = seq.count(context_seq)
         if count == 0:
             continue
-        first[row] = seq.index(context_seq)
-        last[row] = width - 1 - seq[::-1].index(context_seq)
+        shift = 0 if right else width - len(seq)  # left padding: the row's tokens end at the last column
+        first[row] = shift + seq.index(context_seq)
+        last[row] = shift + len(seq) - 1 - seq[::-1].index(context_seq)
         if last[row] - first[row] + 1 != count:  # not contiguous: keep the exact per-token mask
-            irregular[row] = seq
+            irregular[row] = [None] * shift + seq + [None] * (width - shift - len(seq))
     cols = np.arange(width)
     mask = (cols[None, :] >= first[:, None]) & (cols[None, :] <= last[:, None])
     for row, seq in irregular.items():
@@ -347,16 +539,29 @@ def _train_labels(
     return np.where(labelled, start, cls_index), np.where(labelled, end, cls_index)
 
 
-def _prepare_batch(examples: Sequence[Example], tokenizer: Any, plan: _Plan) -> Features:
+def _prepare_batch(
+    examples: Sequence[Example], tokenizer: Any, plan: _Plan, backends: _Backends | None = None
+) -> Features:
     """Features for one tokenizer batch; `example_index` is relative to `examples`."""
-    enc = _tokenize(examples, tokenizer, plan)
-    width = plan.max_length
-    input_ids = _matrix(enc["input_ids"], width, np.int64)
-    attention_mask = _matrix(enc["attention_mask"], width, np.int64)
-    token_type_ids = _matrix(enc["token_type_ids"], width, np.int64) if "token_type_ids" in enc else None
-    example_index = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
-    raw_offsets = _offsets_array(enc["offset_mapping"], width)
-    first, last, context_mask = _context_span(enc.encodings, 1 if plan.pad_on_right else 0, width)
+    enc = _windows(examples, tokenizer, plan, backends)
+    width, right = plan.max_length, tokenizer.padding_side == "right"
+    ids_rows = enc.ids
+    lengths = np.fromiter(map(len, ids_rows), dtype=np.int64, count=len(ids_rows))
+    if (lengths > width).any():
+        raise RuntimeError(f"tokenizer returned windows longer than max_length={width}")
+    input_ids = _padded(ids_rows, lengths, width, IDS_DTYPE, tokenizer.pad_token_id or 0, right)
+    attention_mask = _padded([[1] * n for n in lengths.tolist()], lengths, width, MASK_DTYPE, 0, right)
+    token_type_ids = None
+    if enc.type_ids is not None:
+        types = _padded(enc.type_ids, lengths, width, np.int64, tokenizer.pad_token_type_id, right)
+        fits = types.min(initial=0) >= 0 and types.max(initial=0) <= np.iinfo(MASK_DTYPE).max
+        token_type_ids = types.astype(MASK_DTYPE if fits else IDS_DTYPE)
+    example_index = np.asarray(enc.sample, dtype=INDEX_DTYPE)
+    first, last, context_mask = _context_span(enc.sequence_ids, 1 if plan.pad_on_right else 0, width, right)
+    raw_offsets = None if enc.contexts is None else _context_offsets(enc.contexts, first, last, input_ids)
+    if raw_offsets is None:
+        rows = enc.offsets if enc.offsets is not None else [w.offsets for w in enc.encodings or ()]
+        raw_offsets = _padded(rows, lengths, width, np.int32, 0, right)
     cls_index = _cls_positions(input_ids, tokenizer)
     start_positions = end_positions = None
     if plan.train:
@@ -370,16 +575,18 @@ def _prepare_batch(examples: Sequence[Example], tokenizer: Any, plan: _Plan) -> 
             start_char[example_index],
             end_char[example_index],
         )
-    offsets = np.where(context_mask[:, :, None], raw_offsets, np.int32(NO_OFFSET)).astype(np.int32)
+    offsets = None
+    if plan.offsets:
+        offsets = np.where(context_mask[:, :, None], raw_offsets, np.int32(NO_OFFSET)).astype(np.int32)
     return Features(
         input_ids=input_ids,
         attention_mask=attention_mask,
         token_type_ids=token_type_ids,
         example_index=example_index,
-        cls_index=cls_index,
+        cls_index=cls_index.astype(INDEX_DTYPE),
         offsets=offsets,
-        start_positions=start_positions,
-        end_positions=end_positions,
+        start_positions=None if start_positions is None else start_positions.astype(INDEX_DTYPE),
+        end_positions=None if end_positions is None else end_positions.astype(INDEX_DTYPE),
     )
 
 
@@ -388,16 +595,15 @@ def _prepare_batch(examples: Sequence[Example], tokenizer: Any, plan: _Plan) -> 
 
 def _empty(tokenizer: Any, plan: _Plan) -> Features:
     width = plan.max_length
-    matrix = np.zeros((0, width), dtype=np.int64)
-    vector = np.zeros(0, dtype=np.int64)
+    vector = np.zeros(0, dtype=INDEX_DTYPE)
     has_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
     return Features(
-        input_ids=matrix,
-        attention_mask=matrix.copy(),
-        token_type_ids=matrix.copy() if has_types else None,
+        input_ids=np.zeros((0, width), dtype=IDS_DTYPE),
+        attention_mask=np.zeros((0, width), dtype=MASK_DTYPE),
+        token_type_ids=np.zeros((0, width), dtype=MASK_DTYPE) if has_types else None,
         example_index=vector,
         cls_index=vector.copy(),
-        offsets=np.zeros((0, width, 2), dtype=np.int32),
+        offsets=np.zeros((0, width, 2), dtype=np.int32) if plan.offsets else None,
         start_positions=vector.copy() if plan.train else None,
         end_positions=vector.copy() if plan.train else None,
     )
@@ -421,12 +627,26 @@ def _prepare_serial(examples: Sequence[Example], tokenizer: Any, plan: _Plan, ba
     starts = list(range(0, len(examples), plan.batch_size))
     if not starts:
         return _empty(tokenizer, plan)
+    backends = _shared_context_backends(tokenizer, plan)
     parts = []
-    for s in starts:
-        parts.append(_prepare_batch(examples[s : s + plan.batch_size], tokenizer, plan))
-        if bar is not None:
-            bar.update(len(examples[s : s + plan.batch_size]))
+    with _no_cyclic_gc():  # millions of short-lived token lists: the cycle collector would rescan them often
+        for s in starts:
+            parts.append(_prepare_batch(examples[s : s + plan.batch_size], tokenizer, plan, backends))
+            if bar is not None:
+                bar.update(len(examples[s : s + plan.batch_size]))
     return parts[0] if len(parts) == 1 else _concat(parts, starts)
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector (reference counting still frees everything built here)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _init_worker(threads: int) -> None:
@@ -470,14 +690,16 @@ def prepare_train_features(
     *,
     num_proc: int = 1,
     batch_size: int = 1000,
+    offsets: bool = True,
 ) -> Features:
     """run_qa.py training features: windows with start/end labels ((cls, cls) when a window lacks the answer).
 
-    `offsets` are kept too (context tokens only, (-1, -1) elsewhere). `num_proc > 1` tokenises contiguous
-    chunks in a spawn pool and concatenates them in order: the output is identical to `num_proc=1`.
-    Progress: a bar (or log lines) named `featurize train`.
+    With `offsets` the context offsets are kept too ((-1, -1) outside the context); training of the extractive
+    family does not read them and leaves them out. `num_proc > 1` tokenises contiguous chunks in a spawn pool
+    and concatenates them in order: the output is identical to `num_proc=1`. Progress: a bar (or log lines)
+    named `featurize train`.
     """
-    plan = _make_plan(tokenizer, settings, train=True, batch_size=batch_size)
+    plan = _make_plan(tokenizer, settings, train=True, batch_size=batch_size, offsets=offsets)
     return _prepare(examples, tokenizer, plan, num_proc, desc="featurize train")
 
 
@@ -517,7 +739,8 @@ def collate(features: Features, indices: np.ndarray, *, dynamic: bool) -> dict[s
     """Model inputs (and labels, for training features) of the rows `indices`.
 
     With `dynamic=True` the columns whose attention mask is 0 in every row of the batch are trimmed from both
-    ends (right or left padding); labels are shifted by the number of columns trimmed on the left.
+    ends (right or left padding); labels are shifted by the number of columns trimmed on the left. Every array
+    comes back int64 (what the models take), whatever the stored dtypes.
     """
     idx = np.asarray(indices, dtype=np.int64)
     mask = features.attention_mask[idx]
@@ -530,16 +753,17 @@ def collate(features: Features, indices: np.ndarray, *, dynamic: bool) -> dict[s
     if features.token_type_ids is not None:
         batch["token_type_ids"] = features.token_type_ids[idx, lo:hi]
     if features.start_positions is not None and features.end_positions is not None:
-        batch["start_positions"] = features.start_positions[idx] - lo
-        batch["end_positions"] = features.end_positions[idx] - lo
-    return batch
+        batch["start_positions"] = features.start_positions[idx].astype(np.int64) - lo
+        batch["end_positions"] = features.end_positions[idx].astype(np.int64) - lo
+    return {name: np.ascontiguousarray(array, dtype=np.int64) for name, array in batch.items()}
 
 
 # --------------------------------------------------------------------------------------------- storage
 
 
 def save_features(features: Features, path: str | os.PathLike[str], *, compress: bool = False) -> Path:
-    """Write all arrays to one `.npz` atomically (temp file beside `path`, then rename); returns the path."""
+    """Write all arrays (in their compact dtypes) to one `.npz` atomically (temp file beside `path`, then
+    rename); returns the path."""
     arrays = {name: getattr(features, name) for name in _ARRAY_FIELDS if getattr(features, name) is not None}
     arrays["format_version"] = np.array(_FORMAT_VERSION)
     saver = np.savez_compressed if compress else np.savez
@@ -549,13 +773,14 @@ def save_features(features: Features, path: str | os.PathLike[str], *, compress:
 
 
 def load_features(path: str | os.PathLike[str]) -> Features:
-    """Read features written by `save_features` (absent optional arrays come back as None)."""
+    """Read features written by `save_features` (absent optional arrays come back as None); format-1 files
+    (int64 arrays) load as they were stored."""
     with np.load(path, allow_pickle=False) as data:
         names = set(data.files)
         missing = [name for name in _REQUIRED_FIELDS if name not in names]
         if "format_version" not in names or missing:
             raise ValueError(f"{path}: not a qaflow features file (missing {missing or ['format_version']})")
         version = int(data["format_version"])
-        if version != _FORMAT_VERSION:
+        if version not in _READABLE_VERSIONS:
             raise ValueError(f"{path}: features format {version} is not supported (expected {_FORMAT_VERSION})")
         return Features(**{name: (data[name] if name in names else None) for name in _ARRAY_FIELDS})

@@ -90,7 +90,7 @@ class BeamCollator(FeatureCollator):
         batch = super().__call__(indices)
         idx = np.asarray(indices, dtype=np.int64)
         c0, c1 = band(self.features.attention_mask[idx]) if self.dynamic else (0, self.features.input_ids.shape[1])
-        batch["cls_index"] = torch.from_numpy(self.features.cls_index[idx] - c0)
+        batch["cls_index"] = torch.from_numpy(self.features.cls_index[idx].astype(np.int64) - c0)
         batch["p_mask"] = torch.from_numpy(np.ascontiguousarray(self.p_mask[idx][:, c0:c1]))
         if self.impossible is not None:
             batch["is_impossible"] = torch.from_numpy(self.impossible[idx])
@@ -133,7 +133,7 @@ def forward_beam(model: Any, features: Features, batch_size: int, device: torch.
         sl = slice(lo, min(lo + batch_size, n))
         c0, c1 = band(features.attention_mask[sl])
         batch = model_inputs(features, sl, c0, c1, device)
-        batch["cls_index"] = torch.from_numpy(features.cls_index[sl] - c0).to(device)
+        batch["cls_index"] = torch.from_numpy(features.cls_index[sl].astype(np.int64) - c0).to(device)
         batch["p_mask"] = torch.from_numpy(np.ascontiguousarray(p_mask[sl, c0:c1])).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(**batch)
@@ -292,6 +292,8 @@ class BeamFamily(ExtractiveFamily):
     span and "no answer" is decided by the v2 scorer from the null odds. Training and eval features are the
     extractive windows (inherited); p_mask and is_impossible are derived from them at collation.
     """
+
+    train_offsets = True  # p_mask (context tokens) is derived from the offsets at collation
 
     name = "beam"
 

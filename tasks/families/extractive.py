@@ -54,7 +54,7 @@ class FeatureCollator:
         return batch
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)) for k, v in self.arrays(indices).items()}
+        return {k: torch.from_numpy(v) for k, v in self.arrays(indices).items()}  # `collate` gives int64
 
 
 @dataclass
@@ -101,6 +101,7 @@ class ExtractiveFamily:
 
     name = "extractive"
     windowed = True
+    train_offsets = False  # training reads no context offsets: train.npz leaves them out (8 bytes a token)
     trainer_class = Trainer
     training_arguments_class = TrainingArguments
 
@@ -127,7 +128,9 @@ class ExtractiveFamily:
         return AutoModelForQuestionAnswering.from_pretrained(path, dtype=torch.float32)
 
     def train_features(self, examples: Sequence[Example], tokenizer: Any, spec: TrainFeatureSpec) -> Features:
-        return prepare_train_features(examples, tokenizer, spec.windows, num_proc=spec.num_proc)
+        return prepare_train_features(
+            examples, tokenizer, spec.windows, num_proc=spec.num_proc, offsets=self.train_offsets
+        )
 
     def save_train_features(self, features: Features, path: Path) -> Path:
         return save_features(features, path)
