@@ -239,6 +239,8 @@ HELP: dict[str, str] = {
     "version_2_with_negative": "allow unanswerable questions (SQuAD 2.0); default: from the data",
     "val_max_answer_length": "seq2seq: generated tokens at most (default: max_answer_length)",
     "num_beams": "seq2seq: beams when generating",
+    "calibration_file": "SQuAD 2.0 data to choose the no-answer threshold on (official best_f1_thresh), stored in "
+    "the model's inference recipe",
     # ipu
     "ipu_config_name": "Graphcore IPUConfig (hub id or directory)",
     "pod_type": "IPU pod type",
