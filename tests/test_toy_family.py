@@ -102,7 +102,7 @@ def test_toy_family_predicts_and_scores_through_the_pipeline(
 ) -> None:
     cfg = QAFlowConfig()
     cfg.model.model_family = "first-token"
-    cfg.data.max_eval_samples = 30
+    cfg.data.max_predict_samples = 30  # `qaflow predict` is run_qa's --do_predict: its own limit
     summary = predict_from_config(cfg, model_dir=tiny_bert_dir, data=SAMPLE_DEV_V1, output_dir=tmp_path)
     dataset = load_dataset_file(SAMPLE_DEV_V1, max_samples=30)
     predictions = json.loads((tmp_path / "predictions.json").read_text())

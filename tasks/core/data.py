@@ -25,6 +25,7 @@ Imports nothing else of qaflow (see ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -730,16 +731,11 @@ def load_hf_dataset(
 
 def _load_from_hub(name: str, config: str | None, split: str | None, revision: str | None, *, offline: bool) -> Any:
     """`datasets.load_dataset`, from its cache only when `offline` (DataError lines for every failure)."""
-    if offline:  # read before `datasets` is imported, and forced for this call when it already was
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["HF_DATASETS_OFFLINE"] = "1"
     import datasets
 
-    if offline:
-        datasets.config.HF_HUB_OFFLINE = True
-        datasets.config.HF_DATASETS_OFFLINE = True
     try:
-        return datasets.load_dataset(name, config, split=split, revision=revision)
+        with _offline_mode(offline):
+            return datasets.load_dataset(name, config, split=split, revision=revision)
     except Exception as e:  # hub/network/cache failures become one clear line
         first = str(e).splitlines()[0] if str(e) else ""
         if offline:
@@ -749,6 +745,25 @@ def _load_from_hub(name: str, config: str | None, split: str | None, revision: s
                 f"({type(e).__name__}: {first})"
             ) from None
         raise DataError(f"{name}: loading it from the Hugging Face hub failed ({type(e).__name__}: {first})") from None
+
+
+@contextlib.contextmanager
+def _offline_mode(offline: bool) -> Iterator[None]:
+    """datasets' and huggingface_hub's offline switches on for one call (read at call time), then restored."""
+    import datasets
+    from huggingface_hub import constants
+
+    switches = [(datasets.config, "HF_HUB_OFFLINE"), (datasets.config, "HF_DATASETS_OFFLINE"),
+                (constants, "HF_HUB_OFFLINE")]  # fmt: skip
+    saved = [getattr(module, name) for module, name in switches]
+    try:
+        if offline:
+            for module, name in switches:
+                setattr(module, name, True)
+        yield
+    finally:
+        for (module, name), value in zip(switches, saved, strict=True):
+            setattr(module, name, value)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -212,12 +212,12 @@ def promote(
     own recipes; a guarded member whose F1 drops by more than its margin refuses the promotion.
     """
     suite = suite or cfg.evaluation.suite
-    members = resolve_suite(cfg, Path(root), suite) if suite else None  # bad suite files: before any model loads
     client, name = _setup(cfg, Path(root))
     user, at = _who_when()
     challenger = get_version_by_alias(name, CHALLENGER, client)
     if challenger is None:
         raise PromotionError(f"model '{name}' has no '{CHALLENGER}' version: run `qaflow retrain` first")
+    members = resolve_suite(cfg, Path(root), suite) if suite else None  # bad suite files: before any model loads
     champion = get_version_by_alias(name, CHAMPION, client)
     base = {"model": name, "challenger": str(challenger.version), "metric": metric, "margin": margin,
             "user": user, "at": at}  # fmt: skip

@@ -43,7 +43,7 @@ def test_killed_predict_keeps_the_previous_outputs_and_reruns_identically(tiny_b
     victim = subprocess.Popen(predict_argv(tiny_bert_dir, out), env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 300
-    while not list(tmp_path.glob("pred/.raw_predictions.pid*.tmp/part-00001.npz")):  # killed mid-way, shards written
+    while not list(tmp_path.glob("pred/.outputs.pid*.tmp/raw_predictions/part-00001.npz")):  # mid-way, shards staged
         assert victim.poll() is None and time.monotonic() < deadline, "predict ended before it could be killed"
         time.sleep(0.05)
     os.killpg(victim.pid, signal.SIGKILL)
