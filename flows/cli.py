@@ -461,7 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser(command).parse_args(argv)
     except UsageError as exc:
-        print(f"qaflow {command or ''}: error: {_one_line(exc)}".replace("qaflow :", "qaflow:"), file=sys.stderr)
+        prog = f"qaflow {command}" if command else "qaflow"
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
