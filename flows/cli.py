@@ -154,6 +154,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {}
     model_dir = cfg.model.model_name_or_path
     if steps.do_train:
+        if cfg.train.report_to == "mlflow":  # the Trainer's own MLflow callback logs into the project's store
+            from tasks.tracking.runs import configure_mlflow
+
+            configure_mlflow(cfg.tracking, Path.cwd())
         try:
             result = train_from_config(cfg, launch=launch)
         except ResultOnAnotherNode as done:

@@ -29,6 +29,7 @@ SPECIAL = {  # fields whose values are constrained: a valid non-default value
     "doc_stride": "50", "metric": "exact_match", "direction": "minimize", "pruner": "none",
     "window_choices": ["[[64, 16]]"], "learning_rate_range": ["1e-5", "2e-5"], "batch_size_choices": ["4"],
     "epochs_range": ["2", "4"], "warmup_ratio_range": ["0.1", "0.3"],
+    "group_by_length": ["true", "--pad_to_max_length", "false"],  # grouping needs dynamic padding
 }  # fmt: skip
 
 
@@ -78,6 +79,8 @@ NOT_TRAINER_ARGS = {
     "torch_compile_dynamic": "configure_compile (torch._dynamo settings) and dataloader_drop_last",
     "resume_from_checkpoint": "run_trainer's trainer.train(resume_from_checkpoint=...)",
     "overwrite_output_dir": "run_trainer deletes the checkpoints instead of resuming",
+    "group_by_length": "run_trainer's length-grouped sampler (test_train_sampling.py)",
+    "pad_to_multiple_of": "the family collator's batch width (test_train_sampling.py)",
 }
 
 

@@ -12,10 +12,10 @@ from tasks.core.config import (
     ConfigError,
     QAFlowConfig,
     load_config,
-    persist_stage_overrides,
     save_params,
     validate,
 )
+from tasks.core.params_file import persist_stage_overrides
 from tests.conftest import REPO_ROOT
 
 

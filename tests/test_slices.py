@@ -99,8 +99,8 @@ def test_compare_shows_two_runs_slices_side_by_side(tmp_path: Path, capsys: pyte
     from flows.cli import main
     from tasks.core.config import load_config
     from tasks.pipeline.compare import SLICES_COMPARISON, compare
-    from tasks.pipeline.error_slices import log_slice_table
     from tasks.tracking.runs import configure_mlflow
+    from tasks.tracking.slice_tables import log_slice_table
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tracking": {"experiment_name": "slices"}}))
     experiment = configure_mlflow(load_config(tmp_path / "params.yaml").tracking, tmp_path)

@@ -8,7 +8,6 @@ Field names follow Hugging Face `run_qa.py` so users keep their habits (`--max_s
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import re
 import types
@@ -18,10 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
-
-from tasks.core.io import write_bytes_atomic
 
 
 class ConfigError(ValueError):
@@ -85,6 +80,8 @@ class TrainConfig:
     torch_compile: bool = False
     torch_compile_mode: str | None = None  # default | reduce-overhead | max-autotune
     torch_compile_dynamic: bool = False
+    group_by_length: bool = False  # batches of windows of similar length (needs features.pad_to_max_length false)
+    pad_to_multiple_of: int | None = None  # dynamic padding rounds batch widths up (None: 8 under CUDA fp16/bf16)
     dataloader_num_workers: int = 0
     report_to: str = "none"  # none | mlflow: the Trainer's own MLflow callback (the retrain flow logs itself)
     resume_from_checkpoint: str | None = None  # a checkpoint directory (default: the last complete one)
@@ -228,6 +225,10 @@ HELP: dict[str, str] = {
     "torch_compile": "compile the model with torch.compile",
     "torch_compile_mode": "torch.compile mode: default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs",
     "torch_compile_dynamic": "let torch.compile use dynamic shapes (else fixed-size batches)",
+    "group_by_length": "batch windows of similar length together (LengthGroupedSampler): fewer padded tokens; needs "
+    "pad_to_max_length false",
+    "pad_to_multiple_of": "dynamic padding: round each batch's width up to a multiple of N (fewer distinct shapes; "
+    "default 8 for CUDA bf16/fp16, as run_qa)",
     "dataloader_num_workers": "data loader worker processes",
     "report_to": "Trainer integrations: none, or mlflow (the Trainer's own callback, into tracking_uri)",
     "resume_from_checkpoint": "resume from this checkpoint directory (default: the last complete one in output_dir)",
@@ -280,7 +281,7 @@ TUNE_SECTION = "tune"
 RUN_SECTIONS = tuple(s for s in SECTIONS if s != TUNE_SECTION)  # what a training/prediction command reads
 
 
-def _field_types(section_cls: type) -> dict[str, Any]:
+def field_types(section_cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(section_cls)
     return {f.name: hints[f.name] for f in fields(section_cls)}
 
@@ -288,7 +289,7 @@ def _field_types(section_cls: type) -> dict[str, Any]:
 def owner_of(key: str, where: str = "override") -> str:
     """The section that owns a flat field name."""
     for name, cls in SECTIONS.items():
-        if key in _field_types(cls):
+        if key in field_types(cls):
             return name
     raise ConfigError(f"{where}: unknown parameter '{key}'")
 
@@ -335,7 +336,7 @@ def _apply(cfg: QAFlowConfig, section: str, key: str, value: Any, where: str) ->
     if section not in SECTIONS:
         raise ConfigError(f"{where}: unknown section '{section}' (in '{section}.{key}')")
     section_obj = getattr(cfg, section)
-    types_ = _field_types(type(section_obj))
+    types_ = field_types(type(section_obj))
     if key not in types_:
         raise ConfigError(f"{where}: unknown parameter '{section}.{key}'")
     if (section, key) == ("evaluation", "suites"):
@@ -440,6 +441,7 @@ BOUNDS: dict[tuple[str, str], tuple[float, bool]] = {
     ("train", "learning_rate"): (0, False),
     ("train", "per_device_train_batch_size"): (1, True),
     ("train", "per_device_eval_batch_size"): (1, True),
+    ("train", "pad_to_multiple_of"): (1, True),
     ("train", "gradient_accumulation_steps"): (1, True),
     ("train", "warmup_ratio"): (0, True),
     ("train", "weight_decay"): (0, True),
@@ -486,6 +488,10 @@ def validate(cfg: QAFlowConfig) -> None:
         raise ConfigError(f"train.max_steps: {t.max_steps!r} must be > 0, or -1 for num_train_epochs")
     if t.bf16 and t.fp16:
         raise ConfigError("train.bf16 and train.fp16 are mutually exclusive")
+    if t.group_by_length and f.pad_to_max_length:
+        raise ConfigError(
+            "train.group_by_length: needs features.pad_to_max_length false (padded windows all have the same length)"
+        )
     validate_search_space(cfg.tune)
     e = cfg.evaluation
     if e.suite is not None and e.suite not in e.suites:
@@ -521,55 +527,6 @@ def validate_search_space(tune: TuneConfig) -> None:
                 f"tune.window_choices: {pair!r} must be [max_seq_length >= 8, doc_stride] with 0 <= doc_stride < "
                 "max_seq_length"
             )
-
-
-DVC_SECTIONS = ("data", "model", "features")  # params.yaml sections the DVC stages depend on (dvc.yaml)
-
-
-def persist_stage_overrides(params_path: str | Path, overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """Write overrides of DVC-tracked sections into `params.yaml` (as `dvc exp run -S` does); return what changed.
-
-    The DVC stages read `params.yaml` only, so an override of, say, `max_seq_length` must land there for the
-    features (and the data version) to follow it. Overrides of other sections stay in memory. The file is edited
-    in place through ruamel.yaml's round trip (DVC's own YAML library): comments, key order and layout stay as
-    the user wrote them; only the overridden values change.
-    """
-    path = Path(params_path)
-    yaml_rt = _round_trip_yaml()
-    raw = (yaml_rt.load(path.read_text(encoding="utf-8")) if path.exists() else None) or CommentedMap()
-    changed: dict[str, Any] = {}
-    for key, value in (overrides or {}).items():
-        section, _, name = key.rpartition(".")
-        section = section or owner_of(name)
-        if section not in DVC_SECTIONS:
-            continue
-        types_ = _field_types(SECTIONS[section])
-        if name not in types_:
-            raise ConfigError(f"override: unknown parameter '{section}.{name}'")
-        typed = coerce(value, types_[name], f"override: {section}.{name}")
-        current = raw.get(section) if isinstance(raw.get(section), dict) else None
-        if (current or {}).get(name, getattr(getattr(QAFlowConfig(), section), name)) != typed:
-            if current is None:
-                raw[section] = current = CommentedMap()
-            current[name] = typed
-            changed[f"{section}.{name}"] = typed
-    if changed:
-        buffer = io.StringIO()
-        yaml_rt.dump(raw, buffer)
-        write_bytes_atomic(buffer.getvalue().encode("utf-8"), path)
-    return changed
-
-
-def _round_trip_yaml() -> YAML:
-    yaml_rt = YAML(typ="rt")
-    yaml_rt.preserve_quotes = True
-    yaml_rt.width = 4096  # never re-wrap a long line the user wrote
-    yaml_rt.representer.add_representer(type(None), _represent_null)  # `null`, as written, not an empty value
-    return yaml_rt
-
-
-def _represent_null(representer: Any, _: None) -> Any:
-    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
 
 
 def save_params(cfg: QAFlowConfig, path: str | Path) -> None:

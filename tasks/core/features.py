@@ -735,20 +735,34 @@ def count_features(
 # --------------------------------------------------------------------------------------------- batches
 
 
-def collate(features: Features, indices: np.ndarray, *, dynamic: bool) -> dict[str, np.ndarray]:
+def padding_band(mask: np.ndarray, multiple_of: int = 1) -> tuple[int, int]:
+    """The contiguous non-padding column band [c0, c1) of a batch (left or right padding).
+
+    With `multiple_of` > 1 the band is widened over padding columns (right first, then left) to a multiple of it,
+    at most the stored width: fewer distinct batch shapes (each new one costs kernel selection on a GPU) and
+    tensor-core-friendly sizes, as run_qa's `pad_to_multiple_of`.
+    """
+    width = mask.shape[1]
+    cols = np.flatnonzero(mask.any(axis=0))
+    if not cols.size:
+        return 0, width
+    c0, c1 = int(cols[0]), int(cols[-1]) + 1
+    target = min(width, -(-(c1 - c0) // max(1, multiple_of)) * max(1, multiple_of))
+    c1 = min(width, c0 + target)
+    return c1 - target, c1
+
+
+def collate(features: Features, indices: np.ndarray, *, dynamic: bool, multiple_of: int = 1) -> dict[str, np.ndarray]:
     """Model inputs (and labels, for training features) of the rows `indices`.
 
     With `dynamic=True` the columns whose attention mask is 0 in every row of the batch are trimmed from both
-    ends (right or left padding); labels are shifted by the number of columns trimmed on the left. Every array
-    comes back int64 (what the models take), whatever the stored dtypes.
+    ends (right or left padding), keeping a width that is a multiple of `multiple_of` (`padding_band`); labels
+    are shifted by the number of columns trimmed on the left. Every array comes back int64 (what the models
+    take), whatever the stored dtypes.
     """
     idx = np.asarray(indices, dtype=np.int64)
     mask = features.attention_mask[idx]
-    lo, hi = 0, mask.shape[1]
-    if dynamic:
-        used = np.flatnonzero(mask.any(axis=0))
-        if used.size:
-            lo, hi = int(used[0]), int(used[-1]) + 1
+    lo, hi = padding_band(mask, multiple_of) if dynamic else (0, mask.shape[1])
     batch = {"input_ids": features.input_ids[idx, lo:hi], "attention_mask": mask[:, lo:hi]}
     if features.token_type_ids is not None:
         batch["token_type_ids"] = features.token_type_ids[idx, lo:hi]

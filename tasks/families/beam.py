@@ -38,11 +38,11 @@ from transformers import XLNetForQuestionAnswering
 
 from tasks.core.checkpoints import architectures, describe, has_span_head, load_checkpoint_config
 from tasks.core.data import Example
-from tasks.core.features import Features
+from tasks.core.features import Features, padding_band
 from tasks.core.postprocess import Postprocessed
 from tasks.core.progress import progress
 from tasks.core.specs import InferenceRecipe
-from tasks.families.extractive import ExtractiveFamily, FeatureCollator, band, model_inputs
+from tasks.families.extractive import ExtractiveFamily, FeatureCollator, model_inputs
 
 BEAM_ARCHITECTURE = "XLNetForQuestionAnswering"
 NO_CANDIDATE_SCORE = -2e-6  # utils_qa.py's score (and null score) when an example has no valid span
@@ -81,15 +81,16 @@ def is_beam_capable(config: Any) -> bool:
 class BeamCollator(FeatureCollator):
     """`FeatureCollator` batches plus the beam head's `cls_index`, `p_mask`, (training) `is_impossible`."""
 
-    def __init__(self, features: Features, *, dynamic: bool) -> None:
-        super().__init__(features, dynamic=dynamic)
+    def __init__(self, features: Features, *, dynamic: bool, multiple_of: int = 1) -> None:
+        super().__init__(features, dynamic=dynamic, multiple_of=multiple_of)
         self.p_mask = beam_p_mask(features)
         self.impossible = is_impossible(features) if features.start_positions is not None else None
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         batch = super().__call__(indices)
         idx = np.asarray(indices, dtype=np.int64)
-        c0, c1 = band(self.features.attention_mask[idx]) if self.dynamic else (0, self.features.input_ids.shape[1])
+        mask = self.features.attention_mask[idx]
+        c0, c1 = padding_band(mask, self.multiple_of) if self.dynamic else (0, mask.shape[1])
         batch["cls_index"] = torch.from_numpy(self.features.cls_index[idx].astype(np.int64) - c0)
         batch["p_mask"] = torch.from_numpy(np.ascontiguousarray(self.p_mask[idx][:, c0:c1]))
         if self.impossible is not None:
@@ -131,7 +132,7 @@ def forward_beam(model: Any, features: Features, batch_size: int, device: torch.
     bar = progress(n, "beam search", "windows", inner=True)
     for lo in range(0, n, batch_size):
         sl = slice(lo, min(lo + batch_size, n))
-        c0, c1 = band(features.attention_mask[sl])
+        c0, c1 = padding_band(features.attention_mask[sl])
         batch = model_inputs(features, sl, c0, c1, device)
         batch["cls_index"] = torch.from_numpy(features.cls_index[sl].astype(np.int64) - c0).to(device)
         batch["p_mask"] = torch.from_numpy(np.ascontiguousarray(p_mask[sl, c0:c1])).to(device)
@@ -323,8 +324,8 @@ class BeamFamily(ExtractiveFamily):
             raise ValueError(f"{describe(config, path)}: model_family 'beam' needs an XLNet checkpoint")
         return XLNetForQuestionAnswering.from_pretrained(path, dtype=torch.float32)
 
-    def collator(self, features: Features, *, dynamic: bool) -> BeamCollator:
-        return BeamCollator(features, dynamic=dynamic)
+    def collator(self, features: Features, *, dynamic: bool, multiple_of: int = 1) -> BeamCollator:
+        return BeamCollator(features, dynamic=dynamic, multiple_of=multiple_of)
 
     def train_metrics(self, features: Any, collator: Any, runtime: float, world_size: int) -> dict[str, float]:
         impossible = collator.impossible

@@ -24,6 +24,7 @@ from tasks.core.features import (
     Features,
     collate,
     load_features,
+    padding_band,
     prepare_eval_features,
     prepare_train_features,
     save_features,
@@ -41,14 +42,16 @@ class FeatureCollator:
     Counts real (non-padding) and padded tokens so throughput can be reported in tokens per second.
     """
 
-    def __init__(self, features: Features, *, dynamic: bool) -> None:
+    def __init__(self, features: Features, *, dynamic: bool, multiple_of: int = 1) -> None:
         self.features = features
         self.dynamic = dynamic
+        self.multiple_of = multiple_of
         self.real_tokens = 0
         self.padded_tokens = 0
 
     def arrays(self, indices: list[int]) -> dict[str, np.ndarray]:
-        batch = collate(self.features, np.asarray(indices, dtype=np.int64), dynamic=self.dynamic)
+        idx = np.asarray(indices, dtype=np.int64)
+        batch = collate(self.features, idx, dynamic=self.dynamic, multiple_of=self.multiple_of)
         self.real_tokens += int(batch["attention_mask"].sum())
         self.padded_tokens += int(batch["attention_mask"].size)
         return batch
@@ -63,12 +66,6 @@ class SpanLogits:
 
     start: np.ndarray
     end: np.ndarray
-
-
-def band(mask: np.ndarray) -> tuple[int, int]:
-    """The contiguous non-padding column band [c0, c1) of a batch (left or right padding)."""
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(cols[-1]) + 1
 
 
 def model_inputs(features: Features, rows: slice, c0: int, c1: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -87,7 +84,7 @@ def forward_logits(model: Any, features: Features, batch_size: int, device: torc
     end = np.full((n, length), PAD_LOGIT, dtype=np.float32)
     for lo in range(0, n, batch_size):
         sl = slice(lo, min(lo + batch_size, n))
-        c0, c1 = band(features.attention_mask[sl])
+        c0, c1 = padding_band(features.attention_mask[sl])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(**model_inputs(features, sl, c0, c1, device))
         pad = features.attention_mask[sl, c0:c1] == 0  # padding never competes for the n-best
@@ -138,8 +135,8 @@ class ExtractiveFamily:
     def load_train_features(self, path: Path) -> Features:
         return load_features(path)
 
-    def collator(self, features: Features, *, dynamic: bool) -> FeatureCollator:
-        return FeatureCollator(features, dynamic=dynamic)
+    def collator(self, features: Features, *, dynamic: bool, multiple_of: int = 1) -> FeatureCollator:
+        return FeatureCollator(features, dynamic=dynamic, multiple_of=multiple_of)
 
     def train_metrics(self, features: Any, collator: Any, runtime: float, world_size: int) -> dict[str, float]:
         return {}

@@ -32,6 +32,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from tasks.core.checkpoints import describe, has_span_head
 from tasks.core.data import Example
 from tasks.core.family import TrainFeatureSpec
+from tasks.core.features import padding_band
 from tasks.core.io import atomic_path
 from tasks.core.postprocess import Postprocessed
 from tasks.core.progress import progress
@@ -171,9 +172,10 @@ def load_seq2seq_features(path: str | Path) -> Seq2SeqFeatures:
 class Seq2SeqCollator:
     """Rows -> {input_ids, attention_mask, labels}; `dynamic` drops the batch's all-padding columns."""
 
-    def __init__(self, features: Seq2SeqFeatures, *, dynamic: bool) -> None:
+    def __init__(self, features: Seq2SeqFeatures, *, dynamic: bool, multiple_of: int = 1) -> None:
         self.features = features
         self.dynamic = dynamic
+        self.multiple_of = multiple_of
         self.real_tokens = 0
         self.padded_tokens = 0
         self.target_tokens = 0
@@ -184,10 +186,10 @@ class Seq2SeqCollator:
         mask = f.attention_mask[idx]
         labels = f.labels[idx]
         if self.dynamic:
-            cols = np.flatnonzero(mask.any(axis=0))
+            c0, c1 = padding_band(mask, self.multiple_of)
             label_cols = np.flatnonzero((labels != IGNORE_INDEX).any(axis=0))
-            mask, labels = mask[:, cols], labels[:, label_cols]
-            input_ids = f.input_ids[idx][:, cols]
+            mask, labels = mask[:, c0:c1], labels[:, label_cols]
+            input_ids = f.input_ids[idx][:, c0:c1]
         else:
             input_ids = f.input_ids[idx]
         self.real_tokens += int(mask.sum())
@@ -382,8 +384,8 @@ class Seq2SeqFamily:
     def load_train_features(self, path: Path) -> Seq2SeqFeatures:
         return load_seq2seq_features(path)
 
-    def collator(self, features: Seq2SeqFeatures, *, dynamic: bool) -> Seq2SeqCollator:
-        return Seq2SeqCollator(features, dynamic=dynamic)
+    def collator(self, features: Seq2SeqFeatures, *, dynamic: bool, multiple_of: int = 1) -> Seq2SeqCollator:
+        return Seq2SeqCollator(features, dynamic=dynamic, multiple_of=multiple_of)
 
     def train_metrics(
         self, features: Seq2SeqFeatures, collator: Seq2SeqCollator, runtime: float, world_size: int

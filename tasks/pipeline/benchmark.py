@@ -26,6 +26,15 @@ RUN_MODES: dict[str, dict[str, Any]] = {
     "compile": {"torch_compile": True, "torch_compile_mode": "default"},
     "compile-max-autotune": {"torch_compile": True, "torch_compile_mode": "max-autotune"},
 }
+# Modes that batch windows of similar length and pad each batch to its longest row (shapes vary per batch)
+LENGTH_GROUPED_MODES: dict[str, dict[str, Any]] = {
+    "eager-grouped": {
+        "torch_compile": False,
+        "torch_compile_mode": None,
+        "group_by_length": True,
+        "pad_to_multiple_of": 64,
+    },
+}
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by substring of the device name.
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 70e12, "V100": 125e12}
@@ -51,7 +60,7 @@ def training_flops_per_token(n_params: int, n_layers: int, hidden: int, seq_len:
     return 6.0 * n_params + 12.0 * n_layers * hidden * seq_len
 
 
-def model_flops_utilisation(metrics: dict[str, float], model_config: Any, n_params: int, seq_len: int, peak: float):
+def model_flops_utilisation(metrics: dict[str, float], model_config: Any, n_params: int, seq_len: float, peak: float):
     """MFU from steady-state throughput: achieved model FLOP/s over the device's peak."""
     tokens_per_second = metrics.get("steady_train_steps_per_second", metrics["train_steps_per_second"]) * (
         metrics["train_samples_per_second"] / max(metrics["train_steps_per_second"], 1e-9)
@@ -64,22 +73,26 @@ def run_mode(cfg: QAFlowConfig, features: Features, backend: str, mode: str, out
     """One fresh short training run in `mode` (nothing resumed: the output directory is cleared first)."""
 
     mode_cfg = copy.deepcopy(cfg)
-    for key, value in RUN_MODES[mode].items():
+    grouped = mode in LENGTH_GROUPED_MODES
+    for key, value in {**RUN_MODES, **LENGTH_GROUPED_MODES}[mode].items():
         setattr(mode_cfg.train, key, value)
     mode_cfg.train.save_strategy = "no"
-    mode_cfg.features.pad_to_max_length = True  # fixed shapes: nothing recompiles per batch
+    mode_cfg.features.pad_to_max_length = not grouped  # else fixed shapes: nothing recompiles per batch
     shutil.rmtree(out_dir, ignore_errors=True)
     family = get_family("extractive")
     result = run_trainer(
         family, ModelSpec.from_config(mode_cfg), mode_cfg.train, features,
-        backend=backend, paths=TrainPaths(out_dir), dynamic_padding=False,
+        backend=backend, paths=TrainPaths(out_dir), dynamic_padding=grouped,
     )  # fmt: skip
     metrics = dict(result.metrics)
     peak = peak_flops(result.device.device_name) if backend == "cuda" else None
     if peak:
         model_config = load_checkpoint_config(cfg.model.model_name_or_path)
         n_params = int(metrics["model_parameters"])
+        # the tokens the device computed per sample: the window length, or the batches' mean padded length
         seq = features.input_ids.shape[1]
+        if grouped:
+            seq = metrics["train_padded_tokens_per_second"] / max(metrics["train_samples_per_second"], 1e-9)
         metrics["mfu"] = model_flops_utilisation(metrics, model_config, n_params, seq, peak)
     return ModeResult(mode, metrics, result.device.device_name, result.artifacts)
 

@@ -25,8 +25,8 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from tasks.core.slices import compare_slices
-from tasks.pipeline.error_slices import load_slice_table
 from tasks.tracking import tags as tag
+from tasks.tracking.slice_tables import load_slice_table
 
 SLICES_COMPARISON = "slices_comparison.json"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

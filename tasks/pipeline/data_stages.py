@@ -18,10 +18,11 @@ from typing import Any
 from filelock import FileLock
 
 from tasks.core.artifacts import DataSnapshot
-from tasks.core.config import QAFlowConfig, persist_stage_overrides
+from tasks.core.config import QAFlowConfig
 from tasks.core.data import DataError, QADataset, load_dataset_file
 from tasks.core.io import write_bytes_atomic
 from tasks.core.layout import SNAPSHOT_FILES, snapshot_dir
+from tasks.core.params_file import persist_stage_overrides
 from tasks.pipeline.stages import load_split
 from tasks.versioning import LOCK_FILE, data_version, push, reproduce, restore_outputs
 

@@ -1,4 +1,6 @@
-"""Error slices of a scored prediction run: the table (`slices.json`), a plot (`slices.png`) and the MLflow table.
+"""Error slices of a scored prediction run: the table (`slices.json`), and a plot (`slices.png`).
+
+Logging them to MLflow is `tasks.tracking.slice_tables` (this module needs no MLflow).
 
 The slices themselves are the pure `tasks.core.slices.slice_table`; per-question scores come from the official
 scorer's own per-question path (`tasks.core.metrics.per_question_scores`), with the same no-answer threshold as the
@@ -10,10 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import mlflow
-from mlflow.tracking import MlflowClient
 
 from tasks.core.data import QADataset, to_squad_json
 from tasks.core.io import write_json_atomic
@@ -23,7 +21,6 @@ from tasks.core.slices import SliceRow, slice_table
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SLICES_JSON = "slices.json"
 SLICES_PNG = "slices.png"
-SLICES_TABLE = "slices/slices_table.json"  # the MLflow table (mlflow.log_table / load_table)
 MAX_ARTICLES_PLOTTED = 12
 
 
@@ -75,19 +72,3 @@ def write_slices(rows: Sequence[SliceRow], out_dir: Path, title: str = "F1 by sl
 
 def read_slices(path: Path) -> list[SliceRow]:
     return [SliceRow(**r) for r in json.loads(Path(path).read_text(encoding="utf-8"))]
-
-
-def log_slice_table(rows: Sequence[SliceRow], run_id: str, artifact_file: str = SLICES_TABLE) -> None:
-    """The slice rows as an MLflow table of the run (shown in the UI's artifact view, read by `load_slice_table`)."""
-    columns = ("dimension", "slice", "count", "exact", "f1")
-    mlflow.log_table({c: [getattr(r, c) for r in rows] for c in columns}, artifact_file, run_id=run_id)
-
-
-def load_slice_table(client: MlflowClient, run_id: str, artifact_file: str = SLICES_TABLE) -> list[dict[str, Any]]:
-    """A run's slice table as row dicts; [] when the run logged none."""
-    parent = str(Path(artifact_file).parent)
-    if not any(a.path == artifact_file for a in client.list_artifacts(run_id, parent)):
-        return []
-    local = client.download_artifacts(run_id, artifact_file)
-    table = json.loads(Path(local).read_text(encoding="utf-8"))
-    return [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]

@@ -13,10 +13,11 @@ import mlflow
 
 from tasks.core.data import QADataset, load_dataset_file
 from tasks.core.io import file_digest
-from tasks.pipeline.error_slices import log_slice_table, read_slices
+from tasks.pipeline.error_slices import read_slices
 from tasks.pipeline.prediction import predict_dataset
 from tasks.tracking import tags as tag
 from tasks.tracking.runs import log_run
+from tasks.tracking.slice_tables import log_slice_table
 
 
 @dataclass

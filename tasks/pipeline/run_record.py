@@ -24,7 +24,7 @@ from tasks.core.artifacts import DataSnapshot, TrainResult
 from tasks.core.config import QAFlowConfig, save_params
 from tasks.core.data import load_dataset_file
 from tasks.core.layout import RunPaths, run_lock_file
-from tasks.pipeline.error_slices import log_slice_table, read_slices
+from tasks.pipeline.error_slices import read_slices
 from tasks.pipeline.prediction import PredictionSummary
 from tasks.pipeline.question_table import question_table
 from tasks.pipeline.runplan import RunPlan, plan_run, run_key
@@ -38,6 +38,7 @@ from tasks.tracking.registry import (
     register_model,
 )
 from tasks.tracking.runs import configure_mlflow, find_run_by_key, git_tags, log_data_inputs, log_run, run_url
+from tasks.tracking.slice_tables import log_slice_table
 
 MODEL_ARTIFACT = "model"
 QUESTION_TABLE = "evaluation/questions.json"  # per-question table (id, question, gold, prediction, EM, F1, null odds)

@@ -23,10 +23,11 @@ import mlflow
 from tasks.core.data import QADataset
 from tasks.core.specs import InferenceRecipe
 from tasks.core.suites import ResolvedMember
-from tasks.pipeline.error_slices import log_slice_table, read_slices
+from tasks.pipeline.error_slices import read_slices
 from tasks.pipeline.prediction import PredictionSummary, Predictor, predict_dataset
 from tasks.tracking import tags as tag
 from tasks.tracking.runs import log_run
+from tasks.tracking.slice_tables import log_slice_table
 
 SUITE_TABLE = "suite/suite_table.json"
 

@@ -21,7 +21,6 @@ from tasks.core.layout import TrainPaths
 from tasks.core.specs import ModelSpec, inference_recipe
 from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.stages import build_train_features, load_split
-from tasks.tracking.runs import configure_mlflow
 from tasks.train.ddp import Launch, ResultOnAnotherNode, launch_torchrun, read_job, write_job
 from tasks.train.hardware import detect_backend
 from tasks.train.ipu import build_ipu_job, check_ipu_environment, ipu_result, run_ipu_job
@@ -126,8 +125,6 @@ def train_from_config(cfg: QAFlowConfig, *, launch: Launch | None = None) -> Tra
     dataset = load_split(cfg, "train")
     spec = ModelSpec.from_config(cfg)
     family = resolve_family(spec.family, spec.path)
-    if cfg.train.report_to == "mlflow":  # the Trainer's own MLflow callback logs into the project's store
-        configure_mlflow(cfg.tracking, Path.cwd())
     paths = TrainPaths(Path(cfg.train.output_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
     features = build_train_features(cfg, family, dataset.examples, load_tokenizer(spec.tokenizer_path))

@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from tasks.core.artifacts import TrainResult
 from tasks.core.checkpoints import load_tokenizer
@@ -193,14 +195,17 @@ def run_trainer(
     set_seed(train_cfg.seed)  # a freshly initialised head depends on the seed, as in run_qa.py
     model = family.load_model(model_spec.path)
     args = training_arguments(train_cfg, backend, paths.checkpoints_dir, family.training_arguments_class)
-    collator = family.collator(features, dynamic=dynamic_padding)
+    collator = family.collator(features, dynamic=dynamic_padding, multiple_of=pad_multiple(train_cfg, backend))
     n_rows = len(features)
     if backend == "cpu":
         torch.set_num_threads(available_cpu_cores())
     if train_cfg.torch_compile or train_cfg.torch_compile_mode:
         configure_compile(train_cfg)
     speed = ThroughputCallback()
-    trainer = family.trainer_class(
+    trainer_class = family.trainer_class
+    if train_cfg.group_by_length:
+        trainer_class = length_grouped(trainer_class, row_lengths(features))
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=IndexDataset(n_rows),
@@ -235,6 +240,34 @@ def run_trainer(
         log_history=list(trainer.state.log_history),
         artifacts=artifacts,
     )
+
+
+def pad_multiple(t: TrainConfig, backend: str) -> int:
+    """Batch widths under dynamic padding round up to this: the setting, else run_qa's 8 for CUDA fp16/bf16."""
+    if t.pad_to_multiple_of is not None:
+        return t.pad_to_multiple_of
+    return 8 if backend == "cuda" and (t.bf16 or t.fp16) else 1
+
+
+def row_lengths(features: Any) -> np.ndarray:
+    """Real (non-padding) tokens per training row; every family's features carry an `attention_mask`."""
+    return np.asarray(features.attention_mask).sum(axis=1)
+
+
+def length_grouped(trainer_class: type, lengths: np.ndarray) -> type:
+    """`trainer_class` drawing its training batches with transformers' `LengthGroupedSampler` over `lengths`.
+
+    Shuffled mega-batches (50 batches), each sorted by length, so a dynamically padded batch holds windows of
+    similar length (run_qa's `--group_by_length`). The Trainer cannot find the lengths itself: its dataset is
+    feature indices. Under DDP every rank builds the same order (seeded) and accelerate shards its batches.
+    """
+    as_list = [int(n) for n in lengths]
+
+    def _get_train_sampler(self: Any, train_dataset: Any = None) -> LengthGroupedSampler:
+        args = self.args
+        return LengthGroupedSampler(args.train_batch_size * args.gradient_accumulation_steps, lengths=as_list)
+
+    return type(f"LengthGrouped{trainer_class.__name__}", (trainer_class,), {"_get_train_sampler": _get_train_sampler})
 
 
 def _broadcast_resume(resume: Path | None) -> Path | None:
