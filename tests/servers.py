@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg2
+import psycopg
 
 POSTGRES_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "services" / "postgres.sh"
 
@@ -121,9 +121,9 @@ def _wait_postgres(dsn: str, proc: subprocess.Popen, log: Path, timeout: float) 
         if proc.poll() is not None:
             raise ServiceUnavailable(f"postgres exited with {proc.returncode}{log_tail(log)}")
         try:
-            psycopg2.connect(dsn, connect_timeout=2).close()
+            psycopg.connect(dsn, connect_timeout=2).close()
             return
-        except psycopg2.OperationalError as exc:
+        except psycopg.OperationalError as exc:
             if time.monotonic() > deadline:
                 raise ServiceUnavailable(f"postgres refused connections for {timeout:.0f} s{log_tail(log)}") from exc
             time.sleep(0.2)
@@ -155,13 +155,9 @@ def postgres_server(database: str = "mlflow", timeout: float = 60) -> Iterator[s
                                     **as_user)  # fmt: skip
         try:
             _wait_postgres(f"postgresql://postgres@127.0.0.1:{port}/postgres", proc, log_path, timeout)
-            admin = psycopg2.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres")
-            try:
-                admin.autocommit = True  # CREATE DATABASE cannot run in a transaction
-                with admin.cursor() as cur:
-                    cur.execute(f'CREATE DATABASE "{database}"')
-            finally:
-                admin.close()
+            # autocommit: CREATE DATABASE cannot run inside a transaction
+            with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as admin:
+                admin.execute(f'CREATE DATABASE "{database}"')
             yield f"postgresql://postgres@127.0.0.1:{port}/{database}"
         finally:
             stop_group(proc, timeout=30, sig=signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
