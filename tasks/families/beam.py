@@ -42,7 +42,7 @@ from tasks.core.features import Features, padding_band
 from tasks.core.postprocess import Postprocessed
 from tasks.core.progress import progress
 from tasks.core.specs import InferenceRecipe
-from tasks.families.extractive import ExtractiveFamily, FeatureCollator, model_inputs
+from tasks.families.extractive import ExtractiveFamily, FeatureCollator, inference_pad_multiple, model_inputs
 
 BEAM_ARCHITECTURE = "XLNetForQuestionAnswering"
 NO_CANDIDATE_SCORE = -2e-6  # utils_qa.py's score (and null score) when an example has no valid span
@@ -132,7 +132,7 @@ def forward_beam(model: Any, features: Features, batch_size: int, device: torch.
     bar = progress(n, "beam search", "windows", inner=True)
     for lo in range(0, n, batch_size):
         sl = slice(lo, min(lo + batch_size, n))
-        c0, c1 = padding_band(features.attention_mask[sl])
+        c0, c1 = padding_band(features.attention_mask[sl], inference_pad_multiple(device))
         batch = model_inputs(features, sl, c0, c1, device)
         batch["cls_index"] = torch.from_numpy(features.cls_index[sl].astype(np.int64) - c0).to(device)
         batch["p_mask"] = torch.from_numpy(np.ascontiguousarray(p_mask[sl, c0:c1])).to(device)

@@ -76,6 +76,11 @@ def model_inputs(features: Features, rows: slice, c0: int, c1: int, device: torc
     return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)).to(device) for k, v in inputs.items()}
 
 
+def inference_pad_multiple(device: torch.device) -> int:
+    """Batch widths in prediction: multiples of 8 on CUDA (few distinct shapes, tensor-core sizes), exact on CPU."""
+    return 8 if device.type == "cuda" else 1
+
+
 @torch.inference_mode()
 def forward_logits(model: Any, features: Features, batch_size: int, device: torch.device) -> SpanLogits:
     """Start/end logits for every window, in batches; padding columns trimmed per batch."""
@@ -84,7 +89,7 @@ def forward_logits(model: Any, features: Features, batch_size: int, device: torc
     end = np.full((n, length), PAD_LOGIT, dtype=np.float32)
     for lo in range(0, n, batch_size):
         sl = slice(lo, min(lo + batch_size, n))
-        c0, c1 = padding_band(features.attention_mask[sl])
+        c0, c1 = padding_band(features.attention_mask[sl], inference_pad_multiple(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(**model_inputs(features, sl, c0, c1, device))
         pad = features.attention_mask[sl, c0:c1] == 0  # padding never competes for the n-best
