@@ -166,10 +166,15 @@ def postgres_server(database: str = "mlflow", timeout: float = 60) -> Iterator[s
 
 
 @contextmanager
-def prefect_server(home: Path, timeout: float = 180) -> Iterator[str]:
-    """`prefect server start` on 127.0.0.1 with its own PREFECT_HOME; yields the API URL; always stopped."""
+def prefect_server(home: Path, timeout: float = 180, database_url: str | None = None) -> Iterator[str]:
+    """`prefect server start` on 127.0.0.1 with its own PREFECT_HOME; yields the API URL; always stopped.
+
+    `database_url` (`postgresql://...`): the server's database is that PostgreSQL one (asyncpg), not sqlite.
+    """
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": ""}
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
     log = open(home.with_suffix(".log"), "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
