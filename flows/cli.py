@@ -7,6 +7,7 @@ Hyperparameters come from `params.yaml` (one source of truth) with run_qa.py-sty
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -139,10 +140,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """run_qa.py's job: --do_train (the default), then --do_eval / --do_predict into <output_dir>/eval|predict."""
-    from tasks.pipeline.prediction import predict_from_config
     from tasks.pipeline.stages import load_split
-    from tasks.pipeline.training import train_from_config
-    from tasks.train.ddp import ResultOnAnotherNode
 
     cfg = config_from_args(args)
     steps = run_steps(args)
@@ -151,6 +149,28 @@ def cmd_train(args: argparse.Namespace) -> int:
              ("predict", "test", steps.do_predict)) if wanted]  # fmt: skip
     for _, split in later:  # their data is checked before any training starts
         load_split(cfg, split)
+    held: contextlib.AbstractContextManager[dict[str, Any]] = contextlib.nullcontext({})
+    if cfg.train.device_concurrency_limit:  # Prefect is imported only when a device limit is asked for
+        from flows.device_slot import check_device_limit, device_slot
+
+        check_device_limit(cfg.train.device_concurrency_limit)
+        held = device_slot(cfg.train.device_concurrency_limit)
+    with held as slot:
+        out = _train_eval_predict(cfg, steps, launch, later)
+    if out is None:  # another node holds the result
+        return 0
+    print(json.dumps({**out, **({"device_slot": slot} if slot else {})}, indent=2))
+    return 0
+
+
+def _train_eval_predict(
+    cfg: QAFlowConfig, steps: Any, launch: Any, later: list[tuple[str, str]]
+) -> dict[str, Any] | None:
+    """The train command's steps; None on a node that is not rank 0's (it printed its own line)."""
+    from tasks.pipeline.prediction import predict_from_config
+    from tasks.pipeline.training import train_from_config
+    from tasks.train.ddp import ResultOnAnotherNode
+
     out: dict[str, Any] = {}
     model_dir = cfg.model.model_name_or_path
     if steps.do_train:
@@ -162,7 +182,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             result = train_from_config(cfg, launch=launch)
         except ResultOnAnotherNode as done:
             print(json.dumps({"node_finished": str(done)}, indent=2))
-            return 0
+            return None
         model_dir = str(result.model_dir)
         out.update({"model_dir": model_dir, **result.metrics})
     for name, split in later:
@@ -171,8 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         out.update({f"{name}_{key}": value for key, value in (summary.metrics or {}).items()})
         out.update({f"{name}_samples": summary.examples, f"{name}_predictions": str(summary.files["predictions"])})
-    print(json.dumps(out, indent=2))
-    return 0
+    return out
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from flows.pools import DEFAULT_CRON, POOL_BACKENDS
-from tasks.core.config import QAFlowConfig, load_config
+from tasks.core.config import ConfigError, QAFlowConfig, load_config
 from tasks.core.layout import compare_dir
 
 
@@ -39,6 +39,12 @@ def add_deploy_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--name", default=None, help="deployment name (default: retrain-<pool>)")
     p.add_argument("--work-pool", default=None, help="work pool (default: qaflow-<pool>; created as a process pool)")
     p.add_argument("--limit", type=int, default=1, help="--serve: flow runs at once (default: 1)")
+    p.add_argument(
+        "--gpus",
+        type=int,
+        default=1,
+        help="--pool gpu: slots of its device limit qaflow-gpu, one per GPU, when it is created (default: 1)",
+    )
     _add_project_flags(p)
     p.set_defaults(func=cmd_deploy)
     return p
@@ -52,7 +58,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.serve:
         serve_retrain(**common, limit=args.limit)
         return 0
-    deployment_id = deploy_retrain(**common, work_pool=args.work_pool)
+    if args.gpus < 1:
+        raise ConfigError(f"--gpus: {args.gpus} must be >= 1")
+    deployment_id = deploy_retrain(**common, work_pool=args.work_pool, device_slots=args.gpus)
     name = args.name or deployment_name(args.pool)
     pool = args.work_pool or f"qaflow-{args.pool}"
     print(json.dumps({"deployment": f"retrain/{name}", "id": deployment_id, "work_pool": pool,

@@ -20,6 +20,7 @@ from typing import Any
 
 from flows.pools import (
     DEFAULT_CRON,
+    DEVICE_LIMITS,
     ENTRYPOINT,
     JOB_ENV,
     REPO_ROOT,
@@ -88,6 +89,25 @@ def ensure_work_pool(name: str, pool_type: str = "process") -> bool:
         return True
 
 
+def ensure_device_limit(name: str, slots: int) -> bool:
+    """Create the global concurrency limit `name` with `slots` slots unless it exists; True if it was created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+            return False
+        except ObjectNotFound:
+            pass
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+        except ObjectAlreadyExists:
+            return False
+        return True
+
+
 def deploy_retrain(
     *,
     pool: str = "cpu",
@@ -98,11 +118,16 @@ def deploy_retrain(
     name: str | None = None,
     work_pool: str | None = None,
     source: str | Path = REPO_ROOT,
+    device_slots: int = 1,
 ) -> str:
-    """Create/update the scheduled deployment in a process work pool; returns the deployment id."""
+    """Create/update the scheduled deployment in a process work pool; returns the deployment id.
 
+    A device pool (gpu) also gets its global concurrency limit (`device_slots` slots, one per GPU) unless it exists.
+    """
     pool_name = work_pool or work_pool_name(pool)
     ensure_work_pool(pool_name)
+    if pool in DEVICE_LIMITS:
+        ensure_device_limit(DEVICE_LIMITS[pool], device_slots)
     flow = retrain.from_source(source=str(Path(source).resolve()), entrypoint=ENTRYPOINT)
     deployment_id = flow.deploy(
         name=name or deployment_name(pool),

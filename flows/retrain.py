@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 
+from flows.device_slot import check_device_limit, device_slot
 from flows.evaluate_flow import log_suite_scores, suite_summary
 from flows.prefect_report import publish_retrain_report, route_logs_to_prefect
 from flows.retry import retry_transient
@@ -147,6 +148,7 @@ def retrain(
     data_stages.check_inputs(cfg, repo)  # bad data fails here, once, before params.yaml or data/ change
     if cfg.evaluation.suite:
         resolve_suite(cfg, repo)  # so do missing or changed suite files
+    check_device_limit(cfg.train.device_concurrency_limit)  # and a device limit the Prefect server does not know
     snapshot = prepare_data(repo, repo / params_path, overrides)
     summary: dict[str, Any] = {
         "data_version": snapshot.version, "run_key": run_key(cfg, snapshot.version), "flow_run_id": flow_run.id,
@@ -161,9 +163,12 @@ def retrain(
             print(f"retrain skipped: {plan.reason}")
             return report(cfg, repo, {**summary, **asdict(plan), "metrics": logged_scores(cfg, repo, plan.run_id)})
         paths = RunPaths.for_run(repo, plan.run_id)
-        trained = train(cfg, repo, plan, snapshot, paths)
-        calibration = calibrate(cfg, repo, trained, paths) if cfg.postprocess.calibration_file else {}
-        predicted = predict_and_score(trained, snapshot, paths)
+        with device_slot(cfg.train.device_concurrency_limit) as slot:  # queue behind other jobs on this device
+            trained = train(cfg, repo, plan, snapshot, paths)
+            calibration = calibrate(cfg, repo, trained, paths) if cfg.postprocess.calibration_file else {}
+            predicted = predict_and_score(trained, snapshot, paths)
+        if slot:
+            print(f"held device slot {slot['limit']} after waiting {slot['waited_s']:.1f} s")
         predicted.metrics = {**(predicted.metrics or {}), **calibration}
         track(cfg, repo, plan, snapshot, paths, trained, predicted)
         version = register(cfg, repo, plan)
@@ -178,4 +183,5 @@ def retrain(
         return report(cfg, repo, {
             **summary, **asdict(plan), "version": version, "metrics": predicted.metrics, "train": trained.metrics,
             "run_dir": str(paths.run_dir), "slices": str(predicted.files.get("slices", "")), "suite": suite,
+            "device_slot": slot or None,
         })  # fmt: skip

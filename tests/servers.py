@@ -1,17 +1,30 @@
-"""Real local services for tests: a `prefect server` on a free loopback port (started as users start it)."""
+"""Real local services for tests, on free 127.0.0.1 ports, started as users start them and stopped by their PIDs:
+`prefect server`, `mlflow server` (any backend store, proxied artifacts) and a throwaway PostgreSQL cluster."""
 
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import psycopg
+
+POSTGRES_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "services" / "postgres.sh"
+
+
+class ServiceUnavailable(RuntimeError):
+    """A service could not be installed or started on this machine (the message says why, in one line)."""
 
 
 def free_port() -> int:
@@ -20,24 +33,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+def log_tail(log: Path | None, chars: int = 3000) -> str:
+    return f":\n{log.read_text(errors='replace')[-chars:]}" if log is not None and log.exists() else ""
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    """Poll `url` until it answers 200; raise (with the tail of the server's `log`) if `proc` exits or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered{log_tail(log)}")
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s{log_tail(log)}")
 
 
-def stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
-    """SIGTERM a server's process group (servers spawn workers), then SIGKILL if it outlives `timeout`."""
+def stop_group(proc: subprocess.Popen, timeout: float = 20, sig: signal.Signals = signal.SIGTERM) -> None:
+    """Signal a server's process group (servers spawn workers) with `sig`, then SIGKILL if it outlives `timeout`."""
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, sig)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -45,11 +63,118 @@ def stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
             proc.wait(timeout=timeout)
 
 
+def mlflow_env() -> dict[str, str]:
+    """This environment without MLFLOW_* variables, this interpreter's bin first on PATH (uvicorn), and no GenAI
+    job runner (7 huey consumer processes a test does not need, on a 2-core machine)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 @contextmanager
-def prefect_server(home: Path, timeout: float = 180) -> Iterator[str]:
-    """`prefect server start` on 127.0.0.1 with its own PREFECT_HOME; yields the API URL; always stopped."""
+def mlflow_server(root: Path, backend_store_uri: str, artifacts: Path, timeout: float = 180) -> Iterator[str]:
+    """`mlflow server` on 127.0.0.1 with `backend_store_uri` and artifacts served from `artifacts`
+    (`--serve-artifacts`: clients log through the server, never to a path of their own); yields its URL."""
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri,
+        "--serve-artifacts", "--artifacts-destination", str(artifacts),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--uvicorn-opts", "--timeout-graceful-shutdown 5",
+    ]  # fmt: skip
+    log_path = root / "mlflow-server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=root, env=mlflow_env(), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", timeout, proc, log_path)
+        yield url
+    finally:
+        stop_group(proc, timeout=15)
+
+
+def postgres_bindir() -> Path:
+    """Where initdb and postgres are, after `scripts/services/postgres.sh` made sure they are installed."""
+    done = subprocess.run(["bash", str(POSTGRES_SCRIPT)], capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"exit {done.returncode}"]
+        raise ServiceUnavailable(lines[-1])
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def _as_postgres_user() -> dict[str, Any]:
+    """Popen arguments that run PostgreSQL's programs as the `postgres` user when we are root (it refuses root)."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        user = pwd.getpwnam("postgres")
+    except KeyError:
+        raise ServiceUnavailable("running as root and there is no 'postgres' user to run PostgreSQL as") from None
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+
+def _wait_postgres(dsn: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise ServiceUnavailable(f"postgres exited with {proc.returncode}{log_tail(log)}")
+        try:
+            psycopg.connect(dsn, connect_timeout=2).close()
+            return
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"postgres refused connections for {timeout:.0f} s{log_tail(log)}") from exc
+            time.sleep(0.2)
+
+
+@contextmanager
+def postgres_server(database: str = "mlflow", timeout: float = 60) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (initdb in a temporary directory, trust auth, TCP on 127.0.0.1 only, no unix
+    socket, fsync off) with an empty `database`; yields its `postgresql://` URI; stopped (fast shutdown) and removed
+    after. Raises `ServiceUnavailable` when PostgreSQL cannot be installed or started here."""
+    bindir = postgres_bindir()
+    as_user = _as_postgres_user()
+    home = Path(tempfile.mkdtemp(prefix="qaflow-pg-"))  # not under pytest's root-only tmp: `postgres` must reach it
+    try:
+        if as_user:
+            os.chown(home, as_user["user"], as_user["group"])
+        data, log_path = home / "data", home / "postgres.log"
+        init = subprocess.run(
+            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+            cwd=home, capture_output=True, text=True, timeout=120, **as_user,
+        )  # fmt: skip
+        if init.returncode != 0:
+            raise ServiceUnavailable(f"initdb failed: {' '.join(init.stderr.split())[-500:]}")
+        port = free_port()
+        cmd = [str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", "",
+               "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]  # fmt: skip
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                    **as_user)  # fmt: skip
+        try:
+            _wait_postgres(f"postgresql://postgres@127.0.0.1:{port}/postgres", proc, log_path, timeout)
+            # autocommit: CREATE DATABASE cannot run inside a transaction
+            with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as admin:
+                admin.execute(f'CREATE DATABASE "{database}"')
+            yield f"postgresql://postgres@127.0.0.1:{port}/{database}"
+        finally:
+            stop_group(proc, timeout=30, sig=signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@contextmanager
+def prefect_server(home: Path, timeout: float = 180, database_url: str | None = None) -> Iterator[str]:
+    """`prefect server start` on 127.0.0.1 with its own PREFECT_HOME; yields the API URL; always stopped.
+
+    `database_url` (`postgresql://...`): the server's database is that PostgreSQL one (asyncpg), not sqlite.
+    """
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": ""}
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
     log = open(home.with_suffix(".log"), "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),

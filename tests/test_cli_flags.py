@@ -81,6 +81,7 @@ NOT_TRAINER_ARGS = {
     "overwrite_output_dir": "run_trainer deletes the checkpoints instead of resuming",
     "group_by_length": "run_trainer's length-grouped sampler (test_train_sampling.py)",
     "pad_to_multiple_of": "the family collator's batch width (test_train_sampling.py)",
+    "device_concurrency_limit": "flows.device_slot around training (integration/test_prefect_postgres.py)",
 }
 
 

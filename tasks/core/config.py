@@ -82,6 +82,7 @@ class TrainConfig:
     torch_compile_dynamic: bool = False
     group_by_length: bool = False  # batches of windows of similar length (needs features.pad_to_max_length false)
     pad_to_multiple_of: int | None = None  # dynamic padding rounds batch widths up (None: 8 under CUDA fp16/bf16)
+    device_concurrency_limit: str | None = None  # a Prefect global concurrency limit: one slot held per job
     dataloader_num_workers: int = 0
     report_to: str = "none"  # none | mlflow: the Trainer's own MLflow callback (the retrain flow logs itself)
     resume_from_checkpoint: str | None = None  # a checkpoint directory (default: the last complete one)
@@ -227,6 +228,8 @@ HELP: dict[str, str] = {
     "torch_compile_dynamic": "let torch.compile use dynamic shapes (else fixed-size batches)",
     "group_by_length": "batch windows of similar length together (LengthGroupedSampler): fewer padded tokens; needs "
     "pad_to_max_length false",
+    "device_concurrency_limit": "a Prefect global concurrency limit (one per GPU machine, limit = its GPUs) whose "
+    "slot training and prediction hold: jobs on one device queue",
     "pad_to_multiple_of": "dynamic padding: round each batch's width up to a multiple of N (fewer distinct shapes; "
     "default 8 for CUDA bf16/fp16, as run_qa)",
     "dataloader_num_workers": "data loader worker processes",

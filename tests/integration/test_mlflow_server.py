@@ -1,4 +1,4 @@
-"""A real `mlflow server` (sqlite + proxied artifacts) and `mlflow models serve`, all on 127.0.0.1.
+"""A real `mlflow server` (sqlite + proxied artifacts, `tests/servers.py`) and `mlflow models serve`, all on 127.0.0.1.
 
 Logs a run and the tiny QA model over HTTP, reads them back, serves `models:/<name>@challenger` and asks it a
 question through `/invocations`. Servers are started in their own process groups and always stopped.
@@ -7,12 +7,8 @@ question through `/invocations`. Servers are started in their own process groups
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +21,7 @@ from tasks.core.config import TrackingConfig
 from tasks.pipeline.serving import log_qa_model
 from tasks.tracking import registry
 from tasks.tracking import runs as tracking
-from tests.servers import stop_group
+from tests.servers import free_port, mlflow_env, mlflow_server, stop_group, wait_http
 from tests.tiny_models import model_with_recipe
 
 STARTUP_TIMEOUT_S = 120
@@ -33,66 +29,13 @@ CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Pa
 MODEL_NAME = "tiny-qa-served"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = STARTUP_TIMEOUT_S) -> None:
-    """Poll `url` until it answers 200; fail with the server's log if it exits or the time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"{url} not up after {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def start(cmd: list[str], log: Path, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
-    with open(log, "wb") as out:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    stop_group(proc, timeout=15)
-
-
-def clean_env() -> dict[str, str]:
-    """This environment without MLFLOW_* variables, with this interpreter's bin first on PATH (uvicorn)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return env
-
-
 @pytest.fixture(scope="module")
 def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """(URL, artifacts directory) of a running tracking server with a sqlite backend."""
     root = tmp_path_factory.mktemp("mlflow-server")
     artifacts = root / "artifacts"
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(artifacts),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--uvicorn-opts", "--timeout-graceful-shutdown 5",
-    ]  # fmt: skip
-    # The GenAI job runner (7 huey consumer processes) is not needed here and would load a 2-core machine.
-    env = {**clean_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = start(cmd, root / "server.log", root, env)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/health", proc, root / "server.log")
+    with mlflow_server(root, f"sqlite:///{root / 'mlflow.db'}", artifacts, timeout=STARTUP_TIMEOUT_S) as url:
         yield url, artifacts
-    finally:
-        stop(proc)
 
 
 @pytest.fixture
@@ -141,14 +84,16 @@ def test_log_register_and_serve_over_http(
 def _serve_and_ask(tracking_uri: str, workdir: Path) -> dict:
     """`mlflow models serve` the challenger (cwd outside the repo: code comes from code_paths) and query it."""
     port = free_port()
-    env = {**clean_env(), "MLFLOW_TRACKING_URI": tracking_uri}
+    env = {**mlflow_env(), "MLFLOW_TRACKING_URI": tracking_uri}
     cmd = [
         sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL_NAME}@challenger",
         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1",
     ]  # fmt: skip
-    proc = start(cmd, workdir / "serve.log", workdir, env)
+    log = workdir / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_http(f"http://127.0.0.1:{port}/ping", proc, workdir / "serve.log")
+        wait_http(f"http://127.0.0.1:{port}/ping", STARTUP_TIMEOUT_S, proc, log)
         body = {"dataframe_records": [{"question": "When was the tower built?", "context": CONTEXT}]}
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",
@@ -158,6 +103,6 @@ def _serve_and_ask(tracking_uri: str, workdir: Path) -> dict:
         with urllib.request.urlopen(request, timeout=60) as resp:
             predictions = json.loads(resp.read())["predictions"]
     finally:
-        stop(proc)
+        stop_group(proc, timeout=15)
     assert len(predictions) == 1
     return predictions[0]

@@ -47,6 +47,8 @@ def _deployment(name: str):
 
 
 def test_prefect_yaml_and_pool_deployment(api: dict[str, str], tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+
     from flows.deploy import deploy_retrain, ensure_work_pool
 
     for pool in ("qaflow-cpu", "qaflow-gpu", "qaflow-ipu"):
@@ -61,7 +63,8 @@ def test_prefect_yaml_and_pool_deployment(api: dict[str, str], tmp_path: Path) -
     for pool, backend, cron in (("cpu", "cpu", "0 3 * * 1"), ("gpu", "cuda", "0 4 * * 1"), ("ipu", "ipu", "0 5 * * 1")):
         dep = _deployment(f"retrain/retrain-{pool}")
         assert dep.work_pool_name == f"qaflow-{pool}" and dep.entrypoint == "flows/retrain.py:retrain"
-        assert dep.parameters["overrides"] == {"backend": backend}
+        limit = {"device_concurrency_limit": "qaflow-gpu"} if pool == "gpu" else {}
+        assert dep.parameters["overrides"] == {"backend": backend, **limit}
         (schedule,) = dep.schedules
         assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == (cron, "UTC", True)
         assert dep.pull_steps[0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(REPO_ROOT)
@@ -71,8 +74,11 @@ def test_prefect_yaml_and_pool_deployment(api: dict[str, str], tmp_path: Path) -
     deploy_retrain(pool="gpu", cron="30 2 * * 0", root=project, name="retrain-gpu-python")
     dep = _deployment("retrain/retrain-gpu-python")
     assert dep.work_pool_name == "qaflow-gpu" and dep.schedules[0].schedule.cron == "30 2 * * 0"
-    assert dep.parameters == {"params_path": "params.yaml", "overrides": {"backend": "cuda"}, "root": str(project)}
+    overrides = {"backend": "cuda", "device_concurrency_limit": "qaflow-gpu"}
+    assert dep.parameters == {"params_path": "params.yaml", "overrides": overrides, "root": str(project)}
     assert dep.job_variables["env"]["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] == "true"
+    with get_client(sync_client=True) as client:  # the gpu pool's device limit, made by the deploy: 1 slot
+        assert client.read_global_concurrency_limit_by_name("qaflow-gpu").limit == 1
 
 
 def test_served_schedule_runs_then_skips(api: dict[str, str], tmp_path: Path, tiny_bert_dir: Path) -> None:
