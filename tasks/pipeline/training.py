@@ -21,7 +21,7 @@ from tasks.core.layout import TrainPaths
 from tasks.core.specs import ModelSpec, inference_recipe
 from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.stages import build_train_features, load_split
-from tasks.train.ddp import Launch, ResultOnAnotherNode, launch_torchrun, read_job, write_job
+from tasks.train.ddp import Launch, ResultOnAnotherNode, join_worker_group, launch_torchrun, read_job, write_job
 from tasks.train.hardware import detect_backend
 from tasks.train.ipu import build_ipu_job, check_ipu_environment, ipu_result, run_ipu_job
 from tasks.train.resources import BackendUnavailableError
@@ -100,6 +100,7 @@ def launch_ddp(cfg: QAFlowConfig, backend: str, features_path: Path, paths: Trai
 def run_ddp_worker(job_path: Path) -> None:
     """The body of one torchrun worker: rebuild the config, train this rank; rank 0 writes the result."""
     job = read_job(job_path)
+    join_worker_group(job["backend"])
     overrides = {f"{section}.{k}": v for section, values in job["config"].items() for k, v in values.items()}
     cfg = load_config(None, overrides)
     paths = TrainPaths(Path(job["output_dir"]))

@@ -14,8 +14,12 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import torch
+import torch.distributed as dist
 
 from tasks.core.io import write_json_atomic
 
@@ -28,6 +32,27 @@ def write_job(job: dict[str, Any], path: Path) -> Path:
 
 def read_job(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def join_worker_group(backend: str, timeout: timedelta = timedelta(minutes=30)) -> None:
+    """Join this worker group's process group, its store keys under the group's attempt number.
+
+    torchrun restarts a failed group (`--max_restarts`) against the agent's same store, where the killed attempt's
+    keys (every rank's gloo address) are still set: a rank of the new attempt can read its peer's dead address and
+    fail with "connection refused" or wait forever. `TORCHELASTIC_RESTART_COUNT` names the attempt, so each one gets
+    keys of its own. The Trainer (accelerate) then uses this group instead of making one.
+    """
+    if dist.is_initialized():
+        return
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if backend == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    store, rank, world_size = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    dist.init_process_group(
+        "nccl" if backend == "cuda" else "gloo", store=dist.PrefixStore(f"qaflow/attempt_{attempt}", store),
+        rank=rank, world_size=world_size, timeout=timeout,
+    )  # fmt: skip
 
 
 class ResultOnAnotherNode(Exception):  # noqa: N818 - not an error: this node's part is done

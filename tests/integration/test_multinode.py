@@ -1,10 +1,14 @@
 """Multi-node training on torchrun's own rendezvous, two "nodes" as two launchers on localhost (c10d, gloo):
-the same weights and loss as one node with two workers."""
+the same weights and loss as one node with two workers; a killed worker is restarted and training resumes (the
+restarted group joins under its own store keys: `tasks.train.ddp.join_worker_group`)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -57,3 +61,47 @@ def test_two_nodes_train_the_same_model_as_one_node_with_two_workers(tiny_bert_d
     assert w_two.keys() == w_one.keys()
     for name in w_one:
         assert abs(w_two[name] - w_one[name]).max() <= 1e-6, name
+
+
+def _worker_pids(root: int) -> list[int]:
+    """The DDP worker processes among `root`'s descendants (torchrun puts its workers in their own sessions)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    descendants, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - descendants
+        descendants |= frontier
+    workers = []
+    for pid in descendants:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"tasks.pipeline.ddp_worker" in cmdline and b"torch.distributed.run" not in cmdline:
+            workers.append(pid)
+    return workers
+
+
+def test_a_killed_worker_is_restarted_and_training_resumes(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "restart"
+    argv = train_argv(tiny_bert_dir, out, "--max_steps", "10", "--save_steps", "2", "--nproc_per_node", "2",
+                      "--max_restarts", "1")  # fmt: skip
+    launcher = subprocess.Popen(argv, env=run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 600
+    while not (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").exists():
+        assert launcher.poll() is None and time.monotonic() < deadline, "training ended before a worker was killed"
+        time.sleep(0.1)
+    victims = _worker_pids(launcher.pid)
+    assert victims, "no worker found"
+    os.kill(victims[0], signal.SIGKILL)
+    _, err = launcher.communicate(timeout=600)
+    assert launcher.returncode == 0, err[-3000:]
+    result = read_result(out / "train_result.json")
+    assert result.resumed_from and int(result.resumed_from.rsplit("-", 1)[1]) >= 4
+    assert (out / "model" / "model.safetensors").exists()
+    assert "restart" in err.lower() or "Restarting" in err, "the launcher restarted the worker group"
