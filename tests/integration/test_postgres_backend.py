@@ -2,10 +2,12 @@
 
 A throwaway PostgreSQL cluster and `mlflow server --backend-store-uri postgresql://... --serve-artifacts
 --artifacts-destination DIR` run on free 127.0.0.1 ports (`tests/servers.py`); qaflow talks to the server over HTTP
-only (`tracking.tracking_uri: http://...`). Two retrains, a promotion, `qaflow evaluate`, `qaflow compare` and
-`qaflow answer` run as users run them; the runs, versions and aliases are then read back from PostgreSQL itself and
-the artifacts from the artifacts destination. PostgreSQL comes from `scripts/services/postgres.sh` (installed there
-when missing, as root); where it cannot be had the test skips with the reason, except under CI=true, where it fails.
+only (`tracking.tracking_uri: http://...`). `qaflow retrain` (version 1, `challenger`), `qaflow promote` (first
+champion), a better version 2 logged over HTTP, `qaflow promote` again (champion moves, `previous-champion` appears),
+`qaflow evaluate`, `qaflow compare` and `qaflow answer` run as users run them; the runs, versions and aliases are then
+read back from PostgreSQL itself and the artifacts from the artifacts destination. PostgreSQL comes from
+`scripts/services/postgres.sh` (installed there when missing, as root); where it cannot be had the test skips with
+the reason, except under CI=true, where it fails.
 """
 
 from __future__ import annotations
