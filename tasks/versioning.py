@@ -381,8 +381,13 @@ def _named_remote(repo: Repo, name: str | None) -> tuple[str, str] | None:
 def _remote_failure(
     exc: BaseException, root: Path, remote: tuple[str, str] | None, action: str
 ) -> VersioningError | None:
-    """A remote failure somewhere in `exc`'s chain as `RemoteConfigError` / `RemoteUnreachableError`, else None."""
+    """A remote failure somewhere in `exc`'s chain as `RemoteConfigError` / `RemoteUnreachableError`, else None.
+
+    Misconfigured: DVC config errors (no such remote), a missing plugin (`dvc-ssh` ...), a refused login or host
+    key. Unreachable: refused, reset or timed-out connections and lost SSH sessions.
+    """
     from dvc.config import ConfigError as DvcConfigError
+    from dvc.fs import RemoteMissingDepsError
 
     try:
         from asyncssh import DisconnectError, HostKeyNotVerifiable, IllegalUserName, KeyImportError, PermissionDenied
@@ -394,7 +399,7 @@ def _remote_failure(
     where = f"DVC remote '{remote[0]}' ({remote[1]})" if remote else "the DVC remote"
     for error in _exception_chain(exc):
         text = f"{root}: {action} failed: {where}: {type(error).__name__}: {error}"
-        if isinstance(error, (DvcConfigError, PermissionError, *refused)):
+        if isinstance(error, (DvcConfigError, RemoteMissingDepsError, PermissionError, *refused)):
             return RemoteConfigError(f"{text} (check the remote's URL, user, keyfile and the host's key)")
         if isinstance(error, (ConnectionError, TimeoutError, socket.gaierror, *lost)):
             return RemoteUnreachableError(text)
