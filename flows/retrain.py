@@ -48,7 +48,8 @@ def prepare_data(root: Path, params_path: Path, overrides: dict | None) -> DataS
         logger.info("DVC stage %s: outputs pulled from the DVC remote (not run)", name)
     for name in report.skipped:
         logger.info("DVC stage %s: unchanged, skipped", name)
-    logger.info("data version %s (%d file(s) pushed to the DVC remote)", report.snapshot.version, report.pushed)
+    logger.info("data version %s: DVC stages %.1f s, %d file(s) pushed to the DVC remote", report.snapshot.version,
+                report.seconds, report.pushed)  # fmt: skip
     return report.snapshot
 
 

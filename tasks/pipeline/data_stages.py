@@ -36,6 +36,7 @@ class StagesReport:
     params_changed: dict[str, Any]
     skipped: tuple[str, ...]
     pushed: int
+    seconds: float  # the stages (run or pulled), without the snapshot and the push
 
 
 def _bytes_or_none(path: Path) -> bytes | None:
@@ -117,4 +118,4 @@ def run_data_stages(root: Path, params_path: Path, overrides: dict[str, Any] | N
         version = data_version(root)
         snapshot = snapshot_outputs(root, version.id, version.outs, tuple(stages.ran), tuple(stages.pulled))
         pushed = push(root)
-    return StagesReport(snapshot, changed, tuple(stages.skipped), pushed)
+    return StagesReport(snapshot, changed, tuple(stages.skipped), pushed, stages.seconds)
