@@ -168,6 +168,20 @@ def _wanted_config(current: dict[str, Any], root: Path, remote_dir: Path | None,
 
 
 @contextmanager
+def _quiet_ssh() -> Iterator[None]:
+    """asyncssh (DVC's SSH remote) logs every connection and file at INFO: WARNING and up, unless set by the user."""
+    ssh_logger = logging.getLogger("asyncssh")
+    if ssh_logger.level != logging.NOTSET:
+        yield
+        return
+    ssh_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        ssh_logger.setLevel(logging.NOTSET)
+
+
+@contextmanager
 def _open(root: Path) -> Iterator[Repo]:
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
@@ -176,7 +190,7 @@ def _open(root: Path) -> Iterator[Repo]:
         raise VersioningError(
             f"{root}: not a DVC repository (no .dvc/); run `dvc init` or tasks.versioning.ensure_dvc_repo"
         )
-    with chdir(root):  # DVC resolves targets and names stages relative to the working directory
+    with chdir(root), _quiet_ssh():  # DVC resolves targets and names stages relative to the working directory
         try:
             repo = Repo(str(root))
         except NotDvcRepoError as exc:

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -27,14 +26,15 @@ import pytest
 
 from flows.retry import is_transient
 from tasks import versioning
-from tests.integration.test_dvc_pipeline import build_repo
 from tests.integration.test_retrain_flow import env_for, git_commit_all, make_repo, retrain_argv, summary_of
 from tests.servers import ServiceUnavailable, SSHServer, free_port, ssh_server
+from tests.test_versioning import fresh_copy, write_pipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:_NoneStep.value:DeprecationWarning")]
 
 REMOTE = "ssh-store"
 OUTS = ("data/prepared", "data/features")
+CACHED = ("a.txt", "b.txt")  # the cached outputs of test_versioning's pipeline
 STAGE_BODY = "tasks.core.progress: featurize train:"
 FAST = ("--max_steps", "4")  # training is not what is tested here
 IGNORED = "/outputs/\n/mlruns/\n/.prefect/\n/.dvcstore/\n"  # a run's own files: not part of the commit
@@ -72,7 +72,6 @@ def as_client(client_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         monkeypatch.setenv(name, str(tmp_path / "dvc" / sub))
     monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(tmp_path / "dvc" / "site"))
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 def remote_url(sshd: SSHServer, directory: Path, port: int | None = None) -> str:
@@ -159,24 +158,29 @@ def stage_seconds(done: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture(scope="module")
 def pushed(sshd: SSHServer, client_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small dvc.yaml project of test_dvc_pipeline, reproduced and pushed to the SSH remote (read-only)."""
-    root = build_repo(tmp_path_factory.mktemp("pushed") / "repo")
+    """test_versioning's two-stage `python -c` project, reproduced and pushed to the SSH remote (read-only)."""
+    root = write_pipeline(tmp_path_factory.mktemp("pushed") / "repo")
+    versioning.ensure_dvc_repo(root)
     env = {**os.environ, "HOME": str(client_home)}
     dvc(root, env, "remote", "add", "--default", REMOTE, remote_url(sshd, tmp_path_factory.mktemp("store")))
     add_credentials(root, env, sshd)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HOME", str(client_home))
-        mp.setenv("HF_HUB_OFFLINE", "1")
         versioning.reproduce(root)
-        assert versioning.push(root) == 7
+        assert versioning.push(root) == 2
     return root
 
 
 @pytest.fixture
 def fresh(pushed: Path, tmp_path: Path, as_client: None) -> Path:
-    """A copy of the pushed project as a clone has it: dvc.lock, but no stage outputs and no DVC cache."""
-    skip = shutil.ignore_patterns("cache", "prepared", "features", "tmp", "__pycache__")
-    return Path(shutil.copytree(pushed, tmp_path / "fresh", ignore=skip))
+    """A copy of the pushed project as a clone has it: dvc.lock, but no cached outputs and no DVC cache."""
+    return fresh_copy(pushed, tmp_path / "fresh")
+
+
+def test_a_fresh_copy_pulls_over_ssh(fresh: Path, pushed: Path) -> None:
+    run = versioning.reproduce(fresh)
+    assert run.pulled == ("a", "b") and run.ran == ()
+    assert {n: (fresh / n).read_bytes() for n in CACHED} == {n: (pushed / n).read_bytes() for n in CACHED}
 
 
 def test_a_remote_without_the_data_makes_the_stages_run(
@@ -186,9 +190,9 @@ def test_a_remote_without_the_data_makes_the_stages_run(
     empty.mkdir()
     dvc(fresh, dict(os.environ), "remote", "modify", REMOTE, "url", remote_url(sshd, empty))
     run = versioning.reproduce(fresh)
-    assert run.ran == ("prepare", "featurize") and run.pulled == ()
+    assert run.ran == ("a", "b") and run.pulled == ()
     assert versioning.data_version(fresh) == versioning.data_version(pushed)
-    assert {out: tree_digest(fresh / out) for out in OUTS} == {out: tree_digest(pushed / out) for out in OUTS}
+    assert {n: (fresh / n).read_bytes() for n in CACHED} == {n: (pushed / n).read_bytes() for n in CACHED}
 
 
 def test_a_refused_login_is_one_clear_error_that_is_not_retried(fresh: Path, sshd: SSHServer) -> None:
@@ -200,7 +204,7 @@ def test_a_refused_login_is_one_clear_error_that_is_not_retried(fresh: Path, ssh
     message = str(refused.value)
     assert "\n" not in message and f"'{REMOTE}'" in message and "Permission denied" in message
     assert not is_transient(refused.value)
-    assert (fresh / "dvc.lock").read_bytes() == lock and not any((fresh / out).exists() for out in OUTS)
+    assert (fresh / "dvc.lock").read_bytes() == lock and not any((fresh / name).exists() for name in CACHED)
 
 
 def test_a_remote_that_is_down_is_a_transient_error(fresh: Path, sshd: SSHServer) -> None:
