@@ -2,9 +2,10 @@
 
 A first checkout's `qaflow retrain` runs both data stages and pushes their outputs over SSH; a fresh `git clone`
 of it, with only the remote's credentials configured, retrains on the same data version without running any
-stage. A remote without the data makes the stages run; a refused login is one clear, non-retried error; a
-remote that is down is a transient (retried) one. The client's HOME is a temp directory whose
-`~/.ssh/known_hosts` pins the server's host key: host key checking stays on.
+stage, and with a key the server refuses stops with one line (exit 2, no retries). On test_versioning's tiny
+pipeline: a fresh copy pulls; a remote without the data makes the stages run; a refused login is a
+`RemoteConfigError` (not retried); a remote that is down is a `RemoteUnreachableError` (retried). The client's
+HOME is a temp directory whose `~/.ssh/known_hosts` pins the server's host key: host key checking stays on.
 
 Without an sshd (not installed and not installable: no root, no mirror) the tests skip, except under CI=true,
 where they fail.
@@ -16,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -145,6 +147,16 @@ def test_a_fresh_clone_pulls_the_data_version_over_ssh_and_runs_no_stage(
     assert {out: tree_digest(clone / out) for out in OUTS} == {out: tree_digest(first / out) for out in OUTS}
     assert json.loads(dvc(clone, env, "status", "--json")) == {}  # the pulled outputs match dvc.lock
     assert git(clone, "status", "--porcelain", "dvc.lock", "params.yaml") == ""  # the same version, unchanged
+
+    for out in (*OUTS, ".dvc/cache"):  # as fresh again, now with a key the server refuses: one line, no retries
+        shutil.rmtree(clone / out)
+    add_credentials(clone, env, sshd, keyfile=sshd.keyfile.with_name("host_ed25519"))
+    refused = subprocess.run(retrain_argv(clone, *FAST), cwd=clone, env=env_clone, capture_output=True, text=True,
+                             timeout=900)  # fmt: skip
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("qaflow retrain: error:")]
+    assert len(errors) == 1 and f"'{REMOTE}'" in errors[0] and "Permission denied" in errors[0], errors
+    assert "Retry 1/" not in refused.stdout + refused.stderr  # Prefect's retry line: a config error is not retried
     print(f"\nfirst checkout: retrain {first_s:.1f} s ({stage_seconds(one)}), ran {s1['data_stages']['ran']}, "
           f"data version {s1['data_version']}; fresh clone: retrain {clone_s:.1f} s ({stage_seconds(two)}), pulled "
           f"{s2['data_stages']['pulled']}, data version {s2['data_version']}")  # fmt: skip
