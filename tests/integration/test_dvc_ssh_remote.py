@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -44,17 +45,15 @@ IGNORED = "/outputs/\n/mlruns/\n/.prefect/\n/.dvcstore/\n"  # a run's own files:
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
-    server = ssh_server(tmp_path_factory.mktemp("sshd"))
-    try:
-        running = server.__enter__()
-    except ServiceUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and no sshd: {exc}")
-        pytest.skip(f"no sshd for the SSH remote: {exc}")
-    try:
+    """The private sshd for the whole module (scripts/services/sshd.sh installs it where it can)."""
+    with ExitStack() as stack:
+        try:
+            running = stack.enter_context(ssh_server(tmp_path_factory.mktemp("sshd")))
+        except ServiceUnavailable as exc:
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(f"CI=true and no sshd: {exc}")
+            pytest.skip(f"no sshd for the SSH remote: {exc}")
         yield running
-    finally:
-        server.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +221,7 @@ def test_a_refused_login_is_one_clear_error_that_is_not_retried(fresh: Path, ssh
 def test_a_remote_that_is_down_is_a_transient_error(fresh: Path, sshd: SSHServer) -> None:
     closed = free_port()  # nothing listens there
     dvc(fresh, dict(os.environ), "remote", "modify", "--local", REMOTE, "port", str(closed))
-    dvc(fresh, dict(os.environ), "remote", "modify", REMOTE, "url", f"ssh://{sshd.host}:{closed}/nowhere")
+    dvc(fresh, dict(os.environ), "remote", "modify", REMOTE, "url", remote_url(sshd, Path("/nowhere"), closed))
     with pytest.raises(versioning.RemoteUnreachableError) as down:
         versioning.reproduce(fresh)
     assert "ConnectionRefusedError" in str(down.value) and f"'{REMOTE}'" in str(down.value)
