@@ -37,6 +37,7 @@ def report_rows(summary: Mapping[str, Any], mlflow_link: str | None) -> list[dic
     rows = [
         ("action", summary.get("action")), ("reason", summary.get("reason")),
         ("data version", summary.get("data_version")), ("run key", summary.get("run_key")),
+        *((f"DVC stages {how}", ", ".join(names) or "none") for how, names in summary.get("data_stages", {}).items()),
         ("MLflow run", summary.get("run_id")), ("model version", summary.get("version")),
         *((k, _number(v)) for k, v in (summary.get("metrics") or {}).items()),
         *((k, _number(summary["train"][k])) for k in THROUGHPUT if k in (summary.get("train") or {})),

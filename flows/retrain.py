@@ -45,9 +45,12 @@ def prepare_data(root: Path, params_path: Path, overrides: dict | None) -> DataS
         logger.info("params.yaml: %s set to %r (a DVC-tracked parameter)", key, value)
     for name in report.snapshot.stages_ran:
         logger.info("DVC stage %s: ran", name)
+    for name in report.snapshot.stages_pulled:
+        logger.info("DVC stage %s: outputs pulled from the DVC remote (not run)", name)
     for name in report.skipped:
         logger.info("DVC stage %s: unchanged, skipped", name)
-    logger.info("data version %s (%d file(s) pushed to the DVC remote)", report.snapshot.version, report.pushed)
+    logger.info("data version %s: DVC stages %.1f s, %d file(s) pushed to the DVC remote", report.snapshot.version,
+                report.seconds, report.pushed)  # fmt: skip
     return report.snapshot
 
 
@@ -152,6 +155,7 @@ def retrain(
     snapshot = prepare_data(repo, repo / params_path, overrides)
     summary: dict[str, Any] = {
         "data_version": snapshot.version, "run_key": run_key(cfg, snapshot.version), "flow_run_id": flow_run.id,
+        "data_stages": {"ran": list(snapshot.stages_ran), "pulled": list(snapshot.stages_pulled)},
     }  # fmt: skip
     reason = None if force else unchanged_since_champion(cfg, repo, snapshot)
     if reason:

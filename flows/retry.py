@@ -10,9 +10,11 @@ from typing import Any
 
 from tasks.core.config import ConfigError
 from tasks.core.data import DataError
+from tasks.versioning import RemoteConfigError
 
 DETERMINISTIC: tuple[type[BaseException], ...] = (
     ConfigError, DataError, ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError,
+    RemoteConfigError,
 )  # fmt: skip
 
 

@@ -2,7 +2,9 @@
 
 Everything goes through DVC's Python API (`dvc.repo.Repo`). The data version is read from `dvc.lock` alone, so
 it is cheap and needs no DVC import: one short id over the output hashes, recorded on every training run and
-used as a cache key.
+used as a cache key. `reproduce` pulls a stage's outputs from the default remote (local folder, SSH, S3 ...)
+when only they are missing, as `dvc repro --pull` does, so a fresh clone downloads a data version instead of
+recomputing it. Remote failures are typed: `RemoteConfigError` (the same every time) or `RemoteUnreachableError`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import logging
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -40,6 +43,14 @@ class VersioningError(RuntimeError):
     """A DVC repository in a state the asked operation cannot handle; the message says what to do."""
 
 
+class RemoteConfigError(VersioningError):
+    """The DVC remote is misconfigured (unknown name, bad URL, missing plugin, login or host key refused)."""
+
+
+class RemoteUnreachableError(VersioningError):
+    """The DVC remote could not be reached (refused, reset, timed out): transient, worth a retry."""
+
+
 class StageFailedError(VersioningError):
     """A stage command failed: carries the stage name and the last lines of its output."""
 
@@ -50,13 +61,15 @@ class StageFailedError(VersioningError):
 
 @dataclass(frozen=True)
 class StageRun:
-    """What one `reproduce` did: stages whose command ran, restored from DVC's run cache, or left unchanged."""
+    """What one `reproduce` did: stages whose command ran, restored from DVC's run cache, pulled from the remote
+    (only their outputs were missing) or left unchanged."""
 
     ran: tuple[str, ...]
     restored: tuple[str, ...]
     skipped: tuple[str, ...]
     reasons: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
+    pulled: tuple[str, ...] = ()
 
     @property
     def changed(self) -> tuple[str, ...]:
@@ -155,6 +168,20 @@ def _wanted_config(current: dict[str, Any], root: Path, remote_dir: Path | None,
 
 
 @contextmanager
+def _quiet_ssh() -> Iterator[None]:
+    """asyncssh (DVC's SSH remote) logs every connection and file at INFO: WARNING and up, unless set by the user."""
+    ssh_logger = logging.getLogger("asyncssh")
+    if ssh_logger.level != logging.NOTSET:
+        yield
+        return
+    ssh_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        ssh_logger.setLevel(logging.NOTSET)
+
+
+@contextmanager
 def _open(root: Path) -> Iterator[Repo]:
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
@@ -163,7 +190,7 @@ def _open(root: Path) -> Iterator[Repo]:
         raise VersioningError(
             f"{root}: not a DVC repository (no .dvc/); run `dvc init` or tasks.versioning.ensure_dvc_repo"
         )
-    with chdir(root):  # DVC resolves targets and names stages relative to the working directory
+    with chdir(root), _quiet_ssh():  # DVC resolves targets and names stages relative to the working directory
         try:
             repo = Repo(str(root))
         except NotDvcRepoError as exc:
@@ -231,21 +258,28 @@ def changed_stages(root: Path) -> dict[str, list[str]]:
 
 
 class _StageEvents(logging.Handler):
-    """Collects DVC's "Running stage" / "is cached" log records to tell ran from restored stages."""
+    """Collects DVC's "Running stage" / "is cached" / "Pulling data" log records to tell what each stage did."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.running: list[str] = []
         self.restored: list[str] = []
+        self.pulling: list[str] = []
+        self.not_pulled: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         msg, args = str(record.msg), record.args
         if not isinstance(args, tuple) or not args:
             return
+        name = str(getattr(args[0], "addressing", args[0]))  # the pull messages carry the Stage itself
         if msg.startswith("Running stage"):
-            self.running.append(str(args[0]))
+            self.running.append(name)
         elif "is cached - skipping run" in msg:
-            self.restored.append(str(args[0]))
+            self.restored.append(name)
+        elif msg.startswith("Pulling data for"):
+            self.pulling.append(name)
+        elif msg.startswith("Unable to pull data for"):
+            self.not_pulled.append(name)
 
 
 @contextmanager
@@ -336,13 +370,66 @@ def _stage_names(repo: Repo) -> list[str]:
     return [stage.addressing for stage in order if stage.cmd]
 
 
-def reproduce(root: Path, *, env_path_prefix: str | None = None) -> StageRun:
+def _default_remote(repo: Repo) -> tuple[str, str] | None:
+    """(name, url) of the repository's default remote; None when it has none."""
+    name = repo.config["core"].get("remote")
+    return _named_remote(repo, str(name)) if name else None
+
+
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _named_remote(repo: Repo, name: str | None) -> tuple[str, str] | None:
+    """(name, url) of remote `name`, or of the default remote when `name` is None."""
+    if name is None:
+        return _default_remote(repo)
+    return name, str(repo.config["remote"].get(name, {}).get("url", "?"))
+
+
+def _remote_failure(
+    exc: BaseException, root: Path, remote: tuple[str, str] | None, action: str
+) -> VersioningError | None:
+    """A remote failure somewhere in `exc`'s chain as `RemoteConfigError` / `RemoteUnreachableError`, else None.
+
+    Misconfigured: DVC config errors (no such remote), a missing plugin (`dvc-ssh` ...), a refused login or host
+    key. Unreachable: refused, reset or timed-out connections and lost SSH sessions.
+    """
+    from dvc.config import ConfigError as DvcConfigError
+    from dvc.fs import RemoteMissingDepsError
+
+    try:
+        from asyncssh import DisconnectError, HostKeyNotVerifiable, IllegalUserName, KeyImportError, PermissionDenied
+    except ImportError:  # no SSH support installed: no SSH errors to tell apart
+        refused: tuple[type[BaseException], ...] = ()
+        lost: tuple[type[BaseException], ...] = ()
+    else:
+        refused, lost = (HostKeyNotVerifiable, IllegalUserName, KeyImportError, PermissionDenied), (DisconnectError,)
+    where = f"DVC remote '{remote[0]}' ({remote[1]})" if remote else "the DVC remote"
+    for error in _exception_chain(exc):
+        text = f"{root}: {action} failed: {where}: {type(error).__name__}: {error}"
+        if isinstance(error, (DvcConfigError, RemoteMissingDepsError, PermissionError, *refused)):
+            return RemoteConfigError(f"{text} (check the remote's URL, user, keyfile and the host's key)")
+        if isinstance(error, (ConnectionError, TimeoutError, socket.gaierror, *lost)):
+            return RemoteUnreachableError(text)
+    return None
+
+
+def reproduce(root: Path, *, env_path_prefix: str | None = None, pull: bool = True) -> StageRun:
     """Run the pipeline in `root`; DVC runs only the stages whose deps, params or outputs changed.
 
-    Stage commands run `python` from PATH: `env_path_prefix` (default: the bin directory of this interpreter,
-    i.e. the project's venv) is put first on PATH for them. While it runs, stdout and stderr (DVC's and the
-    commands') are merged, in order, into stderr, so that a failure can quote the end of the output.
-    Raises `StageFailedError` (stage name + output tail) when a stage fails, `VersioningError` for an unusable
+    With `pull` (and a default remote configured), a stage whose deps and params match `dvc.lock` but whose
+    outputs are missing (a fresh clone) gets them from the remote instead of running (`dvc repro --pull`); a
+    remote without them makes it run. Stage commands run `python` from PATH: `env_path_prefix` (default: the
+    bin directory of this interpreter, i.e. the project's venv) is put first on PATH for them. While it runs,
+    stdout and stderr (DVC's and the commands') are merged, in order, into stderr, so that a failure can quote
+    the end of the output. Raises `StageFailedError` (stage name + output tail) when a stage fails,
+    `RemoteConfigError` / `RemoteUnreachableError` when pulling fails, `VersioningError` for an unusable
     repository. Not thread-safe: DVC works relative to the current directory, which this sets to `root`.
     """
     from dvc.exceptions import DvcException, ReproductionError
@@ -358,26 +445,38 @@ def reproduce(root: Path, *, env_path_prefix: str | None = None) -> StageRun:
             names = _stage_names(repo)
             lock = _lock_or_empty(root)
             reasons = {name: _describe(root, name, ch, lock) for name, ch in repo.status().items()}
+            remote = _default_remote(repo)
         except DvcException as exc:
             raise VersioningError(f"{root}: cannot read the pipeline: {exc}") from exc
         for name, why in reasons.items():
             log.info("%s: changed (%s)", name, "; ".join(why) or "out of date")
+        pull = pull and remote is not None and bool(reasons)
         with _dvc_events() as events, _tee_output() as tail:
             try:
-                result = repo.reproduce(run_env=run_env)
-            except ReproductionError as exc:
-                named = re.search(r"'([^']+)'", str(exc))  # "failed to reproduce 'featurize'"
-                stage = named.group(1) if named else events.running[-1] if events.running else "?"
-                raise StageFailedError(stage, str(exc.__cause__ or exc), tail.text()) from exc
-            except DvcException as exc:
-                raise VersioningError(f"{root}: dvc repro failed: {exc}") from exc
+                result = repo.reproduce(run_env=run_env, pull=pull)
+            except Exception as exc:
+                if pull and (failure := _remote_failure(exc, root, remote, "pulling stage outputs")):
+                    raise failure from exc
+                if isinstance(exc, ReproductionError):
+                    named = re.search(r"'([^']+)'", str(exc))  # "failed to reproduce 'featurize'"
+                    stage = named.group(1) if named else events.running[-1] if events.running else "?"
+                    raise StageFailedError(stage, str(exc.__cause__ or exc), tail.text()) from exc
+                if isinstance(exc, DvcException):
+                    raise VersioningError(f"{root}: dvc repro failed: {exc}") from exc
+                raise
     done = [stage.addressing for stage in result]
     restored = tuple(n for n in done if n in events.restored)
     ran = tuple(n for n in done if n not in restored)
-    skipped = tuple(n for n in names if n not in done)
-    run = StageRun(ran, restored, skipped, {n: reasons.get(n, []) for n in done}, time.perf_counter() - start)
+    pulled = tuple(n for n in names if n in events.pulling and n not in done)
+    skipped = tuple(n for n in names if n not in done and n not in pulled)
+    run = StageRun(ran, restored, skipped, {n: reasons.get(n, []) for n in done}, time.perf_counter() - start, pulled)
     for name in names:
-        state = "ran" if name in ran else "restored from the run cache" if name in restored else "unchanged, skipped"
+        if name in events.not_pulled:
+            log.info("%s: the remote %s lacks its outputs; running it", name, remote[0] if remote else "")
+        state = (
+            "ran" if name in ran else "restored from the run cache" if name in restored
+            else "pulled from the remote" if name in pulled else "unchanged, skipped"
+        )  # fmt: skip
         log.info("%s: %s", name, state)
     return run
 
@@ -477,8 +576,12 @@ def push(root: Path, remote: str | None = None) -> int:
             count = int(repo.push(remote=remote))
         except NoRemoteError as exc:
             raise _remote_error(root, exc) from exc
-        except DvcException as exc:
-            raise VersioningError(f"{root}: dvc push failed: {exc}") from exc
+        except Exception as exc:
+            if failure := _remote_failure(exc, root, _named_remote(repo, remote), "dvc push"):
+                raise failure from exc
+            if isinstance(exc, DvcException):
+                raise VersioningError(f"{root}: dvc push failed: {exc}") from exc
+            raise
     log.info("pushed %d file(s) to %s", count, remote or "the default remote")
     return count
 
@@ -495,8 +598,12 @@ def pull(root: Path, remote: str | None = None) -> int:
             result = repo.pull(remote=remote)
         except NoRemoteError as exc:
             raise _remote_error(root, exc) from exc
-        except DvcException as exc:
-            raise VersioningError(f"{root}: dvc pull failed: {exc}") from exc
+        except Exception as exc:
+            if failure := _remote_failure(exc, root, _named_remote(repo, remote), "dvc pull"):
+                raise failure from exc
+            if isinstance(exc, DvcException):
+                raise VersioningError(f"{root}: dvc pull failed: {exc}") from exc
+            raise
     fetched = int(result.get("stats", {}).get("fetched", 0))
     log.info("pulled %d file(s) from %s", fetched, remote or "the default remote")
     return fetched

@@ -1,8 +1,10 @@
 """Real local services for tests, on free 127.0.0.1 ports, started as users start them and stopped by their PIDs:
-`prefect server`, `mlflow server` (any backend store, proxied artifacts) and a throwaway PostgreSQL cluster."""
+`prefect server`, `mlflow server` (any backend store, proxied artifacts), a throwaway PostgreSQL cluster, and a
+private OpenSSH `sshd` (its own host key, one authorised client key) for DVC's SSH remote."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import pwd
 import shutil
@@ -15,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,9 @@ POSTGRES_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "services" /
 
 class ServiceUnavailable(RuntimeError):
     """A service could not be installed or started on this machine (the message says why, in one line)."""
+
+
+SSHD_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "services" / "sshd.sh"
 
 
 def free_port() -> int:
@@ -187,4 +193,86 @@ def prefect_server(home: Path, timeout: float = 180, database_url: str | None = 
         yield url
     finally:
         stop_group(proc, timeout=20)
+        log.close()
+
+
+@dataclass(frozen=True)
+class SSHServer:
+    """A running private sshd: where it listens, who may log in with which key, and its host key line."""
+
+    host: str
+    port: int
+    user: str
+    keyfile: Path
+    known_hosts: str  # one known_hosts line pinning this server's host key: "[127.0.0.1]:PORT ssh-ed25519 ..."
+    pid: int
+
+
+def sshd_binary() -> str:
+    """The sshd path from scripts/services/sshd.sh (installs openssh-server where it can); ServiceUnavailable else."""
+    try:
+        done = subprocess.run(["bash", str(SSHD_SCRIPT)], capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ServiceUnavailable(f"{SSHD_SCRIPT.name}: {exc}") from exc
+    if done.returncode != 0 or not done.stdout.strip():
+        reason = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        raise ServiceUnavailable(reason)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _wait_ssh_banner(port: int, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceUnavailable(f"sshd exited with {proc.returncode} before listening on port {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+                if conn.recv(64).startswith(b"SSH-2.0"):
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise ServiceUnavailable(f"sshd did not answer on port {port} within {timeout:.0f} s")
+
+
+def _keygen(path: Path) -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "qaflow-test", "-f", str(path)],
+                   check=True, capture_output=True, timeout=60)  # fmt: skip
+    return path.with_suffix(".pub").read_text(encoding="utf-8").strip()
+
+
+@contextmanager
+def ssh_server(workdir: Path, timeout: float = 30) -> Iterator[SSHServer]:
+    """`sshd -D` as the current user on 127.0.0.1:<free port>: its own host key, config, authorized_keys and pid
+    file in `workdir`, public-key login only (root too, where the tests run as root); always stopped by its PID."""
+    sshd = sshd_binary()
+    workdir.mkdir(parents=True, exist_ok=True)
+    host_pub = _keygen(workdir / "host_ed25519")
+    (workdir / "authorized_keys").write_text(_keygen(workdir / "client_ed25519") + "\n", encoding="utf-8")
+    port = free_port()
+    config = workdir / "sshd_config"
+    config.write_text(
+        "\n".join([
+            f"ListenAddress 127.0.0.1:{port}", f"HostKey {workdir / 'host_ed25519'}",
+            f"AuthorizedKeysFile {workdir / 'authorized_keys'}", f"PidFile {workdir / 'sshd.pid'}",
+            f"AllowUsers {getpass.getuser()}", "PubkeyAuthentication yes", "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password", "StrictModes no", "UsePAM no",
+            "Subsystem sftp internal-sftp", "LogLevel ERROR",
+        ]) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    if os.geteuid() == 0:  # sshd started by root checks its privilege-separation directory
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    log = open(workdir / "sshd.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    try:
+        try:
+            _wait_ssh_banner(port, timeout, proc)
+        except ServiceUnavailable as exc:
+            tail = (workdir / "sshd.log").read_text(errors="replace").strip().splitlines()[-1:]
+            raise ServiceUnavailable(f"{exc}{': ' + tail[0] if tail else ''}") from None
+        known = f"[127.0.0.1]:{port} {' '.join(host_pub.split()[:2])}"
+        yield SSHServer("127.0.0.1", port, getpass.getuser(), workdir / "client_ed25519", known, proc.pid)
+    finally:
+        stop_group(proc, timeout=10)
         log.close()

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flows.retry import is_transient
 from tasks import versioning
-from tasks.versioning import StageFailedError, VersioningError
+from tasks.versioning import RemoteConfigError, StageFailedError, VersioningError
 
 pytestmark = pytest.mark.filterwarnings("ignore:_NoneStep.value:DeprecationWarning")  # DVC 3.67 + pygtrie
 
@@ -296,3 +297,41 @@ def test_push_without_remote_says_how_to_add_one(tmp_path: Path) -> None:
     config.write_text("[core]\n    no_scm = True\n    analytics = False\n")
     with pytest.raises(VersioningError, match="dvc remote add"):
         versioning.push(root)
+
+
+def fresh_copy(repo: Path, target: Path) -> Path:
+    """`repo` as a fresh clone has it: dvc.lock and the git-tracked files, no DVC cache, no cached outputs."""
+    return Path(shutil.copytree(repo, target, ignore=shutil.ignore_patterns("cache", "tmp", "a.txt", "b.txt")))
+
+
+def test_a_fresh_copy_pulls_the_outputs_from_the_remote_instead_of_running(tmp_path: Path, repo: Path) -> None:
+    versioning.ensure_dvc_repo(repo, tmp_path / "remote")
+    versioning.reproduce(repo)
+    versioning.push(repo)
+    fresh = fresh_copy(repo, tmp_path / "fresh")
+    run = versioning.reproduce(fresh)
+    assert run.pulled == ("a", "b") and run.ran == () and run.restored == ()
+    assert {n: (fresh / n).read_bytes() for n in ("a.txt", "b.txt")} == {
+        n: (repo / n).read_bytes() for n in ("a.txt", "b.txt")
+    }
+    assert versioning.data_version(fresh) == versioning.data_version(repo) and versioning.changed_stages(fresh) == {}
+
+
+def test_a_remote_without_the_outputs_makes_the_stages_run(tmp_path: Path, repo: Path) -> None:
+    versioning.reproduce(repo)
+    fresh = fresh_copy(repo, tmp_path / "fresh")
+    versioning.ensure_dvc_repo(fresh, tmp_path / "empty-remote")
+    run = versioning.reproduce(fresh)
+    assert run.ran == ("a", "b") and run.pulled == ()
+    assert versioning.data_version(fresh) == versioning.data_version(repo)
+
+
+def test_a_default_remote_that_does_not_exist_is_a_config_error_never_retried(tmp_path: Path, repo: Path) -> None:
+    versioning.reproduce(repo)
+    fresh = fresh_copy(repo, tmp_path / "fresh")
+    config = fresh / ".dvc" / "config"
+    config.write_text(config.read_text().replace("remote = qaflow-local", "remote = gone"))
+    with pytest.raises(RemoteConfigError, match="DVC remote 'gone'") as failed:
+        versioning.reproduce(fresh)
+    assert "\n" not in str(failed.value) and not is_transient(failed.value)
+    assert not (fresh / "a.txt").exists()

@@ -67,6 +67,7 @@ class DataSnapshot:
     hashes: dict[str, str]
     dir: Path
     stages_ran: tuple[str, ...] = ()
+    stages_pulled: tuple[str, ...] = ()  # outputs downloaded from the DVC remote instead of recomputed
 
     @property
     def train_json(self) -> Path:

@@ -36,6 +36,7 @@ class StagesReport:
     params_changed: dict[str, Any]
     skipped: tuple[str, ...]
     pushed: int
+    seconds: float  # the stages (run or pulled), without the snapshot and the push
 
 
 def _bytes_or_none(path: Path) -> bytes | None:
@@ -51,7 +52,9 @@ def _restore_workspace(root: Path, before: dict[Path, bytes | None]) -> None:
     restore_outputs(root)
 
 
-def snapshot_outputs(root: Path, version: str, hashes: dict[str, str], ran: tuple[str, ...]) -> DataSnapshot:
+def snapshot_outputs(
+    root: Path, version: str, hashes: dict[str, str], ran: tuple[str, ...], pulled: tuple[str, ...] = ()
+) -> DataSnapshot:
     """Copy this version's stage outputs to `outputs/data/<version>` (once; written beside, then renamed)."""
     target = snapshot_dir(root, version)
     if not all((target / name).exists() for name in SNAPSHOT_FILES):
@@ -62,7 +65,7 @@ def snapshot_outputs(root: Path, version: str, hashes: dict[str, str], ran: tupl
             shutil.copy2(root / source, tmp / name)
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
-    return DataSnapshot(version=version, hashes=hashes, dir=target, stages_ran=ran)
+    return DataSnapshot(version=version, hashes=hashes, dir=target, stages_ran=ran, stages_pulled=pulled)
 
 
 def check_inputs(cfg: QAFlowConfig, root: Path) -> None:
@@ -97,6 +100,9 @@ def calibration_set(cfg: QAFlowConfig, root: Path) -> QADataset:
 def run_data_stages(root: Path, params_path: Path, overrides: dict[str, Any] | None) -> StagesReport:
     """`dvc repro` (only what changed) and snapshot the outputs, under a lock two retrains share; push to the remote.
 
+    A stage whose outputs alone are missing (a fresh clone) has them pulled from the default DVC remote instead of
+    running; a remote without them makes it run (`tasks.versioning.reproduce`).
+
     A failed stage leaves the workspace as it was: params.yaml and dvc.lock get their previous bytes back (an
     earlier stage of the same run may have succeeded with the new parameters) and the stage outputs are checked
     out again from the DVC cache as that dvc.lock records them (DVC removes them before running a stage).
@@ -110,6 +116,6 @@ def run_data_stages(root: Path, params_path: Path, overrides: dict[str, Any] | N
             _restore_workspace(root, before)
             raise
         version = data_version(root)
-        snapshot = snapshot_outputs(root, version.id, version.outs, tuple(stages.ran))
+        snapshot = snapshot_outputs(root, version.id, version.outs, tuple(stages.ran), tuple(stages.pulled))
         pushed = push(root)
-    return StagesReport(snapshot, changed, tuple(stages.skipped), pushed)
+    return StagesReport(snapshot, changed, tuple(stages.skipped), pushed, stages.seconds)
