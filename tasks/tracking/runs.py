@@ -306,7 +306,26 @@ def log_data_inputs(
         dataset = MetaDataset(source, name=f"{Path(path).stem}@{data_version}", digest=data_version[:36])
         context_tag = InputTag(MLFLOW_DATASET_CONTEXT, context)
         inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[context_tag]))
-    (client or MlflowClient()).log_inputs(run_id, datasets=inputs)
+    client = client or MlflowClient()
+    for attempt in range(DATASET_RACE_TRIES):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as exc:
+            if attempt == DATASET_RACE_TRIES - 1 or not _lost_insert_race(exc):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+# Two runs logging the same dataset (same experiment, name and data version) at once: MLflow's store looks the row up,
+# finds none in both, and the second INSERT breaks the unique key. Its transaction is rolled back; logging again finds
+# the row the other run made and only links it.
+DATASET_RACE_TRIES = 3
+_UNIQUE_VIOLATION = ("UNIQUE constraint failed", "duplicate key value violates unique constraint")
+
+
+def _lost_insert_race(exc: MlflowException) -> bool:
+    return any(marker in str(exc) for marker in _UNIQUE_VIOLATION)
 
 
 # --- tags, environment
