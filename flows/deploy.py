@@ -14,6 +14,7 @@ the API after the run.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -72,37 +73,37 @@ def serve_retrain(
 
 def ensure_work_pool(name: str, pool_type: str = "process") -> bool:
     """Create work pool `name` unless it exists; True if it was created."""
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_work_pool(name)
-            return False
-        except ObjectNotFound:
-            pass
-        try:
-            client.create_work_pool(WorkPoolCreate(name=name, type=pool_type))
-        except ObjectAlreadyExists:
-            return False
-        return True
+    return _create_unless_exists(
+        lambda client: client.read_work_pool(name),
+        lambda client: client.create_work_pool(WorkPoolCreate(name=name, type=pool_type)),
+    )
 
 
 def ensure_device_limit(name: str, slots: int) -> bool:
     """Create the global concurrency limit `name` with `slots` slots unless it exists; True if it was created."""
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    return _create_unless_exists(
+        lambda client: client.read_global_concurrency_limit_by_name(name),
+        lambda client: client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots)),
+    )
+
+
+def _create_unless_exists(read: Callable[[Any], Any], create: Callable[[Any], Any]) -> bool:
+    """Run `create` with a Prefect client unless `read` finds the object (or another process made it first)."""
+    from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     with get_client(sync_client=True) as client:
         try:
-            client.read_global_concurrency_limit_by_name(name)
+            read(client)
             return False
         except ObjectNotFound:
             pass
         try:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+            create(client)
         except ObjectAlreadyExists:
             return False
         return True

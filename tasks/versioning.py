@@ -9,6 +9,7 @@ recomputing it. Remote failures are typed: `RemoteConfigError` (the same every t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import logging
@@ -564,46 +565,41 @@ def _remote_error(root: Path, exc: Exception) -> VersioningError:
     )
 
 
-def push(root: Path, remote: str | None = None) -> int:
-    """Push the cached outputs of the pipeline to `remote` (default: the repository's default); files pushed."""
+@contextlib.contextmanager
+def _remote_errors(root: Path, repo: Any, remote: str | None, action: str) -> Iterator[None]:
+    """Remote failures of `action` (dvc push / dvc pull) as qaflow's typed errors: misconfigured (not retried),
+    unreachable (retried), or any other DVC failure as one VersioningError line."""
     from dvc.config import NoRemoteError
     from dvc.exceptions import DvcException
 
+    try:
+        yield
+    except NoRemoteError as exc:
+        raise _remote_error(root, exc) from exc
+    except Exception as exc:
+        if failure := _remote_failure(exc, root, _named_remote(repo, remote), action):
+            raise failure from exc
+        if isinstance(exc, DvcException):
+            raise VersioningError(f"{root}: {action} failed: {exc}") from exc
+        raise
+
+
+def push(root: Path, remote: str | None = None) -> int:
+    """Push the cached outputs of the pipeline to `remote` (default: the repository's default); files pushed."""
     root = root.resolve()
     _read_lock_stages(root)
-    with _open(root) as repo:
-        try:
-            count = int(repo.push(remote=remote))
-        except NoRemoteError as exc:
-            raise _remote_error(root, exc) from exc
-        except Exception as exc:
-            if failure := _remote_failure(exc, root, _named_remote(repo, remote), "dvc push"):
-                raise failure from exc
-            if isinstance(exc, DvcException):
-                raise VersioningError(f"{root}: dvc push failed: {exc}") from exc
-            raise
+    with _open(root) as repo, _remote_errors(root, repo, remote, "dvc push"):
+        count = int(repo.push(remote=remote))
     log.info("pushed %d file(s) to %s", count, remote or "the default remote")
     return count
 
 
 def pull(root: Path, remote: str | None = None) -> int:
     """Fetch the outputs recorded in dvc.lock from `remote` and check them out; returns the files fetched."""
-    from dvc.config import NoRemoteError
-    from dvc.exceptions import DvcException
-
     root = root.resolve()
     _read_lock_stages(root)
-    with _open(root) as repo:
-        try:
-            result = repo.pull(remote=remote)
-        except NoRemoteError as exc:
-            raise _remote_error(root, exc) from exc
-        except Exception as exc:
-            if failure := _remote_failure(exc, root, _named_remote(repo, remote), "dvc pull"):
-                raise failure from exc
-            if isinstance(exc, DvcException):
-                raise VersioningError(f"{root}: dvc pull failed: {exc}") from exc
-            raise
+    with _open(root) as repo, _remote_errors(root, repo, remote, "dvc pull"):
+        result = repo.pull(remote=remote)
     fetched = int(result.get("stats", {}).get("fetched", 0))
     log.info("pulled %d file(s) from %s", fetched, remote or "the default remote")
     return fetched
