@@ -36,6 +36,7 @@ class FirstTokenFamily:
     windowed = False
     trainer_class = Trainer
     training_arguments_class = TrainingArguments
+    packing = None
 
     def claims(self, config: Any) -> bool:
         return TOY_ARCHITECTURE in (getattr(config, "architectures", None) or [])

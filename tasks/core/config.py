@@ -82,6 +82,7 @@ class TrainConfig:
     torch_compile_dynamic: bool = False
     group_by_length: bool = False  # batches of windows of similar length (needs features.pad_to_max_length false)
     pad_to_multiple_of: int | None = None  # dynamic padding rounds batch widths up (None: 8 under CUDA fp16/bf16)
+    packing: bool = False  # pack each batch's windows into full-width rows (extractive; tasks.core.packing)
     device_concurrency_limit: str | None = None  # a Prefect global concurrency limit: one slot held per job
     dataloader_num_workers: int = 0
     report_to: str = "none"  # none | mlflow: the Trainer's own MLflow callback (the retrain flow logs itself)
@@ -232,6 +233,8 @@ HELP: dict[str, str] = {
     "slot training and prediction hold: jobs on one device queue",
     "pad_to_multiple_of": "dynamic padding: round each batch's width up to a multiple of N (fewer distinct shapes; "
     "default 8 for CUDA bf16/fp16, as run_qa)",
+    "packing": "sequence packing (extractive models): each batch's windows share full-width rows, each attending "
+    "to itself only; about half the tokens of SQuAD windows at 384 are padding",
     "dataloader_num_workers": "data loader worker processes",
     "report_to": "Trainer integrations: none, or mlflow (the Trainer's own callback, into tracking_uri)",
     "resume_from_checkpoint": "resume from this checkpoint directory (default: the last complete one in output_dir)",
@@ -465,6 +468,9 @@ BOUNDS: dict[tuple[str, str], tuple[float, bool]] = {
 }
 
 
+PACKING_ON_IPU = "train.packing: the IPU backend trains padded windows (Graphcore's pipeline); drop --packing"
+
+
 def validate(cfg: QAFlowConfig) -> None:
     """Every check that needs no file or model: run before anything expensive (one ConfigError line each)."""
     for (section, key), allowed in CHOICES.items():
@@ -495,6 +501,8 @@ def validate(cfg: QAFlowConfig) -> None:
         raise ConfigError(
             "train.group_by_length: needs features.pad_to_max_length false (padded windows all have the same length)"
         )
+    if t.packing and t.backend == "ipu":
+        raise ConfigError(PACKING_ON_IPU)
     validate_search_space(cfg.tune)
     e = cfg.evaluation
     if e.suite is not None and e.suite not in e.suites:

@@ -41,6 +41,18 @@ class Collator(Protocol):
     def __call__(self, indices: list[int]) -> dict[str, Any]: ...
 
 
+class PackedTraining(Protocol):
+    """A family's packed training (`train.packing`): several windows per row, each computing as if alone."""
+
+    trainer_class: type  # computes the loss per window from a packed batch
+
+    def check(self, model: Any, width: int) -> int:
+        """The position offset packed windows use on `model`; ValueError (one line) when it cannot pack."""
+        ...
+
+    def collator(self, features: Any, *, rows_multiple: int, position_offset: int) -> Collator: ...
+
+
 class ModelFamily(Protocol):
     """One kind of QA model head. Implementations are stateless; the registry holds one instance each."""
 
@@ -48,6 +60,7 @@ class ModelFamily(Protocol):
     windowed: bool  # reads question+context windows (then `features.question_policy` applies to its examples)
     trainer_class: type  # a transformers `Trainer` (sub)class
     training_arguments_class: type  # a transformers `TrainingArguments` (sub)class
+    packing: PackedTraining | None  # `train.packing`, or None when the family cannot pack its features
 
     # ---- which checkpoints it fits
     def claims(self, config: Any) -> bool:

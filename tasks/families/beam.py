@@ -295,6 +295,7 @@ class BeamFamily(ExtractiveFamily):
     """
 
     train_offsets = True  # p_mask (context tokens) is derived from the offsets at collation
+    packing = None  # the beam head's loss needs p_mask / cls_index / is_impossible per padded row
 
     name = "beam"
 

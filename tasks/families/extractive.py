@@ -32,6 +32,7 @@ from tasks.core.features import (
 from tasks.core.postprocess import Postprocessed, postprocess_predictions
 from tasks.core.raw_logits import RawShard
 from tasks.core.specs import InferenceRecipe
+from tasks.families.span_packing import SpanPacking
 
 PAD_LOGIT = -1e4  # logit written at padding positions
 
@@ -106,6 +107,7 @@ class ExtractiveFamily:
     train_offsets = False  # training reads no context offsets: train.npz leaves them out (8 bytes a token)
     trainer_class = Trainer
     training_arguments_class = TrainingArguments
+    packing: SpanPacking | None = SpanPacking()
 
     def claims(self, config: Any) -> bool:
         return True

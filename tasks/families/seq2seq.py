@@ -362,6 +362,7 @@ class Seq2SeqFamily:
     windowed = False  # one source per question, truncated at max_seq_length (counted)
     trainer_class = Seq2SeqTrainer
     training_arguments_class = Seq2SeqTrainingArguments
+    packing = None  # packs no question/answer pairs
 
     def claims(self, config: Any) -> bool:
         return bool(getattr(config, "is_encoder_decoder", False)) and not has_span_head(config)

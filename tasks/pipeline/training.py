@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 from tasks.core.artifacts import TrainResult, read_result, write_result
 from tasks.core.checkpoints import load_tokenizer
-from tasks.core.config import ConfigError, QAFlowConfig, load_config
+from tasks.core.config import PACKING_ON_IPU, ConfigError, QAFlowConfig, load_config
 from tasks.core.family import ModelFamily
 from tasks.core.layout import TrainPaths
 from tasks.core.specs import ModelSpec, inference_recipe
@@ -25,7 +25,7 @@ from tasks.train.ddp import Launch, ResultOnAnotherNode, join_worker_group, laun
 from tasks.train.hardware import detect_backend
 from tasks.train.ipu import build_ipu_job, check_ipu_environment, ipu_result, run_ipu_job
 from tasks.train.resources import BackendUnavailableError
-from tasks.train.trainer import run_trainer
+from tasks.train.trainer import packing_support, run_trainer
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def train_model(
     backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
     recipe = inference_recipe(cfg, family.name, data_version)
     launch = launch or Launch()
+    check_packing(cfg, family, backend)
     if callbacks and (backend == "ipu" or launch.distributed):
         log.warning("%d Trainer callback(s) (live tracking) do not reach DDP workers or the IPU", len(callbacks))
         callbacks = ()
@@ -111,6 +112,16 @@ def run_ddp_worker(job_path: Path) -> None:
         write_result(result, paths.result_file)
 
 
+def check_packing(cfg: QAFlowConfig, family: ModelFamily, backend: str) -> None:
+    """`train.packing` needs a family that packs and a backend that runs the Trainer (ConfigError otherwise);
+    whether the model itself computes packed windows as alone is checked once it is loaded (run_trainer)."""
+    if not cfg.train.packing:
+        return
+    if backend == "ipu":
+        raise ConfigError(PACKING_ON_IPU)
+    packing_support(family)
+
+
 def check_resume_checkpoint(checkpoint: str | None) -> None:
     """`--resume_from_checkpoint` must name a checkpoint directory the Trainer wrote (trainer_state.json)."""
     if checkpoint and not (Path(checkpoint) / "trainer_state.json").is_file():
@@ -126,6 +137,7 @@ def train_from_config(cfg: QAFlowConfig, *, launch: Launch | None = None) -> Tra
     dataset = load_split(cfg, "train")
     spec = ModelSpec.from_config(cfg)
     family = resolve_family(spec.family, spec.path)
+    check_packing(cfg, family, cfg.train.backend)
     paths = TrainPaths(Path(cfg.train.output_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
     features = build_train_features(cfg, family, dataset.examples, load_tokenizer(spec.tokenizer_path))

@@ -23,8 +23,8 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from tasks.core.artifacts import TrainResult
 from tasks.core.checkpoints import load_tokenizer
-from tasks.core.config import TrainConfig
-from tasks.core.family import ModelFamily
+from tasks.core.config import ConfigError, TrainConfig
+from tasks.core.family import ModelFamily, PackedTraining
 from tasks.core.layout import TrainPaths
 from tasks.core.specs import ModelSpec
 from tasks.train.autotune import AutotuneCapture, capture_autotune
@@ -149,6 +149,7 @@ def training_arguments(
         report_to=t.report_to,
         disable_tqdm=False,
         save_only_model=False,
+        remove_unused_columns=not t.packing,  # packed batches carry where each window lies (not model inputs)
     )
 
 
@@ -195,14 +196,22 @@ def run_trainer(
     set_seed(train_cfg.seed)  # a freshly initialised head depends on the seed, as in run_qa.py
     model = family.load_model(model_spec.path)
     args = training_arguments(train_cfg, backend, paths.checkpoints_dir, family.training_arguments_class)
-    collator = family.collator(features, dynamic=dynamic_padding, multiple_of=pad_multiple(train_cfg, backend))
+    if train_cfg.packing:
+        packing = packing_support(family)
+        collator = packing.collator(
+            features, rows_multiple=packed_rows_multiple(train_cfg, backend),
+            position_offset=packing.check(model, int(features.input_ids.shape[1])),
+        )  # fmt: skip
+        trainer_class = packing.trainer_class
+    else:
+        collator = family.collator(features, dynamic=dynamic_padding, multiple_of=pad_multiple(train_cfg, backend))
+        trainer_class = family.trainer_class
     n_rows = len(features)
     if backend == "cpu":
         torch.set_num_threads(available_cpu_cores())
     if train_cfg.torch_compile or train_cfg.torch_compile_mode:
         configure_compile(train_cfg)
     speed = ThroughputCallback()
-    trainer_class = family.trainer_class
     if train_cfg.group_by_length:
         trainer_class = length_grouped(trainer_class, row_lengths(features))
     trainer = trainer_class(
@@ -247,6 +256,23 @@ def pad_multiple(t: TrainConfig, backend: str) -> int:
     if t.pad_to_multiple_of is not None:
         return t.pad_to_multiple_of
     return 8 if backend == "cuda" and (t.bf16 or t.fp16) else 1
+
+
+def packing_support(family: ModelFamily) -> PackedTraining:
+    """The family's packed training (`train.packing`), or a ConfigError naming the family."""
+    support = getattr(family, "packing", None)  # plug-in families written before packing have no attribute
+    if support is None:
+        raise ConfigError(f"train.packing: the {family.name} family cannot pack windows (extractive models only)")
+    return support
+
+
+def packed_rows_multiple(t: TrainConfig, backend: str) -> int:
+    """Packed batches' row counts round up to this: exact on the CPU; on CUDA or compiled with static shapes, an
+    eighth of the batch size, so a batch has at most ~8 distinct shapes (each costs a recompile / kernel choice)."""
+    static = (t.torch_compile or t.torch_compile_mode is not None) and not t.torch_compile_dynamic
+    if backend == "cpu" and not static:
+        return 1
+    return max(1, -(-t.per_device_train_batch_size // 8))
 
 
 def row_lengths(features: Any) -> np.ndarray:
