@@ -10,12 +10,13 @@ the next one runs):
 a. `a_correctness` — `qaflow train` + `qaflow predict` + `qaflow score` (the CLI, as users run it) on the bundled
    sample with the payload's MiniLM, bf16, on CUDA.
 b. `b_features`, `b_qaflow`, `b_baseline` — quality at scale: MiniLM on the full SQuAD v1.1 train set at 384/128,
-   qaflow (dynamic padding) vs a plain `Trainer` configured as run_qa.py (padded to max length, default collator),
-   same settings; both scored on the full dev set with the official metric.
+   qaflow (packed windows, `train.packing`) vs a plain `Trainer` configured as run_qa.py (padded to max length,
+   default collator), same settings; both scored on the full dev set with the official metric.
 c. `c_*` — the seeds' table at bert-base size (`BertConfig()`, random init, SQuAD features at 384/128): the
    run_qa-configured Trainer in regular execution (fp32) and in its best documented mode (bf16 + torch_compile), vs
-   qaflow eager bf16 / compile / compile max-autotune; samples/s, steps/s, compile time apart from steady state,
-   MFU, peak memory, the AUTOTUNE table.
+   qaflow eager bf16 / compile / compile max-autotune, each also with packed windows (`c_qaflow_packed`,
+   `c_qaflow_packed_compile`); samples/s, steps/s, compile time apart from steady state, MFU (over the token
+   positions the device computed), peak memory, the AUTOTUNE table.
 
 Writes `<out>/<stage>.json` per stage, `<out>/summary.json` (keys: device, mfu, speedup_vs_baseline, delta_f1, ...)
 and prints the summary table last.
@@ -73,7 +74,8 @@ from tasks.train.trainer import ThroughputCallback  # noqa: E402
 
 SAMPLE_TRAIN = ROOT / "data" / "sample" / "squad-v1.1-sample-train.json"
 SAMPLE_DEV = ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
-QAFLOW_C_MODES = ("c_qaflow_eager", "c_qaflow_grouped", "c_qaflow_compile", "c_qaflow_autotune")
+QAFLOW_C_MODES = ("c_qaflow_eager", "c_qaflow_grouped", "c_qaflow_compile", "c_qaflow_autotune", "c_qaflow_packed",
+                  "c_qaflow_packed_compile")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -189,9 +191,8 @@ def score_model(cfg: Any, model_dir: Path, out_dir: Path) -> dict[str, Any]:
 
 def stage_b_qaflow(a: argparse.Namespace, s: dict[str, Any], out: Path) -> dict[str, Any]:
     cfg = scale_config(a, s, out, "b_qaflow")
-    cfg.features.pad_to_max_length = False  # batches trimmed to their longest row...
-    cfg.train.group_by_length = True  # ...and made of windows of similar length
-    cfg.train.pad_to_multiple_of = 64  # few distinct shapes: each new one stalls eager CUDA (measured on the H200)
+    cfg.features.pad_to_max_length = False
+    cfg.train.packing = True  # each batch's windows packed into full-width rows: ~1.1 positions per real token
     t0 = time.perf_counter()
     paths = TrainPaths(out / "b_qaflow")
     result = train_model(cfg, features_path=out / "b_train_features.npz", data_path=Path(cfg.data.train_file),
@@ -305,12 +306,15 @@ STAGES = {
     "c_qaflow_grouped": lambda a, s, o: stage_c_qaflow(a, s, o, "eager-grouped"),
     "c_qaflow_compile": lambda a, s, o: stage_c_qaflow(a, s, o, "compile"),
     "c_qaflow_autotune": lambda a, s, o: stage_c_qaflow(a, s, o, "compile-max-autotune"),
+    "c_qaflow_packed": lambda a, s, o: stage_c_qaflow(a, s, o, "eager-packed"),
+    "c_qaflow_packed_compile": lambda a, s, o: stage_c_qaflow(a, s, o, "compile-packed"),
 }
 # the share of the whole budget each stage may use at most (what a stage leaves unused goes to the next ones)
 SHARES = {
     "a_correctness": 0.12, "b_features": 0.10, "b_qaflow": 0.22, "b_baseline": 0.22, "c_plain_fp32": 0.06,
     "c_plain_bf16_compile": 0.08, "c_qaflow_eager": 0.05,
-    "c_qaflow_grouped": 0.05, "c_qaflow_compile": 0.08, "c_qaflow_autotune": 0.12,
+    "c_qaflow_grouped": 0.05, "c_qaflow_compile": 0.08, "c_qaflow_autotune": 0.12, "c_qaflow_packed": 0.05,
+    "c_qaflow_packed_compile": 0.08,
 }  # fmt: skip
 
 
@@ -357,7 +361,7 @@ def summarise(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "mfu": ((results.get(best_mode) or {}).get("metrics") or {}).get("mfu") if best_mode else None,
         "speedup_vs_baseline": ours[best_mode] / plain if best_mode and plain else None,
         "best_qaflow_mode": best_mode,
-        "speedup_fixed_shapes_vs_baseline": max((v for m, v in ours.items() if m != "c_qaflow_grouped"), default=0)
+        "speedup_fixed_width_vs_baseline": max((v for m, v in ours.items() if m != "c_qaflow_grouped"), default=0)
         / plain
         if plain and ours
         else None,

@@ -126,12 +126,12 @@ def main() -> None:
                 scores[mode] = {**summary.metrics, "train_samples_per_second": result.metrics[
                     "train_samples_per_second"], "train_loss": result.metrics["train_loss"]}  # fmt: skip
                 print(f"quality {mode}: {json.dumps(scores[mode])}", flush=True)
-    median = {mode: float(np.median(v)) for mode, v in speeds.items()}
+    median = {mode: float(np.median(v)) for mode, v in speeds.items() if v}
     print(json.dumps({
         "positions_per_real_token": costs,
         "samples_per_second": median,
-        "ratio_packed_over_dynamic": round(median["packed"] / median["dynamic"], 3),
-        "ratio_packed_over_padded": round(median["packed"] / median["padded"], 3),
+        "ratio_packed_over_dynamic": round(median["packed"] / median["dynamic"], 3) if median else None,
+        "ratio_packed_over_padded": round(median["packed"] / median["padded"], 3) if median else None,
         "quality": scores,
         "delta_f1_packed_minus_dynamic": scores["packed"]["f1"] - scores["dynamic"]["f1"] if scores else None,
     }, indent=2))  # fmt: skip

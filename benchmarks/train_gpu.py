@@ -24,7 +24,7 @@ from tasks.core.config import load_config  # noqa: E402
 from tasks.core.data import load_dataset_file  # noqa: E402
 from tasks.core.features import prepare_train_features  # noqa: E402
 from tasks.core.specs import feature_settings  # noqa: E402
-from tasks.pipeline.benchmark import RUN_MODES, comparison_rows, run_mode  # noqa: E402
+from tasks.pipeline.benchmark import ALL_MODES, RUN_MODES, comparison_rows, run_mode  # noqa: E402
 
 
 def build_model_dir(out: Path, tiny: bool) -> Path:
@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--batch_size", type=int, default=32)
     ap.add_argument("--max_seq_length", type=int, default=384)
-    ap.add_argument("--modes", default=",".join(RUN_MODES))
+    ap.add_argument("--modes", default=",".join(RUN_MODES), help=f"comma-separated, of {', '.join(ALL_MODES)}")
     ap.add_argument("--cpu_smoke", action="store_true", help="tiny model, CPU, few steps")
     a = ap.parse_args()
     backend = "cpu" if a.cpu_smoke else "cuda"

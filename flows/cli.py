@@ -260,9 +260,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from flows.benchmark import benchmark
+    from tasks.pipeline.benchmark import ALL_MODES
 
     overrides = config_overrides(args)
     modes = args.modes.split(",") if args.modes else None
+    unknown = sorted(set(modes or ()) - set(ALL_MODES))
+    if unknown:
+        raise ConfigError(f"--modes: {', '.join(unknown)} not among {', '.join(ALL_MODES)}")
     rows = benchmark(args.features, params_path=args.params, overrides=overrides, modes=modes, root=args.root)
     print(json.dumps(rows, indent=2))
     return 0
@@ -450,7 +454,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     bm = sub.add_parser("benchmark", help="the benchmark flow: training throughput per run mode, logged to MLflow")
     bm.add_argument("--features", default="data/features/train.npz", help="training features (featurize stage)")
-    bm.add_argument("--modes", default=None, help="comma-separated: eager,compile,compile-max-autotune")
+    bm.add_argument(
+        "--modes",
+        default=None,
+        help="comma-separated run modes: eager, compile, compile-max-autotune (the default three), "
+        "eager-grouped, eager-packed, compile-packed",
+    )
     bm.add_argument("--root", default=".")
     config_flags(bm, FLAG_SECTIONS)
     bm.set_defaults(func=cmd_benchmark)

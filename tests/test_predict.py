@@ -115,3 +115,25 @@ def test_resident_memory_stays_flat_when_features_grow_tenfold(tiny_bert_dir: Pa
     growth = big_rss / small_rss
     print(f"features {small_features} -> {big_features}; peak RSS {small_rss / 1024:.0f} -> {big_rss / 1024:.0f} MiB")
     assert growth < 1.15, f"peak RSS grew {growth:.2f}x for {big_features / small_features:.1f}x the features"
+
+
+def test_batching_by_length_gives_the_in_order_logits_on_fewer_positions(model_and_tokenizer) -> None:
+    from tasks.core.features import length_sorted_batches, prepare_eval_features
+    from tasks.families.extractive import forward_logits
+
+    model, tokenizer = model_and_tokenizer
+    examples = load_dataset_file(DEV, max_samples=400).examples  # paragraphs of different lengths, in file order
+    features = prepare_eval_features(examples, tokenizer, FeatureSettings(max_seq_length=384, doc_stride=128))
+    cpu = torch.device("cpu")
+    in_order = forward_logits(model, features, 16, cpu, by_length=False)
+    by_length = forward_logits(model, features, 16, cpu)
+    assert abs(in_order.start - by_length.start).max() < 1e-5 and abs(in_order.end - by_length.end).max() < 1e-5
+    batches = length_sorted_batches(features.attention_mask, 16)
+    assert sorted(i for b in batches for i in b) == list(range(len(features)))  # every window once
+    lengths = features.attention_mask.sum(axis=1)
+
+    def positions(groups: list) -> int:
+        return sum(int(lengths[g].max()) * len(g) for g in groups)
+
+    in_order_groups = [list(range(lo, min(lo + 16, len(features)))) for lo in range(0, len(features), 16)]
+    assert positions(batches) < 0.9 * positions(in_order_groups)

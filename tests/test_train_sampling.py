@@ -116,7 +116,7 @@ def test_group_by_length_trains_on_fewer_padded_tokens(tiny_bert_dir: Path, trai
         return 1 - m["train_tokens_per_second"] / m["train_padded_tokens_per_second"]
 
     assert padding_share(grouped) < padding_share(plain)
-    assert padding_share(grouped) <= padding_share(rounded)
+    assert padding_share(grouped) <= padding_share(rounded) + 1e-9  # the shares are ratios of rates: float noise
     assert all(np.isfinite(m["train_loss"]) for m in (plain, grouped, rounded))
 
 

@@ -752,6 +752,13 @@ def padding_band(mask: np.ndarray, multiple_of: int = 1) -> tuple[int, int]:
     return c1 - target, c1
 
 
+def length_sorted_batches(mask: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Row indices in batches of `batch_size`, longest windows first: each dynamically padded batch then holds
+    windows of similar length (little padding), and the first batch shows the peak memory. Every row once."""
+    order = np.argsort(-mask.sum(axis=1), kind="stable")
+    return [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
+
+
 def collate(features: Features, indices: np.ndarray, *, dynamic: bool, multiple_of: int = 1) -> dict[str, np.ndarray]:
     """Model inputs (and labels, for training features) of the rows `indices`.
 

@@ -23,6 +23,7 @@ from tasks.core.family import TrainFeatureSpec
 from tasks.core.features import (
     Features,
     collate,
+    length_sorted_batches,
     load_features,
     padding_band,
     prepare_eval_features,
@@ -69,7 +70,9 @@ class SpanLogits:
     end: np.ndarray
 
 
-def model_inputs(features: Features, rows: slice, c0: int, c1: int, device: torch.device) -> dict[str, torch.Tensor]:
+def model_inputs(
+    features: Features, rows: slice | np.ndarray, c0: int, c1: int, device: torch.device
+) -> dict[str, torch.Tensor]:
     """input_ids / attention_mask / token_type_ids of `rows`, columns [c0, c1), on `device`."""
     inputs = {"input_ids": features.input_ids[rows, c0:c1], "attention_mask": features.attention_mask[rows, c0:c1]}
     if features.token_type_ids is not None:
@@ -83,13 +86,20 @@ def inference_pad_multiple(device: torch.device) -> int:
 
 
 @torch.inference_mode()
-def forward_logits(model: Any, features: Features, batch_size: int, device: torch.device) -> SpanLogits:
-    """Start/end logits for every window, in batches; padding columns trimmed per batch."""
+def forward_logits(
+    model: Any, features: Features, batch_size: int, device: torch.device, *, by_length: bool = True
+) -> SpanLogits:
+    """Start/end logits for every window, in batches; padding columns trimmed per batch.
+
+    `by_length` batches windows of similar length (`length_sorted_batches`) instead of in feature order: a
+    window's logits do not depend on its batch (padding is masked; only float rounding differs with the batch
+    width), and far fewer padded positions are computed (SQuAD windows at 384 are about half padding).
+    """
     n, length = features.input_ids.shape
     start = np.full((n, length), PAD_LOGIT, dtype=np.float32)
     end = np.full((n, length), PAD_LOGIT, dtype=np.float32)
-    for lo in range(0, n, batch_size):
-        sl = slice(lo, min(lo + batch_size, n))
+    in_order = [np.arange(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
+    for sl in length_sorted_batches(features.attention_mask, batch_size) if by_length else in_order:
         c0, c1 = padding_band(features.attention_mask[sl], inference_pad_multiple(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(**model_inputs(features, sl, c0, c1, device))

@@ -35,6 +35,12 @@ LENGTH_GROUPED_MODES: dict[str, dict[str, Any]] = {
         "pad_to_multiple_of": 64,
     },
 }
+# Modes that pack each batch's windows into full-width rows (`train.packing`; a few distinct row counts)
+PACKED_MODES: dict[str, dict[str, Any]] = {
+    "eager-packed": {"torch_compile": False, "torch_compile_mode": None, "packing": True},
+    "compile-packed": {"torch_compile": True, "torch_compile_mode": "default", "packing": True},
+}
+ALL_MODES = {**RUN_MODES, **LENGTH_GROUPED_MODES, **PACKED_MODES}
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by substring of the device name.
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 70e12, "V100": 125e12}
@@ -60,11 +66,19 @@ def training_flops_per_token(n_params: int, n_layers: int, hidden: int, seq_len:
     return 6.0 * n_params + 12.0 * n_layers * hidden * seq_len
 
 
-def model_flops_utilisation(metrics: dict[str, float], model_config: Any, n_params: int, seq_len: float, peak: float):
-    """MFU from steady-state throughput: achieved model FLOP/s over the device's peak."""
-    tokens_per_second = metrics.get("steady_train_steps_per_second", metrics["train_steps_per_second"]) * (
+def model_flops_utilisation(
+    metrics: dict[str, float], model_config: Any, n_params: int, seq_len: float, peak: float,
+    positions_per_sample: float | None = None,
+) -> float:  # fmt: skip
+    """MFU from steady-state throughput: achieved model FLOP/s over the device's peak.
+
+    The device computes `positions_per_sample` token positions per sample (default `seq_len`: padded windows;
+    fewer under dynamic padding or packing), each attending over rows of `seq_len`.
+    """
+    samples_per_second = metrics.get("steady_train_steps_per_second", metrics["train_steps_per_second"]) * (
         metrics["train_samples_per_second"] / max(metrics["train_steps_per_second"], 1e-9)
-    ) * seq_len  # fmt: skip
+    )  # fmt: skip
+    tokens_per_second = samples_per_second * (positions_per_sample or seq_len)
     per_token = training_flops_per_token(n_params, model_config.num_hidden_layers, model_config.hidden_size, seq_len)
     return tokens_per_second * per_token / peak
 
@@ -74,7 +88,7 @@ def run_mode(cfg: QAFlowConfig, features: Features, backend: str, mode: str, out
 
     mode_cfg = copy.deepcopy(cfg)
     grouped = mode in LENGTH_GROUPED_MODES
-    for key, value in {**RUN_MODES, **LENGTH_GROUPED_MODES}[mode].items():
+    for key, value in ALL_MODES[mode].items():
         setattr(mode_cfg.train, key, value)
     mode_cfg.train.save_strategy = "no"
     mode_cfg.features.pad_to_max_length = not grouped  # else fixed shapes: nothing recompiles per batch
@@ -89,11 +103,13 @@ def run_mode(cfg: QAFlowConfig, features: Features, backend: str, mode: str, out
     if peak:
         model_config = load_checkpoint_config(cfg.model.model_name_or_path)
         n_params = int(metrics["model_parameters"])
-        # the tokens the device computed per sample: the window length, or the batches' mean padded length
-        seq = features.input_ids.shape[1]
-        if grouped:
-            seq = metrics["train_padded_tokens_per_second"] / max(metrics["train_samples_per_second"], 1e-9)
-        metrics["mfu"] = model_flops_utilisation(metrics, model_config, n_params, seq, peak)
+        # token positions the device computed per sample (the window length padded, fewer grouped or packed) and
+        # the rows they attend over (the window length, or a grouped batch's trimmed width)
+        width = float(features.input_ids.shape[1])
+        counted = metrics.get("train_padded_tokens_per_second", 0.0)  # 0 when dataloader workers did the collating
+        positions = counted / max(metrics["train_samples_per_second"], 1e-9) if counted else width
+        seq = positions if grouped else width
+        metrics["mfu"] = model_flops_utilisation(metrics, model_config, n_params, seq, peak, positions)
     return ModeResult(mode, metrics, result.device.device_name, result.artifacts)
 
 
