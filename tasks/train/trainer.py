@@ -73,6 +73,8 @@ class ThroughputCallback(TrainerCallback):
         if len(self.step_ends) > 2:
             steady = (len(self.step_ends) - 2) / (self.step_ends[-1] - self.step_ends[1])
             out["steady_train_steps_per_second"] = steady
+            # the typical step, blind to one-off stalls (a recompile, a new shape's kernel choice, a checkpoint)
+            out["median_step_seconds"] = float(np.median(np.diff(self.step_ends)))
         return out
 
 
