@@ -39,8 +39,12 @@ LENGTH_GROUPED_MODES: dict[str, dict[str, Any]] = {
 PACKED_MODES: dict[str, dict[str, Any]] = {
     "eager-packed": {"torch_compile": False, "torch_compile_mode": None, "packing": True},
     # one graph whose row count is symbolic: packed batches vary in rows, and recompiles would land in the timing
-    "compile-packed": {"torch_compile": True, "torch_compile_mode": "default", "packing": True,
-                       "torch_compile_dynamic": True},  # fmt: skip
+    "compile-packed": {
+        "torch_compile": True,
+        "torch_compile_mode": "default",
+        "packing": True,
+        "torch_compile_dynamic": True,
+    },  # fmt: skip
 }
 ALL_MODES = {**RUN_MODES, **LENGTH_GROUPED_MODES, **PACKED_MODES}
 
