@@ -1,9 +1,10 @@
 """Prediction batches by window length against feature order: speed, identical answers, logit differences.
 
 `forward_logits` batches the windows of each chunk longest first (`by_length=True`, the default), so a dynamically
-padded batch holds windows of similar length. This script runs the same model over the same dev windows both
-ways, alternating (in order, by length, in order, ...) so the machine's noise is shared, and prints windows/s, the
-ratio, the largest logit difference and whether every n-best answer is the same.
+padded batch holds windows of similar length. This script runs the same model over the same dev windows, chunk by
+chunk as `qaflow predict` streams them (`--chunk_examples`), both ways, alternating (in order, by length, in
+order, ...) so the machine's noise is shared, and prints windows/s, the ratio, the largest logit difference and
+whether every n-best answer is the same.
 
     .venv/bin/python benchmarks/predict_order.py --eval_samples 600 --repeats 2
 """
@@ -14,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +27,27 @@ sys.path.insert(0, str(ROOT))
 from tasks.core.checkpoints import load_tokenizer, resolve_model_path  # noqa: E402
 from tasks.core.config import load_config  # noqa: E402
 from tasks.core.data import load_dataset_file  # noqa: E402
-from tasks.core.features import prepare_eval_features  # noqa: E402
+from tasks.core.features import Features, prepare_eval_features  # noqa: E402
 from tasks.core.specs import feature_settings, inference_recipe  # noqa: E402
-from tasks.families.extractive import ExtractiveFamily, forward_logits  # noqa: E402
+from tasks.families.extractive import ExtractiveFamily, SpanLogits, forward_logits  # noqa: E402
+from tasks.predict import CHUNK_EXAMPLES  # noqa: E402
 from tasks.train.resources import available_cpu_cores  # noqa: E402
 
 SAMPLE_DEV = ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
+
+
+def chunk_bounds(features: Features, chunk_examples: int) -> list[tuple[int, int]]:
+    """Row ranges of the windows of each chunk of `chunk_examples` examples, as `qaflow predict` streams them."""
+    n_examples = int(features.example_index.max()) + 1 if len(features) else 0
+    starts = np.searchsorted(features.example_index, np.arange(0, n_examples, chunk_examples))
+    ends = [*starts[1:], len(features)]
+    return [(int(lo), int(hi)) for lo, hi in zip(starts, ends, strict=True)]
+
+
+def rows(features: Features, lo: int, hi: int) -> Features:
+    """Windows [lo, hi) (the model inputs; n-best runs later on the whole set)."""
+    part = {f.name: getattr(features, f.name) for f in fields(features)}
+    return Features(**{k: (v[lo:hi] if v is not None else None) for k, v in part.items()})
 
 
 def main() -> None:
@@ -42,6 +59,7 @@ def main() -> None:
     ap.add_argument("--doc_stride", type=int, default=128)
     ap.add_argument("--batch_size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--chunk_examples", type=int, default=CHUNK_EXAMPLES, help="as qaflow predict streams them")
     a = ap.parse_args()
     torch.set_num_threads(available_cpu_cores())
     torch.manual_seed(0)
@@ -57,13 +75,17 @@ def main() -> None:
     device = torch.device("cpu")
     real = features.attention_mask.sum() / features.attention_mask.size
     print(f"model={a.model} questions={len(dev.examples)} windows={len(features)} at {a.max_seq_length}/"
-          f"{a.doc_stride} batch={a.batch_size} real tokens {real:.1%} threads={torch.get_num_threads()}")  # fmt: skip
+          f"{a.doc_stride} batch={a.batch_size} chunk={a.chunk_examples} examples, real tokens {real:.1%} "
+          f"threads={torch.get_num_threads()}")  # fmt: skip
+    bounds = chunk_bounds(features, a.chunk_examples)
     seconds: dict[str, list[float]] = {"in_order": [], "by_length": []}
     logits = {}
     for r in range(a.repeats):
         for name in seconds:
             t0 = time.perf_counter()
-            logits[name] = forward_logits(model, features, a.batch_size, device, by_length=name == "by_length")
+            parts = [forward_logits(model, rows(features, lo, hi), a.batch_size, device,
+                                    by_length=name == "by_length") for lo, hi in bounds]  # fmt: skip
+            logits[name] = SpanLogits(np.concatenate([p.start for p in parts]), np.concatenate([p.end for p in parts]))
             seconds[name].append(time.perf_counter() - t0)
         print(f"repeat {r}: " + ", ".join(f"{k} {len(features) / v[-1]:.1f} windows/s" for k, v in seconds.items()))
     answers = {name: family.postprocess(dev.examples, features, out, recipe).predictions

@@ -29,7 +29,9 @@ from tasks.core.progress import progress
 from tasks.core.raw_logits import RawLogitsWriter, iter_raw_shards, read_raw_meta
 from tasks.core.specs import InferenceRecipe
 
-CHUNK_EXAMPLES = 256
+# Examples per chunk: a few MB of windows and logits at 384; the larger the chunk, the better its windows batch by
+# length (benchmarks/predict_order.py, 3,000 SQuAD dev questions on CPU: 1.42x over feature order at 256, 1.73x at 1024)
+CHUNK_EXAMPLES = 1024
 # The files one prediction writes, replaced together (tasks.core.io.OutputSet). metrics.json is a member so a new
 # prediction never sits beside the previous run's scores; the scorer writes it after the set is in place.
 PREDICTION_FILES = ("predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json")
