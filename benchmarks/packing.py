@@ -95,12 +95,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--quality_epochs", type=float, default=1.0, help="0: skip the quality runs")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--seed", type=int, default=42, help="training seed (the QA head's init, shuffling, dropout)")
     a = ap.parse_args()
     torch.set_num_threads(available_cpu_cores())
     cfg = load_config(ROOT / "params.yaml", {
         "model_name_or_path": a.model, "max_seq_length": a.max_seq_length, "doc_stride": a.doc_stride,
         "per_device_train_batch_size": a.batch_size, "max_steps": a.steps, "learning_rate": 1e-4,
         "save_strategy": "no", "logging_steps": 1000, "backend": "cpu", "bf16": a.bf16, "validation_file": a.dev_file,
+        "seed": a.seed,
     })  # fmt: skip
     train = load_dataset_file(Path(a.train_file), max_samples=a.train_samples)
     features = prepare_train_features(train.examples, load_tokenizer(a.model), feature_settings(cfg))
