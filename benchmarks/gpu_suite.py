@@ -191,7 +191,6 @@ def score_model(cfg: Any, model_dir: Path, out_dir: Path) -> dict[str, Any]:
 
 def stage_b_qaflow(a: argparse.Namespace, s: dict[str, Any], out: Path) -> dict[str, Any]:
     cfg = scale_config(a, s, out, "b_qaflow")
-    cfg.features.pad_to_max_length = False
     cfg.train.packing = True  # each batch's windows packed into full-width rows: ~1.1 positions per real token
     t0 = time.perf_counter()
     paths = TrainPaths(out / "b_qaflow")

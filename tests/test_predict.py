@@ -118,7 +118,7 @@ def test_resident_memory_stays_flat_when_features_grow_tenfold(tiny_bert_dir: Pa
 
 
 def test_batching_by_length_gives_the_in_order_logits_on_fewer_positions(model_and_tokenizer) -> None:
-    from tasks.core.features import length_sorted_batches, prepare_eval_features
+    from tasks.core.features import prepare_eval_features, row_batches
     from tasks.families.extractive import forward_logits
 
     model, tokenizer = model_and_tokenizer
@@ -128,12 +128,14 @@ def test_batching_by_length_gives_the_in_order_logits_on_fewer_positions(model_a
     in_order = forward_logits(model, features, 16, cpu, by_length=False)
     by_length = forward_logits(model, features, 16, cpu)
     assert abs(in_order.start - by_length.start).max() < 1e-5 and abs(in_order.end - by_length.end).max() < 1e-5
-    batches = length_sorted_batches(features.attention_mask, 16)
+    batches = row_batches(features.attention_mask, 16)
     assert sorted(i for b in batches for i in b) == list(range(len(features)))  # every window once
     lengths = features.attention_mask.sum(axis=1)
 
     def positions(groups: list) -> int:
         return sum(int(lengths[g].max()) * len(g) for g in groups)
 
-    in_order_groups = [list(range(lo, min(lo + 16, len(features)))) for lo in range(0, len(features), 16)]
+    in_order_groups = row_batches(features.attention_mask, 16, by_length=False)
+    assert [list(g) for g in in_order_groups] == [list(range(lo, min(lo + 16, len(features))))
+                                                  for lo in range(0, len(features), 16)]  # fmt: skip
     assert positions(batches) < 0.9 * positions(in_order_groups)

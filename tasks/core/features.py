@@ -752,10 +752,10 @@ def padding_band(mask: np.ndarray, multiple_of: int = 1) -> tuple[int, int]:
     return c1 - target, c1
 
 
-def length_sorted_batches(mask: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Row indices in batches of `batch_size`, longest windows first: each dynamically padded batch then holds
-    windows of similar length (little padding), and the first batch shows the peak memory. Every row once."""
-    order = np.argsort(-mask.sum(axis=1), kind="stable")
+def row_batches(mask: np.ndarray, batch_size: int, *, by_length: bool = True) -> list[np.ndarray]:
+    """Row indices in batches of `batch_size`, every row once: longest windows first (`by_length`: each dynamically
+    padded batch then holds windows of similar length, and the first batch shows the peak memory), else in order."""
+    order = np.argsort(-mask.sum(axis=1), kind="stable") if by_length else np.arange(len(mask))
     return [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
 
 

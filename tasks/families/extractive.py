@@ -23,11 +23,11 @@ from tasks.core.family import TrainFeatureSpec
 from tasks.core.features import (
     Features,
     collate,
-    length_sorted_batches,
     load_features,
     padding_band,
     prepare_eval_features,
     prepare_train_features,
+    row_batches,
     save_features,
 )
 from tasks.core.postprocess import Postprocessed, postprocess_predictions
@@ -91,15 +91,14 @@ def forward_logits(
 ) -> SpanLogits:
     """Start/end logits for every window, in batches; padding columns trimmed per batch.
 
-    `by_length` batches windows of similar length (`length_sorted_batches`) instead of in feature order: a
+    `by_length` batches windows of similar length (`row_batches`) instead of in feature order: a
     window's logits do not depend on its batch (padding is masked; only float rounding differs with the batch
     width), and far fewer padded positions are computed (SQuAD windows at 384 are about half padding).
     """
     n, length = features.input_ids.shape
     start = np.full((n, length), PAD_LOGIT, dtype=np.float32)
     end = np.full((n, length), PAD_LOGIT, dtype=np.float32)
-    in_order = [np.arange(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
-    for sl in length_sorted_batches(features.attention_mask, batch_size) if by_length else in_order:
+    for sl in row_batches(features.attention_mask, batch_size, by_length=by_length):
         c0, c1 = padding_band(features.attention_mask[sl], inference_pad_multiple(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(**model_inputs(features, sl, c0, c1, device))
