@@ -203,3 +203,24 @@ def test_packed_training_learns_on_fewer_padded_tokens_and_saves_a_plain_model(
     reloaded = AutoModelForQuestionAnswering.from_pretrained(str(tmp_path / "packed" / "model"))
     before = AutoModelForQuestionAnswering.from_pretrained(str(tiny_bert_dir))
     assert not torch.equal(reloaded.qa_outputs.weight, before.qa_outputs.weight)  # it trained
+
+
+def test_a_label_past_its_window_is_ignored_as_the_models_own_loss_ignores_it(
+    tiny_bert_dir: Path, features: Features
+) -> None:
+    model = AutoModelForQuestionAnswering.from_pretrained(str(tiny_bert_dir)).eval()
+    idx = np.arange(6)
+    batch = pack_batch(features, idx, width=WIDTH)
+    inputs = {k: torch.from_numpy(v) for k, v in batch.items()}
+    with torch.no_grad():
+        start, end = packed_forward(model, inputs, "sdpa")
+        clean = span_loss(start, end, inputs)
+        past = dict(inputs, start_positions=inputs["start_positions"].clone())
+        past["start_positions"][0] = WIDTH - 1  # run_qa's label for an answer starting after the last token
+        assert int(past["start_positions"][0]) >= int(inputs["window_length"][0])
+        got = span_loss(start, end, past)
+        kept = torch.arange(len(idx)) != 0
+        expected = (functional.cross_entropy(start[kept].float(), inputs["start_positions"][kept])
+                    + functional.cross_entropy(end.float(), inputs["end_positions"])) / 2  # fmt: skip
+    assert torch.isfinite(got) and torch.isclose(got, expected, atol=1e-6)
+    assert not torch.isclose(got, clean)

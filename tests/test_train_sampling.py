@@ -140,3 +140,25 @@ def test_length_grouped_sampler_visits_every_row_once_in_batches_of_similar_leng
     random_padding = sum(len(b) * b.max() - b.sum() for b in (lengths[shuffled[i : i + 4]]
                                                               for i in range(0, len(order), 4)))  # fmt: skip
     assert grouped_padding < random_padding
+
+
+def test_compiling_states_transformers_tf32_through_the_api_inductor_reads() -> None:
+    """TrainingArguments(torch_compile=True) sets TF32 with torch.backends.fp32_precision; max-autotune then reads
+    torch.get_float32_matmul_precision(), which raised on the mix (the H200 run of 2026-12-04)."""
+    import torch
+
+    from tasks.train.trainer import configure_compile
+
+    if not hasattr(torch.backends, "fp32_precision"):
+        pytest.skip("this torch has no fp32_precision API")
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.backends.fp32_precision = "tf32"  # what transformers' enable_tf32(True) does on torch >= 2.9
+        with pytest.raises(RuntimeError, match="mix of the legacy and new APIs"):
+            torch.get_float32_matmul_precision()
+        configure_compile(QAFlowConfig().train)
+        assert torch.get_float32_matmul_precision() == "high"  # TF32, readable by Inductor
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+    finally:
+        torch.backends.fp32_precision = "none"
+        torch.set_float32_matmul_precision(before)

@@ -156,8 +156,18 @@ def training_arguments(
 
 
 def configure_compile(t: TrainConfig) -> None:
-    """Static shapes unless dynamic shapes are requested: fixed-size batches then never recompile."""
+    """Static shapes unless dynamic shapes are requested: fixed-size batches then never recompile.
+
+    Also states the matmul precision through the API Inductor reads: TrainingArguments(torch_compile=True) turns
+    TF32 on with torch's new `torch.backends.fp32_precision`, and max-autotune's cache then calls the legacy
+    `torch.get_float32_matmul_precision()`, which refuses the mix (RuntimeError, seen on the H200 with torch 2.11
+    and transformers 5.17). The legacy setter with the same meaning makes both agree.
+    """
     import torch._dynamo  # only when compiling
+
+    legacy_name = {"tf32": "high", "ieee": "highest"}.get(getattr(torch.backends, "fp32_precision", "none"))
+    if legacy_name:
+        torch.set_float32_matmul_precision(legacy_name)
 
     dynamic = t.torch_compile_dynamic
     torch._dynamo.config.automatic_dynamic_shapes = dynamic
