@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The GPU suite on the device machine, in one command (carry gpu_payload/, built by benchmarks/gpu_payload.py):
 #   run(command="bash benchmarks/gpu_suite.sh", carry=["gpu_payload"], timeout_s=540)
-# The next device session (a and the unpacked b/c rows were measured on 2026-11-28, benchmarks/results/): packing
-# at bert-base size against the baseline's best mode, the autotune table, then quality at scale with packing:
-#   run(command="BUDGET_S=520 bash benchmarks/gpu_suite.sh --stages c_plain_bf16_compile,c_qaflow_packed_compile,c_qaflow_packed,c_qaflow_compile,c_qaflow_autotune,b_features,b_qaflow,b_baseline",
-#       carry=["gpu_payload"], timeout_s=590)
+# Measured on 2026-12-04 (benchmarks/results/gpu_suite_h200_2026-12-04.json) with:
+#   run(command="BUDGET_S=505 bash benchmarks/gpu_suite.sh --stages c_plain_bf16_compile,c_qaflow_packed_compile,c_qaflow_packed,c_qaflow_compile,b_features,b_qaflow,b_baseline,c_qaflow_autotune",
+#       carry=["gpu_payload"], timeout_s=580)
+# max-autotune needs more than its ~100 s share at bert-base: run it alone with BUDGET_S=300 for a whole table.
 # The image already has torch, transformers, accelerate, tokenizers, numpy, pyyaml: nothing is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
