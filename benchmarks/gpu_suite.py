@@ -66,8 +66,9 @@ from tasks.pipeline.benchmark import (  # noqa: E402
     peak_flops,
     run_mode,  # noqa: E402
 )
+from tasks.pipeline.featurize import build_train_features  # noqa: E402
 from tasks.pipeline.prediction import predict_from_config  # noqa: E402
-from tasks.pipeline.stages import build_train_features, load_split  # noqa: E402
+from tasks.pipeline.stages import load_split  # noqa: E402
 from tasks.pipeline.training import train_model  # noqa: E402
 from tasks.train.resources import peak_memory_mb  # noqa: E402
 from tasks.train.trainer import ThroughputCallback  # noqa: E402

@@ -117,7 +117,7 @@ def cmd_postprocess(args: argparse.Namespace) -> int:
 
 
 def cmd_featurize(args: argparse.Namespace) -> int:
-    from tasks.pipeline.stages import featurize
+    from tasks.pipeline.featurize import featurize
 
     cfg = config_from_args(args)
     out = featurize(cfg, Path(args.data), Path(args.output), split=args.split)
@@ -126,8 +126,9 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    """DVC stage commands (see dvc.yaml): `prepare` and `featurize`."""
-    from tasks.pipeline.stages import featurize_prepared, prepare
+    """The DVC stages by hand, with flag overrides (dvc.yaml runs `python -m tasks.pipeline.stages` / `.featurize`)."""
+    from tasks.pipeline.featurize import featurize_prepared
+    from tasks.pipeline.stages import prepare
 
     cfg = config_from_args(args)
     if args.stage == "prepare":

@@ -22,11 +22,12 @@ from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import load_dataset_file
 from tasks.core.layout import TrainPaths
+from tasks.core.model_spec import ModelSpec
 from tasks.core.scoring import score_dataset
-from tasks.core.specs import ModelSpec, inference_recipe
+from tasks.core.specs import inference_recipe
 from tasks.families.registry import get_family, infer_family, resolve_family
-from tasks.families.seq2seq import Seq2SeqFeatures, load_seq2seq_features
-from tasks.pipeline.stages import build_train_features
+from tasks.families.seq2seq_features import Seq2SeqFeatures, load_seq2seq_features
+from tasks.pipeline.featurize import build_train_features
 from tasks.pipeline.training import train_family
 from tests.family_helpers import TRAIN_METRIC_KEYS, load_model, predict
 from tests.tiny_models import SAMPLE_DEV_V2, cached_model_dir

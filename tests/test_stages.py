@@ -11,7 +11,8 @@ import pytest
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import load_dataset_file
 from tasks.core.features import load_features
-from tasks.pipeline.stages import featurize, featurize_prepared, load_split, prepare, train_feature_spec
+from tasks.pipeline.featurize import featurize, featurize_prepared, train_feature_spec
+from tasks.pipeline.stages import load_split, prepare
 from tests.tiny_models import SAMPLE_DEV_V1, SAMPLE_DEV_V2, SAMPLE_TRAIN
 
 

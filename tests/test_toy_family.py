@@ -17,8 +17,8 @@ from transformers import AutoModelForQuestionAnswering, Trainer, TrainingArgumen
 
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import Example, load_dataset_file
-from tasks.core.family import TrainFeatureSpec
 from tasks.core.features import Features, load_features, prepare_train_features, save_features
+from tasks.core.featurizer import TrainFeatureSpec
 from tasks.core.postprocess import Postprocessed
 from tasks.core.specs import InferenceRecipe
 from tasks.families import registry

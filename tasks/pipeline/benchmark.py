@@ -17,7 +17,7 @@ from tasks.core.checkpoints import load_checkpoint_config
 from tasks.core.config import QAFlowConfig
 from tasks.core.features import Features
 from tasks.core.layout import TrainPaths
-from tasks.core.specs import ModelSpec
+from tasks.core.model_spec import ModelSpec
 from tasks.families.registry import get_family
 from tasks.train.trainer import run_trainer
 

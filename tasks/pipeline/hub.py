@@ -24,8 +24,8 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, get_token
 from mlflow.tracking import MlflowClient
 
-from tasks.core.checkpoints import OFFLINE_DEFAULT
 from tasks.core.config import QAFlowConfig
+from tasks.core.model_spec import OFFLINE_DEFAULT
 from tasks.tracking import tags as tag
 from tasks.tracking.registry import get_version_by_alias
 from tasks.tracking.runs import configure_mlflow

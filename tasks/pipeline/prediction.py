@@ -20,8 +20,9 @@ from tasks.core.data import QADataset
 from tasks.core.family import ModelFamily
 from tasks.core.features import QuestionFit, fit_questions
 from tasks.core.io import write_json_atomic
+from tasks.core.model_spec import ModelSpec
 from tasks.core.scoring import score_dataset
-from tasks.core.specs import InferenceRecipe, ModelSpec, inference_recipe
+from tasks.core.specs import InferenceRecipe, inference_recipe
 from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.error_slices import score_slices, write_slices
 from tasks.pipeline.stages import load_split

@@ -18,9 +18,11 @@ from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import PACKING_ON_IPU, ConfigError, QAFlowConfig, load_config
 from tasks.core.family import ModelFamily
 from tasks.core.layout import TrainPaths
-from tasks.core.specs import ModelSpec, inference_recipe
+from tasks.core.model_spec import ModelSpec
+from tasks.core.specs import inference_recipe
 from tasks.families.registry import check_family_name, resolve_family
-from tasks.pipeline.stages import build_train_features, load_split
+from tasks.pipeline.featurize import build_train_features
+from tasks.pipeline.stages import load_split
 from tasks.train.ddp import Launch, ResultOnAnotherNode, join_worker_group, launch_torchrun, read_job, write_job
 from tasks.train.hardware import detect_backend
 from tasks.train.ipu import build_ipu_job, check_ipu_environment, ipu_result, run_ipu_job

@@ -26,7 +26,7 @@ from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import ConfigError, TrainConfig
 from tasks.core.family import ModelFamily, PackedTraining
 from tasks.core.layout import TrainPaths
-from tasks.core.specs import ModelSpec
+from tasks.core.model_spec import ModelSpec
 from tasks.train.autotune import AutotuneCapture, capture_autotune
 from tasks.train.resources import available_cpu_cores, device_info, peak_memory_mb
 
