@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 LATE_OWN_IMPORTS = {
     "flows/cli.py": "each subcommand imports its step when it runs: `qaflow --help` / `score` start without torch",
     "flows/cli_ops.py": "same as flows/cli.py for the operations subcommands",
+    "tasks/pipeline/inspect.py": "`data inspect` needs transformers (and torch) only for a tokenizer lacking its .json",
 }
 # The module each DVC stage runs (its `cmd` is `python -m <module> ...`): its import closure is the stage's code.
 STAGE_BODIES = {"prepare": "tasks.pipeline.stages", "featurize": "tasks.pipeline.featurize"}
