@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import grimp
+import numpy as np
 import pytest
 import yaml
 
@@ -143,3 +144,64 @@ def test_cli_parser_loads_no_heavy_library() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+LIGHT = ("torch", "transformers")
+
+
+def run_light(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`qaflow <argv>` in a subprocess that prints, last on stderr, which of LIGHT's libraries it loaded."""
+    code = (
+        "import atexit, json, sys; from flows.cli import main; "
+        f"atexit.register(lambda: print(json.dumps([m for m in {LIGHT!r} if m in sys.modules]), file=sys.stderr)); "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env=env)  # fmt: skip
+
+
+def heavy_loaded(done: subprocess.CompletedProcess) -> list[str]:
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stderr.strip().splitlines()[-1])
+
+
+def test_light_commands_load_no_torch_or_transformers(tmp_path: Path) -> None:
+    """score, postprocess, data inspect (feature count with the default tokenizer included) and compare never
+    touch a model: they start without torch or transformers (~3 s of imports)."""
+    import mlflow  # only here: logs the two runs `compare` reads
+
+    from tasks.core.data import load_dataset_file, to_squad_json
+    from tasks.core.raw_logits import RawLogitsWriter, RawShard
+
+    sample = REPO / "data/sample/squad-v1.1-sample-dev.json"
+    dataset = load_dataset_file(sample, max_samples=3)
+    examples = dataset.examples
+    data = tmp_path / "dev.json"
+    data.write_text(json.dumps(to_squad_json(dataset)))
+    (tmp_path / "predictions.json").write_text(json.dumps({ex.id: ex.answers[0].text for ex in examples}))
+    writer = RawLogitsWriter(tmp_path / "raw")
+    offsets = np.stack([np.array([(-1, -1)] + [(i, i + 3) for i in range(0, 21, 3)], dtype=np.int32)] * 3)
+    logits = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    writer.add(RawShard([ex.id for ex in examples], np.arange(3), offsets, np.zeros(3), logits, logits[::-1]))
+    writer.commit()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    mlflow.set_experiment("qaflow")
+    runs = []
+    for f1 in (70.0, 80.0):
+        with mlflow.start_run() as run:
+            mlflow.log_metric("f1", f1)
+            runs.append(run.info.run_id)
+    (tmp_path / "params.yaml").write_text("tracking:\n  tracking_uri: sqlite:///mlruns/mlflow.db\n")
+    commands = {
+        "score": ["score", "--data", str(data), "--predictions", str(tmp_path / "predictions.json")],
+        "postprocess": ["postprocess", "--raw", str(tmp_path / "raw"), "--data", str(data), "--output_dir",
+                        str(tmp_path / "post")],
+        "data inspect": ["data", "inspect", str(sample), "--max_seq_length", "128", "--doc_stride", "64"],
+        "compare": ["compare", "--root", str(tmp_path), "--runs", *runs, "--output", str(tmp_path / "cmp"), "--no-log"],
+    }  # fmt: skip
+    for name, argv in commands.items():
+        done = run_light(argv, tmp_path)
+        assert heavy_loaded(done) == [], name
+    assert "features" in run_light(commands["data inspect"], tmp_path).stdout
+    assert (tmp_path / "post" / "nbest_predictions.json").is_file() and (tmp_path / "cmp" / "comparison.html").is_file()
