@@ -148,8 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     launch = launch_from_args(args)
     later = [(name, split) for name, split, wanted in (("eval", "eval", steps.do_eval),
              ("predict", "test", steps.do_predict)) if wanted]  # fmt: skip
-    for _, split in later:  # their data is checked before any training starts
-        load_split(cfg, split)
+    datasets = {split: load_split(cfg, split) for _, split in later}  # checked before any training; loaded once
     held: contextlib.AbstractContextManager[dict[str, Any]] = contextlib.nullcontext({})
     if cfg.train.device_concurrency_limit:  # Prefect is imported only when a device limit is asked for
         from flows.device_slot import check_device_limit, device_slot
@@ -157,7 +156,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_device_limit(cfg.train.device_concurrency_limit)
         held = device_slot(cfg.train.device_concurrency_limit)
     with held as slot:
-        out = _train_eval_predict(cfg, steps, launch, later)
+        out = _train_eval_predict(cfg, steps, launch, later, datasets)
     if out is None:  # another node holds the result
         return 0
     print(json.dumps({**out, **({"device_slot": slot} if slot else {})}, indent=2))
@@ -165,22 +164,29 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_eval_predict(
-    cfg: QAFlowConfig, steps: Any, launch: Any, later: list[tuple[str, str]]
+    cfg: QAFlowConfig, steps: Any, launch: Any, later: list[tuple[str, str]], datasets: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """The train command's steps; None on a node that is not rank 0's (it printed its own line)."""
+    """The train command's steps; None on a node that is not rank 0's (it printed its own line).
+
+    The model spec and family are resolved once, for training and the eval / predict steps after it.
+    """
+    from tasks.core.model_spec import ModelSpec
+    from tasks.families.registry import resolve_family
     from tasks.pipeline.prediction import predict_from_config
     from tasks.pipeline.training import train_from_config
     from tasks.train.ddp import ResultOnAnotherNode
 
     out: dict[str, Any] = {}
     model_dir = cfg.model.model_name_or_path
+    spec = ModelSpec.from_config(cfg)
+    family = resolve_family(spec.family, spec.path)
     if steps.do_train:
         if cfg.train.report_to == "mlflow":  # the Trainer's own MLflow callback logs into the project's store
             from tasks.tracking.runs import configure_mlflow
 
             configure_mlflow(cfg.tracking, Path.cwd())
         try:
-            result = train_from_config(cfg, launch=launch)
+            result = train_from_config(cfg, launch=launch, spec=spec, family=family)
         except ResultOnAnotherNode as done:
             print(json.dumps({"node_finished": str(done)}, indent=2))
             return None
@@ -188,8 +194,9 @@ def _train_eval_predict(
         out.update({"model_dir": model_dir, **result.metrics})
     for name, split in later:
         summary = predict_from_config(
-            cfg, model_dir=model_dir, data=None, output_dir=Path(cfg.train.output_dir) / name, split=split
-        )
+            cfg, model_dir=model_dir, data=None, output_dir=Path(cfg.train.output_dir) / name, split=split,
+            dataset=datasets[split], family=family,
+        )  # fmt: skip
         out.update({f"{name}_{key}": value for key, value in (summary.metrics or {}).items()})
         out.update({f"{name}_samples": summary.examples, f"{name}_predictions": str(summary.files["predictions"])})
     return out

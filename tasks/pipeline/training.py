@@ -44,6 +44,8 @@ def train_model(
     launch: Launch | None = None,
     family: ModelFamily | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    spec: ModelSpec | None = None,
+    backend: str | None = None,
 ) -> TrainResult:
     """Fine-tune `cfg.model` on saved training features (the IPU backend reads the raw data file instead).
 
@@ -51,13 +53,16 @@ def train_model(
     `data_version` (SQuAD "1.1" / "2.0") decides its default null-answer mode. `callbacks` (extra Trainer
     callbacks: live tracking, tune's pruning report) reach the in-process Trainer only: DDP workers and the IPU
     backend run elsewhere and train without them (a warning says so; tune refuses those backends itself).
+    `spec`, `family` and `backend` are resolved here unless the caller did (`train_from_config`, once per
+    command); a caller that passes `backend` has checked packing for it.
     """
-    spec = ModelSpec.from_config(cfg)
+    spec = spec or ModelSpec.from_config(cfg)
     family = family or resolve_family(spec.family, spec.path)
-    backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
+    if backend is None:
+        backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
+        check_packing(cfg, family, backend)
     recipe = inference_recipe(cfg, family.name, data_version)
     launch = launch or Launch()
-    check_packing(cfg, family, backend)
     if callbacks and (backend == "ipu" or launch.distributed):
         log.warning("%d Trainer callback(s) (live tracking) do not reach DDP workers or the IPU", len(callbacks))
         callbacks = ()
@@ -132,14 +137,21 @@ def check_resume_checkpoint(checkpoint: str | None) -> None:
         )
 
 
-def train_from_config(cfg: QAFlowConfig, *, launch: Launch | None = None) -> TrainResult:
-    """`qaflow train`: load the training split, build features, fine-tune into `train.output_dir`."""
+def train_from_config(
+    cfg: QAFlowConfig, *, launch: Launch | None = None, spec: ModelSpec | None = None, family: ModelFamily | None = None
+) -> TrainResult:
+    """`qaflow train`: load the training split, build features, fine-tune into `train.output_dir`.
+
+    The split is loaded once; the model spec and family (unless given), the backend and the packing check are
+    resolved once, before any featurization, and passed down to `train_model`.
+    """
     check_family_name(cfg.model.model_family)  # cheap checks first
     check_resume_checkpoint(cfg.train.resume_from_checkpoint)
     dataset = load_split(cfg, "train")
-    spec = ModelSpec.from_config(cfg)
-    family = resolve_family(spec.family, spec.path)
-    check_packing(cfg, family, cfg.train.backend)
+    spec = spec or ModelSpec.from_config(cfg)
+    family = family or resolve_family(spec.family, spec.path)
+    backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
+    check_packing(cfg, family, backend)
     paths = TrainPaths(Path(cfg.train.output_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
     features = build_train_features(cfg, family, dataset.examples, load_tokenizer(spec.tokenizer_path))
@@ -147,7 +159,7 @@ def train_from_config(cfg: QAFlowConfig, *, launch: Launch | None = None) -> Tra
     log.info("training on %d examples -> %d features", len(dataset.examples), len(features))
     result = train_model(
         cfg, features_path=paths.features_file, data_path=Path(cfg.data.train_file), paths=paths,
-        data_version=dataset.version, launch=launch, family=family,
+        data_version=dataset.version, launch=launch, family=family, spec=spec, backend=backend,
     )  # fmt: skip
     result.metrics.setdefault("train_examples", float(len(dataset.examples)))
     write_result(result, paths.result_file)
