@@ -10,8 +10,10 @@ dicts is printed separately.
 
 `--cli BEFORE_TREE` times the whole command instead, as users run it: `python -m flows.cli postprocess` on SQuAD
 v1.1 dev from raw logits written as `qaflow predict` writes them (one shard per 1,024 examples), with the code of
-BEFORE_TREE (e.g. /work/main) and of this tree, alternating (`--rounds`) since a shared machine is noisy; checks
-that both write byte-identical predictions and n-best files, and writes a JSON summary (`--json`).
+BEFORE_TREE (e.g. /work/main) and of this tree, alternating (`--rounds`) since a shared machine is noisy, with
+bytecode cached (as an installed qaflow runs) and not (PYTHONDONTWRITEBYTECODE=1); wall and CPU seconds (CPU is
+the steadier figure on a loaded machine). Checks that both write byte-identical predictions and n-best files, and
+writes a JSON summary (`--json`).
 
     .venv/bin/python benchmarks/postprocess.py --cli /work/main --rounds 7 \
         --json benchmarks/results/postprocess_cli_2026-12-07.json
@@ -156,9 +158,21 @@ def write_raw_dir(name: str, examples: list[Example], feats: Features) -> Path:
     return writer.commit()
 
 
-def run_cli(tree: Path, raw_dir: Path, data: Path, out_dir: Path) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one `python -m flows.cli postprocess` with `tree`'s code."""
+def cli_env(tree: Path, bytecode: str) -> dict[str, str]:
+    """`tree`'s code; bytecode `cached`: compiled once into a cache outside both trees (as an installed qaflow
+    runs), `none`: compiled at every start (PYTHONDONTWRITEBYTECODE=1, as this workplace sets it)."""
     env = {**os.environ, "PYTHONPATH": str(tree), "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if bytecode == "cached":
+        env["PYTHONPYCACHEPREFIX"] = str(CACHE / "pycache")
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def run_cli(tree: Path, raw_dir: Path, data: Path, out_dir: Path, bytecode: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one `python -m flows.cli postprocess` with `tree`'s code."""
+    env = cli_env(tree, bytecode)
     command = [sys.executable, "-m", "flows.cli", "postprocess", "--raw", str(raw_dir), "--data", str(data),
                "--output_dir", str(out_dir)]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -198,19 +212,30 @@ def compare_cli(before: Path, rounds: int, json_path: Path | None) -> None:
     commits = {label: git_commit(tree) for label, tree in trees.items()}
     print(f"qaflow postprocess, {len(examples)} examples, {len(feats)} features; before={trees['before']} "
           f"({commits['before']}), after={ROOT} ({commits['after']}); {rounds} rounds, alternating")  # fmt: skip
-    wall: dict[str, list[float]] = {k: [] for k in trees}
-    cpu: dict[str, list[float]] = {k: [] for k in trees}
+    timings: dict[str, Any] = {}
     outputs: dict[str, dict[str, str]] = {}
-    for i in range(rounds):
-        for label in ("before", "after") if i % 2 == 0 else ("after", "before"):
-            out_dir = CACHE / f"cli-{label}"
-            w, c = run_cli(trees[label], raw_dir, data, out_dir)
-            wall[label].append(w)
-            cpu[label].append(c)
-            outputs[label] = digests(out_dir)
-        print(f"  round {i + 1}: before {wall['before'][-1]:.2f} s, after {wall['after'][-1]:.2f} s")
-    if outputs["before"] != outputs["after"]:
-        raise SystemExit("before and after wrote different predictions or n-best files")
+    for bytecode in ("cached", "none"):
+        wall: dict[str, list[float]] = {k: [] for k in trees}
+        cpu: dict[str, list[float]] = {k: [] for k in trees}
+        for label in trees:  # warm-up, untimed: fills the bytecode cache and the page cache
+            run_cli(trees[label], raw_dir, data, CACHE / f"cli-{label}", bytecode)
+        for i in range(rounds):
+            for label in ("before", "after") if i % 2 == 0 else ("after", "before"):
+                out_dir = CACHE / f"cli-{label}"
+                w, c = run_cli(trees[label], raw_dir, data, out_dir, bytecode)
+                wall[label].append(w)
+                cpu[label].append(c)
+                outputs[label] = digests(out_dir)
+            print(f"  bytecode {bytecode}, round {i + 1}: before {wall['before'][-1]:.2f} s, "
+                  f"after {wall['after'][-1]:.2f} s")  # fmt: skip
+        if outputs["before"] != outputs["after"]:
+            raise SystemExit("before and after wrote different predictions or n-best files")
+        timings[f"bytecode_{bytecode}"] = {
+            "wall_s": {k: summary(v) for k, v in wall.items()},
+            "cpu_s": {k: summary(v) for k, v in cpu.items()},
+            "speedup_median_wall": round(statistics.median(wall["before"]) / statistics.median(wall["after"]), 2),
+            "speedup_median_cpu": round(statistics.median(cpu["before"]) / statistics.median(cpu["after"]), 2),
+        }
     ref_args = (examples, feats.example_index, feats.offsets, feats.cls_index, *logits_of(feats), NBestSettings())
     w_ref, _, _ = best_of(1, lambda: reference_postprocess(*ref_args))
     result = {
@@ -221,9 +246,8 @@ def compare_cli(before: Path, rounds: int, json_path: Path | None) -> None:
                  "raw_shards": -(-len(examples) // CHUNK_EXAMPLES), "logits": "random, seed 1234"},
         "trees": {k: {"path": str(v), "commit": commits[k]} for k, v in trees.items()},
         "rounds": rounds,
-        "wall_s": {k: summary(v) for k, v in wall.items()},
-        "cpu_s": {k: summary(v) for k, v in cpu.items()},
-        "speedup_median_wall": round(statistics.median(wall["before"]) / statistics.median(wall["after"]), 2),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        **timings,
         "identical_outputs": True,
         "output_sha256": outputs["after"],
         "context_reference_loop_in_process_s": round(w_ref, 3),
