@@ -1,4 +1,5 @@
-"""The house rules that code review alone would miss: the import contract, own imports at the top, DVC deps."""
+"""The house rules that code review alone would miss: the import contract, own imports at the top, DVC deps (exactly
+each stage's imports), light commands (no torch, no transformers)."""
 
 from __future__ import annotations
 
