@@ -247,7 +247,7 @@ def compare_cli(before: Path, rounds: int, json_path: Path | None) -> None:
         "trees": {k: {"path": str(v), "commit": commits[k]} for k, v in trees.items()},
         "rounds": rounds,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "nice": os.nice(0),  # run under `nice -n -10` on a loaded shared machine: closer to an idle one
+        "nice": os.nice(0),  # the niceness it ran at (autogroup scheduling: no shield from other sessions' load)
         **timings,
         "identical_outputs": True,
         "output_sha256": outputs["after"],
