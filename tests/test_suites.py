@@ -15,8 +15,8 @@ from tasks.core.data import DataError, load_dataset_file
 from tasks.core.suites import ResolvedMember, resolve_suite
 from tasks.pipeline.promote import CHAMPION, promote
 from tasks.pipeline.suites import MemberScore, SuiteResult, format_gate, gate_table
-from tests.conftest import REPO_ROOT, build_tiny_bert
 from tasks.tracking.tracker import Tracker
+from tests.conftest import REPO_ROOT, build_tiny_bert
 from tests.test_promote import add_version, alias, tracker_of
 
 DEV = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
