@@ -86,7 +86,9 @@ def test_compare_scores_margin_and_guards() -> None:
         compare_scores(scored("2", exact=1.0), champ)
 
 
-def test_promote_refuse_rollback_and_answer(tmp_path: Path, tiny_bert_dir: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_promote_refuse_rollback_and_answer(
+    tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     root = tmp_path / "project"
     cfg = make_project(root, "qa-promote")
