@@ -368,7 +368,8 @@ def register_best(tracker: Tracker, cfg: QAFlowConfig, study: optuna.Study, pare
         raise ValueError(f"tune study {cfg.tune.study_name}: no trial completed; nothing to register")
     best = study.best_trial
     run_id = best.user_attrs[RUN_ATTR]
-    if not tracker.has_artifact(run_id, MODEL_ARTIFACT):
+    if not tracker.has_ready_model(run_id, MODEL_ARTIFACT):  # logged once, whole (as a retrain's model)
+        tracker.fail_unfinished_models(run_id, MODEL_ARTIFACT)
         log_qa_model(tracker, run_id, best.user_attrs[MODEL_DIR_ATTR], MODEL_ARTIFACT)
     version = tracker.register(run_id, MODEL_ARTIFACT)
     _drop_other_models(complete, best)
