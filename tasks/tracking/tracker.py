@@ -22,6 +22,7 @@ from typing import Any
 import mlflow
 from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
@@ -153,11 +154,13 @@ class Tracker:
 
     @contextlib.contextmanager
     def run(self, name: str, tags: Mapping[str, str] | None = None) -> Iterator[str]:
-        """A new run for the block, as `mlflow.start_run` makes one (with MLflow's context tags: user, source);
-        FINISHED when the block ends, FAILED when it raises."""
+        """A new run for the block, as `mlflow.start_run` makes one (with MLflow's context tags: user, source; system
+        metrics where MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING asks); FINISHED when the block ends, FAILED if it raises."""
         run = self.client.create_run(self.experiment_id, tags=resolve_tags(dict(tags or {})), run_name=name)
-        with self._ended(run.info.run_id):
-            yield run.info.run_id
+        run_id = run.info.run_id
+        sampling = MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get()
+        with self._ended(run_id), self.system_metrics(run_id) if sampling else contextlib.nullcontext():
+            yield run_id
 
     @contextlib.contextmanager
     def resumed(self, run_id: str) -> Iterator[str]:
