@@ -25,6 +25,7 @@ from tasks.core.artifacts import DataSnapshot, TrainResult, write_result
 from tasks.core.config import QAFlowConfig, load_config
 from tasks.core.data import QADataset, load_dataset_file
 from tasks.core.layout import RunPaths
+from tasks.core.specs import InferenceRecipe
 from tasks.core.suites import resolve_suite
 from tasks.pipeline import data_stages, run_record
 from tasks.pipeline.calibration import calibrate_stored
@@ -104,7 +105,10 @@ def predict_and_score(model: StoredModel, snapshot: DataSnapshot, paths: RunPath
 
 
 @task(retries=3, retry_delay_seconds=5, retry_condition_fn=retry_transient)
-def track(tracker, cfg, root, plan, snapshot, paths, trained, predicted, recipe) -> None:  # noqa: ANN001 - typed in run_record
+def track(
+    tracker: Tracker, cfg: QAFlowConfig, root: Path, plan: RunPlan, snapshot: DataSnapshot, paths: RunPaths,
+    trained: TrainResult, predicted: PredictionSummary, recipe: InferenceRecipe,
+) -> None:  # fmt: skip
     """Log params, metrics, history, artifacts and the pyfunc model into the run (idempotent on resume)."""
     run_record.record_run(tracker, cfg, root, plan, snapshot, paths, trained, predicted, recipe)
 
