@@ -150,3 +150,18 @@ def test_bind_process_is_the_one_global(stores: tuple[Path, Path], monkeypatch: 
     with mlflow.start_run() as run:
         pass
     assert run.info.experiment_id == tracker.experiment_id
+
+
+def test_benchmark_flow_logs_one_finished_run_per_mode(stores: tuple[Path, Path]) -> None:
+    from flows.benchmark import log_mode
+    from tasks.core.config import QAFlowConfig
+    from tasks.pipeline.benchmark import ModeResult
+
+    tracker = _tracker(stores[1], experiment="benchmark")
+    result = ModeResult("compile", {"train_steps_per_second": 3.5}, "x86_64 (2 cores)", {})
+    run = tracker.get_run(log_mode.fn(tracker, QAFlowConfig(), result, "cpu"))
+    assert (run.name, run.status, run.metrics) == ("benchmark-compile", "FINISHED", {"train_steps_per_second": 3.5})
+    assert run.tags[tag.KIND] == tag.KIND_BENCHMARK and run.tags[tag.RUN_MODE] == "compile"
+    assert run.tags[tag.BACKEND] == "cpu" and run.tags["mlflow.user"]  # MLflow's context tags, as start_run made
+    assert run.params["train.max_steps"] == str(QAFlowConfig().train.max_steps)
+    assert _no_global_uri()
