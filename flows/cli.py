@@ -182,9 +182,9 @@ def _train_eval_predict(
     family = resolve_family(spec.family, spec.path)
     if steps.do_train:
         if cfg.train.report_to == "mlflow":  # the Trainer's own MLflow callback logs into the project's store
-            from tasks.tracking.runs import configure_mlflow
+            from tasks.tracking.tracker import Tracker
 
-            configure_mlflow(cfg.tracking, Path.cwd())
+            Tracker.from_config(cfg.tracking, Path.cwd()).bind_process()  # that callback reads MLflow's globals
         try:
             result = train_from_config(cfg, launch=launch, spec=spec, family=family)
         except ResultOnAnotherNode as done:

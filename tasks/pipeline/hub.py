@@ -22,13 +22,10 @@ from typing import Any
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, get_token
-from mlflow.tracking import MlflowClient
 
-from tasks.core.config import QAFlowConfig
 from tasks.core.model_spec import OFFLINE_DEFAULT
 from tasks.tracking import tags as tag
-from tasks.tracking.registry import get_version_by_alias
-from tasks.tracking.runs import configure_mlflow
+from tasks.tracking.tracker import Tracker
 
 SKIP_FILES = {"training_args.bin"}  # pickled TrainingArguments: may carry hub tokens, no use for inference
 CARD_PARAMS = (
@@ -222,38 +219,34 @@ def _public(value: str) -> str:
     return Path(value).name if value.startswith("/") else value
 
 
-def version_info(client: MlflowClient, name: str, alias: str) -> dict[str, Any]:
-    """Model name, version, run id, and the run's metrics, params and tags for the version `name@alias`."""
+def version_info(tracker: Tracker, alias: str) -> dict[str, Any]:
+    """Model name, version, run id, and the run's metrics, params and tags for the version `model@alias`."""
 
-    version = get_version_by_alias(name, alias, client)
+    version = tracker.version_by_alias(alias)
     if version is None:
-        raise HubError(f"model '{name}' has no '{alias}' version (run `qaflow promote` first)")
-    run = client.get_run(version.run_id) if version.run_id else None
+        raise HubError(f"model '{tracker.model_name}' has no '{alias}' version (run `qaflow promote` first)")
+    run = tracker.get_run(version.run_id) if version.run_id else None
     return {
-        "model": name, "version": str(version.version), "run_id": version.run_id,
-        "metrics": dict(run.data.metrics) if run else {}, "params": dict(run.data.params) if run else {},
-        "tags": dict(run.data.tags) if run else {}, "version_tags": dict(version.tags),
+        "model": tracker.model_name, "version": version.version, "run_id": version.run_id,
+        "metrics": run.metrics if run else {}, "params": run.params if run else {},
+        "tags": run.tags if run else {}, "version_tags": dict(version.tags),
     }  # fmt: skip
 
 
 def build_hub_folder(
-    cfg: QAFlowConfig, root: Path, out_dir: Path, *, alias: str = "champion", repo_id: str | None = None
+    tracker: Tracker, out_dir: Path, *, alias: str = "champion", repo_id: str | None = None
 ) -> HubFolder:
-    """Write the upload folder for `name@alias`: model + tokenizer files, `inference_recipe.json`, `README.md`."""
-    import mlflow
-
+    """Write the upload folder for `model@alias`: model + tokenizer files, `inference_recipe.json`, `README.md`."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise HubError(f"{out_dir} exists and is not a directory")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise HubError(f"{out_dir} exists and is not empty")
-    configure_mlflow(cfg.tracking, Path(root))
-    client = MlflowClient()
-    name = cfg.tracking.registered_model_name
-    info = version_info(client, name, alias)
+    name = tracker.model_name
+    info = version_info(tracker, alias)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="qaflow-hub-") as tmp:
-        downloaded = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{info['version']}", dst_path=tmp))
+        downloaded = tracker.download_model(f"models:/{name}/{info['version']}", Path(tmp))
         model_dir = _model_dir(downloaded)
         for path in sorted(model_dir.iterdir()):
             if path.is_file() and path.name not in SKIP_FILES:
@@ -282,8 +275,7 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 
 def push_to_hub(
-    cfg: QAFlowConfig,
-    root: Path,
+    tracker: Tracker,
     repo_id: str,
     token: str,
     *,
@@ -298,7 +290,7 @@ def push_to_hub(
         raise HubError(f"repo id must look like 'user/name', got {repo_id!r}")
     url = hub_endpoint(endpoint)
     with tempfile.TemporaryDirectory(prefix="qaflow-hub-push-") as tmp:
-        folder = build_hub_folder(cfg, root, Path(tmp) / "upload", alias=alias, repo_id=repo_id)
+        folder = build_hub_folder(tracker, Path(tmp) / "upload", alias=alias, repo_id=repo_id)
         assert_no_secret(folder.path, token)
         api = HfApi(endpoint=url, token=token, library_name="qaflow")
         try:
@@ -316,8 +308,6 @@ def push_to_hub(
             ) from None
     commit_url = getattr(commit, "commit_url", None)
     user, at = getpass.getuser(), datetime.now(UTC).isoformat(timespec="seconds")
-    client = MlflowClient()
-    for key, value in {"repo_id": repo_id, "endpoint": url, "commit_url": commit_url, "by": user, "at": at}.items():
-        if value:
-            client.set_model_version_tag(folder.model, folder.version, f"{tag.HUB}.{key}", str(value))
+    values = {"repo_id": repo_id, "endpoint": url, "commit_url": commit_url, "by": user, "at": at}
+    tracker.tag_version(folder.version, {f"{tag.HUB}.{key}": str(value) for key, value in values.items() if value})
     return HubPush(repo_id, folder.model, folder.version, url, commit_url, folder.files)

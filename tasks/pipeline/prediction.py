@@ -2,7 +2,7 @@
 inference recipe, write the outputs and score them with the official metric.
 
 `qaflow predict` builds the recipe from the configuration (flags win, as in run_qa.py); the retrain flow, the
-evaluate flow, promotion re-scoring and `qaflow answer` use the recipe stored with the model.
+evaluate flow, promotion re-scoring and `qaflow answer` use the recipe stored with the model (`StoredModel`).
 """
 
 from __future__ import annotations
@@ -77,6 +77,23 @@ class Predictor:
 
 
 @dataclass
+class StoredModel:
+    """A trained model directory loaded once: its stored inference recipe and its predictor (the recipe's family).
+
+    A flow loads it once and hands it to every step that predicts with it (calibration, the dev score, the suite).
+    """
+
+    model_dir: Path
+    recipe: InferenceRecipe
+    predictor: Predictor
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, use_cuda: bool = True) -> StoredModel:
+        recipe = InferenceRecipe.load(model_dir)
+        return cls(Path(model_dir), recipe, Predictor.load(model_dir, recipe.family, use_cuda=use_cuda))
+
+
+@dataclass
 class PredictionSummary:
     """What a prediction step produced: counts, speed, output files and (when scored) the official metrics."""
 
@@ -144,10 +161,9 @@ def predict_dataset(
 def predict_with_stored_recipe(
     model_dir: str | Path, dataset: QADataset, output_dir: Path, *, save_raw: bool = True, use_cuda: bool = True
 ) -> PredictionSummary:
-    """Predict with the inference recipe saved beside the model (the retrain flow's score)."""
-    predictor = Predictor.load(model_dir, use_cuda=use_cuda)
-    recipe = InferenceRecipe.load(model_dir)
-    return predict_dataset(predictor, dataset, recipe, output_dir, save_raw=save_raw)
+    """Predict with the inference recipe saved beside the model (a tune trial's score)."""
+    model = StoredModel.load(model_dir, use_cuda=use_cuda)
+    return predict_dataset(model.predictor, dataset, model.recipe, output_dir, save_raw=save_raw)
 
 
 def predict_from_config(
