@@ -112,7 +112,7 @@ def run_mode(cfg: QAFlowConfig, features: Features, backend: str, mode: str, out
         # token positions the device computed per sample (the window length padded, fewer grouped or packed) and
         # the rows they attend over (the window length, or a grouped batch's trimmed width)
         width = float(features.input_ids.shape[1])
-        counted = metrics.get("train_padded_tokens_per_second", 0.0)  # 0 when dataloader workers did the collating
+        counted = metrics.get("train_padded_tokens_per_second", 0.0)
         positions = counted / max(metrics["train_samples_per_second"], 1e-9) if counted else width
         seq = positions if grouped else width
         metrics["mfu"] = model_flops_utilisation(metrics, model_config, n_params, seq, peak, positions)

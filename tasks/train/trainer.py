@@ -26,8 +26,10 @@ from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import ConfigError, TrainConfig
 from tasks.core.family import ModelFamily, PackedTraining
 from tasks.core.layout import TrainPaths
+from tasks.core.packing import static_row_counts
 from tasks.core.specs import ModelSpec
 from tasks.train.autotune import AutotuneCapture, capture_autotune
+from tasks.train.lean_step import dataloader_settings, lean_trainer_class
 from tasks.train.resources import available_cpu_cores, device_info, peak_memory_mb
 
 log = logging.getLogger(__name__)
@@ -144,7 +146,6 @@ def training_arguments(
         logging_first_step=True,
         torch_compile=t.torch_compile or t.torch_compile_mode is not None,
         torch_compile_mode=t.torch_compile_mode,
-        dataloader_num_workers=t.dataloader_num_workers,
         dataloader_drop_last=fixed_shapes,  # a smaller last batch would recompile
         use_cpu=backend == "cpu",
         ddp_backend="gloo" if backend == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
@@ -152,6 +153,7 @@ def training_arguments(
         disable_tqdm=False,
         save_only_model=False,
         remove_unused_columns=not t.packing,  # packed batches carry where each window lies (not model inputs)
+        **dataloader_settings(t, backend),
     )
 
 
@@ -211,7 +213,7 @@ def run_trainer(
     if train_cfg.packing:
         packing = packing_support(family)
         collator = packing.collator(
-            features, rows_multiple=packed_rows_multiple(train_cfg, backend),
+            features, row_counts=packed_row_counts(train_cfg, backend, features),
             position_offset=packing.check(model, int(features.input_ids.shape[1])),
         )  # fmt: skip
         trainer_class = packing.trainer_class
@@ -226,6 +228,8 @@ def run_trainer(
     speed = ThroughputCallback()
     if train_cfg.group_by_length:
         trainer_class = length_grouped(trainer_class, row_lengths(features))
+    cuda_graphs = backend == "cuda" and train_cfg.torch_compile_mode == "reduce-overhead"
+    trainer_class = lean_trainer_class(trainer_class, collator, cuda_graphs=cuda_graphs)
     trainer = trainer_class(
         model=model,
         args=args,
@@ -244,8 +248,10 @@ def run_trainer(
     artifacts = autotune_artifacts(captured) if autotune else {}
     metrics = dict(out.metrics)
     elapsed = metrics.get("train_runtime") or 1.0
-    metrics["train_tokens_per_second"] = collator.real_tokens * args.world_size / elapsed
-    metrics["train_padded_tokens_per_second"] = collator.padded_tokens * args.world_size / elapsed
+    metrics["train_real_tokens"] = float(collator.real_tokens * args.world_size)  # counted in workers too
+    metrics["train_computed_positions"] = float(collator.padded_tokens * args.world_size)
+    metrics["train_tokens_per_second"] = metrics["train_real_tokens"] / elapsed
+    metrics["train_padded_tokens_per_second"] = metrics["train_computed_positions"] / elapsed
     metrics["train_features"] = float(n_rows)
     metrics["peak_memory_mb"] = peak_memory_mb(backend)
     metrics["model_parameters"] = float(sum(p.numel() for p in model.parameters()))
@@ -278,13 +284,15 @@ def packing_support(family: ModelFamily) -> PackedTraining:
     return support
 
 
-def packed_rows_multiple(t: TrainConfig, backend: str) -> int:
-    """Packed batches' row counts round up to this: exact on the CPU; on CUDA or compiled with static shapes, an
-    eighth of the batch size, so a batch has at most ~8 distinct shapes (each costs a recompile / kernel choice)."""
+def packed_row_counts(t: TrainConfig, backend: str, features: Any) -> tuple[int, ...]:
+    """The row counts packed batches may have: exact on the CPU or under dynamic-shape compilation; else (CUDA,
+    static compilation) two (`tasks.core.packing.static_row_counts`), so a compiled step or CUDA graph is built
+    twice at most and eager CUDA chooses kernels for two shapes, not one per batch."""
     static = (t.torch_compile or t.torch_compile_mode is not None) and not t.torch_compile_dynamic
-    if backend == "cpu" and not static:
-        return 1
-    return max(1, -(-t.per_device_train_batch_size // 8))
+    if (backend == "cpu" and not static) or t.torch_compile_dynamic:
+        return ()
+    width = int(features.input_ids.shape[1])
+    return static_row_counts(row_lengths(features), t.per_device_train_batch_size, width, seed=t.seed)
 
 
 def row_lengths(features: Any) -> np.ndarray:
