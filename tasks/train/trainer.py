@@ -29,6 +29,7 @@ from tasks.core.layout import TrainPaths
 from tasks.core.packing import static_row_counts
 from tasks.core.specs import ModelSpec
 from tasks.train.autotune import AutotuneCapture, capture_autotune
+from tasks.train.compile_cache import CompileCacheStore, compile_cache_key, inductor_cache
 from tasks.train.lean_step import dataloader_settings, lean_trainer_class
 from tasks.train.resources import available_cpu_cores, device_info, peak_memory_mb
 
@@ -199,23 +200,27 @@ def run_trainer(
     paths: TrainPaths,
     dynamic_padding: bool,
     callbacks: Sequence[TrainerCallback] = (),
+    compile_cache: CompileCacheStore | None = None,
 ) -> TrainResult:
     """Fine-tune `model_spec` as `family` on its training `features`; resume, measure, save atomically.
 
     `callbacks` are extra TrainerCallbacks (live metrics into a tracking run, tune's per-epoch pruning report);
-    they run after the throughput callback, so each log entry already carries `elapsed_seconds`.
+    they run after the throughput callback, so each log entry already carries `elapsed_seconds`. A compiled run
+    starts from the Inductor caches `compile_cache` holds under its key, and stores its own there
+    (`train.compile_cache`; tasks/train/compile_cache).
     """
     paths.root.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(model_spec.tokenizer_path)
     set_seed(train_cfg.seed)  # a freshly initialised head depends on the seed, as in run_qa.py
     model = family.load_model(model_spec.path)
     args = training_arguments(train_cfg, backend, paths.checkpoints_dir, family.training_arguments_class)
+    packed_rows: tuple[int, ...] = ()
     if train_cfg.packing:
         packing = packing_support(family)
+        packed_rows = packed_row_counts(train_cfg, backend, features)
         collator = packing.collator(
-            features, row_counts=packed_row_counts(train_cfg, backend, features),
-            position_offset=packing.check(model, int(features.input_ids.shape[1])),
-        )  # fmt: skip
+            features, row_counts=packed_rows, position_offset=packing.check(model, int(features.input_ids.shape[1]))
+        )
         trainer_class = packing.trainer_class
     else:
         collator = family.collator(features, dynamic=dynamic_padding, multiple_of=pad_multiple(train_cfg, backend))
@@ -242,8 +247,17 @@ def run_trainer(
     if resume:
         log.info("resuming from %s", resume)
     autotune = train_cfg.torch_compile_mode == "max-autotune"
-    capture = capture_autotune(paths.autotune_dir, fresh_cache=True) if autotune else contextlib.nullcontext()
-    with capture as captured:
+    compiled = bool(train_cfg.torch_compile or train_cfg.torch_compile_mode)
+    key = compile_cache_key(
+        train_cfg, backend, model.config, width=int(features.input_ids.shape[1]), packed_rows=packed_rows,
+        packing=train_cfg.packing,
+    )  # fmt: skip
+    store = compile_cache if train_cfg.compile_cache else None
+    # a compiled run works in a private, initially empty (cold) or restored (warm) Inductor cache: autotuning
+    # then prints its table exactly when it tunes
+    cache = inductor_cache(store, key, save=trainer.is_world_process_zero()) if compiled else contextlib.nullcontext()
+    capture = capture_autotune(paths.autotune_dir) if autotune else contextlib.nullcontext()
+    with cache as cache_use, capture as captured:
         out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     artifacts = autotune_artifacts(captured) if autotune else {}
     metrics = dict(out.metrics)
@@ -256,6 +270,8 @@ def run_trainer(
     metrics["peak_memory_mb"] = peak_memory_mb(backend)
     metrics["model_parameters"] = float(sum(p.numel() for p in model.parameters()))
     metrics.update(speed.figures())
+    if cache_use is not None:
+        metrics["compile_cache_warm"] = float(cache_use.warm)
     metrics.update(family.train_metrics(features, collator, elapsed, args.world_size))
     if trainer.is_world_process_zero():
         save_model_atomically(trainer, tokenizer, paths.model_dir)
