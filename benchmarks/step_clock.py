@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -120,16 +120,16 @@ class StepClock(TrainerCallback):
 
 
 @contextlib.contextmanager
-def clock_every_trainer(clock: StepClock) -> Iterator[StepClock]:
-    """Attach `clock` to every Trainer created inside the block (for Trainers built deep inside qaflow's code)."""
+def on_every_trainer(setup: Callable[[Any], Any]) -> Iterator[None]:
+    """Call `setup(trainer)` on every Trainer created inside the block (Trainers built deep inside qaflow's code)."""
     original = Trainer.__init__
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        clock.attach(self)
+        setup(self)
 
     Trainer.__init__ = init
     try:
-        yield clock
+        yield
     finally:
         Trainer.__init__ = original

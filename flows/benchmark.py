@@ -10,17 +10,19 @@ from prefect import flow, task
 from flows.prefect_report import route_logs_to_prefect
 from tasks.core.config import QAFlowConfig, load_config
 from tasks.core.features import load_features
-from tasks.core.layout import benchmark_dir
+from tasks.core.layout import benchmark_dir, compile_cache_dir
 from tasks.pipeline.benchmark import RUN_MODES, ModeResult, comparison_rows, run_mode
 from tasks.tracking import tags as tag
+from tasks.train.compile_cache import LocalCompileCacheStore
 from tasks.tracking.runs import configure_mlflow, log_run
 from tasks.train.hardware import detect_backend
 
 
 @task
-def benchmark_mode(cfg: QAFlowConfig, features_path: Path, backend: str, mode: str, out_dir: Path) -> ModeResult:
-
-    return run_mode(cfg, load_features(features_path), backend, mode, out_dir)
+def benchmark_mode(cfg: QAFlowConfig, features_path: Path, backend: str, mode: str, root: Path) -> ModeResult:
+    """One mode's run; compiled modes keep their Inductor caches in the project's store (`compile-cached` reads it)."""
+    store = LocalCompileCacheStore(compile_cache_dir(root))
+    return run_mode(cfg, load_features(features_path), backend, mode, benchmark_dir(root, mode), store)
 
 
 @task(retries=3, retry_delay_seconds=5)
@@ -59,7 +61,7 @@ def benchmark(
     backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
     results = []
     for mode in modes or list(RUN_MODES):
-        result = benchmark_mode(cfg, repo / features_path, backend, mode, benchmark_dir(repo, mode))
+        result = benchmark_mode(cfg, repo / features_path, backend, mode, repo)
         log_mode(cfg, repo, result, backend)
         results.append(result)
     rows = comparison_rows(results)
