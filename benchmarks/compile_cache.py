@@ -50,6 +50,7 @@ def train_once(model: str, work: Path, out: Path, a: argparse.Namespace) -> dict
             "--max_seq_length", str(a.seq), "--doc_stride", str(a.seq * 3 // 8), "--backend", "cpu",
             "--per_device_train_batch_size", str(a.batch), "--max_steps", str(a.steps), "--bf16", str(a.bf16).lower(),
             "--torch_compile", "true", "--torch_compile_mode", a.mode, "--save_strategy", "no",
+            "--pad_to_max_length", "true",
             "--logging_steps", "1000", "--output_dir", str(out)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
     t0 = time.perf_counter()
