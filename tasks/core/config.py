@@ -85,7 +85,7 @@ class TrainConfig:
     pad_to_multiple_of: int | None = None  # dynamic padding rounds batch widths up (None: 8 under CUDA fp16/bf16)
     packing: bool = False  # pack each batch's windows into full-width rows (extractive; tasks.core.packing)
     device_concurrency_limit: str | None = None  # a Prefect global concurrency limit: one slot held per job
-    dataloader_num_workers: int | None = None  # None: 2 worker processes on CUDA, none on a CPU (tasks/train/lean_step)
+    dataloader_num_workers: int = 0  # collate in worker processes (qaflow's collators are cheaper in-process)
     report_to: str = "none"  # none | mlflow: the Trainer's own MLflow callback (the retrain flow logs itself)
     resume_from_checkpoint: str | None = None  # a checkpoint directory (default: the last complete one)
     overwrite_output_dir: bool = False  # start afresh: ignore (and delete) checkpoints in output_dir
@@ -237,7 +237,7 @@ HELP: dict[str, str] = {
     "packing": "sequence packing (extractive models): each batch's windows share full-width rows, each attending "
     "to itself only; about half the tokens of SQuAD windows at 384 are padding",
     "compile_cache": "reuse Inductor's compile and autotune caches stored by earlier runs with the same key",
-    "dataloader_num_workers": "data loader worker processes (default: 2 on CUDA, 0 on a CPU)",
+    "dataloader_num_workers": "data loader worker processes (0: collate in the training process)",
     "report_to": "Trainer integrations: none, or mlflow (the Trainer's own callback, into tracking_uri)",
     "resume_from_checkpoint": "resume from this checkpoint directory (default: the last complete one in output_dir)",
     "overwrite_output_dir": "start afresh: delete the checkpoints in output_dir instead of resuming",

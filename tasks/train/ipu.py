@@ -168,7 +168,7 @@ def ipu_training_arguments(cfg: QAFlowConfig, output_dir: Path) -> dict[str, Any
         "save_strategy": t.save_strategy,
         "save_steps": t.save_steps,
         "save_total_limit": t.save_total_limit,
-        "dataloader_num_workers": t.dataloader_num_workers or 0,
+        "dataloader_num_workers": t.dataloader_num_workers,
         "dataloader_drop_last": True,  # compiled graphs need full batches
         "fp32": not t.fp16,
         "report_to": "none",

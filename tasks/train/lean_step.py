@@ -3,8 +3,11 @@
 A compiled bert-base step on an H200 cost 31-34 ms whether it computed 384 or ~208 positions a window: a fixed
 cost per step, paid by the host. The levers here remove the parts of it that do not change the arithmetic:
 
-* batches are collated (and packed) in DataLoader worker processes, prefetched, pinned and copied to the GPU
-  without blocking (`dataloader_settings`), so the training process only takes finished batches off a queue;
+* batches are pinned and copied to the GPU without blocking (`dataloader_settings`): a copy from pageable memory
+  waits for the GPU to finish the work queued before it, a sync at every batch. They are collated (and packed) in
+  the training process: receiving a batch from a DataLoader worker process cost the training process more CPU
+  time than collating it (benchmarks/host_overhead.py: 2.5 ms vs 0.4-0.8 ms a batch of 32 x 384), so workers are
+  opt-in (`train.dataloader_num_workers`), for collators dearer than qaflow's;
 * no host-device sync inside a step: the Trainer's `logging_nan_inf_filter` reads every step's loss back to test
   it for NaN/inf, which makes the host wait for the GPU's backward before it may queue the next step; it is off
   (a non-finite loss then shows as such in the logged loss, which is the honest report anyway);
@@ -28,21 +31,12 @@ from tasks.core.config import TrainConfig
 COUNTS_KEY = "qaflow_collator_counts"  # per batch: what collating it added to the collator's counters
 COUNTERS = ("real_tokens", "padded_tokens", "target_tokens")  # the counters a family's collator may keep
 FUSED_ADAMW = "adamw_torch_fused"
-CUDA_WORKERS = 2  # DataLoader workers on CUDA when `train.dataloader_num_workers` is not set
-PREFETCH_FACTOR = 4  # batches each worker keeps ready
-
-
-def dataloader_workers(t: TrainConfig, backend: str) -> int:
-    """`train.dataloader_num_workers`, or by default `CUDA_WORKERS` on CUDA and none elsewhere (on a CPU the
-    collation competes with the training process for the same cores)."""
-    if t.dataloader_num_workers is not None:
-        return t.dataloader_num_workers
-    return CUDA_WORKERS if backend == "cuda" else 0
+PREFETCH_FACTOR = 4  # batches each worker keeps ready, when there are workers
 
 
 def dataloader_settings(t: TrainConfig, backend: str) -> dict[str, Any]:
     """TrainingArguments for a step that never waits on its data or syncs with the device (see the module doc)."""
-    workers = dataloader_workers(t, backend)
+    workers = t.dataloader_num_workers or 0
     on_gpu = backend == "cuda"
     return {
         "dataloader_num_workers": workers,
