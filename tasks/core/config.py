@@ -80,11 +80,12 @@ class TrainConfig:
     torch_compile: bool = False
     torch_compile_mode: str | None = None  # default | reduce-overhead | max-autotune
     torch_compile_dynamic: bool = False
+    compile_cache: bool = True  # reuse Inductor's compile/autotune caches of earlier runs with the same key
     group_by_length: bool = False  # batches of windows of similar length (needs features.pad_to_max_length false)
     pad_to_multiple_of: int | None = None  # dynamic padding rounds batch widths up (None: 8 under CUDA fp16/bf16)
     packing: bool = False  # pack each batch's windows into full-width rows (extractive; tasks.core.packing)
     device_concurrency_limit: str | None = None  # a Prefect global concurrency limit: one slot held per job
-    dataloader_num_workers: int = 0
+    dataloader_num_workers: int = 0  # collate in worker processes (qaflow's collators are cheaper in-process)
     report_to: str = "none"  # none | mlflow: the Trainer's own MLflow callback (the retrain flow logs itself)
     resume_from_checkpoint: str | None = None  # a checkpoint directory (default: the last complete one)
     overwrite_output_dir: bool = False  # start afresh: ignore (and delete) checkpoints in output_dir
@@ -235,7 +236,8 @@ HELP: dict[str, str] = {
     "default 8 for CUDA bf16/fp16, as run_qa)",
     "packing": "sequence packing (extractive models): each batch's windows share full-width rows, each attending "
     "to itself only; about half the tokens of SQuAD windows at 384 are padding",
-    "dataloader_num_workers": "data loader worker processes",
+    "compile_cache": "reuse Inductor's compile and autotune caches stored by earlier runs with the same key",
+    "dataloader_num_workers": "data loader worker processes (0: collate in the training process)",
     "report_to": "Trainer integrations: none, or mlflow (the Trainer's own callback, into tracking_uri)",
     "resume_from_checkpoint": "resume from this checkpoint directory (default: the last complete one in output_dir)",
     "overwrite_output_dir": "start afresh: delete the checkpoints in output_dir instead of resuming",

@@ -8,6 +8,7 @@ outputs/
   evaluate/                  `qaflow evaluate`
   promote/<eval data id>/    re-scoring during promotion
   benchmark/<run mode>/      `qaflow benchmark`
+  compile_cache/<key>.tar.gz Inductor caches of `qaflow train --torch_compile` runs, by key (tasks/train/compile_cache)
   compare/                   `qaflow compare` report
   tune/<study>/              `qaflow tune`: study.db (the Optuna study), features/ (per window), trial-NNN/ (TrainPaths)
   locks/run-<run key>.lock   held by the process training that run key (+ .owner: host, pid, since)
@@ -57,6 +58,10 @@ def promote_dir(root: Path, eval_id: str) -> Path:
 
 def benchmark_dir(root: Path, mode: str) -> Path:
     return outputs_dir(root) / "benchmark" / mode
+
+
+def compile_cache_dir(root: Path) -> Path:
+    return outputs_dir(root) / "compile_cache"
 
 
 def compare_dir(root: Path) -> Path:

@@ -13,14 +13,15 @@ from pathlib import Path
 import torch.distributed as dist
 from transformers import TrainerCallback
 
-from tasks.core.artifacts import TrainResult, read_result, write_result
+from tasks.core.artifacts import CompileCacheStore, TrainResult, read_result, write_result
 from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import PACKING_ON_IPU, ConfigError, QAFlowConfig, load_config
 from tasks.core.family import ModelFamily
-from tasks.core.layout import TrainPaths
+from tasks.core.layout import TrainPaths, compile_cache_dir
 from tasks.core.specs import ModelSpec, inference_recipe
 from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.stages import build_train_features, load_split
+from tasks.train.compile_cache import LocalCompileCacheStore
 from tasks.train.ddp import Launch, ResultOnAnotherNode, join_worker_group, launch_torchrun, read_job, write_job
 from tasks.train.hardware import detect_backend
 from tasks.train.ipu import build_ipu_job, check_ipu_environment, ipu_result, run_ipu_job
@@ -42,6 +43,7 @@ def train_model(
     launch: Launch | None = None,
     family: ModelFamily | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    compile_cache: CompileCacheStore | None = None,
 ) -> TrainResult:
     """Fine-tune `cfg.model` on saved training features (the IPU backend reads the raw data file instead).
 
@@ -70,19 +72,20 @@ def train_model(
     if launch.distributed:
         result = launch_ddp(cfg, backend, features_path, paths, launch)
     else:
-        result = train_family(cfg, family, spec, features_path, backend, paths, callbacks)
+        result = train_family(cfg, family, spec, features_path, backend, paths, callbacks, compile_cache)
     recipe.save(result.model_dir)
     return result
 
 
 def train_family(
     cfg: QAFlowConfig, family: ModelFamily, spec: ModelSpec, features_path: Path, backend: str, paths: TrainPaths,
-    callbacks: Sequence[TrainerCallback] = (),
+    callbacks: Sequence[TrainerCallback] = (), compile_cache: CompileCacheStore | None = None,
 ) -> TrainResult:  # fmt: skip
     """One process (or one DDP rank): the family's saved features through the shared Trainer core."""
     return run_trainer(
         family, spec, cfg.train, family.load_train_features(features_path),
         backend=backend, paths=paths, dynamic_padding=not cfg.features.pad_to_max_length, callbacks=callbacks,
+        compile_cache=compile_cache,
     )  # fmt: skip
 
 
@@ -107,7 +110,8 @@ def run_ddp_worker(job_path: Path) -> None:
     paths = TrainPaths(Path(job["output_dir"]))
     spec = ModelSpec.from_config(cfg)
     family = resolve_family(spec.family, spec.path)
-    result = train_family(cfg, family, spec, Path(job["features"]), job["backend"], paths)
+    local_cache = LocalCompileCacheStore(compile_cache_dir(Path.cwd()))
+    result = train_family(cfg, family, spec, Path(job["features"]), job["backend"], paths, (), local_cache)
     if not dist.is_initialized() or dist.get_rank() == 0:
         write_result(result, paths.result_file)
 
@@ -146,6 +150,7 @@ def train_from_config(cfg: QAFlowConfig, *, launch: Launch | None = None) -> Tra
     result = train_model(
         cfg, features_path=paths.features_file, data_path=Path(cfg.data.train_file), paths=paths,
         data_version=dataset.version, launch=launch, family=family,
+        compile_cache=LocalCompileCacheStore(compile_cache_dir(Path.cwd())),
     )  # fmt: skip
     result.metrics.setdefault("train_examples", float(len(dataset.examples)))
     write_result(result, paths.result_file)

@@ -39,6 +39,7 @@ from tasks.pipeline.serving import log_qa_model
 from tasks.pipeline.stages import build_train_features, load_split, train_feature_spec
 from tasks.pipeline.training import train_model
 from tasks.tracking import tags as tag
+from tasks.tracking.compile_cache import TrackedCompileCacheStore
 from tasks.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -306,6 +307,7 @@ def run_trial(tracker: Tracker, cfg: QAFlowConfig, root: Path, study: optuna.Stu
         trained = train_model(
             tcfg, features_path=features, data_path=Path(data.train.source), paths=paths,
             data_version=data.train.version, family=family, callbacks=[report],
+            compile_cache=TrackedCompileCacheStore(tracker),
         )  # fmt: skip
     except optuna.TrialPruned as pruned:
         _log_reports(tracker, run_id, report.reports, cfg.tune.metric)

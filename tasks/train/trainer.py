@@ -21,13 +21,16 @@ import torch
 from transformers import TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from tasks.core.artifacts import TrainResult
+from tasks.core.artifacts import CompileCacheStore, TrainResult
 from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import ConfigError, TrainConfig
 from tasks.core.family import ModelFamily, PackedTraining
 from tasks.core.layout import TrainPaths
+from tasks.core.packing import static_row_counts
 from tasks.core.specs import ModelSpec
 from tasks.train.autotune import AutotuneCapture, capture_autotune
+from tasks.train.compile_cache import compile_cache_key, inductor_cache
+from tasks.train.lean_step import dataloader_settings, lean_trainer_class
 from tasks.train.resources import available_cpu_cores, device_info, peak_memory_mb
 
 log = logging.getLogger(__name__)
@@ -144,7 +147,6 @@ def training_arguments(
         logging_first_step=True,
         torch_compile=t.torch_compile or t.torch_compile_mode is not None,
         torch_compile_mode=t.torch_compile_mode,
-        dataloader_num_workers=t.dataloader_num_workers,
         dataloader_drop_last=fixed_shapes,  # a smaller last batch would recompile
         use_cpu=backend == "cpu",
         ddp_backend="gloo" if backend == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
@@ -152,6 +154,7 @@ def training_arguments(
         disable_tqdm=False,
         save_only_model=False,
         remove_unused_columns=not t.packing,  # packed batches carry where each window lies (not model inputs)
+        **dataloader_settings(t, backend),
     )
 
 
@@ -197,23 +200,27 @@ def run_trainer(
     paths: TrainPaths,
     dynamic_padding: bool,
     callbacks: Sequence[TrainerCallback] = (),
+    compile_cache: CompileCacheStore | None = None,
 ) -> TrainResult:
     """Fine-tune `model_spec` as `family` on its training `features`; resume, measure, save atomically.
 
     `callbacks` are extra TrainerCallbacks (live metrics into a tracking run, tune's per-epoch pruning report);
-    they run after the throughput callback, so each log entry already carries `elapsed_seconds`.
+    they run after the throughput callback, so each log entry already carries `elapsed_seconds`. A compiled run
+    starts from the Inductor caches `compile_cache` holds under its key, and stores its own there
+    (`train.compile_cache`; tasks/train/compile_cache).
     """
     paths.root.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(model_spec.tokenizer_path)
     set_seed(train_cfg.seed)  # a freshly initialised head depends on the seed, as in run_qa.py
     model = family.load_model(model_spec.path)
     args = training_arguments(train_cfg, backend, paths.checkpoints_dir, family.training_arguments_class)
+    packed_rows: tuple[int, ...] = ()
     if train_cfg.packing:
         packing = packing_support(family)
+        packed_rows = packed_row_counts(train_cfg, backend, features)
         collator = packing.collator(
-            features, rows_multiple=packed_rows_multiple(train_cfg, backend),
-            position_offset=packing.check(model, int(features.input_ids.shape[1])),
-        )  # fmt: skip
+            features, row_counts=packed_rows, position_offset=packing.check(model, int(features.input_ids.shape[1]))
+        )
         trainer_class = packing.trainer_class
     else:
         collator = family.collator(features, dynamic=dynamic_padding, multiple_of=pad_multiple(train_cfg, backend))
@@ -226,6 +233,8 @@ def run_trainer(
     speed = ThroughputCallback()
     if train_cfg.group_by_length:
         trainer_class = length_grouped(trainer_class, row_lengths(features))
+    cuda_graphs = backend == "cuda" and train_cfg.torch_compile_mode == "reduce-overhead"
+    trainer_class = lean_trainer_class(trainer_class, collator, cuda_graphs=cuda_graphs)
     trainer = trainer_class(
         model=model,
         args=args,
@@ -238,18 +247,31 @@ def run_trainer(
     if resume:
         log.info("resuming from %s", resume)
     autotune = train_cfg.torch_compile_mode == "max-autotune"
-    capture = capture_autotune(paths.autotune_dir, fresh_cache=True) if autotune else contextlib.nullcontext()
-    with capture as captured:
+    compiled = bool(train_cfg.torch_compile or train_cfg.torch_compile_mode)
+    key = compile_cache_key(
+        train_cfg, backend, model.config, width=int(features.input_ids.shape[1]), packed_rows=packed_rows,
+        packing=train_cfg.packing,
+    )  # fmt: skip
+    store = compile_cache if train_cfg.compile_cache else None
+    # a compiled run works in a private, initially empty (cold) or restored (warm) Inductor cache: autotuning
+    # then prints its table exactly when it tunes
+    cache = inductor_cache(store, key, save=trainer.is_world_process_zero()) if compiled else contextlib.nullcontext()
+    capture = capture_autotune(paths.autotune_dir) if autotune else contextlib.nullcontext()
+    with cache as cache_use, capture as captured:
         out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     artifacts = autotune_artifacts(captured) if autotune else {}
     metrics = dict(out.metrics)
     elapsed = metrics.get("train_runtime") or 1.0
-    metrics["train_tokens_per_second"] = collator.real_tokens * args.world_size / elapsed
-    metrics["train_padded_tokens_per_second"] = collator.padded_tokens * args.world_size / elapsed
+    metrics["train_real_tokens"] = float(collator.real_tokens * args.world_size)  # counted in workers too
+    metrics["train_computed_positions"] = float(collator.padded_tokens * args.world_size)
+    metrics["train_tokens_per_second"] = metrics["train_real_tokens"] / elapsed
+    metrics["train_padded_tokens_per_second"] = metrics["train_computed_positions"] / elapsed
     metrics["train_features"] = float(n_rows)
     metrics["peak_memory_mb"] = peak_memory_mb(backend)
     metrics["model_parameters"] = float(sum(p.numel() for p in model.parameters()))
     metrics.update(speed.figures())
+    if cache_use is not None:
+        metrics["compile_cache_warm"] = float(cache_use.warm)
     metrics.update(family.train_metrics(features, collator, elapsed, args.world_size))
     if trainer.is_world_process_zero():
         save_model_atomically(trainer, tokenizer, paths.model_dir)
@@ -263,10 +285,17 @@ def run_trainer(
     )
 
 
+STATIC_COMPILE_PAD_MULTIPLE = 64  # dynamic padding under static-shape compilation: at most width/64 graphs
+
+
 def pad_multiple(t: TrainConfig, backend: str) -> int:
-    """Batch widths under dynamic padding round up to this: the setting, else run_qa's 8 for CUDA fp16/bf16."""
+    """Batch widths under dynamic padding round up to this: the setting; else, compiled with static shapes, 64
+    (each new width is a recompile: at 384 at most 6 graphs instead of one per batch); else run_qa's 8 for CUDA
+    fp16/bf16."""
     if t.pad_to_multiple_of is not None:
         return t.pad_to_multiple_of
+    if (t.torch_compile or t.torch_compile_mode is not None) and not t.torch_compile_dynamic:
+        return STATIC_COMPILE_PAD_MULTIPLE
     return 8 if backend == "cuda" and (t.bf16 or t.fp16) else 1
 
 
@@ -278,13 +307,15 @@ def packing_support(family: ModelFamily) -> PackedTraining:
     return support
 
 
-def packed_rows_multiple(t: TrainConfig, backend: str) -> int:
-    """Packed batches' row counts round up to this: exact on the CPU; on CUDA or compiled with static shapes, an
-    eighth of the batch size, so a batch has at most ~8 distinct shapes (each costs a recompile / kernel choice)."""
+def packed_row_counts(t: TrainConfig, backend: str, features: Any) -> tuple[int, ...]:
+    """The row counts packed batches may have: exact on the CPU or under dynamic-shape compilation; else (CUDA,
+    static compilation) two (`tasks.core.packing.static_row_counts`), so a compiled step or CUDA graph is built
+    twice at most and eager CUDA chooses kernels for two shapes, not one per batch."""
     static = (t.torch_compile or t.torch_compile_mode is not None) and not t.torch_compile_dynamic
-    if backend == "cpu" and not static:
-        return 1
-    return max(1, -(-t.per_device_train_batch_size // 8))
+    if (backend == "cpu" and not static) or t.torch_compile_dynamic:
+        return ()
+    width = int(features.input_ids.shape[1])
+    return static_row_counts(row_lengths(features), t.per_device_train_batch_size, width, seed=t.seed)
 
 
 def row_lengths(features: Any) -> np.ndarray:
