@@ -106,3 +106,22 @@ def test_a_second_compiled_run_with_the_same_key_starts_warm(tmp_path: Path) -> 
     assert cold["compile_cache_warm"] == 0.0 and warm["compile_cache_warm"] == 1.0
     assert warm["first_step_seconds"] < 0.5 * cold["first_step_seconds"]
     assert len(list(compile_cache_dir(tmp_path).glob("*.tar.gz"))) == 1  # one key, stored once
+
+
+def test_the_tracking_store_keeps_caches_by_key_and_refuses_a_changed_archive(tmp_path: Path) -> None:
+    from tasks.tracking.compile_cache import TrackedCompileCacheStore
+    from tasks.tracking.tracker import Tracker
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "qaflow", "qaflow-qa", tmp_path / "artifacts")
+    store = TrackedCompileCacheStore(tracker)
+    assert store.fetch("k1") is None
+    store.store("k1", b"packed cache", {"torch": "2.13", "device": "cpu"})
+    fetched = store.fetch("k1")
+    assert fetched is not None and fetched.blob == b"packed cache" and fetched.source.startswith("run ")
+    assert store.fetch("k2") is None
+    cache_runs = tracker.client.search_runs([store.tracker.experiment_id])
+    assert [r.data.tags["qaflow.compile_cache.field.device"] for r in cache_runs] == ["cpu"]
+    assert tracker.search_runs() == []  # training runs' experiment untouched
+    archive = next((tmp_path / "artifacts").rglob("k1.tar.gz"))
+    archive.write_bytes(b"something else")
+    assert store.fetch("k1") is None  # the recorded SHA-256 no longer matches: never handed out
