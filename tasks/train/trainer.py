@@ -251,6 +251,7 @@ def run_trainer(
         args=args,
         train_dataset=IndexDataset(n_rows),
         eval_dataset=EvaluatorSplit() if evaluates else None,
+        processing_class=tokenizer,  # as run_qa.py: each checkpoint-N is a whole model (weights + tokenizer)
         data_collator=collator,
         callbacks=[speed, *callbacks, *evaluation_callbacks(train_cfg)],
     )
