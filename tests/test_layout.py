@@ -58,7 +58,8 @@ def test_model_files_leave_out_the_runs_outputs(tmp_path: Path) -> None:
              "training_args.bin", "README.md", "spiece.model"]  # fmt: skip
     outputs = ["train_results.json", "eval_results.json", "all_results.json", "trainer_state.json",
                "train_record.json", "train_features.npz", "eval_predictions.json", "eval_nbest_predictions.json",
-               "predict_null_odds.json", "eval_slices.png", "ddp_job.json", "ipu_job.json", ".model.pid1.tmp"]  # fmt: skip
+               "predict_null_odds.json", "eval_slices.png", "ddp_job.json", "ipu_job.json",
+               ".model.pid1.tmp"]  # fmt: skip
     for name in model + outputs:
         (tmp_path / name).write_text("x")
     for directory in ("checkpoints", "eval_raw_predictions", "autotune"):
