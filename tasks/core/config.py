@@ -534,6 +534,10 @@ BEST_METRICS = {
     "2.0": ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact", "best_f1"),
 }
 EVAL_ON_IPU = "train.eval_strategy: the IPU backend cannot evaluate during training; use --eval_strategy no"
+# the train settings of a run that does not evaluate while training (e.g. a throughput benchmark)
+NO_EVALUATION = {"eval_strategy": "no", "eval_steps": None, "load_best_model_at_end": False,
+                 "metric_for_best_model": None, "greater_is_better": None, "early_stopping_patience": None,
+                 "early_stopping_threshold": 0.0}  # fmt: skip
 
 
 def best_metric(t: TrainConfig) -> str | None:

@@ -8,13 +8,14 @@ FLOPs utilisation is computed where the device's peak is known.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tasks.core.checkpoints import load_checkpoint_config
-from tasks.core.config import QAFlowConfig
+from tasks.core.config import NO_EVALUATION, QAFlowConfig
 from tasks.core.features import Features
 from tasks.core.layout import TrainPaths
 from tasks.core.specs import ModelSpec
@@ -96,7 +97,7 @@ def run_mode(cfg: QAFlowConfig, features: Features, backend: str, mode: str, out
     grouped = mode in LENGTH_GROUPED_MODES
     for key, value in ALL_MODES[mode].items():
         setattr(mode_cfg.train, key, value)
-    mode_cfg.train.save_strategy = "no"
+    mode_cfg.train = dataclasses.replace(mode_cfg.train, save_strategy="no", **NO_EVALUATION)  # throughput only
     mode_cfg.features.pad_to_max_length = not grouped  # else fixed shapes: nothing recompiles per batch
     shutil.rmtree(out_dir, ignore_errors=True)
     family = get_family("extractive")

@@ -255,6 +255,8 @@ def run_trainer(
         data_collator=collator,
         callbacks=[speed, *callbacks, *evaluation_callbacks(train_cfg)],
     )
+    if evaluates and evaluator is None and trainer.is_world_process_zero():
+        raise ConfigError("train.eval_strategy: in-training evaluation needs the eval split (no evaluator was given)")
     resume = _checkpoint_to_resume(train_cfg, paths.checkpoints_dir) if trainer.is_world_process_zero() else None
     resume = _broadcast_resume(resume)
     if resume:
