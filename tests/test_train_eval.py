@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from flows.cli import main
 from tasks.core.config import load_config
 from tasks.pipeline.prediction import predict_from_config
+from tasks.train.evaluation import predicting_precision
 from tests.conftest import REPO_ROOT
 from tests.tiny_models import SAMPLE_DEV_V1, SAMPLE_DEV_V2, SAMPLE_TRAIN, cached_model_dir
 
@@ -59,6 +60,7 @@ def test_evaluation_scores_as_qaflow_predict_and_the_best_checkpoint_is_the_fina
     printed = run(capsys, train_argv(
         tiny_bert_dir, out, "--max_steps", "9", "--save_steps", "3", "--eval_strategy", "steps", "--eval_steps", "3",
         "--load_best_model_at_end", "--metric_for_best_model", "eval_f1", "--greater_is_better", "false",
+        "--bf16",  # mixed-precision training; evaluation still predicts as `qaflow predict` does (float32 on a CPU)
     ))  # fmt: skip
     evals = evaluations(out)
     assert sorted(evals) == [3, 6, 9]
@@ -89,6 +91,30 @@ def test_evaluation_scores_as_qaflow_predict_and_the_best_checkpoint_is_the_fina
     assert results["eval_f1"] == evals[best_step]["eval_f1"] and results["epoch"] == trainer_state["epoch"]
     assert (out / "eval_predictions.json").is_file() and (out / "eval_nbest_predictions.json").is_file()
     assert "***** train metrics *****" in printed and "***** eval metrics *****" in printed
+
+
+def test_evaluation_predicts_in_qaflow_predicts_precision_under_mixed_precision(tiny_bert_dir: Path) -> None:
+    """bf16 training: accelerate wraps the model's forward in autocast; an evaluation lifts the wrap (float32 on a
+    CPU, as `qaflow predict` runs), so its scores are those of the saved checkpoint (MiniLM: F1 10.73 under the
+    wrap vs 11.18 for the same weights in `qaflow predict`)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from transformers import AutoModelForQuestionAnswering
+
+    model = AutoModelForQuestionAnswering.from_pretrained(str(tiny_bert_dir)).eval()
+    inputs = {"input_ids": torch.randint(1000, 2000, (2, 32), generator=torch.Generator().manual_seed(0))}
+    with torch.no_grad():
+        plain = model(**inputs).start_logits
+        try:
+            Accelerator(mixed_precision="bf16", cpu=True).prepare_model(model)
+            assert not torch.equal(model(**inputs).start_logits, plain), "training's forward runs in bf16"
+            with predicting_precision(model):
+                assert torch.equal(model(**inputs).start_logits, plain)
+            assert not torch.equal(model(**inputs).start_logits, plain), "training goes on in bf16"
+        finally:
+            AcceleratorState._reset_state(reset_partial_state=True)
+    with predicting_precision(model := AutoModelForQuestionAnswering.from_pretrained(str(tiny_bert_dir))):
+        assert "forward" not in model.__dict__  # a model no one wrapped is left alone
 
 
 def test_early_stopping_stops_after_the_patience(capsys, tmp_path: Path, tiny_bert_dir: Path) -> None:

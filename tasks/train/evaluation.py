@@ -14,9 +14,10 @@ timeout (30 minutes, `tasks.train.ddp.join_worker_group`). An evaluator that fai
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +84,8 @@ def evaluating(trainer_class: type, evaluator: Evaluator | None) -> type:
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
         was_training = model.training
         try:
-            outcome = _on_rank_zero(evaluator, model, self.is_world_process_zero())
+            with predicting_precision(model):
+                outcome = _on_rank_zero(evaluator, model, self.is_world_process_zero())
         finally:
             model.train(was_training)
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in outcome.metrics.items()}
@@ -94,6 +96,22 @@ def evaluating(trainer_class: type, evaluator: Evaluator | None) -> type:
         return metrics
 
     return type(f"Evaluating{trainer_class.__name__}", (trainer_class,), {"evaluate": evaluate})
+
+
+@contextlib.contextmanager
+def predicting_precision(model: Any) -> Iterator[None]:
+    """The model's own forward while the evaluator predicts: under bf16/fp16 training accelerate wraps the forward
+    in autocast; prediction chooses its precision itself (the family's forward: bf16 on CUDA, float32 on the CPU),
+    so an evaluation scores the model exactly as `qaflow predict` scores the saved checkpoint."""
+    wrapped, original = model.__dict__.get("forward"), model.__dict__.get("_original_forward")
+    if wrapped is None or original is None:
+        yield
+        return
+    model.forward = original
+    try:
+        yield
+    finally:
+        model.forward = wrapped
 
 
 def _on_rank_zero(evaluator: Evaluator | None, model: Any, is_zero: bool) -> Evaluation:
