@@ -183,15 +183,14 @@ def configure_compile(t: TrainConfig) -> None:
     torch._dynamo.config.assume_static_by_default = not dynamic
 
 
-def save_final_model(trainer: Any, tokenizer: Any, paths: TrainPaths) -> None:
-    """run_qa.py's `trainer.save_model(output_dir)` + `trainer.save_state()`: the model, its tokenizer and
-    `trainer_state.json` at the output root, written beside and swapped in as one set (`core.io.OutputSet`);
-    files of the previous model that this one does not have (other weight shards) go with the swap."""
+def save_final_model(trainer: Any, paths: TrainPaths) -> None:
+    """run_qa.py's `trainer.save_model(output_dir)` + `trainer.save_state()`: the model, its tokenizer (the
+    Trainer's processing_class) and `trainer_state.json` at the output root, written beside and swapped in as one
+    set (`core.io.OutputSet`); files of the previous model that this one does not have (other weight shards) go."""
     remove_orphans(paths.root, ".model.pid*.tmp")
     staging = paths.root / f".model.pid{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     trainer.save_model(str(staging))
-    tokenizer.save_pretrained(str(staging))
     trainer.state.save_to_json(str(staging / paths.state_file.name))
     written = sorted(path.name for path in staging.iterdir())
     previous = [path.name for path in model_files(paths.root)]
@@ -276,7 +275,7 @@ def run_trainer(
     metrics.update(speed.figures())
     metrics.update(family.train_metrics(features, collator, elapsed, args.world_size))
     if trainer.is_world_process_zero():
-        save_final_model(trainer, tokenizer, paths)
+        save_final_model(trainer, paths)
     return TrainResult(
         model_dir=paths.model_dir,
         metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
