@@ -137,7 +137,7 @@ def stage_a_correctness(a: argparse.Namespace, s: dict[str, Any], out: Path) -> 
     common = ["--backend", s["backend"], "--max_seq_length", str(s["seq"]), "--doc_stride", str(s["stride"])]
     train_dir = out / "a_train"
     t0 = time.perf_counter()
-    trained = run_cli(["train", *common, "--model_name_or_path", str(model), "--output_dir", str(train_dir),
+    trained = run_cli(["train", "--json", *common, "--model_name_or_path", str(model), "--output_dir", str(train_dir),
                        "--max_steps", str(s["a_steps"]), "--max_train_samples", str(s["a_train"]),
                        "--bf16", str(s["bf16"]).lower(), "--per_device_train_batch_size", "16",
                        "--save_steps", "100000", "--learning_rate", "1e-4"], out / "a_train.log")  # fmt: skip

@@ -82,6 +82,7 @@ def train(
             cfg, features_path=snapshot.train_features, data_path=snapshot.train_json, paths=paths.train,
             data_version=load_dataset_file(snapshot.train_json).version, callbacks=callbacks,
             compile_cache=TrackedCompileCacheStore(tracker),
+            eval_data=snapshot.eval_json,
         )  # fmt: skip
     write_result(result, paths.train.result_file)
     return result

@@ -213,7 +213,7 @@ def test_packed_training_learns_on_fewer_padded_tokens_and_saves_a_plain_model(
 
     assert padding_share(packed) < padding_share(dynamic) - 0.05
     assert np.isfinite(packed["train_loss"]) and packed["train_loss"] > 0
-    reloaded = AutoModelForQuestionAnswering.from_pretrained(str(tmp_path / "packed" / "model"))
+    reloaded = AutoModelForQuestionAnswering.from_pretrained(str(tmp_path / "packed"))
     before = AutoModelForQuestionAnswering.from_pretrained(str(tiny_bert_dir))
     assert not torch.equal(reloaded.qa_outputs.weight, before.qa_outputs.weight)  # it trained
 

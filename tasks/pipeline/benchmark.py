@@ -8,6 +8,7 @@ FLOPs utilisation is computed where the device's peak is known.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import multiprocessing
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -17,7 +18,7 @@ from typing import Any
 
 from tasks.core.artifacts import CompileCacheStore
 from tasks.core.checkpoints import load_checkpoint_config
-from tasks.core.config import QAFlowConfig
+from tasks.core.config import NO_EVALUATION, QAFlowConfig
 from tasks.core.features import Features
 from tasks.core.layout import TrainPaths
 from tasks.core.specs import ModelSpec
@@ -121,7 +122,7 @@ def run_mode(
     grouped = mode in LENGTH_GROUPED_MODES
     for key, value in ALL_MODES[mode].items():
         setattr(mode_cfg.train, key, value)
-    mode_cfg.train.save_strategy = "no"
+    mode_cfg.train = dataclasses.replace(mode_cfg.train, save_strategy="no", **NO_EVALUATION)  # throughput only
     mode_cfg.features.pad_to_max_length = not grouped  # else fixed shapes: nothing recompiles per batch
     shutil.rmtree(out_dir, ignore_errors=True)
     family = get_family("extractive")

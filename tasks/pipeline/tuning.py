@@ -78,6 +78,8 @@ def check_tunable(cfg: QAFlowConfig, overrides: Mapping[str, Any] | None) -> Non
         raise ConfigError(f"train.max_steps: {cfg.train.max_steps} must be -1 for tune (num_train_epochs is searched)")
     if cfg.train.backend == "ipu":
         raise ConfigError("train.backend: tune trains on cpu or cuda (its pruning runs inside the Trainer)")
+    if cfg.train.eval_strategy != "no":
+        raise ConfigError("train.eval_strategy: tune scores each epoch itself (tune.pruning_eval_samples); use no")
 
 
 def load_tune_data(cfg: QAFlowConfig, root: Path) -> TuneData:

@@ -1,8 +1,9 @@
 """Trainer plumbing every model family shares (CPU and CUDA, one code path; also each DDP worker under torchrun).
 
 The family supplies the model, the collator and the Trainer/TrainingArguments classes; this module resumes
-from the last complete checkpoint, trains (capturing Inductor's autotune output), measures throughput and saves
-the final model atomically. It knows nothing of extractive, beam or seq2seq.
+from the last complete checkpoint, trains (capturing Inductor's autotune output; evaluating as `train.evaluation`
+says), measures throughput and saves the final model atomically at the output root (run_qa.py's layout). It knows
+nothing of extractive, beam or seq2seq.
 """
 
 from __future__ import annotations
@@ -25,11 +26,19 @@ from tasks.core.artifacts import CompileCacheStore, TrainResult
 from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import ConfigError, TrainConfig
 from tasks.core.family import ModelFamily, PackedTraining
-from tasks.core.layout import TrainPaths
+from tasks.core.io import OutputSet, remove_orphans
+from tasks.core.layout import TrainPaths, model_files
 from tasks.core.packing import static_row_counts
 from tasks.core.specs import ModelSpec
 from tasks.train.autotune import AutotuneCapture, capture_autotune
 from tasks.train.compile_cache import compile_cache_key, inductor_cache
+from tasks.train.evaluation import (
+    Evaluator,
+    EvaluatorSplit,
+    evaluating,
+    evaluation_arguments,
+    evaluation_callbacks,
+)
 from tasks.train.lean_step import dataloader_settings, lean_trainer_class
 from tasks.train.resources import available_cpu_cores, device_info, peak_memory_mb
 
@@ -139,7 +148,7 @@ def training_arguments(
         seed=t.seed,
         bf16=use_bf16,
         fp16=t.fp16 and backend == "cuda",
-        eval_strategy="no",
+        **evaluation_arguments(t),
         save_strategy=t.save_strategy,
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
@@ -177,17 +186,22 @@ def configure_compile(t: TrainConfig) -> None:
     torch._dynamo.config.assume_static_by_default = not dynamic
 
 
-def save_model_atomically(trainer: Any, tokenizer: Any, model_dir: Path) -> None:
-    """Write the final model to a sibling temp directory, then swap it into place."""
-    tmp = model_dir.with_name(f".{model_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    old = model_dir.with_name(f".{model_dir.name}.old-{os.getpid()}")
-    if model_dir.exists():
-        model_dir.rename(old)
-    tmp.rename(model_dir)
-    shutil.rmtree(old, ignore_errors=True)
+def save_final_model(trainer: Any, paths: TrainPaths) -> None:
+    """run_qa.py's `trainer.save_model(output_dir)` + `trainer.save_state()`: the model, its tokenizer (the
+    Trainer's processing_class) and `trainer_state.json` at the output root, written beside and swapped in as one
+    set (`core.io.OutputSet`); files of the previous model that this one does not have (other weight shards) go."""
+    remove_orphans(paths.root, ".model.pid*.tmp")
+    staging = paths.root / f".model.pid{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.save_model(str(staging))
+    trainer.state.save_to_json(str(staging / paths.state_file.name))
+    written = sorted(path.name for path in staging.iterdir())
+    previous = [path.name for path in model_files(paths.root)]
+    swap = OutputSet(paths.root, tuple(dict.fromkeys([*written, *previous])))
+    for name in written:
+        os.replace(staging / name, swap.stage(name))
+    swap.commit()
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def run_trainer(
@@ -200,13 +214,15 @@ def run_trainer(
     paths: TrainPaths,
     dynamic_padding: bool,
     callbacks: Sequence[TrainerCallback] = (),
+    evaluator: Evaluator | None = None,
     compile_cache: CompileCacheStore | None = None,
 ) -> TrainResult:
     """Fine-tune `model_spec` as `family` on its training `features`; resume, measure, save atomically.
 
     `callbacks` are extra TrainerCallbacks (live metrics into a tracking run, tune's per-epoch pruning report);
-    they run after the throughput callback, so each log entry already carries `elapsed_seconds`. A compiled run
-    starts from the Inductor caches `compile_cache` holds under its key, and stores its own there
+    they run after the throughput callback, so each log entry already carries `elapsed_seconds`. With an
+    `eval_strategy`, `evaluator` scores the model at each evaluation (`tasks.train.evaluation`; rank 0 only). A
+    compiled run starts from the Inductor caches `compile_cache` holds under its key, and stores its own there
     (`train.compile_cache`; tasks/train/compile_cache).
     """
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -235,13 +251,20 @@ def run_trainer(
         trainer_class = length_grouped(trainer_class, row_lengths(features))
     cuda_graphs = backend == "cuda" and train_cfg.torch_compile_mode == "reduce-overhead"
     trainer_class = lean_trainer_class(trainer_class, collator, cuda_graphs=cuda_graphs)
+    evaluates = train_cfg.eval_strategy != "no"
+    if evaluates:
+        trainer_class = evaluating(trainer_class, evaluator)
     trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=IndexDataset(n_rows),
+        eval_dataset=EvaluatorSplit() if evaluates else None,
+        processing_class=tokenizer,  # as run_qa.py: each checkpoint-N is a whole model (weights + tokenizer)
         data_collator=collator,
-        callbacks=[speed, *callbacks],
+        callbacks=[speed, *callbacks, *evaluation_callbacks(train_cfg)],
     )
+    if evaluates and evaluator is None and trainer.is_world_process_zero():
+        raise ConfigError("train.eval_strategy: in-training evaluation needs the eval split (no evaluator was given)")
     resume = _checkpoint_to_resume(train_cfg, paths.checkpoints_dir) if trainer.is_world_process_zero() else None
     resume = _broadcast_resume(resume)
     if resume:
@@ -274,7 +297,7 @@ def run_trainer(
         metrics["compile_cache_warm"] = float(cache_use.warm)
     metrics.update(family.train_metrics(features, collator, elapsed, args.world_size))
     if trainer.is_world_process_zero():
-        save_model_atomically(trainer, tokenizer, paths.model_dir)
+        save_final_model(trainer, paths)
     return TrainResult(
         model_dir=paths.model_dir,
         metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
