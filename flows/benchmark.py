@@ -13,14 +13,18 @@ from tasks.core.features import load_features
 from tasks.core.layout import benchmark_dir
 from tasks.pipeline.benchmark import RUN_MODES, ModeResult, comparison_rows, run_mode
 from tasks.tracking import tags as tag
+from tasks.tracking.compile_cache import TrackedCompileCacheStore
 from tasks.tracking.tracker import Tracker
 from tasks.train.hardware import detect_backend
 
 
 @task
-def benchmark_mode(cfg: QAFlowConfig, features_path: Path, backend: str, mode: str, out_dir: Path) -> ModeResult:
-
-    return run_mode(cfg, load_features(features_path), backend, mode, out_dir)
+def benchmark_mode(
+    cfg: QAFlowConfig, features_path: Path, backend: str, mode: str, root: Path, tracker: Tracker
+) -> ModeResult:
+    """One mode's run; compiled modes keep their Inductor caches in the tracking store (`*-cached` modes read them)."""
+    store = TrackedCompileCacheStore(tracker)
+    return run_mode(cfg, load_features(features_path), backend, mode, benchmark_dir(root, mode), store)
 
 
 @task(retries=3, retry_delay_seconds=5)
@@ -58,7 +62,7 @@ def benchmark(
     backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
     results = []
     for mode in modes or list(RUN_MODES):
-        result = benchmark_mode(cfg, repo / features_path, backend, mode, benchmark_dir(repo, mode))
+        result = benchmark_mode(cfg, repo / features_path, backend, mode, repo, tracker)
         log_mode(tracker, cfg, result, backend)
         results.append(result)
     rows = comparison_rows(results)

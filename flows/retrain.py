@@ -36,6 +36,7 @@ from tasks.pipeline.promote import champion_unchanged
 from tasks.pipeline.runplan import RunPlan, run_key
 from tasks.pipeline.suites import score_suite
 from tasks.pipeline.training import train_model
+from tasks.tracking.compile_cache import TrackedCompileCacheStore
 from tasks.tracking.tracker import Tracker
 
 
@@ -80,6 +81,8 @@ def train(
         result = train_model(
             cfg, features_path=snapshot.train_features, data_path=snapshot.train_json, paths=paths.train,
             data_version=load_dataset_file(snapshot.train_json).version, callbacks=callbacks,
+            compile_cache=TrackedCompileCacheStore(tracker),
+            eval_data=snapshot.eval_json,
         )  # fmt: skip
     write_result(result, paths.train.result_file)
     return result

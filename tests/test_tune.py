@@ -58,6 +58,8 @@ def test_tune_refuses_what_it_would_ignore() -> None:
         tuning.check_tunable(cfg, {"train.output_dir": "x"})
     with pytest.raises(ConfigError, match="train.max_steps: 5 must be -1 for tune"):
         tuning.check_tunable(load_config(None, {"max_steps": 5}), {})
+    with pytest.raises(ConfigError, match="train.eval_strategy: tune scores each epoch itself"):
+        tuning.check_tunable(load_config(None, {"eval_strategy": "epoch"}), {})
     tuning.check_tunable(cfg, {"weight_decay": "0.1"})
 
 

@@ -22,6 +22,7 @@ NON_MODEL_KEYS = {
     ("train", "save_total_limit"),
     ("train", "save_strategy"),
     ("train", "dataloader_num_workers"),
+    ("train", "compile_cache"),
     ("features", "preprocessing_num_workers"),
 }
 NON_MODEL_SECTIONS = {"tracking", "tune", "evaluation"}

@@ -29,6 +29,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, Schema
 
 from tasks.core.data import Example
+from tasks.core.layout import model_files
 from tasks.core.specs import InferenceRecipe
 from tasks.pipeline.prediction import StoredModel
 from tasks.predict import PredictionRun
@@ -170,7 +171,10 @@ def log_qa_model(
         InferenceRecipe.load(model_dir)
     with tempfile.TemporaryDirectory(prefix="qaflow-model-") as tmp:
         clean = Path(tmp) / Path(model_dir).resolve().name  # the model without pickles (training_args.bin)
-        shutil.copytree(model_dir, clean, ignore=shutil.ignore_patterns(*PICKLED_FILES))
+        clean.mkdir()
+        for path in model_files(Path(model_dir)):  # not the run's outputs beside it (checkpoints/, results, ...)
+            if not any(path.match(pattern) for pattern in PICKLED_FILES):
+                shutil.copy2(path, clean / path.name)
         tracker.log_pyfunc_model(
             run_id, artifact_path,
             python_model=str(MODEL_CODE),  # models-from-code: no cloudpickled object of ours

@@ -41,6 +41,7 @@ from tasks.pipeline.serving import log_qa_model
 from tasks.pipeline.stages import load_split
 from tasks.pipeline.training import train_model
 from tasks.tracking import tags as tag
+from tasks.tracking.compile_cache import TrackedCompileCacheStore
 from tasks.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ def check_tunable(cfg: QAFlowConfig, overrides: Mapping[str, Any] | None) -> Non
         raise ConfigError(f"train.max_steps: {cfg.train.max_steps} must be -1 for tune (num_train_epochs is searched)")
     if cfg.train.backend == "ipu":
         raise ConfigError("train.backend: tune trains on cpu or cuda (its pruning runs inside the Trainer)")
+    if cfg.train.eval_strategy != "no":
+        raise ConfigError("train.eval_strategy: tune scores each epoch itself (tune.pruning_eval_samples); use no")
 
 
 def load_tune_data(cfg: QAFlowConfig, root: Path) -> TuneData:
@@ -308,6 +311,7 @@ def run_trial(tracker: Tracker, cfg: QAFlowConfig, root: Path, study: optuna.Stu
         trained = train_model(
             tcfg, features_path=features, data_path=Path(data.train.source), paths=paths,
             data_version=data.train.version, family=family, callbacks=[report],
+            compile_cache=TrackedCompileCacheStore(tracker),
         )  # fmt: skip
     except optuna.TrialPruned as pruned:
         _log_reports(tracker, run_id, report.reports, cfg.tune.metric)
