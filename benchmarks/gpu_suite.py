@@ -56,7 +56,12 @@ def run_stage(name: str, a: argparse.Namespace, out: Path, timeout: float) -> di
     t0 = time.perf_counter()
     with open(out / f"{name}.log", "w") as log:
         try:
-            code = subprocess.run(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=timeout).returncode
+            env = {
+                **os.environ,
+                "TORCHINDUCTOR_CACHE_DIR": str(out / f"inductor_{name}"),
+            }  # cold unless a store warms it
+            code = subprocess.run(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
+                                  env=env).returncode  # fmt: skip
         except subprocess.TimeoutExpired:
             code = "timeout"
     result_file = out / f"{name}.json"
