@@ -59,8 +59,9 @@ from tasks.core.features import FeatureSettings, load_features, prepare_train_fe
 from tasks.core.layout import TrainPaths  # noqa: E402
 from tasks.families.extractive import ExtractiveFamily  # noqa: E402
 from tasks.pipeline.benchmark import model_flops_utilisation, peak_flops, run_mode  # noqa: E402
+from tasks.pipeline.featurize import build_train_features  # noqa: E402
 from tasks.pipeline.prediction import predict_from_config  # noqa: E402
-from tasks.pipeline.stages import build_train_features, load_split  # noqa: E402
+from tasks.pipeline.stages import load_split  # noqa: E402
 from tasks.pipeline.training import train_model  # noqa: E402
 from tasks.train.compile_cache import LocalCompileCacheStore  # noqa: E402
 from tasks.train.resources import peak_memory_mb  # noqa: E402

@@ -117,7 +117,7 @@ def cmd_postprocess(args: argparse.Namespace) -> int:
 
 
 def cmd_featurize(args: argparse.Namespace) -> int:
-    from tasks.pipeline.stages import featurize
+    from tasks.pipeline.featurize import featurize
 
     cfg = config_from_args(args)
     out = featurize(cfg, Path(args.data), Path(args.output), split=args.split)
@@ -126,8 +126,9 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    """DVC stage commands (see dvc.yaml): `prepare` and `featurize`."""
-    from tasks.pipeline.stages import featurize_prepared, prepare
+    """The DVC stages by hand, with flag overrides (dvc.yaml runs `python -m tasks.pipeline.stages` / `.featurize`)."""
+    from tasks.pipeline.featurize import featurize_prepared
+    from tasks.pipeline.stages import prepare
 
     cfg = config_from_args(args)
     if args.stage == "prepare":
@@ -154,11 +155,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     launch = launch_from_args(args)
     later = [(name, split) for name, split, wanted in (("eval", "eval", steps.do_eval),
              ("predict", "test", steps.do_predict)) if wanted]  # fmt: skip
-    for name, split in later:  # their data is checked before any training starts
-        if name == "eval":
-            eval_split(cfg)  # also checks metric_for_best_model against the data's SQuAD version
-        else:
-            load_split(cfg, split)
+    # their data is checked before any training starts, and loaded once: training and the steps after it share it
+    datasets = {split: eval_split(cfg) if name == "eval" else load_split(cfg, split) for name, split in later}
     held: contextlib.AbstractContextManager[dict[str, Any]] = contextlib.nullcontext({})
     if cfg.train.device_concurrency_limit:  # Prefect is imported only when a device limit is asked for
         from flows.device_slot import check_device_limit, device_slot
@@ -167,7 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         held = device_slot(cfg.train.device_concurrency_limit)
     emit = None if args.json else (lambda split, metrics: print(metrics_block(split, metrics), flush=True))
     with held as slot:
-        out = _train_eval_predict(cfg, steps, launch, later, emit)
+        out = _train_eval_predict(cfg, steps, launch, later, datasets, emit)
     if out is None:  # another node holds the result
         return 0
     if hub.push_to_hub:
@@ -218,12 +216,16 @@ def _push(cfg: QAFlowConfig, hub: Any, token: str | None, out: dict[str, Any]) -
 
 
 def _train_eval_predict(
-    cfg: QAFlowConfig, steps: Any, launch: Any, later: list[tuple[str, str]],
+    cfg: QAFlowConfig, steps: Any, launch: Any, later: list[tuple[str, str]], datasets: dict[str, Any],
     emit: Callable[[str, dict[str, Any]], None] | None,
 ) -> dict[str, Any] | None:  # fmt: skip
     """The train command's steps, each saving run_qa's `{step}_results.json` and emitting its metrics as it ends;
-    their metrics and files as one flat mapping. None on a node that is not rank 0's (it printed its own line)."""
+    their metrics and files as one flat mapping. None on a node that is not rank 0's (it printed its own line).
+    The splits come loaded (`datasets`); the model spec and family are resolved once, for training and the eval /
+    predict steps after it."""
     from tasks.core.layout import TrainPaths
+    from tasks.core.model_spec import ModelSpec
+    from tasks.families.registry import resolve_family
     from tasks.pipeline.results import save_metrics, train_metrics
     from tasks.pipeline.train_eval import predict_step
     from tasks.pipeline.training import train_from_config
@@ -232,6 +234,8 @@ def _train_eval_predict(
     paths = TrainPaths(Path(cfg.train.output_dir))
     out: dict[str, Any] = {"output_dir": str(paths.root)}
     model_dir = cfg.model.model_name_or_path
+    spec = ModelSpec.from_config(cfg)
+    family = resolve_family(spec.family, spec.path)
     epoch = None
     if steps.do_train:
         if cfg.train.report_to == "mlflow":  # the Trainer's own MLflow callback logs into the project's store
@@ -239,7 +243,7 @@ def _train_eval_predict(
 
             Tracker.from_config(cfg.tracking, Path.cwd()).bind_process()  # that callback reads MLflow's globals
         try:
-            result = train_from_config(cfg, launch=launch)
+            result = train_from_config(cfg, launch=launch, spec=spec, family=family, eval_set=datasets.get("eval"))
         except ResultOnAnotherNode as done:
             print(json.dumps({"node_finished": str(done)}, indent=2))
             return None
@@ -249,8 +253,8 @@ def _train_eval_predict(
         out.update({"model_dir": model_dir, **metrics})
         if emit:
             emit("train", metrics)
-    for name, _ in later:
-        step = predict_step(cfg, name, model_dir, paths.root, epoch=epoch)
+    for name, split in later:
+        step = predict_step(cfg, name, model_dir, paths.root, epoch=epoch, dataset=datasets[split], family=family)
         save_metrics(paths, name, step.metrics)
         out.update(step.metrics)
         out.update({f"{name}_{role}": str(path) for role, path in step.summary.files.items()})

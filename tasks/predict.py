@@ -13,21 +13,22 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
-
-import torch
+from typing import IO, TYPE_CHECKING, Any
 
 from tasks.core.calibration import null_above
 from tasks.core.data import Example
 from tasks.core.family import ModelFamily
 from tasks.core.io import OutputSet, atomic_path, write_json_atomic
-from tasks.core.postprocess import NBestSettings, Postprocessed, postprocess_predictions
+from tasks.core.postprocess import NBestSettings, NBestView, Postprocessed, postprocess_predictions
 from tasks.core.progress import progress
 from tasks.core.raw_logits import RawLogitsWriter, iter_raw_shards, read_raw_meta
 from tasks.core.specs import InferenceRecipe
+
+if TYPE_CHECKING:  # only for a type: the loop gets its device from the caller or the model, never from torch
+    import torch
 
 # Examples per chunk: a few MB of windows and logits at 384; the larger the chunk, the better its windows batch by
 # length (benchmarks/predict_order.py, 3,000 SQuAD dev questions on CPU: 1.42x over feature order at 256, 1.73x at 1024)
@@ -110,9 +111,13 @@ class NBestStreamWriter:
         self._fh.write("{")
         self._first = True
 
-    def add(self, nbest: dict[str, list[dict]]) -> None:
-        for qid, entries in nbest.items():
-            self._fh.write(("\n" if self._first else ",\n") + json.dumps(qid) + ": " + json.dumps(entries))
+    def add(self, nbest: Mapping[str, list[dict]]) -> None:
+        if isinstance(nbest, NBestView):  # the same text, without building ~20 dicts per question
+            items: Iterable[tuple[str, str]] = nbest.json_items()
+        else:
+            items = ((qid, json.dumps(entries)) for qid, entries in nbest.items())
+        for qid, text in items:
+            self._fh.write(("\n" if self._first else ",\n") + json.dumps(qid) + ": " + text)
             self._first = False
 
     def close(self, ok: bool = True) -> None:

@@ -36,15 +36,15 @@ import numpy as np
 import torch
 from transformers import XLNetForQuestionAnswering
 
-from tasks.core.checkpoints import architectures, describe, has_span_head, load_checkpoint_config
+from tasks.core.checkpoints import describe, load_checkpoint_config
 from tasks.core.data import Example
 from tasks.core.features import Features, padding_band
 from tasks.core.postprocess import Postprocessed
 from tasks.core.progress import progress
 from tasks.core.specs import InferenceRecipe
+from tasks.families.beam_features import BeamFeaturizer, is_beam_capable
 from tasks.families.extractive import ExtractiveFamily, FeatureCollator, inference_pad_multiple, model_inputs
 
-BEAM_ARCHITECTURE = "XLNetForQuestionAnswering"
 NO_CANDIDATE_SCORE = -2e-6  # utils_qa.py's score (and null score) when an example has no valid span
 NO_CANDIDATE_LOGIT = -1e-6
 
@@ -67,15 +67,6 @@ def is_impossible(features: Features) -> np.ndarray:
         raise ValueError("training features (with start/end positions) are needed for is_impossible")
     impossible = (features.start_positions == features.cls_index) & (features.end_positions == features.cls_index)
     return impossible.astype(np.float32)
-
-
-def is_beam_capable(config: Any) -> bool:
-    """XLNet-style config with the beam sizes the beam-search head needs."""
-    return (
-        getattr(config, "model_type", None) == "xlnet"
-        and getattr(config, "start_n_top", None) is not None
-        and getattr(config, "end_n_top", None) is not None
-    )
 
 
 class BeamCollator(FeatureCollator):
@@ -285,39 +276,17 @@ def postprocess_beam(
 # --------------------------------------------------------------------------------------------- the family
 
 
-class BeamFamily(ExtractiveFamily):
+class BeamFamily(BeamFeaturizer, ExtractiveFamily):
     """XLNet with the beam-search head (run_qa_beam_search.py), loaded as `XLNetForQuestionAnswering`.
 
     transformers 5 maps `AutoModelForQuestionAnswering` to `XLNetForQuestionAnsweringSimple`, which drops that
     head, so the class is named explicitly. `null_score_diff_threshold` is not used: the answer is always the best
-    span and "no answer" is decided by the v2 scorer from the null odds. Training and eval features are the
-    extractive windows (inherited); p_mask and is_impossible are derived from them at collation.
+    span and "no answer" is decided by the v2 scorer from the null odds. Identity and training features come from
+    `BeamFeaturizer` (the extractive windows with offsets); eval features are the extractive windows (inherited);
+    p_mask and is_impossible are derived from them at collation.
     """
 
-    train_offsets = True  # p_mask (context tokens) is derived from the offsets at collation
     packing = None  # the beam head's loss needs p_mask / cls_index / is_impossible per padded row
-
-    name = "beam"
-
-    def claims(self, config: Any) -> bool:
-        return is_beam_capable(config) and BEAM_ARCHITECTURE in architectures(config)
-
-    def check(self, config: Any, where: str, inferred: str) -> None:
-        if inferred == "seq2seq":
-            raise ValueError(
-                f"checkpoint {where} is an encoder-decoder ({getattr(config, 'model_type', '?')}); model_family "
-                "'beam' needs an XLNet beam-search head — use model_family: seq2seq"
-            )
-        if not is_beam_capable(config):
-            raise ValueError(
-                f"{describe(config, where)} has no XLNet beam-search head; model_family 'beam' needs an XLNet "
-                f"checkpoint (config with start_n_top/end_n_top) — use model_family: {inferred}"
-            )
-        if has_span_head(config):  # a fine-tuned ...Simple: its span head would be lost
-            raise ValueError(
-                f"{describe(config, where)} was fine-tuned with a simple span head; 'beam' would discard it — use "
-                f"model_family: {inferred}"
-            )
 
     def load_model(self, path: str) -> Any:
         config = load_checkpoint_config(path)

@@ -20,8 +20,9 @@ from tasks.core.data import QADataset
 from tasks.core.family import ModelFamily
 from tasks.core.features import QuestionFit, fit_questions
 from tasks.core.io import write_json_atomic
+from tasks.core.model_spec import ModelSpec
 from tasks.core.scoring import score_dataset
-from tasks.core.specs import InferenceRecipe, ModelSpec, inference_recipe
+from tasks.core.specs import InferenceRecipe, inference_recipe
 from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.error_slices import score_slices, write_slices
 from tasks.pipeline.stages import load_split
@@ -181,18 +182,21 @@ def predict_from_config(
     save_raw: bool = True,
     do_score: bool = True,
     split: str = "test",
+    dataset: QADataset | None = None,
+    family: ModelFamily | None = None,
     prefix: str = "",
 ) -> PredictionSummary:
     """`qaflow predict` / `train --do_predict` (split "test") and `train --do_eval` (split "eval").
 
     The configured windows/n-best/generation settings on `data` (else the split's configured data). Test data may
-    be unlabeled: it gets predictions and no score.
+    be unlabeled: it gets predictions and no score. `dataset` / `family`: already loaded / resolved by the caller
+    (`qaflow train` loads each split and resolves the family once).
     """
     check_family_name(cfg.model.model_family)  # cheap checks first: names, data, checkpoint, question lengths
-    dataset = load_split(cfg, split, data)
+    dataset = dataset or load_split(cfg, split, data)
     do_score = do_score and dataset.labeled
     spec = ModelSpec.of_checkpoint(model_dir, cfg.model.model_family)
-    family = resolve_family(spec.family, spec.path)
+    family = family or resolve_family(spec.family, spec.path)
     tokenizer = load_tokenizer(spec.tokenizer_path)
     recipe = inference_recipe(cfg, family.name, dataset.version)
     fit = fit_questions(dataset.examples, tokenizer, recipe.windows) if family.windowed else None

@@ -22,7 +22,8 @@ from tasks.core.config import QAFlowConfig, check_best_metric
 from tasks.core.data import QADataset
 from tasks.core.family import ModelFamily
 from tasks.core.features import fit_questions
-from tasks.core.specs import ModelSpec, inference_recipe
+from tasks.core.model_spec import ModelSpec
+from tasks.core.specs import inference_recipe
 from tasks.pipeline.prediction import PredictionSummary, Predictor, predict_dataset, predict_from_config
 from tasks.pipeline.stages import load_split
 from tasks.train.evaluation import Evaluation, Evaluator
@@ -68,13 +69,21 @@ class StepResult:
 
 
 def predict_step(
-    cfg: QAFlowConfig, name: str, model_dir: str | Path, out_dir: Path, *, epoch: float | None = None
+    cfg: QAFlowConfig,
+    name: str,
+    model_dir: str | Path,
+    out_dir: Path,
+    *,
+    epoch: float | None = None,
+    dataset: QADataset | None = None,
+    family: ModelFamily | None = None,
 ) -> StepResult:
     """`--do_eval` (name "eval") or `--do_predict` ("predict"): predict the split into `out_dir` with run_qa's
-    file names and return run_qa's metrics for `{name}_results.json`."""
+    file names and return run_qa's metrics for `{name}_results.json`. `dataset` / `family`: loaded / resolved
+    by the caller (`qaflow train`, once)."""
     files_prefix, key_prefix, split = STEPS[name]
     summary = predict_from_config(cfg, model_dir=model_dir, data=None, output_dir=out_dir, split=split,
-                                  prefix=files_prefix)  # fmt: skip
+                                  prefix=files_prefix, dataset=dataset, family=family)  # fmt: skip
     metrics = run_qa_metrics(summary, key_prefix, cfg.train.per_device_eval_batch_size)
     if epoch is not None and name == "eval":  # trainer.evaluate() logs the state's epoch; predict() does not
         metrics["epoch"] = epoch

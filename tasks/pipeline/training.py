@@ -16,12 +16,15 @@ from transformers import TrainerCallback
 from tasks.core.artifacts import CompileCacheStore, TrainResult, read_result, write_result
 from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import EVAL_ON_IPU, PACKING_ON_IPU, ConfigError, QAFlowConfig, load_config
+from tasks.core.data import QADataset
 from tasks.core.family import ModelFamily
 from tasks.core.layout import TrainPaths, compile_cache_dir
-from tasks.core.specs import ModelSpec, inference_recipe
+from tasks.core.model_spec import ModelSpec
+from tasks.core.specs import inference_recipe
 from tasks.families.registry import check_family_name, resolve_family
+from tasks.pipeline.featurize import build_train_features
 from tasks.pipeline.results import save_train_outputs
-from tasks.pipeline.stages import build_train_features, load_split
+from tasks.pipeline.stages import load_split
 from tasks.pipeline.train_eval import eval_split, training_evaluator
 from tasks.train.compile_cache import LocalCompileCacheStore
 from tasks.train.ddp import Launch, ResultOnAnotherNode, join_worker_group, launch_torchrun, read_job, write_job
@@ -46,9 +49,12 @@ def train_model(
     launch: Launch | None = None,
     family: ModelFamily | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    spec: ModelSpec | None = None,
+    backend: str | None = None,
     compile_cache: CompileCacheStore | None = None,
     eval_data: Path | None = None,
     train_examples: int | None = None,
+    eval_set: QADataset | None = None,
 ) -> TrainResult:
     """Fine-tune `cfg.model` on saved training features (the IPU backend reads the raw data file instead).
 
@@ -58,18 +64,21 @@ def train_model(
     `callbacks` (extra Trainer callbacks: live tracking, tune's pruning report) reach the in-process Trainer only:
     DDP workers and the IPU backend run elsewhere and train without them (a warning says so; tune refuses those
     backends itself). With an `eval_strategy`, the model is scored during training on `eval_data` (else the
-    configured eval split; `train.evaluation`), on global rank 0 under DDP.
+    configured eval split; `train.evaluation`), on global rank 0 under DDP. `spec`, `family`, `backend` and the
+    eval split (`eval_set`) are resolved / loaded here unless the caller did (`train_from_config`, once per
+    command); a caller that passes `backend` has checked packing for it.
     """
-    spec = ModelSpec.from_config(cfg)
+    spec = spec or ModelSpec.from_config(cfg)
     family = family or resolve_family(spec.family, spec.path)
-    backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
+    if backend is None:
+        backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
+        check_packing(cfg, family, backend)
     recipe = inference_recipe(cfg, family.name, data_version)
     launch = launch or Launch()
-    check_packing(cfg, family, backend)
     evaluates = cfg.train.eval_strategy != "no"
     if evaluates and backend == "ipu":
         raise ConfigError(EVAL_ON_IPU)
-    eval_set = eval_split(cfg, eval_data) if evaluates else None  # checked before any model work
+    eval_set = (eval_set or eval_split(cfg, eval_data)) if evaluates else None  # checked before any model work
     if callbacks and (backend == "ipu" or launch.distributed):
         log.warning("%d Trainer callback(s) (live tracking) do not reach DDP workers or the IPU", len(callbacks))
         callbacks = ()
@@ -170,14 +179,27 @@ def check_resume_checkpoint(checkpoint: str | None) -> None:
         )
 
 
-def train_from_config(cfg: QAFlowConfig, *, launch: Launch | None = None) -> TrainResult:
-    """`qaflow train`: load the training split, build features, fine-tune into `train.output_dir`."""
+def train_from_config(
+    cfg: QAFlowConfig,
+    *,
+    launch: Launch | None = None,
+    spec: ModelSpec | None = None,
+    family: ModelFamily | None = None,
+    eval_set: QADataset | None = None,
+) -> TrainResult:
+    """`qaflow train`: load the training split, build features, fine-tune into `train.output_dir`.
+
+    The split is loaded once; the model spec and family (unless given), the backend and the packing check are
+    resolved once, before any featurization, and passed down to `train_model` with the eval split the caller
+    loaded (`eval_set`, for in-training evaluation).
+    """
     check_family_name(cfg.model.model_family)  # cheap checks first
     check_resume_checkpoint(cfg.train.resume_from_checkpoint)
     dataset = load_split(cfg, "train")
-    spec = ModelSpec.from_config(cfg)
-    family = resolve_family(spec.family, spec.path)
-    check_packing(cfg, family, cfg.train.backend)
+    spec = spec or ModelSpec.from_config(cfg)
+    family = family or resolve_family(spec.family, spec.path)
+    backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
+    check_packing(cfg, family, backend)
     paths = TrainPaths(Path(cfg.train.output_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
     features = build_train_features(cfg, family, dataset.examples, load_tokenizer(spec.tokenizer_path))
@@ -185,6 +207,7 @@ def train_from_config(cfg: QAFlowConfig, *, launch: Launch | None = None) -> Tra
     log.info("training on %d examples -> %d features", len(dataset.examples), len(features))
     return train_model(
         cfg, features_path=paths.features_file, data_path=Path(cfg.data.train_file), paths=paths,
-        data_version=dataset.version, launch=launch, family=family, train_examples=len(dataset.examples),
-        compile_cache=LocalCompileCacheStore(compile_cache_dir(Path.cwd())),
+        data_version=dataset.version, launch=launch, family=family, spec=spec, backend=backend,
+        train_examples=len(dataset.examples), compile_cache=LocalCompileCacheStore(compile_cache_dir(Path.cwd())),
+        eval_set=eval_set,
     )  # fmt: skip

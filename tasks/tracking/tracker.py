@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.entities import Run
@@ -31,8 +31,6 @@ from tasks.core.artifacts import TrainResult
 from tasks.core.config import TrackingConfig
 from tasks.core.slices import SliceRow
 from tasks.tracking import tags as tag
-from tasks.tracking.live import LiveMetrics
-from tasks.tracking.live import system_metrics as sample_system_metrics
 from tasks.tracking.records import RunRecord, VersionRecord
 from tasks.tracking.registry import (
     ensure_registered_model,
@@ -57,6 +55,10 @@ from tasks.tracking.runs import (
     store_exists,
 )
 from tasks.tracking.slice_tables import SLICES_TABLE, load_slice_table, log_slice_table
+from tasks.tracking.system_metrics import system_metrics as sample_system_metrics
+
+if TYPE_CHECKING:
+    from tasks.tracking.live import LiveMetrics
 
 
 class ModelLoadError(RuntimeError):
@@ -266,6 +268,10 @@ class Tracker:
 
     def live_metrics(self, run_id: str) -> LiveMetrics:
         """A Trainer callback logging every log entry into the run as it happens."""
+        # late: the callback is a transformers TrainerCallback (transformers imports torch); only training asks for
+        # it, and the light commands that hold a Tracker (`qaflow compare`) must start without either
+        from tasks.tracking.live import LiveMetrics
+
         return LiveMetrics(self.client, run_id)
 
     def system_metrics(self, run_id: str) -> contextlib.AbstractContextManager[Any]:

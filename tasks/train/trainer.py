@@ -28,8 +28,8 @@ from tasks.core.config import ConfigError, TrainConfig
 from tasks.core.family import ModelFamily, PackedTraining
 from tasks.core.io import OutputSet, remove_orphans
 from tasks.core.layout import TrainPaths, model_files
+from tasks.core.model_spec import ModelSpec
 from tasks.core.packing import static_row_counts
-from tasks.core.specs import ModelSpec
 from tasks.train.autotune import AutotuneCapture, capture_autotune
 from tasks.train.compile_cache import compile_cache_key, inductor_cache
 from tasks.train.evaluation import (
