@@ -227,8 +227,8 @@ def _train_eval_predict(
     from tasks.core.model_spec import ModelSpec
     from tasks.families.registry import resolve_family
     from tasks.pipeline.results import save_metrics, train_metrics
-    from tasks.pipeline.train_eval import predict_step
-    from tasks.pipeline.training import train_from_config
+    from tasks.pipeline.train_eval import predict_step, read_step_results
+    from tasks.pipeline.training import predict_on_workers, train_from_config
     from tasks.train.ddp import ResultOnAnotherNode
 
     paths = TrainPaths(Path(cfg.train.output_dir))
@@ -237,13 +237,15 @@ def _train_eval_predict(
     spec = ModelSpec.from_config(cfg)
     family = resolve_family(spec.family, spec.path)
     epoch = None
+    on_workers = [name for name, _ in later] if launch.distributed else []  # steps the DDP workers share
     if steps.do_train:
         if cfg.train.report_to == "mlflow":  # the Trainer's own MLflow callback logs into the project's store
             from tasks.tracking.tracker import Tracker
 
             Tracker.from_config(cfg.tracking, Path.cwd()).bind_process()  # that callback reads MLflow's globals
         try:
-            result = train_from_config(cfg, launch=launch, spec=spec, family=family, eval_set=datasets.get("eval"))
+            result = train_from_config(cfg, launch=launch, spec=spec, family=family, eval_set=datasets.get("eval"),
+                                       steps=on_workers)  # fmt: skip
         except ResultOnAnotherNode as done:
             print(json.dumps({"node_finished": str(done)}, indent=2))
             return None
@@ -253,11 +255,23 @@ def _train_eval_predict(
         out.update({"model_dir": model_dir, **metrics})
         if emit:
             emit("train", metrics)
+    shared = {}
+    if on_workers:  # each worker ran its share of the model; global rank 0 wrote the results
+        if not steps.do_train:
+            try:
+                predict_on_workers(cfg, launch, on_workers)
+            except ResultOnAnotherNode as elsewhere:  # global rank 0 ran on another node
+                print(json.dumps({"node_finished": str(elsewhere)}, indent=2))
+                return None
+        shared = {step.name: step for step in read_step_results(paths.steps_file)}
     for name, split in later:
-        step = predict_step(cfg, name, model_dir, paths.root, epoch=epoch, dataset=datasets[split], family=family)
+        if on_workers:
+            step = shared[name]
+        else:
+            step = predict_step(cfg, name, model_dir, paths.root, epoch=epoch, dataset=datasets[split], family=family)
         save_metrics(paths, name, step.metrics)
         out.update(step.metrics)
-        out.update({f"{name}_{role}": str(path) for role, path in step.summary.files.items()})
+        out.update({f"{name}_{role}": str(path) for role, path in step.files.items()})
         if emit:
             emit(name, step.metrics)
     return out

@@ -118,7 +118,8 @@ class TrainPaths:
       README.md                                          the model card (written when pushing to the hub)
       checkpoints/checkpoint-N/                          the Trainer's checkpoints (run_qa: at the root)
       train_record.json                                  qaflow's record: metrics, device, resume point, artifacts
-      train_features.npz, autotune/, ddp_job.json        `qaflow train`'s features, Inductor logs, the DDP job
+      train_features.npz, autotune/, ddp_job.json        `qaflow train`'s features, Inductor logs, the DDP job,
+        ddp_steps.json                                   the DDP workers' --do_eval / --do_predict results
     ```
     """
 
@@ -137,6 +138,11 @@ class TrainPaths:
     def result_file(self) -> Path:
         """qaflow's training record (`tasks.core.artifacts.TrainResult`)."""
         return self.root / TRAIN_RECORD
+
+    @property
+    def steps_file(self) -> Path:
+        """The --do_eval / --do_predict results DDP workers hand to the launcher (`pipeline.train_eval`)."""
+        return self.root / "ddp_steps.json"
 
     @property
     def state_file(self) -> Path:

@@ -3,6 +3,8 @@ inference recipe, write the outputs and score them with the official metric.
 
 `qaflow predict` builds the recipe from the configuration (flags win, as in run_qa.py); the retrain flow, the
 evaluate flow, promotion re-scoring and `qaflow answer` use the recipe stored with the model (`StoredModel`).
+Under torchrun a predictor with `ranks` shares the model's work: every rank runs its share of the batches and
+rank 0 post-processes, writes and scores (`tasks.predict`); the other ranks' steps return None.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tasks.core.features import QuestionFit, fit_questions
 from tasks.core.io import write_json_atomic
 from tasks.core.model_spec import ModelSpec
 from tasks.core.scoring import score_dataset
+from tasks.core.shares import Ranks
 from tasks.core.specs import InferenceRecipe, inference_recipe
 from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.error_slices import score_slices, write_slices
@@ -33,12 +36,14 @@ UNCALIBRATED_KEYS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", 
 
 @dataclass
 class Predictor:
-    """A loaded model, its tokenizer and family, on a device."""
+    """A loaded model, its tokenizer and family, on a device; with `ranks`, one of the torchrun workers that share
+    its predictions."""
 
     family: ModelFamily
     model: Any
     tokenizer: Any
     device: torch.device
+    ranks: Ranks | None = None
 
     @classmethod
     def load(cls, model_dir: str | Path, family: str = "auto", *, use_cuda: bool = True) -> Predictor:
@@ -61,17 +66,19 @@ class Predictor:
     def predict(
         self, examples: list, recipe: InferenceRecipe, out_dir: Path, *, save_raw: bool,
         fit: QuestionFit | None = None, prefix: str = "",
-    ) -> PredictionRun:  # fmt: skip
+    ) -> PredictionRun | None:  # fmt: skip
         """Predict with the recipe; windowed families first apply its question policy (counts in the metrics).
 
         `fit` is `self.fit(examples, recipe)` when the caller already checked the questions; `prefix` names the
-        files as run_qa.py does (`tasks.predict.PredictionFiles`).
+        files as run_qa.py does (`tasks.predict.PredictionFiles`). None on a rank other than 0 (it helped).
         """
         fit = fit or self.fit(examples, recipe)
         run = predict_examples(
             self.family, self.model, self.tokenizer, fit.examples, recipe, out_dir, save_raw=save_raw,
-            device=self.device, unanswered=fit.skipped, prefix=prefix,
+            device=self.device, unanswered=fit.skipped, prefix=prefix, ranks=self.ranks,
         )  # fmt: skip
+        if run is None:
+            return None
         if fit.truncated or fit.skipped:
             run.metrics.update({f"predict_{k}": float(v) for k, v in fit.report().items()})
         return run
@@ -126,13 +133,14 @@ def predict_dataset(
     do_score: bool = True,
     fit: QuestionFit | None = None,
     prefix: str = "",
-) -> PredictionSummary:
+) -> PredictionSummary | None:
     """Predict every example of `dataset`; write the outputs (and `metrics.json` + slices when scored).
 
     With a calibrated no-answer threshold on v2 data, the model predicts its best non-null answers once; the
     answers are the calibrated ones (`null_threshold` applied), and the scores of the configured threshold are
     logged beside them as `uncalibrated_*`. A `prefix` names the files as run_qa.py does (`eval_predictions.json`,
     `eval_slices.json`, ...); the scores file `{prefix}_results.json` is then the caller's to write, in run_qa's form.
+    None on a torchrun rank other than 0 (`predictor.ranks`): it ran its share of the model; rank 0 wrote and scored.
     """
     configured = recipe.nbest.null_score_diff_threshold
     recipe = recipe.for_data_version(dataset.version)
@@ -142,6 +150,8 @@ def predict_dataset(
         dataset.examples, recipe.answer_always() if calibrated else recipe, output_dir, save_raw=save_raw, fit=fit,
         prefix=prefix,
     )  # fmt: skip
+    if run is None:
+        return None
     best_answers = run.predictions
     if calibrated:
         run.predictions = null_above(best_answers, run.null_odds or {}, recipe.nbest.null_score_diff_threshold)
@@ -185,12 +195,16 @@ def predict_from_config(
     dataset: QADataset | None = None,
     family: ModelFamily | None = None,
     prefix: str = "",
-) -> PredictionSummary:
+    model: Any = None,
+    ranks: Ranks | None = None,
+) -> PredictionSummary | None:
     """`qaflow predict` / `train --do_predict` (split "test") and `train --do_eval` (split "eval").
 
     The configured windows/n-best/generation settings on `data` (else the split's configured data). Test data may
     be unlabeled: it gets predictions and no score. `dataset` / `family`: already loaded / resolved by the caller
-    (`qaflow train` loads each split and resolves the family once).
+    (`qaflow train` loads each split and resolves the family once). `model`: the weights of `model_dir` already in
+    memory (a DDP worker's trained model; nothing is loaded). `ranks`: torchrun workers sharing the prediction
+    (None returned on ranks other than 0).
     """
     check_family_name(cfg.model.model_family)  # cheap checks first: names, data, checkpoint, question lengths
     dataset = dataset or load_split(cfg, split, data)
@@ -200,7 +214,11 @@ def predict_from_config(
     tokenizer = load_tokenizer(spec.tokenizer_path)
     recipe = inference_recipe(cfg, family.name, dataset.version)
     fit = fit_questions(dataset.examples, tokenizer, recipe.windows) if family.windowed else None
-    predictor = Predictor.with_weights(family, spec, tokenizer, use_cuda=cfg.train.backend != "cpu")
+    if model is None:
+        predictor = Predictor.with_weights(family, spec, tokenizer, use_cuda=cfg.train.backend != "cpu")
+    else:
+        predictor = Predictor(family, model, tokenizer, next(model.parameters()).device)
+    predictor.ranks = ranks
     return predict_dataset(
         predictor, dataset, recipe, output_dir, save_raw=save_raw, do_score=do_score, fit=fit, prefix=prefix
     )
