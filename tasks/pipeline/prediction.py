@@ -195,30 +195,31 @@ def predict_from_config(
     dataset: QADataset | None = None,
     family: ModelFamily | None = None,
     prefix: str = "",
-    model: Any = None,
+    predictor: Predictor | None = None,
     ranks: Ranks | None = None,
 ) -> PredictionSummary | None:
     """`qaflow predict` / `train --do_predict` (split "test") and `train --do_eval` (split "eval").
 
     The configured windows/n-best/generation settings on `data` (else the split's configured data). Test data may
     be unlabeled: it gets predictions and no score. `dataset` / `family`: already loaded / resolved by the caller
-    (`qaflow train` loads each split and resolves the family once). `model`: the weights of `model_dir` already in
-    memory (a DDP worker's trained model; nothing is loaded). `ranks`: torchrun workers sharing the prediction
-    (None returned on ranks other than 0).
+    (`qaflow train` loads each split and resolves the family once). `predictor`: the model of `model_dir` already
+    in memory (a DDP worker's trained model, with its ranks; nothing is read from `model_dir`). `ranks`: torchrun
+    workers sharing the prediction of `model_dir` (None is returned on ranks other than 0).
     """
     check_family_name(cfg.model.model_family)  # cheap checks first: names, data, checkpoint, question lengths
     dataset = dataset or load_split(cfg, split, data)
     do_score = do_score and dataset.labeled
-    spec = ModelSpec.of_checkpoint(model_dir, cfg.model.model_family)
-    family = family or resolve_family(spec.family, spec.path)
-    tokenizer = load_tokenizer(spec.tokenizer_path)
+    if predictor is None:
+        spec = ModelSpec.of_checkpoint(model_dir, cfg.model.model_family)
+        family = family or resolve_family(spec.family, spec.path)
+        tokenizer = load_tokenizer(spec.tokenizer_path)
+    else:
+        family, tokenizer = predictor.family, predictor.tokenizer
     recipe = inference_recipe(cfg, family.name, dataset.version)
     fit = fit_questions(dataset.examples, tokenizer, recipe.windows) if family.windowed else None
-    if model is None:
+    if predictor is None:
         predictor = Predictor.with_weights(family, spec, tokenizer, use_cuda=cfg.train.backend != "cpu")
-    else:
-        predictor = Predictor(family, model, tokenizer, next(model.parameters()).device)
-    predictor.ranks = ranks
+        predictor.ranks = ranks
     return predict_dataset(
         predictor, dataset, recipe, output_dir, save_raw=save_raw, do_score=do_score, fit=fit, prefix=prefix
     )

@@ -96,16 +96,16 @@ def predict_step(
     epoch: float | None = None,
     dataset: QADataset | None = None,
     family: ModelFamily | None = None,
-    model: Any = None,
+    predictor: Predictor | None = None,
     ranks: Ranks | None = None,
 ) -> StepResult | None:
     """`--do_eval` (name "eval") or `--do_predict` ("predict"): predict the split into `out_dir` with run_qa's
     file names and return run_qa's metrics for `{name}_results.json`. `dataset` / `family`: loaded / resolved
-    by the caller (`qaflow train`, once); `model` / `ranks`: a DDP worker's trained model and its group (None
-    returned on ranks other than 0)."""
+    by the caller (`qaflow train`, once); `predictor` / `ranks`: a DDP worker's trained model (with its ranks)
+    or the ranks that share `model_dir` (None is returned on ranks other than 0)."""
     files_prefix, key_prefix, split = STEPS[name]
     summary = predict_from_config(cfg, model_dir=model_dir, data=None, output_dir=out_dir, split=split,
-                                  prefix=files_prefix, dataset=dataset, family=family, model=model,
+                                  prefix=files_prefix, dataset=dataset, family=family, predictor=predictor,
                                   ranks=ranks)  # fmt: skip
     if summary is None:
         return None
@@ -132,18 +132,23 @@ def run_qa_metrics(summary: PredictionSummary, key_prefix: str, batch_size: int)
 
 def shared_steps(
     cfg: QAFlowConfig, steps: Sequence[str], model_dir: str | Path, out_dir: Path, *, family: ModelFamily,
-    ranks: Ranks | None, model: Any = None, epoch: float | None = None, eval_set: QADataset | None = None,
+    ranks: Ranks | None, trained: Any = None, epoch: float | None = None, eval_set: QADataset | None = None,
 ) -> list[StepResult]:  # fmt: skip
-    """The --do_eval / --do_predict `steps` on every DDP worker, each running its share of the model: with the
-    trained `model` in memory (its own forward, not training's autocast), else `model_dir` loaded on each rank.
+    """The --do_eval / --do_predict `steps` on every DDP worker, each running its share of the model: the
+    `trained` model in memory (its own forward, not training's autocast; the tokenizer it was trained with: no
+    rank waits for, or reads, the model rank 0 saves), else `model_dir` loaded on each rank.
     Rank 0's results; an empty list on the other ranks."""
+    predictor = None
+    if trained is not None:
+        tokenizer = load_tokenizer(ModelSpec.from_config(cfg).tokenizer_path)
+        predictor = Predictor(family, trained, tokenizer, next(trained.parameters()).device, ranks)
     results = []
-    with predicting_precision(model) if model is not None else contextlib.nullcontext():
+    with predicting_precision(trained) if trained is not None else contextlib.nullcontext():
         for name in steps:
             split = STEPS[name][2]
             dataset = (eval_set or eval_split(cfg)) if name == "eval" else load_split(cfg, split)
             step = predict_step(cfg, name, model_dir, out_dir, epoch=epoch, dataset=dataset, family=family,
-                                model=model, ranks=ranks)  # fmt: skip
+                                predictor=predictor, ranks=ranks)  # fmt: skip
             if step is not None:
                 results.append(step)
     return results

@@ -182,7 +182,7 @@ def run_ddp_worker(job_path: Path) -> None:
         model, model_dir, epoch = result.model, result.model_dir, result.metrics.get("epoch")
     if steps:
         results = shared_steps(
-            cfg, steps, model_dir, paths.root, family=family, ranks=ranks, model=model, epoch=epoch, eval_set=dataset
+            cfg, steps, model_dir, paths.root, family=family, ranks=ranks, trained=model, epoch=epoch, eval_set=dataset
         )  # fmt: skip
         if rank_zero:
             write_step_results(results, paths.steps_file)
