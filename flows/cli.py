@@ -48,7 +48,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def add_launch_flags(parser: argparse.ArgumentParser) -> None:
-    """torchrun's own flags for data-parallel training on one node or several (tasks.train.ddp.Launch)."""
+    """torchrun's flags for data-parallel training or prediction, one node or several (tasks.train.ddp.Launch)."""
     group = parser.add_argument_group("data-parallel launch (torchrun's flags)")
     group.add_argument("--nproc_per_node", type=int, default=1, help="workers on this node (default: 1)")
     group.add_argument("--nnodes", default="1", help="nodes: N, or MIN:MAX (elastic) (default: 1)")
@@ -278,18 +278,23 @@ def _train_eval_predict(
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tasks.pipeline.prediction import predict_from_config
+    from tasks.pipeline.prediction import predict_from_config, predict_on_workers
+    from tasks.train.ddp import ResultOnAnotherNode
 
     cfg = config_from_args(args)
-    summary = predict_from_config(
-        cfg,
-        model_dir=args.model_dir,
-        data=args.data or cfg.data.test_file or cfg.data.validation_file,
-        output_dir=Path(args.output_dir),
-        save_raw=not args.no_raw,
-        do_score=not args.no_score,
-    )
-    print(json.dumps(summary.to_json(), indent=2))
+    launch = launch_from_args(args)
+    data = args.data or cfg.data.test_file or cfg.data.validation_file
+    where = {"model_dir": args.model_dir, "data": data, "output_dir": Path(args.output_dir),
+             "save_raw": not args.no_raw, "do_score": not args.no_score}  # fmt: skip
+    if launch.distributed:  # torchrun workers, each running its share of the model; rank 0 writes
+        try:
+            printed = predict_on_workers(cfg, launch, **where)
+        except ResultOnAnotherNode as elsewhere:
+            printed = {"node_finished": str(elsewhere)}
+    else:
+        summary = predict_from_config(cfg, **where)
+        printed = summary.to_json() if summary is not None else {}
+    print(json.dumps(printed, indent=2))
     return 0
 
 
@@ -563,6 +568,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     pr.add_argument("--output_dir", required=True)
     pr.add_argument("--no_raw", action="store_true", help="do not save raw logits for re-post-processing")
     pr.add_argument("--no_score", action="store_true", help="do not score against the data's answers")
+    add_launch_flags(pr)
     config_flags(pr, FLAG_SECTIONS)
     pr.set_defaults(func=cmd_predict)
     return p

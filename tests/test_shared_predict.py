@@ -1,12 +1,17 @@
 """Prediction shared by torchrun ranks (`tasks.core.shares`, `tasks.predict`, `tasks.train.ddp.TorchRanks`): two
 real gloo processes give the same files, byte for byte, as one process, for every family; each rank runs only its
-share of the batches. The end-to-end `qaflow train --nproc_per_node 2` runs are in test_train / test_train_eval."""
+share of the batches; `qaflow predict --nproc_per_node 2` too. `qaflow train --nproc_per_node 2`'s evaluations and
+--do_eval / --do_predict are in test_train_eval."""
 
 from __future__ import annotations
 
 import filecmp
+import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +30,7 @@ from tasks.families.registry import resolve_family
 from tasks.families.seq2seq import Generated
 from tasks.predict import predict_examples
 from tasks.train.ddp import TorchRanks
+from tests.conftest import REPO_ROOT
 from tests.tiny_models import SAMPLE_DEV_V1, SAMPLE_DEV_V2, cached_model_dir
 
 CHUNK = 9  # examples per chunk: several chunks, batch counts odd and even, the last chunk small
@@ -152,3 +158,26 @@ def test_rows_travel_with_their_strings_and_arrays() -> None:
 
 def test_one_process_has_no_ranks() -> None:
     assert not dist.is_initialized() and TorchRanks.current() is None
+
+
+def test_qaflow_predict_on_two_workers_writes_the_files_of_one_process(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    argv = ["predict", "--model_dir", str(tiny_bert_dir), "--data", str(SAMPLE_DEV_V2), "--max_predict_samples",
+            "20", "--max_seq_length", "96", "--doc_stride", "32", "--per_device_eval_batch_size", "4", "--backend",
+            "cpu"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"}
+    printed = {}
+    for name, extra in (("alone", []), ("shared", ["--nproc_per_node", "2"])):
+        proc = subprocess.run([sys.executable, "-m", "flows.cli", *argv, "--output_dir", str(tmp_path / name), *extra],
+                              capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        printed[name] = json.loads(proc.stdout[proc.stdout.index("{") :])
+    ran = [int(line.split("the model ran ")[1].split()[0]) for line in proc.stderr.splitlines() if "model ran" in line]
+    assert len(ran) == 2 and min(ran) > 0 and sum(ran) == printed["shared"]["predict_features"]
+    assert printed["shared"]["predict_ranks"] == 2 and printed["shared"]["metrics"] == printed["alone"]["metrics"]
+    for name in (*FILES, "metrics.json"):
+        assert filecmp.cmp(tmp_path / "alone" / name, tmp_path / "shared" / name, shallow=False), name
+    shards = sorted((tmp_path / "alone" / "raw_predictions").glob("*.npz"))
+    assert shards
+    for shard in shards:
+        a, b = np.load(shard), np.load(tmp_path / "shared" / "raw_predictions" / shard.name)
+        assert all(np.array_equal(a[k], b[k]) for k in a.files), shard.name

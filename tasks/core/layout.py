@@ -92,10 +92,11 @@ ALL_RESULTS = "all_results.json"
 TRAINER_STATE = "trainer_state.json"
 MODEL_CARD = "README.md"
 TRAIN_RECORD = "train_record.json"
+PREDICT_SUMMARY = "predict_summary.json"  # `qaflow predict --nproc_per_node`: rank 0's summary, for the launcher
 # files at a TrainPaths root that are a run's outputs, not part of the model (everything else there is the model:
 # weights, config, tokenizer files, inference_recipe.json, training_args.bin, the model card)
 RUN_OUTPUT_FILES = (
-    "*_results.json", TRAINER_STATE, TRAIN_RECORD, "train_features.npz", "ddp_job.json", "ipu_*",
+    "*_results.json", TRAINER_STATE, TRAIN_RECORD, "train_features.npz", "ddp_job.json", "ddp_steps.json", "ipu_*",
     *(f"{split}_*" for split in RESULT_SPLITS if split != "train"),
 )  # fmt: skip
 

@@ -5,10 +5,12 @@ inference recipe, write the outputs and score them with the official metric.
 evaluate flow, promotion re-scoring and `qaflow answer` use the recipe stored with the model (`StoredModel`).
 Under torchrun a predictor with `ranks` shares the model's work: every rank runs its share of the batches and
 rank 0 post-processes, writes and scores (`tasks.predict`); the other ranks' steps return None.
+`predict_on_workers` is `qaflow predict --nproc_per_node N` (torchrun's flags, as `qaflow train`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,12 +19,13 @@ import torch
 
 from tasks.core.calibration import null_above
 from tasks.core.checkpoints import load_tokenizer
-from tasks.core.config import QAFlowConfig
+from tasks.core.config import QAFlowConfig, load_config
 from tasks.core.data import QADataset
 from tasks.core.family import ModelFamily
 from tasks.core.features import QuestionFit, fit_questions
 from tasks.core.io import write_json_atomic
-from tasks.core.model_spec import ModelSpec
+from tasks.core.layout import PREDICT_SUMMARY
+from tasks.core.model_spec import ModelSpec, require_checkpoint
 from tasks.core.scoring import score_dataset
 from tasks.core.shares import Ranks
 from tasks.core.specs import InferenceRecipe, inference_recipe
@@ -30,7 +33,10 @@ from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.error_slices import score_slices, write_slices
 from tasks.pipeline.stages import load_split
 from tasks.predict import PredictionFiles, PredictionRun, predict_examples
+from tasks.train.ddp import Launch, ResultOnAnotherNode, TorchRanks, join_worker_group, launch_torchrun, write_job
+from tasks.train.hardware import detect_backend
 
+DDP_WORKER = "tasks.pipeline.ddp_worker"  # every torchrun worker's entry point; its job's "kind" says what it runs
 UNCALIBRATED_KEYS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")
 
 
@@ -223,3 +229,39 @@ def predict_from_config(
     return predict_dataset(
         predictor, dataset, recipe, output_dir, save_raw=save_raw, do_score=do_score, fit=fit, prefix=prefix
     )
+
+
+def predict_on_workers(
+    cfg: QAFlowConfig, launch: Launch, *, model_dir: str | Path, data: str | Path | None, output_dir: Path,
+    save_raw: bool = True, do_score: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """`qaflow predict --nproc_per_node N` (and torchrun's other flags): `predict_from_config` on torchrun workers,
+    each running its share of the model (every node needs the model and the data); global rank 0 writes the
+    outputs and its summary (`PREDICT_SUMMARY`, returned). `ResultOnAnotherNode` on the other nodes."""
+    check_family_name(cfg.model.model_family)  # cheap checks before any worker starts
+    load_split(cfg, "test", data)
+    require_checkpoint(str(model_dir))
+    backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    job = {"kind": "predict", "config": cfg.to_dict(), "backend": backend, "model_dir": str(model_dir),
+           "data": str(data) if data is not None else None, "output_dir": str(output_dir), "save_raw": save_raw,
+           "do_score": do_score}  # fmt: skip
+    summary = output_dir / PREDICT_SUMMARY
+    summary.unlink(missing_ok=True)  # never report an earlier run's summary as this one's
+    launch_torchrun(DDP_WORKER, write_job(job, output_dir / "ddp_job.json"), launch, backend)
+    if not summary.exists() and launch.multi_node:
+        raise ResultOnAnotherNode(f"{output_dir}: this node's workers finished; global rank 0's node holds the outputs")
+    return json.loads(summary.read_text(encoding="utf-8"))
+
+
+def run_prediction_worker(job: dict[str, Any]) -> None:
+    """One torchrun worker of `predict_on_workers`: its share of the model; rank 0 writes the outputs and summary."""
+    join_worker_group(job["backend"])
+    overrides = {f"{section}.{k}": v for section, values in job["config"].items() for k, v in values.items()}
+    summary = predict_from_config(
+        load_config(None, overrides), model_dir=job["model_dir"], data=job["data"], output_dir=Path(job["output_dir"]),
+        save_raw=job["save_raw"], do_score=job["do_score"], ranks=TorchRanks.current(),
+    )  # fmt: skip
+    if summary is not None:
+        write_json_atomic(summary.to_json(), Path(job["output_dir"]) / PREDICT_SUMMARY, indent=2)

@@ -23,6 +23,7 @@ from tasks.core.model_spec import ModelSpec
 from tasks.core.specs import inference_recipe
 from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.featurize import build_train_features
+from tasks.pipeline.prediction import DDP_WORKER
 from tasks.pipeline.results import save_train_outputs
 from tasks.pipeline.stages import load_split
 from tasks.pipeline.train_eval import eval_split, shared_steps, training_evaluator, write_step_results
@@ -43,8 +44,6 @@ from tasks.train.resources import BackendUnavailableError
 from tasks.train.trainer import packing_support, run_trainer
 
 log = logging.getLogger(__name__)
-
-DDP_WORKER = "tasks.pipeline.ddp_worker"
 
 
 def train_model(
@@ -147,8 +146,8 @@ def launch_ddp(
     for earlier in (paths.result_file, paths.steps_file):  # never report an earlier run's result as this one's
         earlier.unlink(missing_ok=True)
     launch_torchrun(DDP_WORKER, job_path, launch, backend)
-    written = paths.result_file if features_path is not None else paths.steps_file
-    if not written.exists() and launch.multi_node:
+    last = paths.steps_file if steps else paths.result_file  # rank 0 writes it last
+    if not last.exists() and launch.multi_node:
         raise ResultOnAnotherNode(f"{paths.root}: this node's workers finished; global rank 0's node holds the model")
     return read_result(paths.result_file) if features_path is not None else None
 

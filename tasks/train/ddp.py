@@ -1,9 +1,10 @@
-"""Data-parallel training: torchrun starts `nproc_per_node` copies of a worker module on one node or several.
+"""Data-parallel workers: torchrun starts `nproc_per_node` copies of a worker module on one node or several.
 
 The job (config, backend, features, output directory) travels as a JSON file; each worker reads it, trains with
-DDP (gloo on CPU, NCCL on CUDA) and global rank 0 writes `train_result.json`. Across nodes, torchrun's own
-rendezvous (`--nnodes`, `--rdzv_backend c10d`, `--rdzv_endpoint HOST:PORT`, `--rdzv_id`) joins the launchers, and
-`--max_restarts` lets the launcher restart failed workers, which resume from the last complete checkpoint.
+DDP (gloo on CPU, NCCL on CUDA) and global rank 0 writes `train_record.json`; a prediction job shares the model's
+work instead (`TorchRanks`: rank 0 gathers every rank's outputs over the process group). Across nodes, torchrun's
+own rendezvous (`--nnodes`, `--rdzv_backend c10d`, `--rdzv_endpoint HOST:PORT`, `--rdzv_id`) joins the launchers,
+and `--max_restarts` lets the launcher restart failed workers, which resume from the last complete checkpoint.
 """
 
 from __future__ import annotations
@@ -152,4 +153,4 @@ def launch_torchrun(worker_module: str, job_path: Path, launch: Launch, backend:
     log.info("launching DDP: %s", " ".join(argv))
     proc = subprocess.run(argv, env=env, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"DDP training failed (torchrun exit {proc.returncode}); see the worker output above")
+        raise RuntimeError(f"the DDP workers failed (torchrun exit {proc.returncode}); see the worker output above")
