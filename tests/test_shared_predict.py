@@ -14,6 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from tasks.core.features import FeatureSettings
 from tasks.core.postprocess import NBestSettings
 from tasks.core.shares import Share, SharedPredictionFailed, put_rows, take_rows, together
 from tasks.core.specs import GenerationSettings, InferenceRecipe
+from tasks.families.extractive import ExtractiveFamily
 from tasks.families.registry import resolve_family
 from tasks.families.seq2seq import Generated
 from tasks.predict import predict_examples
@@ -65,8 +67,14 @@ CASES = (
 )
 
 
-def predict(case: Case, model_dir: Path, out: Path, ranks: TorchRanks | None):
-    family = resolve_family(case.family, str(model_dir))
+class PlanlessFamily(ExtractiveFamily):
+    """A plug-in family written before batch plans: under torchrun rank 0 predicts it alone."""
+
+    batches = None
+
+
+def predict(case: Case, model_dir: Path, out: Path, ranks: TorchRanks | None, family: Any = None):
+    family = family or resolve_family(case.family, str(model_dir))
     model, tokenizer = family.load_model(str(model_dir)), load_tokenizer(str(model_dir))
     examples = load_dataset_file(case.data, max_samples=case.examples).examples
     return predict_examples(family, model, tokenizer, examples, case.recipe(), out, chunk_examples=CHUNK, ranks=ranks)
@@ -86,6 +94,9 @@ def shared_rank(rank: int, port: int, jobs: list[tuple[Case, Path]], root: Path)
             assert (run is None) == (rank != 0)
             if run is not None:
                 assert run.metrics["predict_ranks"] == 2.0
+        case, model_dir = jobs[0]
+        alone = predict(case, model_dir, root / "planless", ranks, PlanlessFamily())
+        assert (alone is None) == (rank != 0) and (alone is None or "predict_ranks" not in alone.metrics)
         try:  # a failure on one rank fails both, none waits forever
             together(ranks, lambda: fail_on_rank_one(rank))
         except (ValueError, SharedPredictionFailed) as exc:
@@ -140,6 +151,8 @@ def test_two_ranks_write_the_files_of_one_process_byte_for_byte(model_dirs: dict
               if "the model ran" in line]  # fmt: skip
     for k in range(len(CASES)):
         assert shares[0][k] + shares[1][k] == totals[k] and shares[0][k] > 0 and shares[1][k] > 0, CASES[k].name
+    for name in FILES[:2]:  # the planless family: rank 0 alone, as one process
+        assert filecmp.cmp(tmp_path / "planless" / name, tmp_path / CASES[0].name / "alone" / name, shallow=False)
     assert (tmp_path / "failure1.txt").read_text() == "ValueError: rank 1 broke"
     assert (tmp_path / "failure0.txt").read_text() == "SharedPredictionFailed: shared prediction failed on rank 1"
 
