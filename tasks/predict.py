@@ -261,16 +261,16 @@ def predict_examples(
 
     try:
         for _, chunk in chunks(examples, chunk_examples):
-            m0 = time.perf_counter()
             feats, outputs, share, seconds = together(
                 ranks, partial(_chunk_outputs, family, model, tokenizer, chunk, recipe, device, ranks)
             )  # fmt: skip
             if share is not None and ranks is not None:
+                g0 = time.perf_counter()
                 computed += len(share.rows(0))
                 parts = ranks.gather(take_rows(outputs, share.rows(0), share.n_rows)) or []
                 for rank in range(1, ranks.size):
                     put_rows(outputs, share.rows(rank), parts[rank], share.n_rows)
-                seconds = time.perf_counter() - m0  # the model and the wait for the other ranks' shares
+                seconds += time.perf_counter() - g0  # the wait for the other ranks' shares counts as model time
             model_seconds += seconds
             together(ranks, partial(finish_chunk, chunk, feats, outputs))
         bar.close()

@@ -72,7 +72,7 @@ def train_model(
     `callbacks` (extra Trainer callbacks: live tracking, tune's pruning report) reach the in-process Trainer only:
     DDP workers and the IPU backend run elsewhere and train without them (a warning says so; tune refuses those
     backends itself). With an `eval_strategy`, the model is scored during training on `eval_data` (else the
-    configured eval split; `train.evaluation`), on global rank 0 under DDP. `spec`, `family`, `backend` and the
+    configured eval split; `train.evaluation`), shared by every rank under DDP. `spec`, `family`, `backend` and the
     eval split (`eval_set`) are resolved / loaded here unless the caller did (`train_from_config`, once per
     command); a caller that passes `backend` has checked packing for it. `steps` ("eval", "predict"): run by the
     DDP workers after training (`qaflow train --do_eval / --do_predict`; their results: `read_step_results`).
@@ -165,7 +165,7 @@ def run_ddp_worker(job_path: Path) -> None:
     ranks = TorchRanks.current()
     rank_zero = ranks is None or ranks.rank == 0
     steps = job.get("steps") or []
-    model, model_dir, epoch = None, Path(cfg.model.model_name_or_path), None
+    model, model_dir, epoch = None, cfg.model.model_name_or_path, None  # without training: the given checkpoint
     dataset = eval_split(cfg, job.get("eval_data")) if cfg.train.eval_strategy != "no" or "eval" in steps else None
     if job.get("features") is not None:
         evaluator = None  # in-training evaluation: every rank runs its share, rank 0 scores and shares the scores

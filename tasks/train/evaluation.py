@@ -141,4 +141,4 @@ def _rank_zero_outcome(evaluator: Evaluator | None, model: Any, is_zero: bool) -
         return value
     if isinstance(value, BaseException):
         raise value
-    raise EvaluationFailed(f"in-training evaluation failed on rank 0: {value}")
+    raise EvaluationFailed(f"in-training evaluation failed: {value}")  # rank 0 names a failed peer
