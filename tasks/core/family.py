@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import numpy as np
+
 from tasks.core.data import Example
 from tasks.core.featurizer import FamilyFeaturizer
 from tasks.core.postprocess import Postprocessed
@@ -69,8 +71,21 @@ class ModelFamily(FamilyFeaturizer, Protocol):
     # ---- prediction, one chunk of examples at a time
     def eval_features(self, examples: Sequence[Example], tokenizer: Any, recipe: InferenceRecipe) -> Any: ...
 
-    def forward(self, model: Any, features: Any, recipe: InferenceRecipe, device: Any, tokenizer: Any) -> Any:
-        """The model over all features of a chunk, batched: the family's raw outputs."""
+    def batches(self, features: Any, recipe: InferenceRecipe) -> list[np.ndarray]:
+        """The row indices of each batch `forward` runs over a chunk's features, in order (rows index its outputs).
+
+        Under torchrun each rank runs its share of these batches (`tasks.predict`), so a window is computed in the
+        same batch as in one process. Optional for a plug-in family: without it, rank 0 predicts alone.
+        """
+        ...
+
+    def forward(
+        self, model: Any, features: Any, recipe: InferenceRecipe, device: Any, tokenizer: Any,
+        batches: Sequence[np.ndarray] | None = None,
+    ) -> Any:  # fmt: skip
+        """The model over all features of a chunk, batched: the family's raw outputs, a dataclass whose arrays and
+        lists hold one entry per row. With `batches` (some of `self.batches(...)`: a rank's share), only those rows
+        are computed; the others keep placeholders, filled from the other ranks."""
         ...
 
     def postprocess(

@@ -113,35 +113,45 @@ def start_major(end_top: np.ndarray, start_n_top: int, end_n_top: int) -> np.nda
     return end_top.reshape(n, end_n_top, start_n_top).transpose(0, 2, 1).reshape(n, start_n_top * end_n_top)
 
 
+def beam_batches(features: Features, batch_size: int) -> list[np.ndarray]:
+    """Rows in batches of `batch_size`, in feature order."""
+    n = len(features)
+    return [np.arange(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
+
+
 @torch.inference_mode()
-def forward_beam(model: Any, features: Features, batch_size: int, device: torch.device) -> BeamOutputs:
-    """The beam head over all features in batches (padding trimmed per batch; indexes mapped back)."""
+def forward_beam(
+    model: Any, features: Features, batch_size: int, device: torch.device,
+    batches: Sequence[np.ndarray] | None = None,
+) -> BeamOutputs:  # fmt: skip
+    """The beam head over all features in batches (padding trimmed per batch; indexes mapped back).
+
+    `batches`: only these batches of `beam_batches` (a rank's share); the other rows stay zero."""
     start_n_top, end_n_top = int(model.config.start_n_top), int(model.config.end_n_top)
     p_mask = beam_p_mask(features)
-    n = len(features)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("slp", "si", "elp", "ei", "cls")}
-    bar = progress(n, "beam search", "windows", inner=True)
-    for lo in range(0, n, batch_size):
-        sl = slice(lo, min(lo + batch_size, n))
-        c0, c1 = padding_band(features.attention_mask[sl], inference_pad_multiple(device))
-        batch = model_inputs(features, sl, c0, c1, device)
-        batch["cls_index"] = torch.from_numpy(features.cls_index[sl].astype(np.int64) - c0).to(device)
-        batch["p_mask"] = torch.from_numpy(np.ascontiguousarray(p_mask[sl, c0:c1])).to(device)
+    n, s, se = len(features), start_n_top, start_n_top * end_n_top
+    out_arrays = BeamOutputs(
+        np.zeros((n, s), np.float32), np.zeros((n, s), np.int64), np.zeros((n, se), np.float32),
+        np.zeros((n, se), np.int64), np.zeros(n, np.float32), start_n_top, end_n_top,
+    )  # fmt: skip
+    batches = beam_batches(features, batch_size) if batches is None else batches
+    bar = progress(sum(len(rows) for rows in batches), "beam search", "windows", inner=True)
+    for rows in batches:
+        c0, c1 = padding_band(features.attention_mask[rows], inference_pad_multiple(device))
+        batch = model_inputs(features, rows, c0, c1, device)
+        batch["cls_index"] = torch.from_numpy(features.cls_index[rows].astype(np.int64) - c0).to(device)
+        batch["p_mask"] = torch.from_numpy(np.ascontiguousarray(p_mask[rows, c0:c1])).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(**batch)
-        parts["slp"].append(out.start_top_log_probs.float().cpu().numpy())
-        parts["si"].append(out.start_top_index.cpu().numpy().astype(np.int64) + c0)
-        parts["elp"].append(start_major(out.end_top_log_probs.float().cpu().numpy(), start_n_top, end_n_top))
-        parts["ei"].append(start_major(out.end_top_index.cpu().numpy().astype(np.int64) + c0, start_n_top, end_n_top))
-        parts["cls"].append(out.cls_logits.float().cpu().numpy().reshape(-1))
-        bar.update(sl.stop - sl.start)
+        out_arrays.start_top_log_probs[rows] = out.start_top_log_probs.float().cpu().numpy()
+        out_arrays.start_top_index[rows] = out.start_top_index.cpu().numpy().astype(np.int64) + c0
+        end_lp, end_idx = out.end_top_log_probs.float().cpu().numpy(), out.end_top_index.cpu().numpy()
+        out_arrays.end_top_log_probs[rows] = start_major(end_lp, start_n_top, end_n_top)
+        out_arrays.end_top_index[rows] = start_major(end_idx.astype(np.int64) + c0, start_n_top, end_n_top)
+        out_arrays.cls_logits[rows] = out.cls_logits.float().cpu().numpy().reshape(-1)
+        bar.update(len(rows))
     bar.close()
-    if n == 0:
-        s, se = start_n_top, start_n_top * end_n_top
-        empty = (np.zeros((0, s), np.float32), np.zeros((0, s), np.int64), np.zeros((0, se), np.float32))
-        return BeamOutputs(*empty, np.zeros((0, se), np.int64), np.zeros(0, np.float32), start_n_top, end_n_top)
-    arrays = (np.concatenate(parts[k]) for k in ("slp", "si", "elp", "ei", "cls"))
-    return BeamOutputs(*arrays, start_n_top=start_n_top, end_n_top=end_n_top)
+    return out_arrays
 
 
 # ------------------------------------------------------------------------------------------ post-processing
@@ -302,8 +312,14 @@ class BeamFamily(BeamFeaturizer, ExtractiveFamily):
         fraction = float(impossible.mean()) if impossible is not None and len(impossible) else 0.0
         return {"train_impossible_fraction": fraction}
 
-    def forward(self, model: Any, features: Features, recipe: InferenceRecipe, device: Any, tokenizer: Any):
-        return forward_beam(model, features, recipe.batch_size, device)
+    def batches(self, features: Features, recipe: InferenceRecipe) -> list[np.ndarray]:
+        return beam_batches(features, recipe.batch_size)
+
+    def forward(
+        self, model: Any, features: Features, recipe: InferenceRecipe, device: Any, tokenizer: Any,
+        batches: Sequence[np.ndarray] | None = None,
+    ) -> BeamOutputs:  # fmt: skip
+        return forward_beam(model, features, recipe.batch_size, device, batches)
 
     def postprocess(
         self, examples: Sequence[Example], features: Features, outputs: BeamOutputs, recipe: InferenceRecipe

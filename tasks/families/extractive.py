@@ -77,18 +77,22 @@ def inference_pad_multiple(device: torch.device) -> int:
 
 @torch.inference_mode()
 def forward_logits(
-    model: Any, features: Features, batch_size: int, device: torch.device, *, by_length: bool = True
-) -> SpanLogits:
+    model: Any, features: Features, batch_size: int, device: torch.device, *, by_length: bool = True,
+    batches: Sequence[np.ndarray] | None = None,
+) -> SpanLogits:  # fmt: skip
     """Start/end logits for every window, in batches; padding columns trimmed per batch.
 
     `by_length` batches windows of similar length (`row_batches`) instead of in feature order: a
     window's logits do not depend on its batch (padding is masked; only float rounding differs with the batch
     width), and far fewer padded positions are computed (SQuAD windows at 384 are about half padding).
+    `batches`: only these batches of `row_batches` (a rank's share); the other rows keep `PAD_LOGIT`.
     """
     n, length = features.input_ids.shape
     start = np.full((n, length), PAD_LOGIT, dtype=np.float32)
     end = np.full((n, length), PAD_LOGIT, dtype=np.float32)
-    for sl in row_batches(features.attention_mask, batch_size, by_length=by_length):
+    if batches is None:
+        batches = row_batches(features.attention_mask, batch_size, by_length=by_length)
+    for sl in batches:
         c0, c1 = padding_band(features.attention_mask[sl], inference_pad_multiple(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(**model_inputs(features, sl, c0, c1, device))
@@ -122,8 +126,14 @@ class ExtractiveFamily(ExtractiveFeaturizer):
     def eval_features(self, examples: Sequence[Example], tokenizer: Any, recipe: InferenceRecipe) -> Features:
         return prepare_eval_features(examples, tokenizer, recipe.windows)
 
-    def forward(self, model: Any, features: Features, recipe: InferenceRecipe, device: Any, tokenizer: Any):
-        return forward_logits(model, features, recipe.batch_size, device)
+    def batches(self, features: Features, recipe: InferenceRecipe) -> list[np.ndarray]:
+        return row_batches(features.attention_mask, recipe.batch_size)
+
+    def forward(
+        self, model: Any, features: Features, recipe: InferenceRecipe, device: Any, tokenizer: Any,
+        batches: Sequence[np.ndarray] | None = None,
+    ) -> SpanLogits:  # fmt: skip
+        return forward_logits(model, features, recipe.batch_size, device, batches=batches)
 
     def postprocess(
         self, examples: Sequence[Example], features: Features, outputs: SpanLogits, recipe: InferenceRecipe

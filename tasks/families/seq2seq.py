@@ -202,11 +202,20 @@ def encode_sources(examples: Sequence[Example], tokenizer: Any, max_seq_length: 
     return SourceBatch(rows=rows, order=order, truncated=int(overflowed(enc).sum()))
 
 
+def source_batches(sources: SourceBatch, batch_size: int) -> list[np.ndarray]:
+    """Row indices in batches of `batch_size`, longest sources first."""
+    order = np.asarray(sources.order, dtype=np.int64)
+    return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
+
+
 @torch.inference_mode()
 def generate_answers(
-    model: Any, tokenizer: Any, sources: SourceBatch, recipe: InferenceRecipe, device: torch.device
-) -> Generated:
-    """Generate (greedy or beam) in batches; score the answers and, for v2, the empty answer."""
+    model: Any, tokenizer: Any, sources: SourceBatch, recipe: InferenceRecipe, device: torch.device,
+    batches: Sequence[np.ndarray] | None = None,
+) -> Generated:  # fmt: skip
+    """Generate (greedy or beam) in batches; score the answers and, for v2, the empty answer.
+
+    `batches`: only these batches of `source_batches` (a rank's share); the other rows stay "" with 0.0."""
     n = len(sources.rows)
     texts: list[str] = [""] * n
     log_prob = np.zeros(n, dtype=np.float64)
@@ -215,9 +224,11 @@ def generate_answers(
     gen = recipe.generation
     gen_kwargs = {"max_new_tokens": gen.max_new_tokens, "num_beams": gen.num_beams, "do_sample": False}
     side = getattr(tokenizer, "padding_side", "right")
-    bar = progress(n, f"generate ({gen.num_beams} beam{'s' if gen.num_beams > 1 else ''})", "questions", inner=True)
-    for b in range(0, n, recipe.batch_size):
-        picked = sources.order[b : b + recipe.batch_size]
+    batches = source_batches(sources, recipe.batch_size) if batches is None else batches
+    beams = f"{gen.num_beams} beam{'s' if gen.num_beams > 1 else ''}"
+    bar = progress(sum(len(rows) for rows in batches), f"generate ({beams})", "questions", inner=True)
+    for rows in batches:
+        picked = [int(i) for i in rows]
         ids, mask = _pad([sources.rows[i] for i in picked], tokenizer.pad_token_id, side)
         batch_texts, batch_logp, batch_odds = _answer_batch(model, tokenizer, ids, mask, gen_kwargs, v2, device)
         for k, i in enumerate(picked):
@@ -261,8 +272,14 @@ class Seq2SeqFamily(Seq2SeqFeaturizer):
     def eval_features(self, examples: Sequence[Example], tokenizer: Any, recipe: InferenceRecipe) -> SourceBatch:
         return encode_sources(examples, tokenizer, recipe.windows.max_seq_length)
 
-    def forward(self, model: Any, features: SourceBatch, recipe: InferenceRecipe, device: Any, tokenizer: Any):
-        return generate_answers(model, tokenizer, features, recipe, device)
+    def batches(self, features: SourceBatch, recipe: InferenceRecipe) -> list[np.ndarray]:
+        return source_batches(features, recipe.batch_size)
+
+    def forward(
+        self, model: Any, features: SourceBatch, recipe: InferenceRecipe, device: Any, tokenizer: Any,
+        batches: Sequence[np.ndarray] | None = None,
+    ) -> Generated:  # fmt: skip
+        return generate_answers(model, tokenizer, features, recipe, device, batches)
 
     def postprocess(
         self, examples: Sequence[Example], features: SourceBatch, outputs: Generated, recipe: InferenceRecipe

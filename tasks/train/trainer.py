@@ -216,14 +216,16 @@ def run_trainer(
     callbacks: Sequence[TrainerCallback] = (),
     evaluator: Evaluator | None = None,
     compile_cache: CompileCacheStore | None = None,
+    keep_model: bool = False,
 ) -> TrainResult:
     """Fine-tune `model_spec` as `family` on its training `features`; resume, measure, save atomically.
 
     `callbacks` are extra TrainerCallbacks (live metrics into a tracking run, tune's per-epoch pruning report);
     they run after the throughput callback, so each log entry already carries `elapsed_seconds`. With an
-    `eval_strategy`, `evaluator` scores the model at each evaluation (`tasks.train.evaluation`; rank 0 only). A
+    `eval_strategy`, `evaluator` scores the model at each evaluation (`tasks.train.evaluation`; every rank). A
     compiled run starts from the Inductor caches `compile_cache` holds under its key, and stores its own there
-    (`train.compile_cache`; tasks/train/compile_cache).
+    (`train.compile_cache`; tasks/train/compile_cache). `keep_model` hands back the final model in memory
+    (`TrainResult.model`, on every rank: a DDP worker predicts with it without reading the saved one).
     """
     paths.root.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(model_spec.tokenizer_path)
@@ -263,7 +265,7 @@ def run_trainer(
         data_collator=collator,
         callbacks=[speed, *callbacks, *evaluation_callbacks(train_cfg)],
     )
-    if evaluates and evaluator is None and trainer.is_world_process_zero():
+    if evaluates and evaluator is None:  # under DDP every rank runs its share of each evaluation
         raise ConfigError("train.eval_strategy: in-training evaluation needs the eval split (no evaluator was given)")
     resume = _checkpoint_to_resume(train_cfg, paths.checkpoints_dir) if trainer.is_world_process_zero() else None
     resume = _broadcast_resume(resume)
@@ -305,6 +307,7 @@ def run_trainer(
         resumed_from=str(resume) if resume else None,
         log_history=list(trainer.state.log_history),
         artifacts=artifacts,
+        model=trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False) if keep_model else None,
     )
 
 
