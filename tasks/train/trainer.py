@@ -31,7 +31,7 @@ from tasks.core.layout import TrainPaths, model_files
 from tasks.core.model_spec import ModelSpec
 from tasks.core.packing import static_row_counts
 from tasks.train.autotune import AutotuneCapture, capture_autotune
-from tasks.train.compile_cache import compile_cache_key, inductor_cache
+from tasks.train.compile_cache import active_store, compile_cache_key, inductor_cache
 from tasks.train.evaluation import (
     Evaluator,
     EvaluatorSplit,
@@ -277,7 +277,7 @@ def run_trainer(
         train_cfg, backend, model.config, width=int(features.input_ids.shape[1]), packed_rows=packed_rows,
         packing=train_cfg.packing,
     )  # fmt: skip
-    store = compile_cache if train_cfg.compile_cache else None
+    store = active_store(train_cfg, compile_cache)
     # a compiled run works in a private, initially empty (cold) or restored (warm) Inductor cache: autotuning
     # then prints its table exactly when it tunes
     cache = inductor_cache(store, key, save=trainer.is_world_process_zero()) if compiled else contextlib.nullcontext()
