@@ -384,10 +384,16 @@ def register_best(tracker: Tracker, cfg: QAFlowConfig, study: optuna.Study, pare
 
 
 def _drop_other_models(complete: list[FrozenTrial], best: FrozenTrial) -> None:
+    """Free the disk the other trials' weights and checkpoints take; their results, predictions and records stay
+    (the model sits at the trial's output root, run_qa's layout, beside them)."""
     for trial in complete:
         model_dir = trial.user_attrs.get(MODEL_DIR_ATTR)
-        if trial.number != best.number and model_dir:
-            shutil.rmtree(model_dir, ignore_errors=True)
+        if trial.number == best.number or not model_dir:
+            continue
+        root = Path(model_dir)
+        shutil.rmtree(TrainPaths(root).checkpoints_dir, ignore_errors=True)
+        for weights in (*root.glob("*.safetensors"), *root.glob("*.safetensors.index.json")):
+            weights.unlink(missing_ok=True)
 
 
 def _close_parent(tracker: Tracker, study: optuna.Study, run_id: str, best: FrozenTrial, metric: str) -> None:

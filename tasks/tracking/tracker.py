@@ -25,6 +25,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.tracking import fluent as mlflow_fluent
 from mlflow.tracking.context.registry import resolve_tags
 
 from tasks.core.artifacts import TrainResult
@@ -85,11 +86,16 @@ def _fluent_store(uri: str) -> Iterator[None]:
     """MLflow's fluent API reads the process-global tracking URI: point it at `uri` for the block, then put back
     whatever was there (nothing, or another URI)."""
     previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    # `set_experiment` (bind_process) leaves an active experiment id that `start_run(run_id=...)` checks a run of
+    # another experiment against: none for the block. MLflow has no public way to unset it.
+    active_experiment = mlflow_fluent._active_experiment_id
     mlflow.set_tracking_uri(uri)
+    mlflow_fluent._active_experiment_id = None
     try:
         yield
     finally:
         mlflow.set_tracking_uri(previous)
+        mlflow_fluent._active_experiment_id = active_experiment
 
 
 class Tracker:
