@@ -27,7 +27,8 @@ LATE_OWN_IMPORTS = {
 # The module each DVC stage runs (its `cmd` is `python -m <module> ...`): its import closure is the stage's code.
 STAGE_BODIES = {"prepare": "tasks.pipeline.stages", "featurize": "tasks.pipeline.featurize"}
 # Code that changes no data output, and so must stay out of the data stages (their deps and the data version).
-NOT_DATA_CODE = ("tasks/core/postprocess.py", "tasks/core/raw_logits.py", "tasks/core/packing.py",
+NOT_DATA_CODE = (*(f"tasks/core/postprocess/{p.name}" for p in (REPO / "tasks/core/postprocess").glob("*.py")),
+                 "tasks/core/raw_logits.py", "tasks/core/packing.py",
                  "tasks/core/specs.py", "tasks/core/family.py", "tasks/families/extractive.py",
                  "tasks/families/beam.py", "tasks/families/seq2seq.py", "tasks/families/span_packing.py",
                  "tasks/families/registry.py", "flows/cli.py")  # fmt: skip

@@ -17,11 +17,11 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from tasks.core import features as features_module
 from tasks.core.data import Answer, Example, load_dataset_file
 from tasks.core.features import (
     Features,
     FeatureSettings,
+    arrays,
     collate,
     count_features,
     effective_max_length,
@@ -29,7 +29,9 @@ from tasks.core.features import (
     prepare_eval_features,
     prepare_train_features,
     save_features,
+    windows,
 )
+from tasks.core.features.settings import make_plan
 from tasks.core.tokenizer_file import count_windows, read_tokenizer_file
 from tests.tiny_models import SAMPLE_DEV_V1, SAMPLE_DEV_V2, cached_model_dir
 
@@ -360,11 +362,11 @@ def test_num_proc_output_identical(tok_left: Any) -> None:
 
 
 def _plain_and_shared(examples: list[Example], tokenizer: Any, settings: FeatureSettings) -> tuple[Features, ...]:
-    plan = features_module._make_plan(tokenizer, settings, train=True, batch_size=len(examples))
-    backends = features_module._shared_context_backends(tokenizer, plan)
+    plan = make_plan(tokenizer, settings, train=True, batch_size=len(examples))
+    backends = windows.shared_context_backends(tokenizer, plan)
     assert backends is not None  # a question-first TemplateProcessing tokenizer takes the shared-context path
-    plain = features_module._prepare_batch(examples, tokenizer, plan, None)
-    return plain, features_module._prepare_batch(examples, tokenizer, plan, backends)
+    plain = arrays.prepare_batch(examples, tokenizer, plan, None)
+    return plain, arrays.prepare_batch(examples, tokenizer, plan, backends)
 
 
 @needs_shared
@@ -380,21 +382,21 @@ def test_shared_contexts_equal_the_tokenizer_call(settings: FeatureSettings, tok
 
 def test_shared_contexts_fall_back_to_window_offsets(tok_right: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where a window's ids do not match the context slice it should hold, its own offsets are read."""
-    original = features_module._windows_shared_contexts
+    original = windows._windows_shared_contexts
 
     def misplaced(*args: Any) -> Any:
         windows = original(*args)
         windows.contexts.start += 1  # every window now points one token too far
         return windows
 
-    monkeypatch.setattr(features_module, "_windows_shared_contexts", misplaced)
+    monkeypatch.setattr(windows, "_windows_shared_contexts", misplaced)
     plain, shared = _plain_and_shared(_synthetic(), tok_right, FeatureSettings(32, 8))
     _assert_same(shared, plain)
 
 
 def test_left_padding_and_other_processors_take_the_tokenizer_call(tok_left: Any) -> None:
-    plan = features_module._make_plan(tok_left, SHORT, train=True, batch_size=10)
-    assert features_module._shared_context_backends(tok_left, plan) is None
+    plan = make_plan(tok_left, SHORT, train=True, batch_size=10)
+    assert windows.shared_context_backends(tok_left, plan) is None
 
 
 def test_dtypes_and_shapes(tok_right: Any) -> None:

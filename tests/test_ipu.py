@@ -17,18 +17,13 @@ from tasks.train.ipu import (
     WORKER_PATH,
     IPUJob,
     IPUJobError,
-    IPUUnavailableError,
     IPUWorkerEnvironmentError,
-    _report_from_probe,
     build_ipu_job,
-    check_ipu_environment,
-    device_allocation,
-    global_batch_size,
-    ipu_config_overrides,
     ipu_result,
-    ipu_training_arguments,
     run_ipu_job,
 )
+from tasks.train.ipu_config import device_allocation, global_batch_size, ipu_config_overrides, ipu_training_arguments
+from tasks.train.ipu_env import IPUUnavailableError, check_ipu_environment, report_from_probe
 from tasks.train.resources import BackendUnavailableError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,15 +119,15 @@ def test_probe_report_interpretation() -> None:
         "python_version": "3.8.10", "poptorch": "3.3.0+1403", "optimum_graphcore": "0.7.1",
         "transformers": "4.29.2", "num_ipus": 16, "sdk_enabled": True, "missing": [], "broken": {},
     }  # fmt: skip
-    report = _report_from_probe("/ipu/python", ok, require_hardware=True)
+    report = report_from_probe("/ipu/python", ok, require_hardware=True)
     assert (report.poptorch_version, report.num_ipus, report.warnings) == ("3.3.0+1403", 16, [])
     with pytest.raises(IPUUnavailableError, match="sees no IPU"):
-        _report_from_probe("/ipu/python", {**ok, "num_ipus": 0}, require_hardware=True)
-    assert _report_from_probe("/ipu/python", {**ok, "num_ipus": 0}, require_hardware=False).num_ipus == 0
+        report_from_probe("/ipu/python", {**ok, "num_ipus": 0}, require_hardware=True)
+    assert report_from_probe("/ipu/python", {**ok, "num_ipus": 0}, require_hardware=False).num_ipus == 0
     broken = {**ok, "broken": {"poptorch": "OSError: libpoplar.so"}}
     with pytest.raises(IPUUnavailableError, match="poptorch is installed but cannot be imported"):
-        _report_from_probe("/ipu/python", broken, require_hardware=True)
-    old = _report_from_probe("/ipu/python", {**ok, "transformers": "4.30.0"}, require_hardware=True)
+        report_from_probe("/ipu/python", broken, require_hardware=True)
+    old = report_from_probe("/ipu/python", {**ok, "transformers": "4.30.0"}, require_hardware=True)
     assert any("4.29.2" in w for w in old.warnings)
 
 

@@ -15,11 +15,11 @@ from tasks.core.postprocess import (
     NBestView,
     Postprocessed,
     StreamingPostprocessor,
-    _topk_desc,
     postprocess_features,
     postprocess_predictions,
     write_outputs,
 )
+from tasks.core.postprocess.candidates import topk_desc
 from tasks.core.raw_logits import RawLogitsWriter, RawShard
 from tasks.predict import postprocess_raw_dir
 from tests.oracles.nbest_loop import reference_postprocess
@@ -225,7 +225,7 @@ def test_topk_matches_argsort_slice_with_ties() -> None:
         x[::3] = rng.standard_normal((len(x[::3]), width))  # some untied rows too
         x[1, :] = -0.0
         x[1, ::2] = 0.0
-        idx, vals = _topk_desc(x, min(k, width))
+        idx, vals = topk_desc(x, min(k, width))
         expect = np.stack([np.argsort(row)[-1 : -k - 1 : -1] for row in x])
         np.testing.assert_array_equal(idx, expect)
         np.testing.assert_array_equal(vals, np.take_along_axis(x, expect, axis=1))

@@ -39,7 +39,8 @@ from tasks.train.ddp import (
 )
 from tasks.train.evaluation import Evaluator
 from tasks.train.hardware import detect_backend
-from tasks.train.ipu import build_ipu_job, check_ipu_environment, ipu_result, run_ipu_job
+from tasks.train.ipu import build_ipu_job, ipu_result, run_ipu_job
+from tasks.train.ipu_env import check_ipu_environment
 from tasks.train.resources import BackendUnavailableError
 from tasks.train.trainer import packing_support, run_trainer
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from tasks.train.ipu import IPUUnavailableError, check_ipu_environment
+from tasks.train.ipu_env import IPUUnavailableError, check_ipu_environment
 from tasks.train.resources import BackendUnavailableError
 
 log = logging.getLogger(__name__)
