@@ -19,6 +19,7 @@ EVAL_DATA_SHA256 = "qaflow.eval_data_sha256"
 COMPARED_RUNS = "qaflow.compared_runs"
 COMPARE_METRIC = "qaflow.compare_metric"
 ARTIFACT_PATH = "qaflow.artifact_path"  # model version tag: the run artifact it was registered from
+SCORE = "qaflow.score"  # model version tag prefix: its run's logged EM/F1 (v2: HasAns/NoAns) at registration
 PROMOTION = "qaflow.promotion"  # model version tag prefix: who/when/why promoted
 ROLLBACK = "qaflow.rollback"  # model version tag prefix
 HUB = "qaflow.hub"  # model version tag prefix: where and when it was pushed to the hub
