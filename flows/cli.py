@@ -327,18 +327,24 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tasks.core.data import load_dataset_file
     from tasks.core.suites import resolve_suite
+    from tasks.pipeline.standings import require_model
+    from tasks.tracking.tracker import Tracker
 
+    root = Path(args.root)
+    cfg = load_config(root / args.params)
     if args.suite:
         if args.max_samples is not None:
             raise ConfigError("--max-samples: not available with --suite (a suite scores its members whole)")
-        root = Path(args.root)
-        resolve_suite(load_config(root / args.params), root, args.suite)  # bad suite: one line, before the flow
+        resolve_suite(cfg, root, args.suite)  # bad suite: one line, before the flow
+    else:
+        load_dataset_file(args.data, max_samples=args.max_samples)  # bad data: one line, before any flow run
+    require_model(Tracker.from_config(cfg.tracking, root), args.model_uri)  # a missing alias: what to run
+    if args.suite:
         from flows.evaluate_flow import evaluate_suite
 
         result = evaluate_suite(args.model_uri, args.suite, params_path=args.params, root=args.root)
         print_suite_table(result)
         return 0
-    load_dataset_file(args.data, max_samples=args.max_samples)  # bad data: one line, before any flow run
     from flows.evaluate_flow import evaluate
 
     result = evaluate(args.model_uri, args.data, args.max_samples, params_path=args.params, root=args.root)

@@ -246,9 +246,13 @@ def read_context(value: str) -> str:
 
 def cmd_answer(args: argparse.Namespace) -> int:
     cfg, root = _config(args)
+    from tasks.pipeline.standings import require_model
+
     uri = args.model or f"models:/{cfg.tracking.registered_model_name}@champion"
     context = read_context(args.context)
-    model = _tracker(cfg, root).load_pyfunc(uri)  # a URI it cannot load: ModelLoadError, one line
+    tracker = _tracker(cfg, root)
+    require_model(tracker, uri)  # a missing alias: one line saying what to run
+    model = tracker.load_pyfunc(uri)  # a URI it cannot load: ModelLoadError, one line
     row = model.predict([{"question": args.question, "context": context}]).to_dict(orient="records")[0]
     row.pop("id", None)
     print(json.dumps({"model": uri, "question": args.question, **row}, indent=2, default=float))

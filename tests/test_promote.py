@@ -211,6 +211,14 @@ def test_first_promotion_refused_when_a_registered_version_is_better(tmp_path: P
     v2 = add_version(cfg, root, tiny_bert_dir, {"exact_match": 2.0, "f1": 8.80}, "dv1")  # worse, now `challenger`
     add_version(cfg, root, tiny_bert_dir, {"exact_match": 90.0, "f1": 95.0}, "dv-other")  # other data: not compared
     tracker_of(cfg, root).set_alias("challenger", v2)
+    for argv in (["answer", "--question", "Where?", "--context", "Here."],
+                 ["evaluate", "--model-uri", "models:/qa-best@champion", "--data", str(DEV)]):  # fmt: skip
+        missing = subprocess.run([sys.executable, "-m", "flows.cli", *argv, "--root", str(root)], cwd=REPO_ROOT,
+                                 capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr[-3000:]
+        assert missing.stderr.strip().splitlines()[-1] == (
+            f"qaflow {argv[0]}: error: alias 'champion' of model 'qa-best' not found: run `qaflow promote` first"
+        )
 
     refused = qaflow_promote(root)
     assert refused.returncode == 2, refused.stderr[-3000:]

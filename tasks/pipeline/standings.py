@@ -133,3 +133,20 @@ def label_version(tracker: Tracker, version: str, run_id: str) -> str:
     text = describe(run.tags.get(tag.MODEL), run.tags.get(tag.FAMILY), data_version, scores, day)
     tracker.describe_version(version, text)
     return text
+
+
+ALIAS_HINTS = {"champion": "run `qaflow promote` first", "challenger": "run `qaflow retrain` first"}
+
+
+def require_model(tracker: Tracker, model_uri: str) -> None:
+    """A `models:/name@alias` URI whose store or alias is missing fails here, in one line that says what to run
+    (checked before any model or flow starts); other URIs are left to the loader."""
+    if not model_uri.startswith("models:/") or "@" not in model_uri:
+        return
+    name, alias = model_uri[len("models:/") :].split("@", 1)
+    hint = ALIAS_HINTS.get(alias, f"point it at a version with `mlflow` or `qaflow promote` (model {name})")
+    if not tracker.store_exists():
+        raise ValueError(f"{model_uri}: no tracking store at {tracker.uri}: run `qaflow retrain` first")
+    named = Tracker(tracker.uri, tracker.experiment_name, name, tracker.artifacts)
+    if named.version_by_alias(alias) is None:
+        raise ValueError(f"alias '{alias}' of model '{name}' not found: {hint}")
