@@ -194,7 +194,7 @@ def retrain(
         track(tracker, cfg, repo, plan, snapshot, paths, trained, predicted, model.recipe)
         version = register(tracker, plan)
         write_dvc_metrics(
-            repo, data_version=snapshot.version, run_id=plan.run_id, scores=predicted.metrics or {},
+            repo, data_version=snapshot.version, run_key=plan.run_key, scores=predicted.metrics or {},
             figures={**trained.metrics, **predicted.speed}, log_history=trained.log_history,
         )  # fmt: skip
         print(f"registered {tracker.model_name} v{version} as challenger; dev metrics: {predicted.metrics}")
