@@ -27,6 +27,7 @@ from flows.cli_ops import (
 )
 from flows.summary_tables import print_next_steps, print_run_summary, print_suite_table
 from tasks.core.config import RUN_SECTIONS, SECTIONS, ConfigError, QAFlowConfig, load_config
+from tasks.core.console import plain_log_records
 
 if TYPE_CHECKING:
     from tasks.train.ddp import Launch
@@ -532,6 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    plain_log_records()  # no ANSI codes in log lines where stderr is not a terminal (or NO_COLOR)
     for noisy in ("httpx", "httpcore", "alembic", "mlflow.store.db.utils"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

@@ -15,13 +15,17 @@ from uuid import UUID
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from tasks.core.console import plain_log_records
+
 LOGGERS = ("tasks", "flows", "transformers")
 REPORT_KEY = "qaflow-retrain"  # artifacts of one key are versions of one report in the Prefect UI
 THROUGHPUT = ("train_samples_per_second", "train_steps_per_second", "train_tokens_per_second", "train_runtime")
 
 
 def route_logs_to_prefect(names: Iterable[str] = LOGGERS) -> None:
-    """Send these loggers' records (INFO and up for qaflow's own) to the flow run's logs in Prefect."""
+    """Send these loggers' records (INFO and up for qaflow's own) to the flow run's logs in Prefect, with no ANSI
+    codes (a browser shows them) where the console is not a terminal either."""
+    plain_log_records()
     extra = logging.getLogger("prefect.extra").handlers
     for name in names:
         logger = logging.getLogger(name)
