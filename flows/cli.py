@@ -27,7 +27,7 @@ from flows.cli_ops import (
 )
 from flows.summary_tables import print_next_steps, print_run_summary, print_suite_table
 from tasks.core.config import RUN_SECTIONS, SECTIONS, ConfigError, QAFlowConfig, load_config
-from tasks.core.console import plain_log_records
+from tasks.core.console import console_logging
 
 if TYPE_CHECKING:
     from tasks.train.ddp import Launch
@@ -528,12 +528,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog = f"qaflow {command}" if command else "qaflow"
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    plain_log_records()  # no ANSI codes in log lines where stderr is not a terminal (or NO_COLOR)
+    # one console handler: Prefect's task lines name their task; no ANSI codes where stderr is not a terminal
+    console_logging(logging.DEBUG if args.verbose else logging.INFO)
     for noisy in ("httpx", "httpcore", "alembic", "mlflow.store.db.utils"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

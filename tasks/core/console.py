@@ -42,3 +42,28 @@ def plain_log_records(*, always: bool = False) -> bool:
     factory.strips_ansi = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
     return True
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(run)s%(message)s"
+
+
+class RunNameFormatter(logging.Formatter):
+    """qaflow's console line, where Prefect's task and flow run records name their run: Prefect puts the names on
+    its records (`task_run_name`, `flow_run_name`) and prints them only with its own console handler, which it does
+    not install when the root logger is configured already (as `qaflow` does)."""
+
+    def __init__(self, fmt: str = LOG_FORMAT) -> None:
+        super().__init__(fmt)
+
+    def format(self, record: logging.LogRecord) -> str:
+        task, flow = getattr(record, "task_run_name", None), getattr(record, "flow_run_name", None)
+        record.run = f"task run {task!r}: " if task else f"flow run {flow!r}: " if flow else ""
+        return super().format(record)
+
+
+def console_logging(level: int) -> None:
+    """The root logger's one console handler (stderr), with `RunNameFormatter` and no ANSI codes in a pipe."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RunNameFormatter())
+    logging.basicConfig(level=level, handlers=[handler])
+    plain_log_records()
