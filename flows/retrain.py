@@ -130,7 +130,7 @@ def register(tracker: Tracker, plan: RunPlan) -> str:
 def report(tracker: Tracker, summary: dict[str, Any]) -> dict[str, Any]:
     """This flow run's table and markdown artifacts in Prefect (metrics, versions, the MLflow run link)."""
     link = tracker.run_url(summary["run_id"]) if summary.get("run_id") else None
-    publish_retrain_report(summary, link, tracker.model_name)
+    publish_retrain_report(summary, link, tracker.model_name, tracker.ui_command())
     return {**summary, "mlflow_run_url": link} if link else summary
 
 

@@ -181,3 +181,10 @@ def test_experiments_open_on_training_runs(stores: tuple[Path, Path]) -> None:
     assert client.get_experiment(old).tags[tag.EXPERIMENT_KIND] == "custom_model_development"
     assert _tracker(stores[0], experiment="kinds-chosen").experiment_id == chosen
     assert client.get_experiment(chosen).tags[tag.EXPERIMENT_KIND] == "genai_development"
+
+
+def test_ui_command_only_for_a_local_store(tmp_path: Path) -> None:
+    """A tracking server is its own UI; a local store's run links need `mlflow ui` on that store."""
+    local = _tracker(tmp_path)
+    assert local.ui_command() == f"mlflow ui --backend-store-uri sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
+    assert Tracker("http://mlflow.example:5000", "e", "m").ui_command() is None

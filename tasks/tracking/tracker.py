@@ -157,6 +157,11 @@ class Tracker:
         """The run's page in the MLflow UI (for a local store: where `mlflow ui --backend-store-uri URI` serves it)."""
         return run_url(self.uri, self.experiment_id, run_id)
 
+    def ui_command(self) -> str | None:
+        """What serves `run_url`'s pages: None for a tracking server (it is the UI), else the `mlflow ui` command
+        for this local store (its default address is the one `run_url` links to)."""
+        return None if is_server(self.uri) else f"mlflow ui --backend-store-uri {self.uri}"
+
     # --- runs
 
     def create_run(self, name: str, tags: Mapping[str, str] | None = None) -> str:
