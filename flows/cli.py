@@ -25,7 +25,6 @@ from flows.cli_ops import (
     add_promote_parser,
     add_push_to_hub_parser,
 )
-from flows.summary_tables import print_next_steps, print_run_summary, print_suite_table
 from tasks.core.config import RUN_SECTIONS, SECTIONS, ConfigError, QAFlowConfig, load_config
 from tasks.core.console import console_logging
 
@@ -303,6 +302,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from flows.retrain import retrain
+    from flows.summary_tables import print_run_summary
     from tasks.pipeline.data_stages import check_inputs
 
     overrides = config_overrides(args)
@@ -348,6 +348,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     require_model(Tracker.from_config(cfg.tracking, root), args.model_uri)  # a missing alias: what to run
     if args.suite:
         from flows.evaluate_flow import evaluate_suite
+        from flows.summary_tables import print_suite_table
 
         result = evaluate_suite(args.model_uri, args.suite, params_path=args.params, root=args.root)
         print_suite_table(result)
@@ -376,6 +377,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: retrain on the bundled sample with the offline MiniLM, then say where to look."""
     from flows.retrain import retrain
+    from flows.summary_tables import print_next_steps, print_run_summary
 
     root = Path(__file__).resolve().parents[1]
     os.chdir(root)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tasks.pipeline.error_slices import read_slices
+
 # rich is imported inside the functions: `qaflow --help` and the light commands do not load it
 
 
@@ -58,8 +60,6 @@ def print_next_steps() -> None:
 def print_slices(path: Path, console: Any, dimensions: tuple[str, ...] = ("question word", "answer length")) -> None:
     """The dev set's F1 by slice for a few dimensions (all of them in the run's `slices.json` / MLflow table)."""
     from rich.table import Table
-
-    from tasks.pipeline.error_slices import read_slices
 
     if not path.is_file():
         return
