@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -25,6 +26,7 @@ from flows.cli_ops import (
     add_push_to_hub_parser,
 )
 from tasks.core.config import RUN_SECTIONS, SECTIONS, ConfigError, QAFlowConfig, load_config
+from tasks.core.console import console_logging
 
 if TYPE_CHECKING:
     from tasks.train.ddp import Launch
@@ -300,13 +302,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from flows.retrain import retrain
+    from flows.summary_tables import print_run_summary
     from tasks.pipeline.data_stages import check_inputs
 
     overrides = config_overrides(args)
     root = Path(args.root)
     check_inputs(load_config(root / args.params, overrides), root)  # bad input: one line, before any flow run
+    t0 = time.perf_counter()
     summary = retrain(params_path=args.params, overrides=overrides, force=args.force, root=args.root)
-    print(json.dumps(summary, indent=2, default=str))
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print_run_summary(summary, f"qaflow retrain ({summary['action']}, {time.perf_counter() - t0:.0f} s)")
     return 0
 
 
@@ -327,18 +334,25 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tasks.core.data import load_dataset_file
     from tasks.core.suites import resolve_suite
+    from tasks.pipeline.standings import require_model
+    from tasks.tracking.tracker import Tracker
 
+    root = Path(args.root)
+    cfg = load_config(root / args.params)
     if args.suite:
         if args.max_samples is not None:
             raise ConfigError("--max-samples: not available with --suite (a suite scores its members whole)")
-        root = Path(args.root)
-        resolve_suite(load_config(root / args.params), root, args.suite)  # bad suite: one line, before the flow
+        resolve_suite(cfg, root, args.suite)  # bad suite: one line, before the flow
+    else:
+        load_dataset_file(args.data, max_samples=args.max_samples)  # bad data: one line, before any flow run
+    require_model(Tracker.from_config(cfg.tracking, root), args.model_uri)  # a missing alias: what to run
+    if args.suite:
         from flows.evaluate_flow import evaluate_suite
+        from flows.summary_tables import print_suite_table
 
         result = evaluate_suite(args.model_uri, args.suite, params_path=args.params, root=args.root)
         print_suite_table(result)
         return 0
-    load_dataset_file(args.data, max_samples=args.max_samples)  # bad data: one line, before any flow run
     from flows.evaluate_flow import evaluate
 
     result = evaluate(args.model_uri, args.data, args.max_samples, params_path=args.params, root=args.root)
@@ -362,89 +376,16 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: retrain on the bundled sample with the offline MiniLM, then say where to look."""
-    import time
-
     from flows.retrain import retrain
+    from flows.summary_tables import print_next_steps, print_run_summary
 
     root = Path(__file__).resolve().parents[1]
     os.chdir(root)
     t0 = time.perf_counter()
     summary = retrain(params_path="params.yaml", root=str(root))
-    elapsed = time.perf_counter() - t0
-    print_demo_summary(summary, elapsed)
+    print_run_summary(summary, f"qaflow demo ({summary['action']}, {time.perf_counter() - t0:.0f} s)")
+    print_next_steps()
     return 0
-
-
-def print_demo_summary(summary: dict[str, Any], elapsed: float) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=110)
-    if summary["action"] == "skip":
-        console.print(
-            f"[bold]Nothing changed[/bold] (data version {summary['data_version']}): training skipped; "
-            "metrics of the earlier run:"
-        )
-    table = Table(title=f"qaflow demo ({summary['action']}, {elapsed:.0f} s)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in (summary.get("metrics") or {}).items():
-        table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
-    for key in ("train_samples_per_second", "train_steps_per_second", "train_runtime"):
-        if key in summary.get("train", {}):
-            table.add_row(key, f"{summary['train'][key]:.2f}")
-    table.add_row("data version", str(summary.get("data_version")))
-    table.add_row("MLflow run", str(summary.get("run_id")))
-    if summary.get("version"):
-        table.add_row("registered version (challenger)", str(summary["version"]))
-    console.print(table)
-    if summary.get("slices"):
-        print_slices(Path(summary["slices"]), console)
-    if summary.get("suite"):
-        print_suite_table(summary["suite"], title=f"Evaluation suite {summary['suite']['suite']!r}: the trained model")
-    console.print("Look further:")
-    console.print(
-        "  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db   # runs, metrics, slices, suites"
-    )
-    console.print("  .venv/bin/qaflow compare --runs RUN_A RUN_B                           # two runs, F1 by slice")
-    console.print("  .venv/bin/qaflow evaluate --suite demo --model-uri models:/qaflow-qa@challenger   # rescore")
-    console.print("  .venv/bin/qaflow promote                                              # suite-gated promotion")
-
-
-def print_slices(path: Path, console: Any, dimensions: tuple[str, ...] = ("question word", "answer length")) -> None:
-    """The dev set's F1 by slice for a few dimensions (all of them in the run's `slices.json` / MLflow table)."""
-    from rich.table import Table
-
-    from tasks.pipeline.error_slices import read_slices
-
-    if not path.is_file():
-        return
-    table = Table(title=f"Dev set by error slice ({path.name}; all dimensions in the MLflow run)")
-    for name in ("dimension", "slice", "questions", "EM", "F1"):
-        table.add_column(name, justify="left" if name in ("dimension", "slice") else "right")
-    for row in read_slices(path):
-        if row.dimension in dimensions:
-            table.add_row(row.dimension, row.slice, str(row.count), f"{row.exact:.2f}", f"{row.f1:.2f}")
-    console.print(table)
-
-
-def print_suite_table(result: dict[str, Any], title: str | None = None) -> None:
-    """The suite's member table (EM/F1 per member and the weighted suite score) and its MLflow run."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=140)
-    table = Table(title=title or f"suite {result['suite']}: {result['model']}")
-    columns = list(result["table"][0])
-    for name in columns:
-        table.add_column(name, justify="right" if name in {"questions", "weight", "margin", "EM", "F1"} else "left")
-    for row in result["table"]:
-        table.add_row(*["-" if row[c] is None else str(row[c]) for c in columns])
-    summary = result["summary"]
-    table.add_row("suite (weighted)", *[""] * (len(columns) - 3), f"{summary['suite_exact']:.2f}",
-                  f"{summary['suite_f1']:.2f}")  # fmt: skip
-    console.print(table)
-    console.print(f"MLflow suite run {result['run_id']} (per-member slices under slices/<member>/)")
 
 
 # ------------------------------------------------------------------------------------------ parser
@@ -521,6 +462,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     rt = sub.add_parser("retrain", help="the retrain flow: DVC stages, train, predict, score, track, register")
     rt.add_argument("--force", action="store_true", help="train even if nothing changed")
     rt.add_argument("--root", default=".", help="the qaflow repository (DVC + params.yaml)")
+    rt.add_argument("--json", action="store_true", help="print the run's summary as one JSON object instead of the "
+                    "tables")  # fmt: skip
     config_flags(rt, FLAG_SECTIONS)
     rt.set_defaults(func=cmd_retrain)
 
@@ -587,11 +530,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog = f"qaflow {command}" if command else "qaflow"
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # one console handler: Prefect's task lines name their task; no ANSI codes where stderr is not a terminal
+    console_logging(logging.DEBUG if args.verbose else logging.INFO)
     for noisy in ("httpx", "httpcore", "alembic", "mlflow.store.db.utils"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

@@ -140,29 +140,43 @@ def add_promote_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     p.add_argument("--eval-data", default=None, help="re-score both versions on this file")
     p.add_argument("--suite", default=None, help="gate on this evaluation suite (default: evaluation.suite)")
     p.add_argument("--rollback", action="store_true", help="restore the previous champion")
+    p.add_argument("--force", action="store_true", help="promote the challenger even where it is refused (the "
+                   "overridden reason is printed and kept as version tag qaflow.promotion.forced)")  # fmt: skip
     _add_project_flags(p)
     p.set_defaults(func=cmd_promote)
     return p
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    """The decision as JSON on stdout; on stderr the registered versions and, for a refusal, one line (exit 2)."""
     from tasks.pipeline.promote import promote, rollback
+    from tasks.pipeline.standings import Standing, format_standings
 
     cfg, root = _config(args)
     tracker = _tracker(cfg, root)
     if args.rollback:
+        if args.force:
+            raise ValueError("--force: not used with --rollback (a rollback is never refused on scores)")
         decision = rollback(tracker)
     else:
         guards = tuple(g.strip() for g in args.guard.split(",") if g.strip())
         decision = promote(
             tracker, cfg, root, margin=args.margin, guards=guards, tolerance=args.tolerance, metric=args.metric,
-            eval_data=Path(args.eval_data) if args.eval_data else None, suite=args.suite,
+            eval_data=Path(args.eval_data) if args.eval_data else None, suite=args.suite, force=args.force,
         )  # fmt: skip
     if decision.suite_table:
         from tasks.pipeline.suites import GateRow, format_gate
 
         print(f"suite {decision.suite}:\n" + format_gate([GateRow(**r) for r in decision.suite_table]), file=sys.stderr)
     print(decision.dumps())
+    if decision.standings:
+        rows = [Standing(**{**r, "aliases": tuple(r["aliases"])}) for r in decision.standings]
+        print(f"registered versions of {decision.model}:\n{format_standings(rows)}", file=sys.stderr)
+    if decision.action == "refuse":
+        print(f"qaflow promote: refused: {decision.reason}", file=sys.stderr)
+        return 2
+    if decision.forced:
+        print(f"qaflow promote: forced: {decision.reason}", file=sys.stderr)
     return 0
 
 
@@ -232,9 +246,13 @@ def read_context(value: str) -> str:
 
 def cmd_answer(args: argparse.Namespace) -> int:
     cfg, root = _config(args)
+    from tasks.pipeline.standings import require_model
+
     uri = args.model or f"models:/{cfg.tracking.registered_model_name}@champion"
     context = read_context(args.context)
-    model = _tracker(cfg, root).load_pyfunc(uri)  # a URI it cannot load: ModelLoadError, one line
+    tracker = _tracker(cfg, root)
+    require_model(tracker, uri)  # a missing alias: one line saying what to run
+    model = tracker.load_pyfunc(uri)  # a URI it cannot load: ModelLoadError, one line
     row = model.predict([{"question": args.question, "context": context}]).to_dict(orient="records")[0]
     row.pop("id", None)
     print(json.dumps({"model": uri, "question": args.question, **row}, indent=2, default=float))

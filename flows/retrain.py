@@ -130,7 +130,7 @@ def register(tracker: Tracker, plan: RunPlan) -> str:
 def report(tracker: Tracker, summary: dict[str, Any]) -> dict[str, Any]:
     """This flow run's table and markdown artifacts in Prefect (metrics, versions, the MLflow run link)."""
     link = tracker.run_url(summary["run_id"]) if summary.get("run_id") else None
-    publish_retrain_report(summary, link, tracker.model_name)
+    publish_retrain_report(summary, link, tracker.model_name, tracker.ui_command())
     return {**summary, "mlflow_run_url": link} if link else summary
 
 
@@ -194,7 +194,7 @@ def retrain(
         track(tracker, cfg, repo, plan, snapshot, paths, trained, predicted, model.recipe)
         version = register(tracker, plan)
         write_dvc_metrics(
-            repo, data_version=snapshot.version, run_id=plan.run_id, scores=predicted.metrics or {},
+            repo, data_version=snapshot.version, run_key=plan.run_key, scores=predicted.metrics or {},
             figures={**trained.metrics, **predicted.speed}, log_history=trained.log_history,
         )  # fmt: skip
         print(f"registered {tracker.model_name} v{version} as challenger; dev metrics: {predicted.metrics}")

@@ -182,6 +182,65 @@ def _quiet_ssh() -> Iterator[None]:
         ssh_logger.setLevel(logging.NOTSET)
 
 
+DVC_LOGGERS = ("dvc", "dvc_objects", "dvc_data")  # `dvc.logger.setup` gives each DVC's console handlers
+MISSING_CACHE = "Some of the cache files do not exist neither locally nor on remote"
+
+
+@contextmanager
+def _dvc_console() -> Iterator[None]:
+    """Each DVC line printed once: DVC's loggers print through their own console handlers, so for the block they do
+    not also propagate to the root logger (whose handler `qaflow` set up would print every line a second time)."""
+    loggers = [logging.getLogger(name) for name in DVC_LOGGERS]
+    before = [logger.propagate for logger in loggers]
+    for logger in loggers:
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, propagate in zip(loggers, before, strict=True):
+            logger.propagate = propagate
+
+
+class _MissingCacheNote(logging.Filter):
+    """DVC warns "Some of the cache files do not exist neither locally nor on remote" with every missing hash, once
+    per fetch it tries (several per `repro --pull`). While reproducing, a missing output only means that its stage
+    runs instead of being pulled (a fresh clone, or a remote that never got this version): said once, in one line."""
+
+    def __init__(self, remote: str) -> None:
+        super().__init__()
+        self.remote, self.said = remote, False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(MISSING_CACHE):
+            return True
+        if self.said:
+            return False
+        self.said = True
+        listed = str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
+        count = len([line for line in listed.splitlines() if line.strip()])
+        record.msg = (
+            f"DVC: {count or 'some'} cached output file(s) are neither in the local cache nor on {self.remote}: "
+            "the stages that made them run again instead of pulling them (expected on a fresh clone, or when the "
+            "remote never received this data version)"
+        )
+        record.args = ()
+        return True
+
+
+@contextmanager
+def _missing_cache_noted(remote: str) -> Iterator[None]:
+    """`_MissingCacheNote` on DVC's console handlers for the block."""
+    note = _MissingCacheNote(remote)
+    handlers = {h for name in DVC_LOGGERS for h in logging.getLogger(name).handlers}
+    for handler in handlers:
+        handler.addFilter(note)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(note)
+
+
 @contextmanager
 def _open(root: Path) -> Iterator[Repo]:
     from dvc.exceptions import NotDvcRepoError
@@ -191,7 +250,7 @@ def _open(root: Path) -> Iterator[Repo]:
         raise VersioningError(
             f"{root}: not a DVC repository (no .dvc/); run `dvc init` or tasks.versioning.ensure_dvc_repo"
         )
-    with chdir(root), _quiet_ssh():  # DVC resolves targets and names stages relative to the working directory
+    with chdir(root), _quiet_ssh(), _dvc_console():  # DVC: targets and stage names relative to the working dir
         try:
             repo = Repo(str(root))
         except NotDvcRepoError as exc:
@@ -452,7 +511,8 @@ def reproduce(root: Path, *, env_path_prefix: str | None = None, pull: bool = Tr
         for name, why in reasons.items():
             log.info("%s: changed (%s)", name, "; ".join(why) or "out of date")
         pull = pull and remote is not None and bool(reasons)
-        with _dvc_events() as events, _tee_output() as tail:
+        where = f"DVC remote '{remote[0]}' ({remote[1]})" if remote else "the DVC remote"
+        with _dvc_events() as events, _tee_output() as tail, _missing_cache_noted(where):
             try:
                 result = repo.reproduce(run_env=run_env, pull=pull)
             except Exception as exc:

@@ -31,7 +31,7 @@ def _history(losses: list[float], seconds_per_step: float) -> list[dict]:
 
 def _retrain(root: Path, f1: float, samples_per_s: float, losses: list[float]) -> None:
     write_dvc_metrics(
-        root, data_version="dv1", run_id=f"run-{f1}", scores={"exact_match": f1 - 10, "f1": f1},
+        root, data_version="dv1", run_key=f"key-{f1}", scores={"exact_match": f1 - 10, "f1": f1},
         figures={"train_samples_per_second": samples_per_s, "train_loss": 1.0, "predict_samples_per_second": 50.0},
         log_history=_history(losses, 0.5),
     )  # fmt: skip
@@ -53,7 +53,8 @@ def test_metrics_diff_and_plots_between_two_retrains(tmp_path: Path) -> None:
     assert diff["f1"] == {"old": 40.0, "new": 45.5, "diff": 5.5}
     assert diff["exact_match"] == {"old": 30.0, "new": 35.5, "diff": 5.5}
     assert diff["train_samples_per_second"]["diff"] == pytest.approx(2.0)
-    assert diff["mlflow_run_id"] == {"old": "run-40.0", "new": "run-45.5"}
+    assert diff["run_key"] == {"old": "key-40.0", "new": "key-45.5"}
+    assert "mlflow_run_id" not in json.loads((root / "metrics" / "retrain.json").read_text())  # no foreign run ids
     assert "train_loss" not in diff and "predict_samples_per_second" not in diff  # unchanged: not in the diff
 
     plots = json.loads(_run(root, sys.executable, "-m", "dvc", "plots", "show", "--json"))["data"]

@@ -22,7 +22,8 @@ from tasks.pipeline.promote import (
     promote,
     rollback,
 )
-from tasks.pipeline.runplan import run_key
+from tasks.pipeline.run_record import register_run
+from tasks.pipeline.runplan import RunPlan, run_key
 from tasks.pipeline.serving import log_qa_model
 from tasks.tracking.tracker import Tracker
 from tests.conftest import REPO_ROOT
@@ -48,11 +49,12 @@ def add_version(cfg: QAFlowConfig, root: Path, model_dir: Path, metrics: dict[st
     """A finished run with `metrics`, registered as a new version with alias `challenger` (as retrain does)."""
     tracker = tracker_of(cfg, root)
     with tracker.run("version") as run_id:
-        tracker.set_tags(run_id, {"qaflow.data_version": data_version, **({"qaflow.run_key": key} if key else {})})
+        tracker.set_tags(run_id, {"qaflow.data_version": data_version, **({"qaflow.run_key": key} if key else {}),
+                                  "qaflow.model": "models/minilm", "qaflow.family": "extractive"})  # fmt: skip
         tracker.log_metrics(run_id, metrics)
         served = model_with_recipe(model_dir, root / "models" / run_id, max_seq_length=96, doc_stride=32)
         log_qa_model(tracker, run_id, served)
-    tracker.register(run_id, "model", run_key=key)
+    register_run(tracker, RunPlan("new", key or run_id, run_id, "test"))  # as the retrain flow registers
     versions = tracker.client.search_model_versions(f"name = '{cfg.tracking.registered_model_name}' and run_id = "
                                                     f"'{run_id}'")  # fmt: skip
     return str(versions[0].version)
@@ -173,3 +175,97 @@ def test_champion_unchanged_skip_rule(tmp_path: Path, tiny_bert_dir: Path) -> No
     assert champion_unchanged(tracker_of(cfg, root), "dv2", run_key(cfg, "dv2")) is None  # new data
     changed = load_config(root / "params.yaml", {"learning_rate": 1e-3})
     assert champion_unchanged(tracker_of(changed, root), "dv1", run_key(changed, "dv1")) is None  # new parameters
+
+
+def qaflow_promote(root: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flows.cli", "promote", "--root", str(root), *flags],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_versions_carry_scores_data_version_and_description(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from datetime import UTC, datetime
+
+    root = tmp_path / "project"
+    cfg = make_project(root, "qa-labels")
+    v1 = add_version(cfg, root, tiny_bert_dir, {"exact_match": 34.0, "f1": 43.35, "train_loss": 2.0}, "dv1")
+    v2 = add_version(cfg, root, tiny_bert_dir, {"exact": 50.0, "f1": 55.5, "HasAns_exact": 40.0, "HasAns_f1": 51.0,
+                                                "NoAns_exact": 60.0, "NoAns_f1": 60.0}, "dv2")  # fmt: skip
+    client = tracker_of(cfg, root).client
+    one = client.get_model_version("qa-labels", v1)
+    assert one.tags["qaflow.score.exact_match"] == "34.0000" and one.tags["qaflow.score.f1"] == "43.3500"
+    assert one.tags["qaflow.data_version"] == "dv1" and "qaflow.score.train_loss" not in one.tags
+    today = datetime.now(UTC).date().isoformat()
+    assert one.description == f"minilm extractive, data dv1, EM 34.00 F1 43.35, trained {today}"
+    two = client.get_model_version("qa-labels", v2)
+    assert {k: two.tags[f"qaflow.score.{k}"] for k in ("exact", "HasAns_f1", "NoAns_exact")} == {
+        "exact": "50.0000", "HasAns_f1": "51.0000", "NoAns_exact": "60.0000"}  # fmt: skip
+    assert two.description.startswith("minilm extractive, data dv2, EM 50.00 F1 55.50")
+    listed = tracker_of(cfg, root).versions()
+    assert [(v.version, v.aliases) for v in listed] == [(v1, ()), (v2, ("challenger",))]
+
+
+def test_first_promotion_refused_when_a_registered_version_is_better(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    root = tmp_path / "project"
+    cfg = make_project(root, "qa-best")
+    add_version(cfg, root, tiny_bert_dir, {"exact_match": 34.0, "f1": 43.35}, "dv1")
+    v2 = add_version(cfg, root, tiny_bert_dir, {"exact_match": 2.0, "f1": 8.80}, "dv1")  # worse, now `challenger`
+    add_version(cfg, root, tiny_bert_dir, {"exact_match": 90.0, "f1": 95.0}, "dv-other")  # other data: not compared
+    tracker_of(cfg, root).set_alias("challenger", v2)
+    for argv in (["answer", "--question", "Where?", "--context", "Here."],
+                 ["evaluate", "--model-uri", "models:/qa-best@champion", "--data", str(DEV)]):  # fmt: skip
+        missing = subprocess.run([sys.executable, "-m", "flows.cli", *argv, "--root", str(root)], cwd=REPO_ROOT,
+                                 capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr[-3000:]
+        assert missing.stderr.strip().splitlines()[-1] == (
+            f"qaflow {argv[0]}: error: alias 'champion' of model 'qa-best' not found: run `qaflow promote` first"
+        )
+
+    refused = qaflow_promote(root)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    lines = refused.stderr.strip().splitlines()
+    assert lines[-1].startswith("qaflow promote: refused: no champion yet, but v1 scores f1 43.35 > 8.80")
+    assert "--force" in lines[-1] and "v3" not in lines[-1]
+    table = lines[lines.index("registered versions of qa-best:") + 1 : -1]
+    assert table[0].split() == ["version", "aliases", "data", "version", "EM", "F1"]
+    assert table[1].split() == ["v1", "-", "dv1", "34.00", "43.35"]
+    assert table[2].split() == ["v2", "challenger", "dv1", "2.00", "8.80"]
+    assert table[3].split() == ["v3", "-", "dv-other", "90.00", "95.00"]
+    decision = json.loads(refused.stdout)
+    assert decision["action"] == "refuse" and decision["champion_after"] is None
+    assert alias(cfg, root, CHAMPION) is None
+    tags = tracker_of(cfg, root).client.get_model_version("qa-best", v2).tags
+    assert tags["qaflow.promotion.decision"] == "refuse"
+
+    forced = qaflow_promote(root, "--force")
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert json.loads(forced.stdout)["action"] == "first-champion" and alias(cfg, root, CHAMPION) == v2
+    last = forced.stderr.strip().splitlines()[-1]
+    assert last.startswith("qaflow promote: forced: no champion yet: challenger v2 (f1 8.80) promoted with --force")
+    assert "v1 scores f1 43.35 > 8.80" in last
+    tags = tracker_of(cfg, root).client.get_model_version("qa-best", v2).tags
+    assert tags["qaflow.promotion.decision"] == "first-champion" and "v1 scores f1 43.35" in tags[
+        "qaflow.promotion.forced"]  # fmt: skip
+
+
+def test_promotion_refused_when_a_version_beside_the_champion_is_better(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    root = tmp_path / "project"
+    cfg = make_project(root, "qa-beside")
+    v1 = add_version(cfg, root, tiny_bert_dir, {"exact_match": 60.0, "f1": 70.0}, "dv1")
+    assert promote(tracker_of(cfg, root), cfg, root).action == "first-champion"
+    v2 = add_version(cfg, root, tiny_bert_dir, {"exact_match": 80.0, "f1": 90.0}, "dv1")  # never promoted
+    v3 = add_version(cfg, root, tiny_bert_dir, {"exact_match": 70.0, "f1": 80.0}, "dv1")  # beats the champion only
+    decision = promote(tracker_of(cfg, root), cfg, root, margin=0.5)
+    assert decision.action == "refuse" and alias(cfg, root, CHAMPION) == v1
+    assert "f1 80.00 vs 70.00" in decision.reason and f"v{v2} scores f1 90.00 > 80.00" in decision.reason
+    assert decision.reason.endswith(f"kept v{v1}")
+    forced = promote(tracker_of(cfg, root), cfg, root, margin=0.5, force=True)
+    assert forced.action == "promote" and forced.forced and alias(cfg, root, CHAMPION) == v3
+    assert forced.reason.startswith("promoted with --force although refused")
+
+    back = rollback(tracker_of(cfg, root))  # v3 demoted: v1 is champion again
+    assert back.champion_after == v1
+    tracker_of(cfg, root).set_alias("challenger", v2)
+    assert promote(tracker_of(cfg, root), cfg, root).action == "promote"  # v3 (demoted, lower) is no obstacle
+    tracker_of(cfg, root).set_alias("challenger", v1)
+    refused = promote(tracker_of(cfg, root), cfg, root)  # v1 < v2 (champion, compared by the margin rule)
+    assert refused.action == "refuse" and f"v{v3}" not in refused.reason  # a rolled-back version does not block

@@ -188,6 +188,12 @@ OTHER_CASES: list[tuple[str, list[str], str]] = [
     ("retrain: bad data", ["retrain", "--train_file", "bad.json"], "bad.json"),
     ("retrain: bad parameter", ["retrain", "--learning_rate", "-1"], "learning_rate"),
     ("evaluate: data missing", ["evaluate", "--model-uri", "models:/x@y", "--data", "none.json"], "none.json"),
+    (
+        "evaluate: no store yet",
+        ["evaluate", "--model-uri", "models:/x@champion", "--data", "dev.json"],
+        "run `qaflow retrain` first",
+    ),
+    ("answer: no store yet", ["answer", "--question", "q", "--context", "c"], "run `qaflow retrain` first"),
 ]
 
 

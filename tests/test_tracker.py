@@ -165,3 +165,26 @@ def test_benchmark_flow_logs_one_finished_run_per_mode(stores: tuple[Path, Path]
     assert run.tags[tag.BACKEND] == "cpu" and run.tags["mlflow.user"]  # MLflow's context tags, as start_run made
     assert run.params["train.max_steps"] == str(QAFlowConfig().train.max_steps)
     assert _no_global_uri()
+
+
+def test_experiments_open_on_training_runs(stores: tuple[Path, Path]) -> None:
+    """qaflow's experiments are MLflow 3 "Machine learning" experiments (the runs view, not the GenAI overview); an
+    older experiment without a kind gets it, a kind someone chose is kept."""
+    tracker = _tracker(stores[0], experiment="kinds")
+    made = tracker.client.get_experiment(tracker.experiment_id)
+    assert made.tags[tag.EXPERIMENT_KIND] == "custom_model_development"
+    client = tracker.client
+    old = client.create_experiment("kinds-old")  # as qaflow created it before
+    chosen = client.create_experiment("kinds-chosen", tags={tag.EXPERIMENT_KIND: "genai_development"})
+    assert tag.EXPERIMENT_KIND not in client.get_experiment(old).tags
+    assert _tracker(stores[0], experiment="kinds-old").experiment_id == old
+    assert client.get_experiment(old).tags[tag.EXPERIMENT_KIND] == "custom_model_development"
+    assert _tracker(stores[0], experiment="kinds-chosen").experiment_id == chosen
+    assert client.get_experiment(chosen).tags[tag.EXPERIMENT_KIND] == "genai_development"
+
+
+def test_ui_command_only_for_a_local_store(tmp_path: Path) -> None:
+    """A tracking server is its own UI; a local store's run links need `mlflow ui` on that store."""
+    local = _tracker(tmp_path)
+    assert local.ui_command() == f"mlflow ui --backend-store-uri sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
+    assert Tracker("http://mlflow.example:5000", "e", "m").ui_command() is None

@@ -335,3 +335,31 @@ def test_a_default_remote_that_does_not_exist_is_a_config_error_never_retried(tm
         versioning.reproduce(fresh)
     assert "\n" not in str(failed.value) and not is_transient(failed.value)
     assert not (fresh / "a.txt").exists()
+
+
+CONSOLE_SCRIPT = """
+import logging, sys
+from pathlib import Path
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)  # as `qaflow` sets up its console
+from tasks import versioning
+versioning.reproduce(Path(sys.argv[1]))
+"""
+
+
+def test_each_dvc_line_once_and_missing_cache_explained_once(tmp_path: Path, repo: Path) -> None:
+    """On a fresh clone whose remote lacks the outputs (the stages run), the console has every DVC line once and
+    DVC's missing-cache warning (one per fetch DVC tries) as one explained line."""
+    versioning.reproduce(repo)
+    fresh = fresh_copy(repo, tmp_path / "fresh")
+    versioning.ensure_dvc_repo(fresh, tmp_path / "empty-remote")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", CONSOLE_SCRIPT, str(fresh)], capture_output=True, text=True,
+                          timeout=300, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = (done.stdout + done.stderr).splitlines()
+    running = [line for line in lines if "Running stage 'a'" in line]
+    assert len(running) == 1, lines
+    assert not any("Some of the cache files" in line for line in lines), lines
+    noted = [line for line in lines if "neither in the local cache nor on DVC remote 'qaflow-local'" in line]
+    assert len(noted) == 1 and "run again instead of pulling" in noted[0], lines
+    assert "\x1b[" not in done.stdout + done.stderr

@@ -5,6 +5,10 @@ Training runs in the Prefect flow, not in a DVC stage, so dvc.yaml declares thes
 trains. Commit them with the params: `dvc metrics diff` then compares EM/F1 and throughput with the last commit,
 `dvc exp show` lists them per commit, and `dvc plots show` / `dvc plots diff` draw the loss, learning-rate and
 steps/s curves.
+
+No MLflow run id is written: a run id exists only in the store that made it, while these files travel with every
+clone. The run key (data version + model parameters, `tasks.pipeline.runplan.run_key`) names the run instead: the
+same in every clone, and `tags.qaflow.run_key = '<key>'` finds the run in whichever store trained it.
 """
 
 from __future__ import annotations
@@ -46,17 +50,17 @@ def write_dvc_metrics(
     root: Path,
     *,
     data_version: str,
-    run_id: str,
+    run_key: str,
     scores: Mapping[str, float],
     figures: Mapping[str, float],
     log_history: Sequence[Mapping[str, Any]],
 ) -> tuple[Path, Path]:
-    """Write the metrics file (scores + the `THROUGHPUT` figures + data version + run id) and the history CSV."""
+    """Write the metrics file (scores + the `THROUGHPUT` figures + data version + run key) and the history CSV."""
     metrics = {
         **{k: float(v) for k, v in scores.items()},
         **{k: float(figures[k]) for k in THROUGHPUT if k in figures},
         "data_version": data_version,
-        "mlflow_run_id": run_id,
+        "run_key": run_key,
     }
     metrics_file = write_json_atomic(metrics, experiment_metrics_file(root), indent=2)
     history_file = training_history_file(root)

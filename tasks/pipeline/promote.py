@@ -9,7 +9,12 @@ Rules:
   `tasks.pipeline.evaluation.evaluate_model` (logged run metrics are used otherwise).
 * Promote only if `metric` (F1, 0-100) improves by at least `margin` points and no guarded metric (v2
   `HasAns_f1`, `NoAns_f1` by default; ignored where either side lacks it) drops by more than `tolerance`.
-* No champion yet: the first scored challenger becomes champion.
+* The best known wins: another registered version (not the champion, compared above) whose logged `metric` on
+  the same evaluation data is higher than the challenger's refuses the promotion, and so does any such version when
+  there is no champion yet (the first champion must beat every registered version on its evaluation data).
+  Versions scored on other data are shown, not compared.
+* `force` promotes a refused challenger anyway; the overridden reason is in the decision and in the version tag
+  `qaflow.promotion.forced`.
 * The alias switch never leaves the model without a champion: `champion` is moved to the new version first,
   then `previous-champion` is pointed at the old one. Rollback moves `champion` back to `previous-champion`,
   then removes that alias (a second rollback needs a new promotion in between).
@@ -29,9 +34,10 @@ from typing import Any
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import load_dataset_file
 from tasks.core.io import file_digest
-from tasks.core.layout import promote_dir, snapshot_dir, snapshots_dir
+from tasks.core.layout import promote_dir, snapshots_dir
 from tasks.core.suites import ResolvedMember, resolve_suite
 from tasks.pipeline.evaluation import evaluate_model
+from tasks.pipeline.standings import Standing, better_versions, eval_data_of, standings
 from tasks.pipeline.suites import GateRow, gate_table, regressed, score_registered
 from tasks.tracking import tags as tag
 from tasks.tracking.records import VersionRecord
@@ -82,6 +88,8 @@ class Decision:
     guards: dict[str, dict[str, Any]] = field(default_factory=dict)
     suite: str | None = None  # the evaluation suite the promotion was gated on
     suite_table: list[dict[str, Any]] = field(default_factory=list)  # member, champion, challenger, delta, verdict
+    forced: str | None = None  # the refusal `force` overrode
+    standings: list[dict[str, Any]] = field(default_factory=list)  # every registered version: aliases, data, scores
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,18 +115,6 @@ def _check_store(tracker: Tracker) -> None:
 
 def _run_tags(tracker: Tracker, version: VersionRecord) -> dict[str, str]:
     return tracker.get_run(version.run_id).tags if version.run_id else {}
-
-
-def eval_data_of(tracker: Tracker, version: VersionRecord, root: Path) -> tuple[str, Path | None]:
-    """The id of the data a version's logged metrics were computed on, and that file where it is here."""
-
-    data_version = version.tags.get(tag.DATA_VERSION) or _run_tags(tracker, version).get(tag.DATA_VERSION)
-    if not data_version:
-        return f"version:{version.version}", None  # unknown data: never equal to another version's
-    snapshot = snapshot_dir(Path(root), data_version) / "eval.json"
-    if snapshot.is_file():
-        return f"sha256:{file_digest(snapshot)}", snapshot
-    return f"data:{data_version}", None
 
 
 def logged_scores(tracker: Tracker, version: VersionRecord, root: Path) -> Scored:
@@ -199,8 +195,10 @@ def promote(
     metric: str = "f1",
     eval_data: Path | None = None,
     suite: str | None = None,
+    force: bool = False,
 ) -> Decision:
-    """Compare `challenger` with `champion` and move `champion` if the challenger is better enough.
+    """Compare `challenger` with `champion` (and every other registered version on its evaluation data) and move
+    `champion` if the challenger is better enough; `force` moves it whatever the comparison says.
 
     With an evaluation suite (`suite`, else `evaluation.suite`), both are also scored on every member with their
     own recipes; a guarded member whose F1 drops by more than its margin refuses the promotion.
@@ -214,8 +212,9 @@ def promote(
         raise PromotionError(f"model '{name}' has no '{CHALLENGER}' version: run `qaflow retrain` first")
     members = resolve_suite(cfg, Path(root), suite) if suite else None  # bad suite files: before any model loads
     champion = tracker.version_by_alias(CHAMPION)
+    known = standings(tracker, Path(root))
     base = {"model": name, "challenger": challenger.version, "metric": metric, "margin": margin,
-            "user": user, "at": at}  # fmt: skip
+            "user": user, "at": at, "standings": [_standing_row(r, metric) for r in known]}  # fmt: skip
     if champion is not None and champion.version == challenger.version:
         reason = f"challenger v{challenger.version} already is the champion"
         current = champion.version
@@ -223,16 +222,11 @@ def promote(
                         previous_champion=_alias_version(tracker, PREVIOUS), delta=None, reason=reason,
                         **base)  # fmt: skip
     new = logged_scores(tracker, challenger, Path(root))
+    if champion is None and metric not in new.metrics:
+        raise PromotionError(f"challenger v{challenger.version} has no '{metric}' metric: it was never scored")
+    beaten_by = _beaten_by(known, new, metric, champion) if metric in new.metrics else None
     if champion is None:
-        if metric not in new.metrics:
-            raise PromotionError(f"challenger v{challenger.version} has no '{metric}' metric: it was never scored")
-        reason = f"no champion yet: first scored challenger v{new.version} ({metric} {new.metrics[metric]:.2f})"
-        switch_champion(tracker, new.version, None)
-        decision = Decision("first-champion", True, champion_before=None, champion_after=new.version,
-                            previous_champion=None, delta=None, reason=reason, eval_data=new.eval_data,
-                            scores={"challenger": eval_metrics(new.metrics, metric)}, **base)  # fmt: skip
-        _record(tracker, new.version, decision)
-        return decision
+        return _first_champion(tracker, new, metric, beaten_by, force, base)
     old = logged_scores(tracker, champion, Path(root))
     reevaluated = False
     if new.eval_data != old.eval_data or eval_data is not None:
@@ -254,6 +248,12 @@ def promote(
             reason += "" if "kept v" in reason else f"; kept v{champion.version}"
         else:
             reason += f"; suite {members[0]}: no guarded member regressed"
+    if beaten_by:
+        ok = False
+        reason += f"; {beaten_by}" + ("" if "kept v" in reason else f"; kept v{champion.version}")
+    forced = None
+    if not ok and force:
+        ok, forced, reason = True, reason, f"promoted with --force although refused: {reason}"
     if ok:
         switch_champion(tracker, new.version, old.version)
     decision = Decision(
@@ -262,8 +262,51 @@ def promote(
         _alias_version(tracker, PREVIOUS), delta=delta, reason=reason, reevaluated=reevaluated,
         eval_data=new.eval_data, scores={"challenger": eval_metrics(new.metrics, metric, *guards),
                                      "champion": eval_metrics(old.metrics, metric, *guards)}, guards=report,
-        suite=suite, suite_table=[asdict(r) for r in gate], **base,
+        suite=suite, suite_table=[asdict(r) for r in gate], forced=forced, **base,
     )  # fmt: skip
+    _record(tracker, new.version, decision)
+    return decision
+
+
+def _standing_row(row: Standing, metric: str) -> dict[str, Any]:
+    return {**asdict(row), "metrics": eval_metrics(row.metrics, metric)}
+
+
+def _beaten_by(known: list[Standing], new: Scored, metric: str, champion: VersionRecord | None) -> str | None:
+    """Why the challenger is not the best known: the best other version (not the champion, which the margin rule
+    compares) with a higher logged `metric` on the same evaluation data; None when there is none."""
+    exclude = (champion.version,) if champion is not None else ()
+    score = new.metrics[metric]
+    better = better_versions(known, new.version, new.eval_data, score, metric, exclude)
+    if not better:
+        return None
+    best = better[0]
+    others = f" (and {len(better) - 1} more)" if len(better) > 1 else ""
+    return (f"v{best.version} scores {metric} {best.metrics[metric]:.2f} > {score:.2f} (challenger "
+            f"v{new.version}) on the same evaluation data ({new.eval_data}){others}")  # fmt: skip
+
+
+def _first_champion(
+    tracker: Tracker, new: Scored, metric: str, beaten_by: str | None, force: bool, base: dict[str, Any]
+) -> Decision:
+    """No champion yet: the challenger becomes the first one if no registered version beats it (or `force`)."""
+    score = f"{metric} {new.metrics[metric]:.2f}"
+    scores = {"challenger": eval_metrics(new.metrics, metric)}
+    if beaten_by and not force:
+        reason = f"no champion yet, but {beaten_by}; challenger v{new.version} not promoted (--force promotes it)"
+        decision = Decision("refuse", False, champion_before=None, champion_after=None, previous_champion=None,
+                            delta=None, reason=reason, eval_data=new.eval_data, scores=scores, **base)  # fmt: skip
+        _record(tracker, new.version, decision)
+        return decision
+    if beaten_by:
+        reason = f"no champion yet: challenger v{new.version} ({score}) promoted with --force although {beaten_by}"
+    else:
+        reason = (f"no champion yet: challenger v{new.version} ({score}) is the best registered version on its "
+                  "evaluation data")  # fmt: skip
+    switch_champion(tracker, new.version, None)
+    decision = Decision("first-champion", True, champion_before=None, champion_after=new.version,
+                        previous_champion=None, delta=None, reason=reason, eval_data=new.eval_data, scores=scores,
+                        forced=beaten_by, **base)  # fmt: skip
     _record(tracker, new.version, decision)
     return decision
 
@@ -308,6 +351,8 @@ def _alias_version(tracker: Tracker, alias: str) -> str | None:
 
 def _record(tracker: Tracker, version: str, decision: Decision) -> None:
     values = {"decision": decision.action, "by": decision.user, "at": decision.at, "reason": decision.reason}
+    if decision.forced:
+        values["forced"] = decision.forced
     if decision.suite_table:
         values["suite"] = json.dumps({"suite": decision.suite, "table": decision.suite_table})
     _tag_version(tracker, version, tag.PROMOTION, values)

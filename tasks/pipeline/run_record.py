@@ -29,6 +29,7 @@ from tasks.pipeline.prediction import PredictionSummary
 from tasks.pipeline.question_table import question_table
 from tasks.pipeline.runplan import RunPlan, plan_run
 from tasks.pipeline.serving import log_qa_model
+from tasks.pipeline.standings import label_version
 from tasks.tracking import tags as tag
 from tasks.tracking.live import LiveMetrics
 from tasks.tracking.runs import git_tags
@@ -154,8 +155,10 @@ def record_run(
 
 
 def register_run(tracker: Tracker, plan: RunPlan) -> str:
-    """Register the run's model as a version (alias `challenger`) and mark the run finished; the version number."""
+    """Register the run's model as a version (alias `challenger`, its scores, data version and description) and
+    mark the run finished; the version number."""
     version = tracker.register(plan.run_id, MODEL_ARTIFACT, run_key=plan.run_key)
+    label_version(tracker, version.version, plan.run_id)
     tracker.finish(plan.run_id)
     return version.version
 

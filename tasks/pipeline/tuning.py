@@ -39,6 +39,7 @@ from tasks.pipeline.prediction import Predictor, predict_dataset, predict_with_s
 from tasks.pipeline.run_record import MODEL_ARTIFACT
 from tasks.pipeline.serving import log_qa_model
 from tasks.pipeline.stages import load_split
+from tasks.pipeline.standings import label_version
 from tasks.pipeline.training import train_model
 from tasks.tracking import tags as tag
 from tasks.tracking.compile_cache import TrackedCompileCacheStore
@@ -378,6 +379,7 @@ def register_best(tracker: Tracker, cfg: QAFlowConfig, study: optuna.Study, pare
         tracker.fail_unfinished_models(run_id, MODEL_ARTIFACT)
         log_qa_model(tracker, run_id, best.user_attrs[MODEL_DIR_ATTR], MODEL_ARTIFACT)
     version = tracker.register(run_id, MODEL_ARTIFACT)
+    label_version(tracker, version.version, run_id)
     _drop_other_models(complete, best)
     _close_parent(tracker, study, parent_run_id, best, cfg.tune.metric)
     return BestTrial(best.number, float(best.value), dict(best.params), run_id, version.version)

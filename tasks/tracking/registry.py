@@ -76,3 +76,13 @@ def get_version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVe
         if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}:
             return None
         raise
+
+
+def registered_aliases(client: MlflowClient, name: str) -> dict[str, str] | None:
+    """The model's aliases ({alias: version}); None when the registered model does not exist."""
+    try:
+        return {alias: str(version) for alias, version in client.get_registered_model(name).aliases.items()}
+    except MlflowException as exc:
+        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}:
+            return None
+        raise

@@ -92,13 +92,21 @@ def _is_already_exists(exc: MlflowException) -> bool:
     return exc.error_code == "RESOURCE_ALREADY_EXISTS" or "already exists" in str(exc).lower()
 
 
+# MLflow 3's UI opens an experiment on the view of its kind; without this tag it may infer GenAI ("Traces 0").
+# `custom_model_development` is what the UI itself writes for "Machine learning": the training-runs view.
+EXPERIMENT_KIND = {tag.EXPERIMENT_KIND: tag.KIND_MACHINE_LEARNING}
+
+
 def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
-    """The id of experiment `name`, created if missing; a concurrent creator's experiment is re-read."""
+    """The id of experiment `name`, created if missing (of MLflow's machine-learning kind, `EXPERIMENT_KIND`; an
+    existing one without a kind gets it, a kind someone chose is kept); a concurrent creator's is re-read."""
     found = client.get_experiment_by_name(name)
     if found is not None:
+        if tag.EXPERIMENT_KIND not in found.tags:
+            client.set_experiment_tag(found.experiment_id, tag.EXPERIMENT_KIND, tag.KIND_MACHINE_LEARNING)
         return found.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=artifact_location)
+        return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_KIND)
     except MlflowException as exc:
         if not _is_already_exists(exc):
             raise

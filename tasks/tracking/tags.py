@@ -19,6 +19,7 @@ EVAL_DATA_SHA256 = "qaflow.eval_data_sha256"
 COMPARED_RUNS = "qaflow.compared_runs"
 COMPARE_METRIC = "qaflow.compare_metric"
 ARTIFACT_PATH = "qaflow.artifact_path"  # model version tag: the run artifact it was registered from
+SCORE = "qaflow.score"  # model version tag prefix: its run's logged EM/F1 (v2: HasAns/NoAns) at registration
 PROMOTION = "qaflow.promotion"  # model version tag prefix: who/when/why promoted
 ROLLBACK = "qaflow.rollback"  # model version tag prefix
 HUB = "qaflow.hub"  # model version tag prefix: where and when it was pushed to the hub
@@ -29,6 +30,8 @@ TUNE_TRIAL = "qaflow.tune_trial"  # tune trial runs: the Optuna trial number
 TUNE_STATE = "qaflow.tune_state"  # tune trial runs: complete | pruned | failed | interrupted
 TUNE_BEST_RUN = "qaflow.tune_best_run"  # tune study runs: the run id of the best trial
 GIT_BRANCH = "mlflow.source.git.branch"  # MLflow's own tag
+EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow 3's experiment tag: which view the UI opens the experiment on
+KIND_MACHINE_LEARNING = "custom_model_development"  # its value for model training ("Machine learning")
 GIT_DIRTY = "qaflow.git_dirty"  # true | false: uncommitted changes to tracked files when the run started
 
 KIND_EVALUATION = "evaluation"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from tasks.tracking.registry import (
     find_version_for_run,
     get_version_by_alias,
     ready_logged_model,
+    registered_aliases,
 )
 from tasks.tracking.runs import (
     ensure_experiment,
@@ -51,6 +53,7 @@ from tasks.tracking.runs import (
     log_params,
     log_run,
     metric_entities,
+    quote_filter_value,
     resolve_tracking_uri,
     run_url,
     store_exists,
@@ -153,6 +156,11 @@ class Tracker:
     def run_url(self, run_id: str) -> str:
         """The run's page in the MLflow UI (for a local store: where `mlflow ui --backend-store-uri URI` serves it)."""
         return run_url(self.uri, self.experiment_id, run_id)
+
+    def ui_command(self) -> str | None:
+        """What serves `run_url`'s pages: None for a tracking server (it is the UI), else the `mlflow ui` command
+        for this local store (its default address is the one `run_url` links to)."""
+        return None if is_server(self.uri) else f"mlflow ui --backend-store-uri {self.uri}"
 
     # --- runs
 
@@ -357,3 +365,30 @@ class Tracker:
     def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_model_version_tag(self.model_name, str(version), key, value)
+
+    def describe_version(self, version: str, description: str) -> None:
+        """The version's description (shown on the registry page)."""
+        self.client.update_model_version(self.model_name, str(version), description=description)
+
+    def versions(self) -> list[VersionRecord]:
+        """Every registered version of the model, oldest first, with its aliases; [] when there is no such model."""
+        aliases = registered_aliases(self.client, self.model_name)
+        if aliases is None:
+            return []
+        found: list[ModelVersion] = []
+        page_token = None
+        while True:
+            page = self.client.search_model_versions(f"name = {quote_filter_value(self.model_name)}",
+                                                     page_token=page_token)  # fmt: skip
+            found.extend(page)
+            page_token = page.token
+            if not page_token:
+                break
+        by_version: dict[str, list[str]] = {}
+        for alias, version in aliases.items():
+            by_version.setdefault(str(version), []).append(alias)
+        records = [version_record(v) for v in found]
+        return sorted(
+            (replace(r, aliases=tuple(sorted(by_version.get(r.version, ())))) for r in records),
+            key=lambda r: int(r.version),
+        )

@@ -91,7 +91,7 @@ def test_retrain_promote_evaluate_compare_answer_on_postgres(
     params["tracking"]["tracking_uri"] = backend.server
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
 
-    first = qaflow(repo, "retrain")
+    first = qaflow(repo, "retrain", "--json")
     assert first["action"] == "new" and first["version"] == "1"
     assert first["mlflow_run_url"].startswith(f"{backend.server}/#/experiments/")
     promoted = qaflow(repo, "promote")

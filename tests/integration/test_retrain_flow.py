@@ -70,8 +70,11 @@ def env_for(root: Path) -> dict[str, str]:
     }
 
 
-def retrain_argv(root: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "flows.cli", "retrain", "--root", str(root), "--params", "params.yaml", *extra]
+def retrain_argv(root: Path, *extra: str, json_summary: bool = True) -> list[str]:
+    """`qaflow retrain` as a subprocess; `--json` (the summary `summary_of` reads) unless `json_summary` is False."""
+    flags = ["--json"] if json_summary else []
+    return [sys.executable, "-m", "flows.cli", "retrain", "--root", str(root), "--params", "params.yaml", *flags,
+            *extra]  # fmt: skip
 
 
 def summary_of(stdout: str) -> dict:
@@ -127,6 +130,13 @@ def test_retrain_trains_registers_then_skips(repo: Path) -> None:
     assert first.returncode == 0, first.stderr[-4000:]
     s1 = summary_of(first.stdout)
     assert s1["action"] == "new" and s1["version"] == "1"
+    console = first.stdout + first.stderr  # a pipe: no colour codes, one line per event, named Prefect task lines
+    assert "\x1b[" not in console
+    finished = [line for line in console.splitlines() if "prefect.task_runs:" in line and "Finished in state" in line]
+    assert finished and all("task run '" in line for line in finished), finished
+    stages = [line for line in console.splitlines() if "Running stage '" in line]
+    assert len(stages) == len(set(stages)), stages  # each DVC line once
+    assert "Some of the cache files" not in console
     assert {"exact_match", "f1"} <= set(s1["metrics"])
     client = mlflow_client(repo)
     run = client.get_run(s1["run_id"])
@@ -154,6 +164,8 @@ def test_retrain_trains_registers_then_skips(repo: Path) -> None:
     fields = {row["field"]: row["value"] for row in json.loads(kinds["qaflow-retrain"]["data"])}  # stored as JSON
     assert fields["data version"] == s1["data_version"] and fields["model version"] == "1"
     assert fields["MLflow run"] == s1["run_id"] and fields["MLflow run page"] == s1["mlflow_run_url"]
+    ui = f"mlflow ui --backend-store-uri sqlite:///{repo.resolve()}/mlruns/mlflow.db"  # a local store: what serves it
+    assert fields["MLflow UI (a local store: start it first)"] == ui
     assert float(fields["f1"]) == pytest.approx(s1["metrics"]["f1"], rel=1e-3)
     markdown = kinds["qaflow-retrain-report"]
     assert markdown["type"] == "markdown" and s1["mlflow_run_url"] in markdown["data"]
@@ -166,18 +178,21 @@ def test_retrain_trains_registers_then_skips(repo: Path) -> None:
     (workspace,) = json.loads(dvc_metrics.stdout).values()  # one revision: the workspace
     shown = workspace["data"]["metrics/retrain.json"]["data"]
     assert shown["f1"] == pytest.approx(s1["metrics"]["f1"]) and shown["data_version"] == s1["data_version"]
-    assert shown["train_samples_per_second"] > 0 and shown["mlflow_run_id"] == s1["run_id"]
+    assert shown["train_samples_per_second"] > 0 and shown["run_key"] == s1["run_key"]
+    assert "mlflow_run_id" not in shown  # a run id exists in this store only; the file travels with every clone
     assert (repo / "metrics" / "train_history.csv").read_text().splitlines()[0].startswith("step,loss")
     assert str(client.get_model_version_by_alias(MODEL_NAME, "challenger").version) == "1"
     assert (repo / ".dvcstore").exists() and any((repo / ".dvcstore").rglob("*"))
 
     second = subprocess.run(
-        retrain_argv(repo), cwd=repo, env=env_for(repo), capture_output=True, text=True, timeout=600
-    )
+        retrain_argv(repo, json_summary=False), cwd=repo, env=env_for(repo), capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
     assert second.returncode == 0, second.stderr[-4000:]
-    s2 = summary_of(second.stdout)
-    assert s2["action"] == "skip" and s2["run_id"] == s1["run_id"]
     assert "retrain skipped" in second.stdout + second.stderr
+    tables = second.stdout  # the demo's tables, not the JSON summary
+    assert "Nothing changed" in tables and "qaflow retrain (skip" in tables and s1["run_id"] in tables
+    assert f"{s1['metrics']['f1']:.2f}" in tables and not any(line == "{" for line in tables.splitlines())
     assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == 1
 
 
