@@ -16,8 +16,9 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
+from tasks.core.backend import Backend
 from tasks.core.calibration import null_above
 from tasks.core.data import Example
 from tasks.core.family import ModelFamily
@@ -26,9 +27,6 @@ from tasks.core.postprocess import NBestSettings, NBestView, Postprocessed, post
 from tasks.core.progress import progress
 from tasks.core.raw_logits import RawLogitsWriter, iter_raw_shards, read_raw_meta
 from tasks.core.specs import InferenceRecipe
-
-if TYPE_CHECKING:  # only for a type: the loop gets its device from the caller or the model, never from torch
-    import torch
 
 # Examples per chunk: a few MB of windows and logits at 384; the larger the chunk, the better its windows batch by
 # length (benchmarks/predict_order.py, 3,000 SQuAD dev questions on CPU: 1.42x over feature order at 256, 1.73x at 1024)
@@ -204,7 +202,7 @@ def predict_examples(
     *,
     chunk_examples: int = CHUNK_EXAMPLES,
     save_raw: bool = True,
-    device: torch.device | None = None,
+    backend: Backend,
     unanswered: Sequence[str] = (),
     prefix: str = "",
 ) -> PredictionRun:
@@ -215,8 +213,8 @@ def predict_examples(
     certainty (v2 null odds `UNANSWERED_NULL_ODDS`), so they are scored as unanswered, never silently dropped.
     Nothing already in `out_dir` is replaced until every new file is complete; then the raw logits, the
     n-best, predictions and null odds are swapped in as one set (`PREDICTION_FILES` + `raw_predictions/`).
+    The family's forward pass asks `backend` (the model's) where and how to run (`tasks.core.backend.Backend`).
     """
-    device = device or next(model.parameters()).device
     model.eval()
     names = PredictionFiles(prefix)
     out_set = OutputSet(out_dir, names.members())
@@ -232,7 +230,7 @@ def predict_examples(
         for _, chunk in chunks(examples, chunk_examples):
             feats = family.eval_features(chunk, tokenizer, recipe)
             m0 = time.perf_counter()
-            outputs = family.forward(model, feats, recipe, device, tokenizer)
+            outputs = family.forward(model, feats, recipe, backend, tokenizer)
             model_seconds += time.perf_counter() - m0
             for key, value in family.counts(feats).items():
                 counts[key] = counts.get(key, 0.0) + value

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from tasks.core.backend import Backend
 from tasks.core.data import Example
 from tasks.core.featurizer import FamilyFeaturizer
 from tasks.core.postprocess import Postprocessed
@@ -69,8 +70,9 @@ class ModelFamily(FamilyFeaturizer, Protocol):
     # ---- prediction, one chunk of examples at a time
     def eval_features(self, examples: Sequence[Example], tokenizer: Any, recipe: InferenceRecipe) -> Any: ...
 
-    def forward(self, model: Any, features: Any, recipe: InferenceRecipe, device: Any, tokenizer: Any) -> Any:
-        """The model over all features of a chunk, batched: the family's raw outputs."""
+    def forward(self, model: Any, features: Any, recipe: InferenceRecipe, backend: Backend, tokenizer: Any) -> Any:
+        """The model over all features of a chunk, batched, on `backend.device` under `backend.autocast()` (batch
+        widths rounded up to `backend.inference_pad_multiple` where the family trims padding): its raw outputs."""
         ...
 
     def postprocess(

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from transformers import XLNetForQuestionAnswering
 
+from tasks.core.backend import Backend
 from tasks.core.checkpoints import describe, load_checkpoint_config
 from tasks.core.data import Example
 from tasks.core.features import Features, padding_band
@@ -43,7 +44,7 @@ from tasks.core.postprocess import Postprocessed
 from tasks.core.progress import progress
 from tasks.core.specs import InferenceRecipe
 from tasks.families.beam_features import BeamFeaturizer, is_beam_capable
-from tasks.families.extractive import ExtractiveFamily, FeatureCollator, inference_pad_multiple, model_inputs
+from tasks.families.extractive import ExtractiveFamily, FeatureCollator, model_inputs
 
 NO_CANDIDATE_SCORE = -2e-6  # utils_qa.py's score (and null score) when an example has no valid span
 NO_CANDIDATE_LOGIT = -1e-6
@@ -114,20 +115,20 @@ def start_major(end_top: np.ndarray, start_n_top: int, end_n_top: int) -> np.nda
 
 
 @torch.inference_mode()
-def forward_beam(model: Any, features: Features, batch_size: int, device: torch.device) -> BeamOutputs:
-    """The beam head over all features in batches (padding trimmed per batch; indexes mapped back)."""
+def forward_beam(model: Any, features: Features, batch_size: int, backend: Backend) -> BeamOutputs:
+    """The beam head over all features in batches on `backend` (padding trimmed per batch; indexes mapped back)."""
     start_n_top, end_n_top = int(model.config.start_n_top), int(model.config.end_n_top)
     p_mask = beam_p_mask(features)
-    n = len(features)
+    n, device = len(features), backend.device
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("slp", "si", "elp", "ei", "cls")}
     bar = progress(n, "beam search", "windows", inner=True)
     for lo in range(0, n, batch_size):
         sl = slice(lo, min(lo + batch_size, n))
-        c0, c1 = padding_band(features.attention_mask[sl], inference_pad_multiple(device))
+        c0, c1 = padding_band(features.attention_mask[sl], backend.inference_pad_multiple)
         batch = model_inputs(features, sl, c0, c1, device)
         batch["cls_index"] = torch.from_numpy(features.cls_index[sl].astype(np.int64) - c0).to(device)
         batch["p_mask"] = torch.from_numpy(np.ascontiguousarray(p_mask[sl, c0:c1])).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with backend.autocast():
             out = model(**batch)
         parts["slp"].append(out.start_top_log_probs.float().cpu().numpy())
         parts["si"].append(out.start_top_index.cpu().numpy().astype(np.int64) + c0)
@@ -302,8 +303,8 @@ class BeamFamily(BeamFeaturizer, ExtractiveFamily):
         fraction = float(impossible.mean()) if impossible is not None and len(impossible) else 0.0
         return {"train_impossible_fraction": fraction}
 
-    def forward(self, model: Any, features: Features, recipe: InferenceRecipe, device: Any, tokenizer: Any):
-        return forward_beam(model, features, recipe.batch_size, device)
+    def forward(self, model: Any, features: Features, recipe: InferenceRecipe, backend: Backend, tokenizer: Any):
+        return forward_beam(model, features, recipe.batch_size, backend)
 
     def postprocess(
         self, examples: Sequence[Example], features: Features, outputs: BeamOutputs, recipe: InferenceRecipe

@@ -31,6 +31,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainer, Seq2SeqTrainingArguments
 from transformers.modeling_outputs import BaseModelOutput
 
+from tasks.core.backend import Backend
 from tasks.core.data import Example
 from tasks.core.features import padding_band
 from tasks.core.postprocess import Postprocessed
@@ -152,12 +153,12 @@ def _answer_batch(
     mask: np.ndarray,
     gen_kwargs: dict[str, Any],
     v2: bool,
-    device: Any,
+    backend: Backend,
 ) -> tuple[list[str], np.ndarray, np.ndarray | None]:
-    """Answers, their log-probs and (v2) null odds for one padded batch."""
-    input_ids = torch.from_numpy(ids).to(device)
-    attention = torch.from_numpy(mask).to(device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    """Answers, their log-probs and (v2) null odds for one padded batch, on `backend`."""
+    input_ids = torch.from_numpy(ids).to(backend.device)
+    attention = torch.from_numpy(mask).to(backend.device)
+    with backend.autocast():
         gen = _generate(model, tokenizer, input_ids, attention, gen_kwargs)
         if not v2:
             return gen.texts, gen.log_prob, None
@@ -204,7 +205,7 @@ def encode_sources(examples: Sequence[Example], tokenizer: Any, max_seq_length: 
 
 @torch.inference_mode()
 def generate_answers(
-    model: Any, tokenizer: Any, sources: SourceBatch, recipe: InferenceRecipe, device: torch.device
+    model: Any, tokenizer: Any, sources: SourceBatch, recipe: InferenceRecipe, backend: Backend
 ) -> Generated:
     """Generate (greedy or beam) in batches; score the answers and, for v2, the empty answer."""
     n = len(sources.rows)
@@ -219,7 +220,7 @@ def generate_answers(
     for b in range(0, n, recipe.batch_size):
         picked = sources.order[b : b + recipe.batch_size]
         ids, mask = _pad([sources.rows[i] for i in picked], tokenizer.pad_token_id, side)
-        batch_texts, batch_logp, batch_odds = _answer_batch(model, tokenizer, ids, mask, gen_kwargs, v2, device)
+        batch_texts, batch_logp, batch_odds = _answer_batch(model, tokenizer, ids, mask, gen_kwargs, v2, backend)
         for k, i in enumerate(picked):
             texts[i] = batch_texts[k]
             log_prob[i] = batch_logp[k]
@@ -261,8 +262,8 @@ class Seq2SeqFamily(Seq2SeqFeaturizer):
     def eval_features(self, examples: Sequence[Example], tokenizer: Any, recipe: InferenceRecipe) -> SourceBatch:
         return encode_sources(examples, tokenizer, recipe.windows.max_seq_length)
 
-    def forward(self, model: Any, features: SourceBatch, recipe: InferenceRecipe, device: Any, tokenizer: Any):
-        return generate_answers(model, tokenizer, features, recipe, device)
+    def forward(self, model: Any, features: SourceBatch, recipe: InferenceRecipe, backend: Backend, tokenizer: Any):
+        return generate_answers(model, tokenizer, features, recipe, backend)
 
     def postprocess(
         self, examples: Sequence[Example], features: SourceBatch, outputs: Generated, recipe: InferenceRecipe

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from tasks.core.backend import Backend
 from tasks.core.calibration import null_above
 from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import QAFlowConfig
@@ -27,30 +26,38 @@ from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.error_slices import score_slices, write_slices
 from tasks.pipeline.stages import load_split
 from tasks.predict import PredictionFiles, PredictionRun, predict_examples
+from tasks.train.hardware import inference_backend
 
 UNCALIBRATED_KEYS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")
 
 
 @dataclass
 class Predictor:
-    """A loaded model, its tokenizer and family, on a device."""
+    """A loaded model, its tokenizer and family, on a backend (`tasks.train.hardware.inference_backend`)."""
 
     family: ModelFamily
     model: Any
     tokenizer: Any
-    device: torch.device
+    backend: Backend
+
+    @property
+    def device(self) -> Any:
+        return self.backend.device
 
     @classmethod
-    def load(cls, model_dir: str | Path, family: str = "auto", *, use_cuda: bool = True) -> Predictor:
+    def load(cls, model_dir: str | Path, family: str = "auto", *, backend: Backend | None = None) -> Predictor:
         spec = ModelSpec.of_checkpoint(model_dir, family)
         resolved = resolve_family(spec.family, spec.path)
-        return cls.with_weights(resolved, spec, load_tokenizer(spec.tokenizer_path), use_cuda=use_cuda)
+        return cls.with_weights(resolved, spec, load_tokenizer(spec.tokenizer_path), backend=backend)
 
     @classmethod
-    def with_weights(cls, family: ModelFamily, spec: ModelSpec, tokenizer: Any, *, use_cuda: bool = True) -> Predictor:
-        """Load the weights of an already resolved family and tokenizer (the expensive part of `load`)."""
-        device = torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
-        return cls(family, family.load_model(spec.path).to(device).eval(), tokenizer, device)
+    def with_weights(
+        cls, family: ModelFamily, spec: ModelSpec, tokenizer: Any, *, backend: Backend | None = None
+    ) -> Predictor:
+        """Load the weights of an already resolved family and tokenizer (the expensive part of `load`) onto
+        `backend` (default: the best present, `inference_backend()`)."""
+        backend = backend or inference_backend()
+        return cls(family, family.load_model(spec.path).to(backend.device).eval(), tokenizer, backend)
 
     def fit(self, examples: list, recipe: InferenceRecipe) -> QuestionFit:
         """The examples as windowing will see them: the recipe's question policy for windowed families."""
@@ -70,7 +77,7 @@ class Predictor:
         fit = fit or self.fit(examples, recipe)
         run = predict_examples(
             self.family, self.model, self.tokenizer, fit.examples, recipe, out_dir, save_raw=save_raw,
-            device=self.device, unanswered=fit.skipped, prefix=prefix,
+            backend=self.backend, unanswered=fit.skipped, prefix=prefix,
         )  # fmt: skip
         if fit.truncated or fit.skipped:
             run.metrics.update({f"predict_{k}": float(v) for k, v in fit.report().items()})
@@ -89,9 +96,9 @@ class StoredModel:
     predictor: Predictor
 
     @classmethod
-    def load(cls, model_dir: str | Path, *, use_cuda: bool = True) -> StoredModel:
+    def load(cls, model_dir: str | Path, *, backend: Backend | None = None) -> StoredModel:
         recipe = InferenceRecipe.load(model_dir)
-        return cls(Path(model_dir), recipe, Predictor.load(model_dir, recipe.family, use_cuda=use_cuda))
+        return cls(Path(model_dir), recipe, Predictor.load(model_dir, recipe.family, backend=backend))
 
 
 @dataclass
@@ -166,10 +173,11 @@ def predict_dataset(
 
 
 def predict_with_stored_recipe(
-    model_dir: str | Path, dataset: QADataset, output_dir: Path, *, save_raw: bool = True, use_cuda: bool = True
-) -> PredictionSummary:
+    model_dir: str | Path, dataset: QADataset, output_dir: Path, *, save_raw: bool = True,
+    backend: Backend | None = None,
+) -> PredictionSummary:  # fmt: skip
     """Predict with the inference recipe saved beside the model (a tune trial's score)."""
-    model = StoredModel.load(model_dir, use_cuda=use_cuda)
+    model = StoredModel.load(model_dir, backend=backend)
     return predict_dataset(model.predictor, dataset, model.recipe, output_dir, save_raw=save_raw)
 
 
@@ -193,6 +201,7 @@ def predict_from_config(
     (`qaflow train` loads each split and resolves the family once).
     """
     check_family_name(cfg.model.model_family)  # cheap checks first: names, data, checkpoint, question lengths
+    backend = inference_backend(cfg.train.backend)
     dataset = dataset or load_split(cfg, split, data)
     do_score = do_score and dataset.labeled
     spec = ModelSpec.of_checkpoint(model_dir, cfg.model.model_family)
@@ -200,7 +209,7 @@ def predict_from_config(
     tokenizer = load_tokenizer(spec.tokenizer_path)
     recipe = inference_recipe(cfg, family.name, dataset.version)
     fit = fit_questions(dataset.examples, tokenizer, recipe.windows) if family.windowed else None
-    predictor = Predictor.with_weights(family, spec, tokenizer, use_cuda=cfg.train.backend != "cpu")
+    predictor = Predictor.with_weights(family, spec, tokenizer, backend=backend)
     return predict_dataset(
         predictor, dataset, recipe, output_dir, save_raw=save_raw, do_score=do_score, fit=fit, prefix=prefix
     )

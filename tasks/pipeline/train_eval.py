@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks.core.backend import Backend
 from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import QAFlowConfig, check_best_metric
 from tasks.core.data import QADataset
@@ -42,15 +43,16 @@ def eval_split(cfg: QAFlowConfig, data: str | Path | None = None) -> QADataset:
 
 
 def training_evaluator(
-    cfg: QAFlowConfig, family: ModelFamily, spec: ModelSpec, dataset: QADataset, out_dir: Path
+    cfg: QAFlowConfig, family: ModelFamily, spec: ModelSpec, dataset: QADataset, out_dir: Path, backend: Backend
 ) -> Evaluator:
-    """Score the model in training on `dataset` with the configured recipe; answers go to `out_dir` (eval_*)."""
+    """Score the model in training on `dataset` with the configured recipe, on the backend training it; answers go
+    to `out_dir` (eval_*)."""
     tokenizer = load_tokenizer(spec.tokenizer_path)
     recipe = inference_recipe(cfg, family.name, dataset.version)
     fit = fit_questions(dataset.examples, tokenizer, recipe.windows) if family.windowed else None  # checked once
 
     def evaluate(model: Any) -> Evaluation:
-        predictor = Predictor(family, model, tokenizer, next(model.parameters()).device)
+        predictor = Predictor(family, model, tokenizer, backend)
         summary = predict_dataset(
             predictor, dataset, recipe, out_dir, save_raw=False, fit=fit, prefix=EVAL_PREFIX
         )  # fmt: skip
