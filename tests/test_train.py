@@ -18,8 +18,7 @@ from safetensors.torch import load_file
 
 from tasks.core.artifacts import read_result
 from tasks.core.config import load_config
-from tasks.train.hardware import detect_backend
-from tasks.train.resources import BackendUnavailableError
+from tasks.train.hardware import BackendUnavailableError, resolve_backend
 from tasks.train.trainer import is_complete_checkpoint, last_complete_checkpoint
 from tests.conftest import REPO_ROOT
 from tests.family_helpers import TRAIN_METRIC_KEYS
@@ -199,10 +198,10 @@ def test_backend_detection_errors_are_actionable() -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(BackendUnavailableError, match="no CUDA device"):
-        detect_backend("cuda")
-    assert detect_backend("auto", ipu_python="/nonexistent/python") == "cpu"
+        resolve_backend("cuda")
+    assert resolve_backend("auto", load_config(None, {"ipu_python": "/nonexistent/python"})).name == "cpu"
     with pytest.raises(BackendUnavailableError, match="unknown backend"):
-        detect_backend("tpu")
+        resolve_backend("tpu")
 
 
 def test_config_overrides_follow_run_qa_names() -> None:

@@ -46,7 +46,7 @@ def backend_class(name: str) -> type[HardwareBackend]:
     for backend in BACKENDS:
         if backend.name == name:
             return backend
-    known = ", ".join([AUTO, *(backend.name for backend in BACKENDS)])
+    known = ", ".join([AUTO, *sorted(backend.name for backend in BACKENDS)])
     raise BackendUnavailableError(f"train.backend: unknown backend {name!r}; choose one of {known}")
 
 
