@@ -65,12 +65,13 @@ def train_model(
     such backends itself). With an `eval_strategy`, the model is scored during training on `eval_data` (else the
     configured eval split; `train.evaluation`), on global rank 0 under DDP. `spec`, `family`, `backend` and the
     eval split (`eval_set`) are resolved / loaded here unless the caller did (`train_from_config`, once per
-    command).
+    command); a caller that passes `backend` has checked the train settings against it (`check_training`).
     """
     spec = spec or ModelSpec.from_config(cfg)
     family = family or resolve_family(spec.family, spec.path)
-    backend = backend or backend_for(cfg)
-    check_training(cfg, family, backend)
+    if backend is None:
+        backend = backend_for(cfg)
+        check_training(cfg, family, backend)
     recipe = inference_recipe(cfg, family.name, data_version)
     launcher = backend.launcher(launch or Launch())
     evaluates = cfg.train.eval_strategy != "no"

@@ -40,7 +40,7 @@ from tasks.pipeline.prediction import Predictor, predict_dataset, predict_with_s
 from tasks.pipeline.run_record import MODEL_ARTIFACT
 from tasks.pipeline.serving import log_qa_model
 from tasks.pipeline.stages import load_split
-from tasks.pipeline.training import train_model
+from tasks.pipeline.training import check_training, train_model
 from tasks.tracking import tags as tag
 from tasks.tracking.compile_cache import TrackedCompileCacheStore
 from tasks.tracking.tracker import Tracker
@@ -315,6 +315,7 @@ def run_trial(tracker: Tracker, cfg: QAFlowConfig, root: Path, study: optuna.Stu
     subset = QADataset(data.eval.examples[: cfg.tune.pruning_eval_samples], data.eval.version, data.eval.source)
     recipe = inference_recipe(tcfg, family.name, data.eval.version)
     scorer = epoch_scorer(family, tokenizer, recipe, subset, paths.root / "epoch_eval", cfg.tune.metric, backend)
+    check_training(tcfg, family, backend)
     report = PruningReport(trial, scorer, int(params["num_train_epochs"]))
     try:
         trained = train_model(
