@@ -27,7 +27,7 @@ from flows.cli_ops import (
 from tasks.core.config import RUN_SECTIONS, SECTIONS, ConfigError, QAFlowConfig, load_config
 
 if TYPE_CHECKING:
-    from tasks.train.hardware import Launch
+    from tasks.train.hardware import HardwareBackend, Launch
 
 DEFAULT_PARAMS = "params.yaml"
 # config sections offered as flags; evaluation suites are declared in params.yaml (`--suite NAME` picks one)
@@ -219,7 +219,7 @@ def _push(cfg: QAFlowConfig, hub: Any, token: str | None, out: dict[str, Any]) -
 
 def _train_eval_predict(
     cfg: QAFlowConfig, steps: Any, launch: Any, later: list[tuple[str, str]], datasets: dict[str, Any],
-    emit: Callable[[str, dict[str, Any]], None] | None, backend: Any = None,
+    emit: Callable[[str, dict[str, Any]], None] | None, backend: HardwareBackend | None = None,
 ) -> dict[str, Any] | None:  # fmt: skip
     """The train command's steps, each saving run_qa's `{step}_results.json` and emitting its metrics as it ends;
     their metrics and files as one flat mapping. None on a node that is not rank 0's (it printed its own line).
