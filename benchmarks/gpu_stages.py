@@ -58,13 +58,13 @@ from tasks.core.data import load_dataset_file, to_squad_json  # noqa: E402
 from tasks.core.features import FeatureSettings, load_features, prepare_train_features, save_features  # noqa: E402
 from tasks.core.layout import TrainPaths  # noqa: E402
 from tasks.families.extractive import ExtractiveFamily  # noqa: E402
-from tasks.pipeline.benchmark import model_flops_utilisation, peak_flops, run_mode  # noqa: E402
+from tasks.pipeline.benchmark import model_flops_utilisation, run_mode  # noqa: E402
 from tasks.pipeline.featurize import build_train_features  # noqa: E402
 from tasks.pipeline.prediction import predict_from_config  # noqa: E402
 from tasks.pipeline.stages import load_split  # noqa: E402
 from tasks.pipeline.training import train_model  # noqa: E402
 from tasks.train.compile_cache import LocalCompileCacheStore  # noqa: E402
-from tasks.train.resources import peak_memory_mb  # noqa: E402
+from tasks.train.hardware import resolve_backend  # noqa: E402
 from tasks.train.trainer import ThroughputCallback  # noqa: E402
 
 SAMPLE_TRAIN = ROOT / "data" / "sample" / "squad-v1.1-sample-train.json"
@@ -180,9 +180,10 @@ def plain_trainer(
     speed = ThroughputCallback()
     trainer = Trainer(model=model, args=args, train_dataset=PaddedWindows(features),
                       data_collator=default_data_collator, callbacks=[speed, *callbacks])  # fmt: skip
-    metrics = {**trainer.train().metrics, **speed.figures(), "peak_memory_mb": peak_memory_mb(s["backend"])}
+    backend = resolve_backend(s["backend"])
+    metrics = {**trainer.train().metrics, **speed.figures(), "peak_memory_mb": backend.peak_memory_mb()}
     metrics["model_parameters"] = float(sum(p.numel() for p in model.parameters()))
-    peak = peak_flops(device_name()) if s["backend"] == "cuda" else None
+    peak = backend.peak_flops(device_name())
     if peak:
         metrics["mfu"] = model_flops_utilisation(
             metrics, model.config, int(metrics["model_parameters"]), s["seq"], peak
@@ -215,7 +216,8 @@ def qaflow_config(s: dict[str, Any], model_dir: Path) -> Any:
 def stage_c_qaflow(a: argparse.Namespace, s: dict[str, Any], out: Path, mode: str) -> dict[str, Any]:
     features, model_dir = c_features(a, s, out)
     store = fresh_store(out, f"c_{mode}")
-    result = run_mode(qaflow_config(s, model_dir), features, s["backend"], mode, out / f"c_{mode}", store)
+    backend = resolve_backend(s["backend"])
+    result = run_mode(qaflow_config(s, model_dir), features, backend, mode, out / f"c_{mode}", store)
     tables = [Path(v) for k, v in result.artifacts.items() if k.endswith("autotune_table_md")]
     return {"mode": f"qaflow-{mode}", "device": result.device_name, "metrics": result.metrics,
             "autotune_table": tables[0].read_text()[:20000] if tables else None}  # fmt: skip
@@ -236,7 +238,8 @@ def stage_p_qaflow(a: argparse.Namespace, s: dict[str, Any], out: Path, mode: st
     profile = ProfileSteps(skip=s["p_skip"], steps=s["p_steps"])
     store = fresh_store(out, f"p_{mode}")
     with on_every_trainer(lambda trainer: trainer.add_callback(profile)):
-        result = run_mode(qaflow_config(s, model_dir), features, s["backend"], mode, out / f"p_{mode}", store)
+        result = run_mode(qaflow_config(s, model_dir), features, resolve_backend(s["backend"]), mode,
+                          out / f"p_{mode}", store)  # fmt: skip
     return {"mode": f"qaflow-{mode}", "device": result.device_name, "metrics": result.metrics,
             "profile": profile.summary()}  # fmt: skip
 

@@ -90,6 +90,7 @@ def run_baseline(model_dir: Path, features: Any, a: argparse.Namespace, out: Pat
 def run_qaflow(model_dir: Path, features: Any, a: argparse.Namespace, out: Path, spec: str) -> dict[str, float]:
     from step_clock import StepClock, on_every_trainer
 
+    import tasks.train.hardware as hardware
     from tasks.core.config import load_config
     from tasks.pipeline.benchmark import run_mode
 
@@ -101,7 +102,9 @@ def run_qaflow(model_dir: Path, features: Any, a: argparse.Namespace, out: Path,
     })  # fmt: skip
     clock = StepClock(clock=a.clock, sync=a.sync)
     with on_every_trainer(clock.attach):
-        run_mode(cfg, features, a.device, mode, out)
+        # a backend object (the hardware seam); a --compare_code checkout from before it takes the name
+        backend = hardware.resolve_backend(a.device) if hasattr(hardware, "resolve_backend") else a.device
+        run_mode(cfg, features, backend, mode, out)
     return {**clock.summary(), "bare_step_ms": clock.bare_step_ms()}
 
 
@@ -113,7 +116,11 @@ def one_mode(a: argparse.Namespace) -> int:
     import tasks.train.trainer
 
     torch.set_num_threads(a.threads)
-    tasks.train.trainer.available_cpu_cores = lambda: a.threads  # run_trainer sizes torch's pool by it
+    try:  # the CPU backend sizes torch's pool by it (run_trainer did, before the hardware seam)
+        import tasks.train.backends.cpu as sized_here
+    except ImportError:
+        sized_here = tasks.train.trainer
+    sized_here.available_cpu_cores = lambda: a.threads
     out = Path(a.work)
     model_dir = near_zero_model(out / "near-zero-bert")
     features = windows(model_dir, a.batch * (a.steps + 1))

@@ -38,6 +38,7 @@ from tasks.core.packing import first_fit_decreasing  # noqa: E402
 from tasks.families.extractive import ExtractiveFamily  # noqa: E402
 from tasks.pipeline.prediction import predict_from_config  # noqa: E402
 from tasks.pipeline.training import train_family  # noqa: E402
+from tasks.train.hardware import resolve_backend  # noqa: E402
 from tasks.train.resources import available_cpu_cores  # noqa: E402
 
 SAMPLE_TRAIN = ROOT / "data" / "sample" / "squad-v1.1-sample-train.json"
@@ -79,7 +80,9 @@ def train_mode(cfg: Any, mode: str, features_path: Path, out: Path) -> Any:
         setattr(section, key, value)
     cfg.train.packing = MODES[mode].get("packing", False)
     cfg.train.output_dir = str(out)
-    return train_family(cfg, ExtractiveFamily(), ModelSpec.from_config(cfg), features_path, "cpu", TrainPaths(out))
+    return train_family(
+        cfg, ExtractiveFamily(), ModelSpec.from_config(cfg), features_path, resolve_backend("cpu"), TrainPaths(out)
+    )
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from tasks.core.model_spec import resolve_model_path  # noqa: E402
 from tasks.core.specs import inference_recipe  # noqa: E402
 from tasks.families.extractive import ExtractiveFamily, SpanLogits, forward_logits  # noqa: E402
 from tasks.predict import CHUNK_EXAMPLES  # noqa: E402
+from tasks.train.hardware import resolve_backend  # noqa: E402
 from tasks.train.resources import available_cpu_cores  # noqa: E402
 
 SAMPLE_DEV = ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
@@ -73,7 +74,7 @@ def main() -> None:
     dev = load_dataset_file(Path(a.dev_file), max_samples=a.eval_samples)
     features = prepare_eval_features(dev.examples, load_tokenizer(a.model), feature_settings(cfg))
     recipe = inference_recipe(cfg, family.name, dev.version)
-    device = torch.device("cpu")
+    backend = resolve_backend("cpu")
     real = features.attention_mask.sum() / features.attention_mask.size
     print(f"model={a.model} questions={len(dev.examples)} windows={len(features)} at {a.max_seq_length}/"
           f"{a.doc_stride} batch={a.batch_size} chunk={a.chunk_examples} examples, real tokens {real:.1%} "
@@ -84,7 +85,7 @@ def main() -> None:
     for r in range(a.repeats):
         for name in seconds:
             t0 = time.perf_counter()
-            parts = [forward_logits(model, rows(features, lo, hi), a.batch_size, device,
+            parts = [forward_logits(model, rows(features, lo, hi), a.batch_size, backend,
                                     by_length=name == "by_length") for lo, hi in bounds]  # fmt: skip
             logits[name] = SpanLogits(np.concatenate([p.start for p in parts]), np.concatenate([p.end for p in parts]))
             seconds[name].append(time.perf_counter() - t0)

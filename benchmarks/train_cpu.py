@@ -33,6 +33,7 @@ from tasks.core.specs import inference_recipe  # noqa: E402
 from tasks.families.extractive import ExtractiveFamily  # noqa: E402
 from tasks.pipeline.training import train_family  # noqa: E402
 from tasks.predict import predict_examples  # noqa: E402
+from tasks.train.hardware import resolve_backend  # noqa: E402
 from tasks.train.resources import available_cpu_cores  # noqa: E402
 
 
@@ -83,7 +84,14 @@ def evaluate(cfg, model_dir: Path, dev, out: Path) -> dict:
     model = AutoModelForQuestionAnswering.from_pretrained(str(model_dir))
     recipe = inference_recipe(cfg, "extractive", dev.version)
     run = predict_examples(
-        ExtractiveFamily(), model, load_tokenizer(str(model_dir)), dev.examples, recipe, out, save_raw=False
+        ExtractiveFamily(),
+        model,
+        load_tokenizer(str(model_dir)),
+        dev.examples,
+        recipe,
+        out,
+        save_raw=False,
+        backend=resolve_backend("cpu"),
     )
     return score_dataset(dev, run.predictions, run.null_odds)
 
@@ -122,7 +130,9 @@ def main() -> None:
             t0 = time.perf_counter()
             features_path = save_features(features, Path(tmp) / "features.npz")
             paths = TrainPaths(Path(cfg.train.output_dir))
-            result = train_family(cfg, ExtractiveFamily(), ModelSpec.from_config(cfg), features_path, "cpu", paths)
+            result = train_family(
+                cfg, ExtractiveFamily(), ModelSpec.from_config(cfg), features_path, resolve_backend("cpu"), paths
+            )
             ours_sps.append(result.metrics["train_samples_per_second"])
             print(f"repeat {r}: plain Trainer {base_sps[-1]:.2f} samples/s | qaflow {ours_sps[-1]:.2f} samples/s "
                   f"(wall {time.perf_counter() - t0:.1f}s)")  # fmt: skip

@@ -24,6 +24,7 @@ from tasks.core.config import load_config  # noqa: E402
 from tasks.core.data import load_dataset_file  # noqa: E402
 from tasks.core.features import feature_settings, prepare_train_features  # noqa: E402
 from tasks.pipeline.benchmark import ALL_MODES, RUN_MODES, comparison_rows, run_mode  # noqa: E402
+from tasks.train.hardware import resolve_backend  # noqa: E402
 
 
 def build_model_dir(out: Path, tiny: bool) -> Path:
@@ -73,7 +74,7 @@ def main() -> None:
         train = load_dataset_file(ROOT / "data/sample/squad-v1.1-sample-train.json", max_samples=n_examples)
         features = prepare_train_features(train.examples, load_tokenizer(str(model_dir)), feature_settings(cfg))
         base = plain_trainer_sps(model_dir, features, batch, steps, Path(tmp) / "plain", cpu=a.cpu_smoke)
-        results = [run_mode(cfg, features, backend, m, Path(tmp) / m) for m in a.modes.split(",")]
+        results = [run_mode(cfg, features, resolve_backend(backend), m, Path(tmp) / m) for m in a.modes.split(",")]
         rows = comparison_rows(results)
         for row, r in zip(rows, results, strict=True):
             row["ratio_vs_plain_trainer"] = round(r.metrics["train_samples_per_second"] / base, 2)

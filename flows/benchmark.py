@@ -15,12 +15,12 @@ from tasks.pipeline.benchmark import RUN_MODES, ModeResult, comparison_rows, run
 from tasks.tracking import tags as tag
 from tasks.tracking.compile_cache import TrackedCompileCacheStore
 from tasks.tracking.tracker import Tracker
-from tasks.train.hardware import detect_backend
+from tasks.train.hardware import HardwareBackend, backend_for
 
 
 @task
 def benchmark_mode(
-    cfg: QAFlowConfig, features_path: Path, backend: str, mode: str, root: Path, tracker: Tracker
+    cfg: QAFlowConfig, features_path: Path, backend: HardwareBackend, mode: str, root: Path, tracker: Tracker
 ) -> ModeResult:
     """One mode's run; compiled modes keep their Inductor caches in the tracking store (`*-cached` modes read them)."""
     store = TrackedCompileCacheStore(tracker)
@@ -59,11 +59,11 @@ def benchmark(
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path, overrides)
     tracker = Tracker.from_config(cfg.tracking, repo)
-    backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
+    backend = backend_for(cfg)
     results = []
     for mode in modes or list(RUN_MODES):
         result = benchmark_mode(cfg, repo / features_path, backend, mode, repo, tracker)
-        log_mode(tracker, cfg, result, backend)
+        log_mode(tracker, cfg, result, backend.name)
         results.append(result)
     rows = comparison_rows(results)
     for row in rows:

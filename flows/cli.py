@@ -29,7 +29,7 @@ from tasks.core.config import RUN_SECTIONS, SECTIONS, ConfigError, QAFlowConfig,
 from tasks.core.console import console_logging
 
 if TYPE_CHECKING:
-    from tasks.train.ddp import Launch
+    from tasks.train.hardware import HardwareBackend, Launch
 
 DEFAULT_PARAMS = "params.yaml"
 # config sections offered as flags; evaluation suites are declared in params.yaml (`--suite NAME` picks one)
@@ -50,7 +50,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def add_launch_flags(parser: argparse.ArgumentParser) -> None:
-    """torchrun's flags for data-parallel training or prediction, one node or several (tasks.train.ddp.Launch)."""
+    """torchrun's flags for data-parallel training or prediction, one node or several (tasks.train.hardware.Launch)."""
     group = parser.add_argument_group("data-parallel launch (torchrun's flags)")
     group.add_argument("--nproc_per_node", type=int, default=1, help="workers on this node (default: 1)")
     group.add_argument("--nnodes", default="1", help="nodes: N, or MIN:MAX (elastic) (default: 1)")
@@ -62,7 +62,7 @@ def add_launch_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def launch_from_args(args: argparse.Namespace) -> Launch:
-    from tasks.train.ddp import Launch
+    from tasks.train.hardware import Launch
 
     return Launch(
         nproc_per_node=args.nproc_per_node, nnodes=args.nnodes, node_rank=args.node_rank,
@@ -147,9 +147,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tasks.pipeline.results import metrics_block
     from tasks.pipeline.stages import load_split
     from tasks.pipeline.train_eval import eval_split
+    from tasks.train.hardware import backend_for
 
     cfg = config_from_args(args)
     steps = run_steps(args)
+    backend = backend_for(cfg) if steps.do_train else None  # chosen once, before any data or model work
     if cfg.train.eval_strategy != "no" and steps.do_train:
         steps.do_eval = True  # as TrainingArguments does: evaluating during training means evaluating
     hub = hub_options(args)
@@ -167,7 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         held = device_slot(cfg.train.device_concurrency_limit)
     emit = None if args.json else (lambda split, metrics: print(metrics_block(split, metrics), flush=True))
     with held as slot:
-        out = _train_eval_predict(cfg, steps, launch, later, datasets, emit)
+        out = _train_eval_predict(cfg, steps, launch, later, datasets, emit, backend)
     if out is None:  # another node holds the result
         return 0
     if hub.push_to_hub:
@@ -219,19 +221,19 @@ def _push(cfg: QAFlowConfig, hub: Any, token: str | None, out: dict[str, Any]) -
 
 def _train_eval_predict(
     cfg: QAFlowConfig, steps: Any, launch: Any, later: list[tuple[str, str]], datasets: dict[str, Any],
-    emit: Callable[[str, dict[str, Any]], None] | None,
+    emit: Callable[[str, dict[str, Any]], None] | None, backend: HardwareBackend | None = None,
 ) -> dict[str, Any] | None:  # fmt: skip
     """The train command's steps, each saving run_qa's `{step}_results.json` and emitting its metrics as it ends;
     their metrics and files as one flat mapping. None on a node that is not rank 0's (it printed its own line).
     The splits come loaded (`datasets`); the model spec and family are resolved once, for training and the eval /
-    predict steps after it."""
+    predict steps after it; `backend` is the one training runs on."""
     from tasks.core.layout import TrainPaths
     from tasks.core.model_spec import ModelSpec
     from tasks.families.registry import resolve_family
     from tasks.pipeline.results import save_metrics, train_metrics
     from tasks.pipeline.train_eval import predict_step, read_step_results
     from tasks.pipeline.training import predict_on_workers, train_from_config
-    from tasks.train.ddp import ResultOnAnotherNode
+    from tasks.train.hardware import ResultOnAnotherNode
 
     paths = TrainPaths(Path(cfg.train.output_dir))
     out: dict[str, Any] = {"output_dir": str(paths.root)}
@@ -246,8 +248,10 @@ def _train_eval_predict(
 
             Tracker.from_config(cfg.tracking, Path.cwd()).bind_process()  # that callback reads MLflow's globals
         try:
-            result = train_from_config(cfg, launch=launch, spec=spec, family=family, eval_set=datasets.get("eval"),
-                                       steps=on_workers)  # fmt: skip
+            result = train_from_config(
+                cfg, launch=launch, spec=spec, family=family, eval_set=datasets.get("eval"), backend=backend,
+                steps=on_workers,
+            )  # fmt: skip
         except ResultOnAnotherNode as done:
             print(json.dumps({"node_finished": str(done)}, indent=2))
             return None
@@ -281,7 +285,7 @@ def _train_eval_predict(
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from tasks.pipeline.prediction import predict_from_config, predict_on_workers
-    from tasks.train.ddp import ResultOnAnotherNode
+    from tasks.train.hardware import ResultOnAnotherNode
 
     cfg = config_from_args(args)
     launch = launch_from_args(args)
@@ -304,10 +308,13 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from flows.retrain import retrain
     from flows.summary_tables import print_run_summary
     from tasks.pipeline.data_stages import check_inputs
+    from tasks.train.hardware import check_backend
 
     overrides = config_overrides(args)
     root = Path(args.root)
-    check_inputs(load_config(root / args.params, overrides), root)  # bad input: one line, before any flow run
+    cfg = load_config(root / args.params, overrides)
+    check_backend(cfg)  # a backend name or setting qaflow cannot honour: one line, before any flow run
+    check_inputs(cfg, root)  # so is bad input
     t0 = time.perf_counter()
     summary = retrain(params_path=args.params, overrides=overrides, force=args.force, root=args.root)
     if args.json:

@@ -38,6 +38,7 @@ from tasks.pipeline.suites import score_suite
 from tasks.pipeline.training import train_model
 from tasks.tracking.compile_cache import TrackedCompileCacheStore
 from tasks.tracking.tracker import Tracker
+from tasks.train.hardware import HardwareBackend, backend_for, inference_backend
 
 
 @task(retries=3, retry_delay_seconds=10, retry_condition_fn=retry_transient)
@@ -73,15 +74,16 @@ def open_run(tracker: Tracker, key: str, snapshot: DataSnapshot, force: bool) ->
 
 @task
 def train(
-    cfg: QAFlowConfig, root: Path, tracker: Tracker, plan: RunPlan, snapshot: DataSnapshot, paths: RunPaths
-) -> TrainResult:
+    cfg: QAFlowConfig, root: Path, tracker: Tracker, plan: RunPlan, snapshot: DataSnapshot, paths: RunPaths,
+    backend: HardwareBackend,
+) -> TrainResult:  # fmt: skip
     """Train into the run's directory; loss, learning rate, steps/s and system metrics reach its MLflow run live."""
     cfg.train.output_dir = str(paths.train.root)
     with run_record.live_tracking(tracker, root, plan, snapshot) as callbacks:
         result = train_model(
             cfg, features_path=snapshot.train_features, data_path=snapshot.train_json, paths=paths.train,
             data_version=load_dataset_file(snapshot.train_json).version, callbacks=callbacks,
-            compile_cache=TrackedCompileCacheStore(tracker),
+            compile_cache=TrackedCompileCacheStore(tracker), backend=backend,
             eval_data=snapshot.eval_json,
         )  # fmt: skip
     write_result(result, paths.train.result_file)
@@ -160,6 +162,7 @@ def retrain(
     route_logs_to_prefect()
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path, overrides)
+    backend = backend_for(cfg)  # the hardware, chosen once: a backend it cannot honour fails here
     data_stages.check_inputs(cfg, repo)  # bad data fails here, once, before params.yaml or data/ change
     if cfg.evaluation.suite:
         resolve_suite(cfg, repo)  # so do missing or changed suite files
@@ -183,8 +186,9 @@ def retrain(
         paths = RunPaths.for_run(repo, plan.run_id)
         calibration: dict[str, float] = {}
         with device_slot(cfg.train.device_concurrency_limit) as slot:  # queue behind other jobs on this device
-            trained = train(cfg, repo, tracker, plan, snapshot, paths)
-            model = StoredModel.load(trained.model_dir)  # once: calibration, the dev score, the log, the suite
+            trained = train(cfg, repo, tracker, plan, snapshot, paths, backend)
+            # loaded once: calibration, the dev score, the log, the suite
+            model = StoredModel.load(trained.model_dir, backend=inference_backend(cfg.train.backend))
             if cfg.postprocess.calibration_file:
                 model, calibration = calibrate(cfg, repo, model, paths)
             predicted = predict_and_score(model, snapshot, paths)

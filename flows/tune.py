@@ -23,15 +23,16 @@ from tasks.core.config import QAFlowConfig, load_config
 from tasks.pipeline import tuning
 from tasks.pipeline.run_record import run_owner
 from tasks.tracking.tracker import Tracker
+from tasks.train.hardware import HardwareBackend
 
 
 @task(cache_policy=NO_CACHE)
 def tune_trial(
     tracker: Tracker, cfg: QAFlowConfig, root: Path, study: optuna.Study, trial: optuna.Trial, parent_run_id: str,
-    data: tuning.TuneData,
+    data: tuning.TuneData, backend: HardwareBackend,
 ) -> tuning.TrialOutcome:  # fmt: skip
     """Train, score and track one trial; tell the study its result."""
-    outcome = tuning.run_trial(tracker, cfg, root, study, trial, parent_run_id, data)
+    outcome = tuning.run_trial(tracker, cfg, root, study, trial, parent_run_id, data, backend)
     shown = "pruned" if outcome.value is None else f"{cfg.tune.metric} {outcome.value:.2f}"
     get_run_logger().info("trial %d %s: %s (%s)", outcome.number, outcome.state, shown, outcome.params)
     return outcome
@@ -47,7 +48,7 @@ def tune(params_path: str = "params.yaml", overrides: dict[str, Any] | None = No
     """Search the `tune` section's space; register the best trial as `challenger`."""
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path, overrides)
-    tuning.check_tunable(cfg, overrides)
+    backend = tuning.check_tunable(cfg, overrides)  # the backend every trial trains on, chosen once
     data = tuning.load_tune_data(cfg, repo)  # bad data, a bad model path or too-long questions fail here, once
     tuning.check_windows(cfg, data)
     tracker = Tracker.from_config(cfg.tracking, repo)
@@ -66,7 +67,7 @@ def tune(params_path: str = "params.yaml", overrides: dict[str, Any] | None = No
                 break
             trial = study.ask()
             try:
-                tune_trial(tracker, cfg, repo, study, trial, parent_run_id, data)
+                tune_trial(tracker, cfg, repo, study, trial, parent_run_id, data, backend)
             except Exception as exc:  # noqa: BLE001 - a failed trial is recorded; bad configuration stops the search
                 tuning.fail_trial(tracker, study, trial, exc)
                 if not is_transient(exc):

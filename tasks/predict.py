@@ -21,8 +21,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
+from tasks.core.backend import Backend
 from tasks.core.calibration import null_above
 from tasks.core.data import Example
 from tasks.core.family import ModelFamily
@@ -32,9 +33,6 @@ from tasks.core.progress import progress
 from tasks.core.raw_logits import RawLogitsWriter, iter_raw_shards, read_raw_meta
 from tasks.core.shares import Ranks, Share, put_rows, take_rows, together
 from tasks.core.specs import InferenceRecipe
-
-if TYPE_CHECKING:  # only for a type: the loop gets its device from the caller or the model, never from torch
-    import torch
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +210,7 @@ def predict_examples(
     *,
     chunk_examples: int = CHUNK_EXAMPLES,
     save_raw: bool = True,
-    device: torch.device | None = None,
+    backend: Backend,
     unanswered: Sequence[str] = (),
     prefix: str = "",
     ranks: Ranks | None = None,
@@ -226,8 +224,8 @@ def predict_examples(
     n-best, predictions and null odds are swapped in as one set (`PREDICTION_FILES` + `raw_predictions/`).
     With `ranks` (torchrun), every rank calls this with the same arguments: each runs the model on its share of
     the batches; rank 0 gathers, writes and returns the run; the other ranks return None.
+    The family's forward pass asks `backend` (the model's) where and how to run (`tasks.core.backend.Backend`).
     """
-    device = device or next(model.parameters()).device
     model.eval()
     if ranks is not None and ranks.size > 1 and getattr(family, "batches", None) is None:
         log.warning("the %s family plans no batches to share: rank 0 predicts alone", family.name)
@@ -236,7 +234,7 @@ def predict_examples(
         ranks = None
     ranks = ranks if ranks is not None and ranks.size > 1 else None
     if ranks is not None and ranks.rank != 0:
-        _help_predict(family, model, tokenizer, examples, recipe, chunk_examples, device, ranks)
+        _help_predict(family, model, tokenizer, examples, recipe, chunk_examples, backend, ranks)
         return None
     names = PredictionFiles(prefix)
     out_set = OutputSet(out_dir, names.members())
@@ -262,7 +260,7 @@ def predict_examples(
     try:
         for _, chunk in chunks(examples, chunk_examples):
             feats, outputs, share, seconds = together(
-                ranks, partial(_chunk_outputs, family, model, tokenizer, chunk, recipe, device, ranks)
+                ranks, partial(_chunk_outputs, family, model, tokenizer, chunk, recipe, backend, ranks)
             )  # fmt: skip
             if share is not None and ranks is not None:
                 g0 = time.perf_counter()
@@ -300,28 +298,28 @@ def predict_examples(
 
 def _chunk_outputs(
     family: ModelFamily, model: Any, tokenizer: Any, chunk: Sequence[Example], recipe: InferenceRecipe,
-    device: Any, ranks: Ranks | None,
+    backend: Backend, ranks: Ranks | None,
 ) -> tuple[Any, Any, Share | None, float]:  # fmt: skip
     """One chunk's features and the family's outputs, with the seconds in the model: all batches in one
     process; under `ranks`, this rank's share of the family's batch plan (the other rows hold placeholders)."""
     feats = family.eval_features(chunk, tokenizer, recipe)
     m0 = time.perf_counter()
     if ranks is None:
-        return feats, family.forward(model, feats, recipe, device, tokenizer), None, time.perf_counter() - m0
+        return feats, family.forward(model, feats, recipe, backend, tokenizer), None, time.perf_counter() - m0
     share = Share(family.batches(feats, recipe), ranks.size)
-    outputs = family.forward(model, feats, recipe, device, tokenizer, batches=share.batches(ranks.rank))
+    outputs = family.forward(model, feats, recipe, backend, tokenizer, batches=share.batches(ranks.rank))
     return feats, outputs, share, time.perf_counter() - m0
 
 
 def _help_predict(
     family: ModelFamily, model: Any, tokenizer: Any, examples: Sequence[Example], recipe: InferenceRecipe,
-    chunk_examples: int, device: Any, ranks: Ranks,
+    chunk_examples: int, backend: Backend, ranks: Ranks,
 ) -> None:  # fmt: skip
     """A rank other than 0: its share of every chunk through the model, sent to rank 0 (which post-processes)."""
     computed = 0
     for _, chunk in chunks(examples, chunk_examples):
         _, outputs, share, _ = together(
-            ranks, partial(_chunk_outputs, family, model, tokenizer, chunk, recipe, device, ranks)
+            ranks, partial(_chunk_outputs, family, model, tokenizer, chunk, recipe, backend, ranks)
         )  # fmt: skip
         rows = share.rows(ranks.rank)
         ranks.gather(take_rows(outputs, rows, share.n_rows))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.artifacts import TrainResult
+from tasks.core.backend import Backend
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import Example
 from tasks.core.features import FeatureSettings
@@ -16,6 +17,7 @@ from tasks.core.postprocess import NBestSettings
 from tasks.core.specs import GenerationSettings, InferenceRecipe
 from tasks.families.registry import get_family
 from tasks.predict import PredictionRun, predict_examples
+from tasks.train.backends.cpu import CPUBackend
 from tasks.train.trainer import run_trainer
 
 # metric names every family's training reports (the extractive set)
@@ -33,11 +35,14 @@ def load_model(family: str, path: str | Path) -> Any:
     return get_family(family).load_model(resolve_model_path(str(path)))
 
 
-def train(family: str, cfg: QAFlowConfig, features: Any, output_dir: Path, backend: str = "cpu") -> TrainResult:
-    """The shared Trainer core on in-memory features of `family`."""
+def train(
+    family: str, cfg: QAFlowConfig, features: Any, output_dir: Path, backend: Backend | None = None
+) -> TrainResult:
+    """The shared Trainer core on in-memory features of `family` (on the CPU unless `backend` says otherwise)."""
     return run_trainer(
         get_family(family), ModelSpec.from_config(cfg), cfg.train, features,
-        backend=backend, paths=TrainPaths(Path(output_dir)), dynamic_padding=not cfg.features.pad_to_max_length,
+        backend=backend or CPUBackend(), paths=TrainPaths(Path(output_dir)),
+        dynamic_padding=not cfg.features.pad_to_max_length,
     )  # fmt: skip
 
 
@@ -50,6 +55,8 @@ def predict(
     out_dir: Path,
     **kwargs: Any,
 ) -> PredictionRun:
+    """`predict_examples` for `family` (on the CPU unless `backend=` says otherwise)."""
+    kwargs.setdefault("backend", CPUBackend())
     return predict_examples(get_family(family), model, tokenizer, examples, recipe, Path(out_dir), **kwargs)
 
 

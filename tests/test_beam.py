@@ -27,6 +27,7 @@ from tasks.families.beam import (
     postprocess_beam,
     start_major,
 )
+from tasks.train.backends.cpu import CPUBackend
 from tests.family_helpers import TRAIN_METRIC_KEYS, load_model, predict, train
 from tests.tiny_models import SAMPLE_DEV_V1, SAMPLE_DEV_V2, cached_model_dir
 
@@ -117,7 +118,7 @@ def test_start_major_pairs_each_start_with_its_own_end_candidates(xlnet_dir: Pat
     """The reordered end candidates of start beam i are the top ends computed for start i."""
     model = load_model("beam", xlnet_dir).eval()
     feats = prepare_eval_features(v2_examples[:4], tokenizer, SETTINGS)
-    out = forward_beam(model, feats, batch_size=8, device=torch.device("cpu"))
+    out = forward_beam(model, feats, batch_size=8, backend=CPUBackend())
     s, e = model.config.start_n_top, model.config.end_n_top
     inputs = {
         "input_ids": torch.from_numpy(feats.input_ids),
@@ -389,7 +390,7 @@ def test_predict_beam_scores_in_extractive_format(xlnet_dir: Path, tokenizer, tm
         return
     assert json.loads(run.files["null_odds"].read_text()) == run.null_odds
     feats = prepare_eval_features(dataset.examples, tokenizer, SETTINGS)
-    out = forward_beam(model, feats, 16, torch.device("cpu"))
+    out = forward_beam(model, feats, 16, CPUBackend())
     for k, ex in enumerate(dataset.examples):
         assert run.null_odds[ex.id] == pytest.approx(float(out.cls_logits[feats.example_index == k].min()), abs=1e-5)
     assert list(metrics)[:3] == ["exact", "f1", "total"]

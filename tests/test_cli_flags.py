@@ -16,6 +16,8 @@ import pytest
 from flows.cli import build_parser, config_from_args, main
 from flows.cli_flags import RunSteps, run_steps
 from tasks.core.config import HELP, SECTIONS, QAFlowConfig, TrainConfig
+from tasks.train.backends.cpu import CPUBackend
+from tasks.train.backends.cuda import CUDABackend
 from tests.conftest import REPO_ROOT
 
 DEV = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
@@ -109,8 +111,8 @@ def test_every_train_flag_reaches_the_trainer_arguments(tmp_path: Path, name: st
     setattr(changed, name, getattr(parsed.train, name))
     if name == "fp16":
         changed.bf16 = False
-    before = training_arguments(base, "cpu", tmp_path).to_dict()
-    after = training_arguments(changed, "cuda" if name == "fp16" else "cpu", tmp_path).to_dict()
+    before = training_arguments(base, CPUBackend(), tmp_path).to_dict()
+    after = training_arguments(changed, CUDABackend() if name == "fp16" else CPUBackend(), tmp_path).to_dict()
     assert before != after, f"--{name} changes nothing the Trainer sees"
 
 
@@ -136,14 +138,15 @@ def test_help_shows_types_choices_and_defaults(capsys) -> None:
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--learning_rate FLOAT" in text and "peak AdamW learning rate (default: 3e-05)" in text
-    assert "--backend {auto,cpu,cuda,ipu}" in text and "--bf16 [{true,false}]" in text
+    assert "--backend STR" in text and "auto (the best present: cuda > ipu > cpu)" in text  # the seam parses it
+    assert "--bf16 [{true,false}]" in text
     assert "--do_train" in text and "--dataset_name" in text and "--report_to {mlflow,none}" in text
 
 
 @pytest.mark.parametrize(
     ("argv", "expect"),
     [
-        (["train", "--backend", "tpu"], "argument --backend: invalid choice: 'tpu'"),
+        (["train", "--backend", "tpu"], "train.backend: unknown backend 'tpu'; choose one of auto, cpu, cuda, ipu"),
         (["train", "--report_to", "wandb"], "argument --report_to/--report-to: invalid choice: 'wandb'"),
         (["train", "--learning_rate", "fast"], "invalid float value: 'fast'"),
         (["train", "--bogus_flag", "1"], "unrecognized arguments: --bogus_flag 1"),

@@ -14,6 +14,7 @@ from transformers import BertConfig
 from tasks.core.artifacts import read_result
 from tasks.core.config import QAFlowConfig
 from tasks.core.layout import TrainPaths, compile_cache_dir
+from tasks.train.backends.cpu import CPUBackend
 from tasks.train.compile_cache import (
     LocalCompileCacheStore,
     active_store,
@@ -34,7 +35,7 @@ def key_for(**changes: object):  # noqa: ANN201
         else:
             setattr(cfg.train, name, value)
     config = BertConfig(**model, num_attention_heads=1, intermediate_size=32)
-    return compile_cache_key(cfg.train, "cpu", config, width=128, packed_rows=(), packing=False)
+    return compile_cache_key(cfg.train, CPUBackend(), config, width=128, packed_rows=(), packing=False)
 
 
 def test_the_key_follows_what_changes_the_compiled_code_only() -> None:

@@ -18,6 +18,7 @@ from tasks.core.config import (
     validate,
 )
 from tasks.core.params_file import persist_stage_overrides
+from tasks.train.hardware import BackendUnavailableError, check_backend
 from tests.conftest import REPO_ROOT
 
 
@@ -190,7 +191,7 @@ def test_validate_bf16_and_fp16_exclusive() -> None:
     assert load_config(None, {"bf16": True}).train.bf16 is True
 
 
-@pytest.mark.parametrize(("key", "value"), [("backend", "tpu"), ("bad_record_policy", "ignore")])
+@pytest.mark.parametrize(("key", "value"), [("bad_record_policy", "ignore"), ("report_to", "wandb")])
 def test_validate_choices(key: str, value: str) -> None:
     with pytest.raises(ConfigError, match=rf"{key}: '{value}' is not one of"):
         load_config(None, {key: value})
@@ -199,6 +200,19 @@ def test_validate_choices(key: str, value: str) -> None:
 def test_model_family_is_checked_by_the_registry_not_the_config() -> None:
     """Families are pluggable (tasks.families.registry), so the config accepts any name; resolution refuses it."""
     assert load_config(None, {"model_family": "first-token"}).model.model_family == "first-token"
+
+
+def test_backend_is_checked_by_the_hardware_seam_not_the_config() -> None:
+    """Backends are pluggable (tasks.train.hardware), so the config accepts any name; the seam refuses it, as it
+    refuses the train settings a named backend cannot honour (both one line, before any work)."""
+    cfg = load_config(None, {"backend": "tpu"})
+    assert cfg.train.backend == "tpu"
+    with pytest.raises(BackendUnavailableError, match=r"^train\.backend: unknown backend 'tpu'; choose one of auto,"):
+        check_backend(cfg)
+    for setting, message in ({"packing": True}, "train.packing"), ({"eval_strategy": "epoch"}, "train.eval_strategy"):
+        ipu = load_config(None, {"backend": "ipu", **setting})  # accepted by the config ...
+        with pytest.raises(ConfigError, match=message):
+            check_backend(ipu)  # ... refused by the IPU backend
 
 
 def test_validate_accepts_defaults() -> None:

@@ -30,6 +30,7 @@ from tasks.families.registry import FAMILIES, get_family, infer_family, resolve_
 from tasks.families.seq2seq_features import Seq2SeqFeatures, load_seq2seq_features
 from tasks.pipeline.featurize import build_train_features
 from tasks.pipeline.training import train_family
+from tasks.train.backends.cpu import CPUBackend
 from tests.family_helpers import TRAIN_METRIC_KEYS, load_model, predict
 from tests.tiny_models import SAMPLE_DEV_V2, cached_model_dir
 
@@ -188,7 +189,7 @@ def test_train_and_predict_dispatch_by_family(kind: str, request: pytest.Fixture
         again = load_seq2seq_features(path)
         assert isinstance(features, Seq2SeqFeatures) and again.truncated == features.truncated
         np.testing.assert_array_equal(again.labels, features.labels)
-    result = train_family(cfg, family, ModelSpec.from_config(cfg), path, "cpu", TrainPaths(tmp_path / "out"))
+    result = train_family(cfg, family, ModelSpec.from_config(cfg), path, CPUBackend(), TrainPaths(tmp_path / "out"))
     assert set(TRAIN_METRIC_KEYS) <= set(result.metrics)
     dev = load_dataset_file(SAMPLE_DEV_V2, max_samples=6)
     model = load_model(family.name, result.model_dir)

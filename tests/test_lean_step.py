@@ -21,6 +21,8 @@ from tasks.core.layout import TrainPaths
 from tasks.core.model_spec import ModelSpec
 from tasks.families.registry import resolve_family
 from tasks.pipeline.featurize import build_train_features
+from tasks.train.backends.cpu import CPUBackend
+from tasks.train.backends.cuda import CUDABackend
 from tasks.train.lean_step import FUSED_ADAMW, dataloader_settings
 from tasks.train.trainer import run_trainer
 
@@ -85,7 +87,7 @@ def _train(model_dir: Path, features: Features, out: Path, callbacks=(), **train
         setattr(cfg.train, key, value)
     validate(cfg)
     family = resolve_family("auto", model_dir)
-    result = run_trainer(family, ModelSpec.from_config(cfg), cfg.train, features, backend="cpu",
+    result = run_trainer(family, ModelSpec.from_config(cfg), cfg.train, features, backend=CPUBackend(),
                          paths=TrainPaths(out), dynamic_padding=True, callbacks=callbacks)  # fmt: skip
     return result.metrics
 
@@ -147,12 +149,12 @@ def trained_tokens(features: Features, n_windows: int) -> float:
 
 def test_dataloader_settings_by_backend() -> None:
     t = QAFlowConfig().train
-    cuda, cpu = dataloader_settings(t, "cuda"), dataloader_settings(t, "cpu")
+    cuda, cpu = dataloader_settings(t, CUDABackend()), dataloader_settings(t, CPUBackend())
     assert cuda["dataloader_pin_memory"] and cuda["accelerator_config"] == {"non_blocking": True}  # async copies
     assert cuda["dataloader_num_workers"] == cpu["dataloader_num_workers"] == 0
     assert not cpu["dataloader_pin_memory"] and cpu["optim"] == cuda["optim"] == FUSED_ADAMW
     assert not cpu["logging_nan_inf_filter"] and not cuda["logging_nan_inf_filter"]
     t.dataloader_num_workers = 3
-    workers = dataloader_settings(t, "cuda")
+    workers = dataloader_settings(t, CUDABackend())
     assert workers["dataloader_num_workers"] == 3 and workers["dataloader_persistent_workers"]
     assert workers["dataloader_prefetch_factor"]

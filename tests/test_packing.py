@@ -28,6 +28,8 @@ from tasks.families.beam import BeamFamily
 from tasks.families.registry import resolve_family
 from tasks.families.span_packing import check_packing, packed_forward, span_loss
 from tasks.pipeline.featurize import build_train_features
+from tasks.train.backends.cpu import CPUBackend
+from tasks.train.backends.cuda import CUDABackend
 from tasks.train.trainer import packed_row_counts, packing_support, run_trainer
 from tests.conftest import REPO_ROOT
 
@@ -167,13 +169,13 @@ def test_families_that_cannot_pack_and_the_ipu_stop_before_any_work(
 def test_rows_round_up_only_where_shapes_cost(features: Features) -> None:
     t = QAFlowConfig().train
     t.per_device_train_batch_size = 16
-    assert packed_row_counts(t, "cpu", features) == ()  # exact: every batch as few rows as it needs
-    counts = packed_row_counts(t, "cuda", features)
+    assert packed_row_counts(t, CPUBackend(), features) == ()  # exact: every batch as few rows as it needs
+    counts = packed_row_counts(t, CUDABackend(), features)
     assert len(counts) == 2 and counts[-1] == 16 and counts[0] < 16  # two shapes: the typical rows, and the batch
     t.torch_compile = True
-    assert packed_row_counts(t, "cpu", features) == counts
+    assert packed_row_counts(t, CPUBackend(), features) == counts
     t.torch_compile_dynamic = True
-    assert packed_row_counts(t, "cpu", features) == ()  # one graph with a symbolic row count
+    assert packed_row_counts(t, CPUBackend(), features) == ()  # one graph with a symbolic row count
 
 
 def test_static_row_counts_hold_nearly_every_batch(features: Features) -> None:
@@ -196,7 +198,7 @@ def _train(model_dir: Path, features: Features, out: Path, **train: object) -> d
         setattr(cfg.train, key, value)
     validate(cfg)
     family = resolve_family("auto", model_dir)
-    result = run_trainer(family, ModelSpec.from_config(cfg), cfg.train, features, backend="cpu",
+    result = run_trainer(family, ModelSpec.from_config(cfg), cfg.train, features, backend=CPUBackend(),
                          paths=TrainPaths(out), dynamic_padding=True)  # fmt: skip
     return result.metrics
 

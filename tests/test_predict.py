@@ -18,6 +18,7 @@ from tasks.core.postprocess import NBestSettings
 from tasks.core.specs import InferenceRecipe
 from tasks.families.extractive import ExtractiveFamily
 from tasks.predict import postprocess_raw_dir, predict_examples
+from tasks.train.backends.cpu import CPUBackend
 from tests.conftest import REPO_ROOT
 
 DEV = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
@@ -37,7 +38,7 @@ def model_and_tokenizer(tiny_bert_dir: Path):
 def run(model_and_tokenizer, examples, out: Path, nbest: NBestSettings, batch_size: int = 64, **kw):
     model, tokenizer = model_and_tokenizer
     recipe = InferenceRecipe("extractive", SETTINGS, nbest, batch_size=batch_size)
-    return predict_examples(EXTRACTIVE, model, tokenizer, examples, recipe, out, **kw)
+    return predict_examples(EXTRACTIVE, model, tokenizer, examples, recipe, out, backend=CPUBackend(), **kw)
 
 
 def test_chunk_and_batch_sizes_do_not_change_answers(model_and_tokenizer, tmp_path: Path) -> None:
@@ -85,6 +86,7 @@ from tasks.core.postprocess import NBestSettings
 from tasks.core.specs import InferenceRecipe
 from tasks.families.extractive import ExtractiveFamily
 from tasks.predict import predict_examples
+from tasks.train.backends.cpu import CPUBackend
 model_dir, n, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
 examples = load_dataset_file("{train}").examples
 examples = (examples * (n // len(examples) + 1))[:n]
@@ -92,7 +94,7 @@ examples = [type(e)(**{{**e.__dict__, "id": f"{{e.id}}-{{i}}"}}) for i, e in enu
 model = AutoModelForQuestionAnswering.from_pretrained(model_dir).eval()
 recipe = InferenceRecipe("extractive", FeatureSettings(96, 32), NBestSettings(), batch_size=32)
 run = predict_examples(ExtractiveFamily(), model, AutoTokenizer.from_pretrained(model_dir), examples, recipe, out,
-                       chunk_examples=128, save_raw=True)
+                       chunk_examples=128, save_raw=True, backend=CPUBackend())
 print(int(run.metrics["predict_features"]), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
@@ -124,7 +126,7 @@ def test_batching_by_length_gives_the_in_order_logits_on_fewer_positions(model_a
     model, tokenizer = model_and_tokenizer
     examples = load_dataset_file(DEV, max_samples=400).examples  # paragraphs of different lengths, in file order
     features = prepare_eval_features(examples, tokenizer, FeatureSettings(max_seq_length=384, doc_stride=128))
-    cpu = torch.device("cpu")
+    cpu = CPUBackend()
     in_order = forward_logits(model, features, 16, cpu, by_length=False)
     by_length = forward_logits(model, features, 16, cpu)
     assert abs(in_order.start - by_length.start).max() < 1e-5 and abs(in_order.end - by_length.end).max() < 1e-5

@@ -18,6 +18,7 @@ from tasks.core.specs import InferenceRecipe
 from tasks.families.extractive import ExtractiveFamily
 from tasks.pipeline.prediction import Predictor
 from tasks.predict import UNANSWERED_NULL_ODDS
+from tasks.train.backends.cpu import CPUBackend
 from tests.tiny_models import SAMPLE_DEV_V2
 
 WINDOWS = FeatureSettings(max_seq_length=96, doc_stride=32)
@@ -60,7 +61,7 @@ def test_skip_leaves_the_question_out_and_prediction_answers_it_empty(tiny_bert_
     fit = fit_questions(examples, tokenizer, windows)
     assert fit.skipped == [examples[2].id] and len(fit.examples) == 7
     model = AutoModelForQuestionAnswering.from_pretrained(tiny_bert_dir).eval()
-    predictor = Predictor(ExtractiveFamily(), model, tokenizer, model.device)
+    predictor = Predictor(ExtractiveFamily(), model, tokenizer, CPUBackend())
     recipe = InferenceRecipe("extractive", windows, NBestSettings(version_2_with_negative=True), batch_size=8)
     run = predictor.predict(examples, recipe, tmp_path, save_raw=True)
     assert set(run.predictions) == {ex.id for ex in examples} and run.predictions[examples[2].id] == ""

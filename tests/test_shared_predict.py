@@ -31,7 +31,8 @@ from tasks.families.extractive import ExtractiveFamily
 from tasks.families.registry import resolve_family
 from tasks.families.seq2seq import Generated
 from tasks.predict import predict_examples
-from tasks.train.ddp import TorchRanks
+from tasks.train.backends.cpu import CPUBackend
+from tasks.train.hardware import TorchRanks
 from tests.conftest import REPO_ROOT
 from tests.tiny_models import SAMPLE_DEV_V1, SAMPLE_DEV_V2, cached_model_dir
 
@@ -77,7 +78,9 @@ def predict(case: Case, model_dir: Path, out: Path, ranks: TorchRanks | None, fa
     family = family or resolve_family(case.family, str(model_dir))
     model, tokenizer = family.load_model(str(model_dir)), load_tokenizer(str(model_dir))
     examples = load_dataset_file(case.data, max_samples=case.examples).examples
-    return predict_examples(family, model, tokenizer, examples, case.recipe(), out, chunk_examples=CHUNK, ranks=ranks)
+    return predict_examples(
+        family, model, tokenizer, examples, case.recipe(), out, chunk_examples=CHUNK, ranks=ranks, backend=CPUBackend()
+    )
 
 
 def shared_rank(rank: int, port: int, jobs: list[tuple[Case, Path]], root: Path) -> None:

@@ -29,6 +29,7 @@ from tasks.tracking import registry
 from tasks.tracking import runs as tracking
 from tasks.tracking import tags as tag
 from tasks.tracking.tracker import Tracker
+from tasks.train.backends.cpu import CPUBackend
 from tasks.train.trainer import run_trainer
 from tests.tiny_models import model_with_recipe
 
@@ -285,7 +286,7 @@ def test_live_metrics_and_system_metrics_are_readable_while_training(
     live_cb = tracker.live_metrics(run_id)
     with tracker.system_metrics(run_id):
         result = run_trainer(
-            family, ModelSpec.from_config(cfg), cfg.train, features, backend="cpu",
+            family, ModelSpec.from_config(cfg), cfg.train, features, backend=CPUBackend(),
             paths=TrainPaths(tmp_path / "train"), dynamic_padding=True, callbacks=[live_cb, MidTrainingReader()],
         )  # fmt: skip
     assert [step for step, _ in seen["loss"]] == [1, 2, 4]  # logging_first_step, then every 2 steps

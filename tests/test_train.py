@@ -18,8 +18,7 @@ from safetensors.torch import load_file
 
 from tasks.core.artifacts import read_result
 from tasks.core.config import load_config
-from tasks.train.hardware import detect_backend
-from tasks.train.resources import BackendUnavailableError
+from tasks.train.hardware import BackendUnavailableError, resolve_backend
 from tasks.train.trainer import is_complete_checkpoint, last_complete_checkpoint
 from tests.conftest import REPO_ROOT
 from tests.family_helpers import TRAIN_METRIC_KEYS
@@ -77,12 +76,13 @@ def test_train_command_loads_each_split_and_resolves_the_model_once(
 ) -> None:
     """`qaflow train --do_train --do_eval` with in-training evaluation: the train and eval splits are loaded once
     each (eval checked before training, then scored during and after training from the same examples); the model
-    spec, family and packing check are resolved once."""
+    spec, family, backend and the checks of the train settings against them are resolved once."""
     import tasks.families.registry as registry
     import tasks.pipeline.prediction as prediction
     import tasks.pipeline.stages as stages
     import tasks.pipeline.train_eval as train_eval
     import tasks.pipeline.training as training
+    import tasks.train.hardware as hardware
     from flows.cli import main
     from tasks.core.model_spec import ModelSpec
 
@@ -100,7 +100,10 @@ def test_train_command_loads_each_split_and_resolves_the_model_once(
         monkeypatch.setattr(module, "load_split", load_split)
     for module in (registry, training, prediction):
         monkeypatch.setattr(module, "resolve_family", resolve)
-    monkeypatch.setattr(training, "check_packing", counted("check_packing", training.check_packing))
+    monkeypatch.setattr(training, "check_training", counted("check_training", training.check_training))
+    backend_for = counted("backend_for", hardware.backend_for)
+    for module in (hardware, training):
+        monkeypatch.setattr(module, "backend_for", backend_for)
     from_config = ModelSpec.from_config.__func__
     monkeypatch.setattr(ModelSpec, "from_config", classmethod(counted("ModelSpec.from_config", from_config)))
     steps = ("--max_steps", "2", "--max_train_samples", "16", "--do_train", "--do_eval", "--eval_strategy", "steps",
@@ -109,7 +112,7 @@ def test_train_command_loads_each_split_and_resolves_the_model_once(
     argv = argv[3:]  # main() takes the words after `python -m flows.cli`
     assert main(argv) == 0
     assert dict(calls) == {"load_split train": 1, "load_split eval": 1, "ModelSpec.from_config": 1,
-                           "resolve_family": 1, "check_packing": 1}  # fmt: skip
+                           "resolve_family": 1, "backend_for": 1, "check_training": 1}  # fmt: skip
     state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
     assert any("eval_f1" in entry for entry in state["log_history"])  # evaluated in training, on the same split
     assert (tmp_path / "run" / "eval_predictions.json").is_file()  # run_qa's layout: the eval answers at the root
@@ -199,10 +202,10 @@ def test_backend_detection_errors_are_actionable() -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(BackendUnavailableError, match="no CUDA device"):
-        detect_backend("cuda")
-    assert detect_backend("auto", ipu_python="/nonexistent/python") == "cpu"
+        resolve_backend("cuda")
+    assert resolve_backend("auto", load_config(None, {"ipu_python": "/nonexistent/python"})).name == "cpu"
     with pytest.raises(BackendUnavailableError, match="unknown backend"):
-        detect_backend("tpu")
+        resolve_backend("tpu")
 
 
 def test_config_overrides_follow_run_qa_names() -> None:

@@ -17,6 +17,8 @@ from tasks.core.layout import TrainPaths
 from tasks.core.model_spec import ModelSpec
 from tasks.families.registry import resolve_family
 from tasks.pipeline.featurize import build_train_features
+from tasks.train.backends.cpu import CPUBackend
+from tasks.train.backends.cuda import CUDABackend
 from tasks.train.trainer import pad_multiple, row_lengths, run_trainer
 from tests.conftest import REPO_ROOT
 
@@ -69,15 +71,15 @@ def test_collate_multiple_of_keeps_every_token_and_label(train_features: Feature
 
 def test_pad_multiple_is_run_qas_8_under_cuda_half_precision_unless_set() -> None:
     t = QAFlowConfig().train
-    assert pad_multiple(t, "cpu") == 1
+    assert pad_multiple(t, CPUBackend()) == 1
     t.bf16 = True
-    assert pad_multiple(t, "cuda") == 8 and pad_multiple(t, "cpu") == 1
+    assert pad_multiple(t, CUDABackend()) == 8 and pad_multiple(t, CPUBackend()) == 1
     t.torch_compile = True  # static shapes: each new width would be a recompile
-    assert pad_multiple(t, "cpu") == 64 and pad_multiple(t, "cuda") == 64
+    assert pad_multiple(t, CPUBackend()) == 64 and pad_multiple(t, CUDABackend()) == 64
     t.torch_compile_dynamic = True
-    assert pad_multiple(t, "cuda") == 8
+    assert pad_multiple(t, CUDABackend()) == 8
     t.pad_to_multiple_of = 16
-    assert pad_multiple(t, "cpu") == 16
+    assert pad_multiple(t, CPUBackend()) == 16
 
 
 def test_group_by_length_needs_dynamic_padding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -102,7 +104,7 @@ def _train(tiny_bert_dir: Path, features: Features, out: Path, **train: object) 
     validate(cfg)
     result = run_trainer(
         resolve_family("auto", tiny_bert_dir), ModelSpec.from_config(cfg), cfg.train, features,
-        backend="cpu", paths=TrainPaths(out), dynamic_padding=True,
+        backend=CPUBackend(), paths=TrainPaths(out), dynamic_padding=True,
     )  # fmt: skip
     return result.metrics
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tasks.core.backend import Backend
 from tasks.core.data import Example
 from tasks.core.featurizer import FamilyFeaturizer
 from tasks.core.postprocess import Postprocessed
@@ -80,12 +81,14 @@ class ModelFamily(FamilyFeaturizer, Protocol):
         ...
 
     def forward(
-        self, model: Any, features: Any, recipe: InferenceRecipe, device: Any, tokenizer: Any,
+        self, model: Any, features: Any, recipe: InferenceRecipe, backend: Backend, tokenizer: Any,
         batches: Sequence[np.ndarray] | None = None,
     ) -> Any:  # fmt: skip
-        """The model over all features of a chunk, batched: the family's raw outputs, a dataclass whose arrays and
-        lists hold one entry per row. With `batches` (some of `self.batches(...)`: a rank's share), only those rows
-        are computed; the others keep placeholders, filled from the other ranks."""
+        """The model over all features of a chunk, batched, on `backend.device` under `backend.autocast()` (batch
+        widths rounded up to `backend.inference_pad_multiple` where the family trims padding): the family's raw
+        outputs, a dataclass whose arrays and lists hold one entry per row. With `batches` (some of
+        `self.batches(...)`: a rank's share), only those rows are computed; the others keep placeholders, filled
+        from the other ranks."""
         ...
 
     def postprocess(

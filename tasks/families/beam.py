@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from transformers import XLNetForQuestionAnswering
 
+from tasks.core.backend import Backend
 from tasks.core.checkpoints import describe, load_checkpoint_config
 from tasks.core.data import Example
 from tasks.core.features import Features, padding_band
@@ -43,7 +44,7 @@ from tasks.core.postprocess import Postprocessed
 from tasks.core.progress import progress
 from tasks.core.specs import InferenceRecipe
 from tasks.families.beam_features import BeamFeaturizer, is_beam_capable
-from tasks.families.extractive import ExtractiveFamily, FeatureCollator, inference_pad_multiple, model_inputs
+from tasks.families.extractive import ExtractiveFamily, FeatureCollator, model_inputs
 
 NO_CANDIDATE_SCORE = -2e-6  # utils_qa.py's score (and null score) when an example has no valid span
 NO_CANDIDATE_LOGIT = -1e-6
@@ -121,15 +122,15 @@ def beam_batches(features: Features, batch_size: int) -> list[np.ndarray]:
 
 @torch.inference_mode()
 def forward_beam(
-    model: Any, features: Features, batch_size: int, device: torch.device,
+    model: Any, features: Features, batch_size: int, backend: Backend,
     batches: Sequence[np.ndarray] | None = None,
 ) -> BeamOutputs:  # fmt: skip
-    """The beam head over all features in batches (padding trimmed per batch; indexes mapped back).
+    """The beam head over all features in batches on `backend` (padding trimmed per batch; indexes mapped back).
 
     `batches`: only these batches of `beam_batches` (a rank's share); the other rows stay zero."""
     start_n_top, end_n_top = int(model.config.start_n_top), int(model.config.end_n_top)
     p_mask = beam_p_mask(features)
-    n, s, se = len(features), start_n_top, start_n_top * end_n_top
+    n, s, se, device = len(features), start_n_top, start_n_top * end_n_top, backend.device
     out_arrays = BeamOutputs(
         np.zeros((n, s), np.float32), np.zeros((n, s), np.int64), np.zeros((n, se), np.float32),
         np.zeros((n, se), np.int64), np.zeros(n, np.float32), start_n_top, end_n_top,
@@ -137,11 +138,11 @@ def forward_beam(
     batches = beam_batches(features, batch_size) if batches is None else batches
     bar = progress(sum(len(rows) for rows in batches), "beam search", "windows", inner=True)
     for rows in batches:
-        c0, c1 = padding_band(features.attention_mask[rows], inference_pad_multiple(device))
+        c0, c1 = padding_band(features.attention_mask[rows], backend.inference_pad_multiple)
         batch = model_inputs(features, rows, c0, c1, device)
         batch["cls_index"] = torch.from_numpy(features.cls_index[rows].astype(np.int64) - c0).to(device)
         batch["p_mask"] = torch.from_numpy(np.ascontiguousarray(p_mask[rows, c0:c1])).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with backend.autocast():
             out = model(**batch)
         out_arrays.start_top_log_probs[rows] = out.start_top_log_probs.float().cpu().numpy()
         out_arrays.start_top_index[rows] = out.start_top_index.cpu().numpy().astype(np.int64) + c0
@@ -316,10 +317,10 @@ class BeamFamily(BeamFeaturizer, ExtractiveFamily):
         return beam_batches(features, recipe.batch_size)
 
     def forward(
-        self, model: Any, features: Features, recipe: InferenceRecipe, device: Any, tokenizer: Any,
+        self, model: Any, features: Features, recipe: InferenceRecipe, backend: Backend, tokenizer: Any,
         batches: Sequence[np.ndarray] | None = None,
     ) -> BeamOutputs:  # fmt: skip
-        return forward_beam(model, features, recipe.batch_size, device, batches)
+        return forward_beam(model, features, recipe.batch_size, backend, batches)
 
     def postprocess(
         self, examples: Sequence[Example], features: Features, outputs: BeamOutputs, recipe: InferenceRecipe

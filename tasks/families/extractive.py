@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForQuestionAnswering, Trainer, TrainingArguments
 
+from tasks.core.backend import Backend
 from tasks.core.data import Example
 from tasks.core.features import Features, collate, padding_band, prepare_eval_features, row_batches
 from tasks.core.postprocess import Postprocessed, postprocess_predictions
@@ -70,17 +71,13 @@ def model_inputs(
     return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)).to(device) for k, v in inputs.items()}
 
 
-def inference_pad_multiple(device: torch.device) -> int:
-    """Batch widths in prediction: multiples of 8 on CUDA (few distinct shapes, tensor-core sizes), exact on CPU."""
-    return 8 if device.type == "cuda" else 1
-
-
 @torch.inference_mode()
 def forward_logits(
-    model: Any, features: Features, batch_size: int, device: torch.device, *, by_length: bool = True,
+    model: Any, features: Features, batch_size: int, backend: Backend, *, by_length: bool = True,
     batches: Sequence[np.ndarray] | None = None,
 ) -> SpanLogits:  # fmt: skip
-    """Start/end logits for every window, in batches; padding columns trimmed per batch.
+    """Start/end logits for every window, in batches, on `backend` (its device, autocast and batch-width
+    multiple); padding columns trimmed per batch.
 
     `by_length` batches windows of similar length (`row_batches`) instead of in feature order: a
     window's logits do not depend on its batch (padding is masked; only float rounding differs with the batch
@@ -93,9 +90,9 @@ def forward_logits(
     if batches is None:
         batches = row_batches(features.attention_mask, batch_size, by_length=by_length)
     for sl in batches:
-        c0, c1 = padding_band(features.attention_mask[sl], inference_pad_multiple(device))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = model(**model_inputs(features, sl, c0, c1, device))
+        c0, c1 = padding_band(features.attention_mask[sl], backend.inference_pad_multiple)
+        with backend.autocast():
+            out = model(**model_inputs(features, sl, c0, c1, backend.device))
         pad = features.attention_mask[sl, c0:c1] == 0  # padding never competes for the n-best
         start[sl, c0:c1] = np.where(pad, PAD_LOGIT, out.start_logits.float().cpu().numpy())
         end[sl, c0:c1] = np.where(pad, PAD_LOGIT, out.end_logits.float().cpu().numpy())
@@ -130,10 +127,10 @@ class ExtractiveFamily(ExtractiveFeaturizer):
         return row_batches(features.attention_mask, recipe.batch_size)
 
     def forward(
-        self, model: Any, features: Features, recipe: InferenceRecipe, device: Any, tokenizer: Any,
+        self, model: Any, features: Features, recipe: InferenceRecipe, backend: Backend, tokenizer: Any,
         batches: Sequence[np.ndarray] | None = None,
     ) -> SpanLogits:  # fmt: skip
-        return forward_logits(model, features, recipe.batch_size, device, batches=batches)
+        return forward_logits(model, features, recipe.batch_size, backend, batches=batches)
 
     def postprocess(
         self, examples: Sequence[Example], features: Features, outputs: SpanLogits, recipe: InferenceRecipe

@@ -31,6 +31,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainer, Seq2SeqTrainingArguments
 from transformers.modeling_outputs import BaseModelOutput
 
+from tasks.core.backend import Backend
 from tasks.core.data import Example
 from tasks.core.features import padding_band
 from tasks.core.postprocess import Postprocessed
@@ -152,12 +153,12 @@ def _answer_batch(
     mask: np.ndarray,
     gen_kwargs: dict[str, Any],
     v2: bool,
-    device: Any,
+    backend: Backend,
 ) -> tuple[list[str], np.ndarray, np.ndarray | None]:
-    """Answers, their log-probs and (v2) null odds for one padded batch."""
-    input_ids = torch.from_numpy(ids).to(device)
-    attention = torch.from_numpy(mask).to(device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    """Answers, their log-probs and (v2) null odds for one padded batch, on `backend`."""
+    input_ids = torch.from_numpy(ids).to(backend.device)
+    attention = torch.from_numpy(mask).to(backend.device)
+    with backend.autocast():
         gen = _generate(model, tokenizer, input_ids, attention, gen_kwargs)
         if not v2:
             return gen.texts, gen.log_prob, None
@@ -210,10 +211,10 @@ def source_batches(sources: SourceBatch, batch_size: int) -> list[np.ndarray]:
 
 @torch.inference_mode()
 def generate_answers(
-    model: Any, tokenizer: Any, sources: SourceBatch, recipe: InferenceRecipe, device: torch.device,
+    model: Any, tokenizer: Any, sources: SourceBatch, recipe: InferenceRecipe, backend: Backend,
     batches: Sequence[np.ndarray] | None = None,
 ) -> Generated:  # fmt: skip
-    """Generate (greedy or beam) in batches; score the answers and, for v2, the empty answer.
+    """Generate (greedy or beam) in batches on `backend`; score the answers and, for v2, the empty answer.
 
     `batches`: only these batches of `source_batches` (a rank's share); the other rows stay "" with 0.0."""
     n = len(sources.rows)
@@ -230,7 +231,7 @@ def generate_answers(
     for rows in batches:
         picked = [int(i) for i in rows]
         ids, mask = _pad([sources.rows[i] for i in picked], tokenizer.pad_token_id, side)
-        batch_texts, batch_logp, batch_odds = _answer_batch(model, tokenizer, ids, mask, gen_kwargs, v2, device)
+        batch_texts, batch_logp, batch_odds = _answer_batch(model, tokenizer, ids, mask, gen_kwargs, v2, backend)
         for k, i in enumerate(picked):
             texts[i] = batch_texts[k]
             log_prob[i] = batch_logp[k]
@@ -276,10 +277,10 @@ class Seq2SeqFamily(Seq2SeqFeaturizer):
         return source_batches(features, recipe.batch_size)
 
     def forward(
-        self, model: Any, features: SourceBatch, recipe: InferenceRecipe, device: Any, tokenizer: Any,
+        self, model: Any, features: SourceBatch, recipe: InferenceRecipe, backend: Backend, tokenizer: Any,
         batches: Sequence[np.ndarray] | None = None,
     ) -> Generated:  # fmt: skip
-        return generate_answers(model, tokenizer, features, recipe, device, batches)
+        return generate_answers(model, tokenizer, features, recipe, backend, batches)
 
     def postprocess(
         self, examples: Sequence[Example], features: SourceBatch, outputs: Generated, recipe: InferenceRecipe

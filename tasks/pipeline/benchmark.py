@@ -24,6 +24,7 @@ from tasks.core.layout import TrainPaths
 from tasks.core.model_spec import ModelSpec
 from tasks.families.registry import get_family
 from tasks.train.compile_cache import LocalCompileCacheStore
+from tasks.train.hardware import HardwareBackend
 from tasks.train.trainer import run_trainer
 
 RUN_MODES: dict[str, dict[str, Any]] = {
@@ -65,9 +66,6 @@ CACHED_MODES: dict[str, str] = {
 _BASE_MODES = {**RUN_MODES, **LENGTH_GROUPED_MODES, **PACKED_MODES}
 ALL_MODES = {**_BASE_MODES, **{mode: _BASE_MODES[base] for mode, base in CACHED_MODES.items()}}
 
-# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by substring of the device name.
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 70e12, "V100": 125e12}
-
 
 @dataclass
 class ModeResult:
@@ -75,13 +73,6 @@ class ModeResult:
     metrics: dict[str, float]
     device_name: str
     artifacts: dict[str, Path]
-
-
-def peak_flops(device_name: str) -> float | None:
-    for key, value in PEAK_BF16_FLOPS.items():
-        if key in device_name:
-            return value
-    return None
 
 
 def training_flops_per_token(n_params: int, n_layers: int, hidden: int, seq_len: int) -> float:
@@ -107,7 +98,7 @@ def model_flops_utilisation(
 
 
 def run_mode(
-    cfg: QAFlowConfig, features: Features, backend: str, mode: str, out_dir: Path,
+    cfg: QAFlowConfig, features: Features, backend: HardwareBackend, mode: str, out_dir: Path,
     compile_cache: CompileCacheStore | None = None,
 ) -> ModeResult:  # fmt: skip
     """One fresh short training run in `mode` (nothing resumed: the output directory is cleared first).
@@ -131,7 +122,7 @@ def run_mode(
         backend=backend, paths=TrainPaths(out_dir), dynamic_padding=grouped, compile_cache=compile_cache,
     )  # fmt: skip
     metrics = dict(result.metrics)
-    peak = peak_flops(result.device.device_name) if backend == "cuda" else None
+    peak = backend.peak_flops(result.device.device_name)
     if peak:
         model_config = load_checkpoint_config(cfg.model.model_name_or_path)
         n_params = int(metrics["model_parameters"])
@@ -152,8 +143,9 @@ def in_fresh_process(fn: Any, *args: Any) -> Any:
 
 
 def run_cached_mode(
-    cfg: QAFlowConfig, features: Features, backend: str, mode: str, out_dir: Path, store: CompileCacheStore | None
-) -> ModeResult:
+    cfg: QAFlowConfig, features: Features, backend: HardwareBackend, mode: str, out_dir: Path,
+    store: CompileCacheStore | None,
+) -> ModeResult:  # fmt: skip
     """`mode`'s compiled run, measured in a fresh process after a priming run (another fresh process) has made sure
     the store holds this key's caches; without a store, a local one under `out_dir` (kept for the next time)."""
     base = CACHED_MODES[mode]

@@ -1,5 +1,6 @@
-"""One DDP worker, started by torchrun: `python -m tasks.pipeline.ddp_worker JOB.json`. The job's "kind" says what
-it runs: training (then --do_eval / --do_predict; `pipeline.training`) or `qaflow predict` (`pipeline.prediction`)."""
+"""One DDP worker, started by torchrun: `python -m tasks.pipeline.ddp_worker JOB.json`. It joins its worker group
+on the job's backend (`tasks.train.hardware.join_ddp_worker`); the job's "kind" says what it runs: training (then
+--do_eval / --do_predict; `pipeline.training`) or `qaflow predict` (`pipeline.prediction`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from tasks.pipeline.prediction import run_prediction_worker
 from tasks.pipeline.training import run_ddp_worker
-from tasks.train.ddp import read_job
+from tasks.train.hardware import join_ddp_worker
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,11 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     rank = os.environ.get("RANK", "0")  # qaflow's own log lines, each naming its rank; other libraries' warnings
     logging.basicConfig(format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("tasks").setLevel(logging.INFO)
-    job = read_job(Path(job_path))
+    job, backend = join_ddp_worker(Path(job_path))
     if job.get("kind") == "predict":
-        run_prediction_worker(job)
+        run_prediction_worker(job, backend)
     else:
-        run_ddp_worker(Path(job_path))
+        run_ddp_worker(job, backend)
     return 0
 
 

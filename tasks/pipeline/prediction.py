@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from tasks.core.backend import Backend
 from tasks.core.calibration import null_above
 from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import QAFlowConfig, load_config
@@ -33,8 +32,7 @@ from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.error_slices import score_slices, write_slices
 from tasks.pipeline.stages import load_split
 from tasks.predict import PredictionFiles, PredictionRun, predict_examples
-from tasks.train.ddp import Launch, ResultOnAnotherNode, TorchRanks, join_worker_group, launch_torchrun, write_job
-from tasks.train.hardware import detect_backend
+from tasks.train.hardware import Launch, TorchRanks, inference_backend, run_workers
 
 DDP_WORKER = "tasks.pipeline.ddp_worker"  # every torchrun worker's entry point; its job's "kind" says what it runs
 UNCALIBRATED_KEYS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")
@@ -42,26 +40,33 @@ UNCALIBRATED_KEYS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", 
 
 @dataclass
 class Predictor:
-    """A loaded model, its tokenizer and family, on a device; with `ranks`, one of the torchrun workers that share
-    its predictions."""
+    """A loaded model, its tokenizer and family, on a backend (`tasks.train.hardware.inference_backend`); with
+    `ranks`, one of the torchrun workers that share its predictions."""
 
     family: ModelFamily
     model: Any
     tokenizer: Any
-    device: torch.device
+    backend: Backend
     ranks: Ranks | None = None
 
-    @classmethod
-    def load(cls, model_dir: str | Path, family: str = "auto", *, use_cuda: bool = True) -> Predictor:
-        spec = ModelSpec.of_checkpoint(model_dir, family)
-        resolved = resolve_family(spec.family, spec.path)
-        return cls.with_weights(resolved, spec, load_tokenizer(spec.tokenizer_path), use_cuda=use_cuda)
+    @property
+    def device(self) -> Any:
+        return self.backend.device
 
     @classmethod
-    def with_weights(cls, family: ModelFamily, spec: ModelSpec, tokenizer: Any, *, use_cuda: bool = True) -> Predictor:
-        """Load the weights of an already resolved family and tokenizer (the expensive part of `load`)."""
-        device = torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
-        return cls(family, family.load_model(spec.path).to(device).eval(), tokenizer, device)
+    def load(cls, model_dir: str | Path, family: str = "auto", *, backend: Backend | None = None) -> Predictor:
+        spec = ModelSpec.of_checkpoint(model_dir, family)
+        resolved = resolve_family(spec.family, spec.path)
+        return cls.with_weights(resolved, spec, load_tokenizer(spec.tokenizer_path), backend=backend)
+
+    @classmethod
+    def with_weights(
+        cls, family: ModelFamily, spec: ModelSpec, tokenizer: Any, *, backend: Backend | None = None
+    ) -> Predictor:
+        """Load the weights of an already resolved family and tokenizer (the expensive part of `load`) onto
+        `backend` (default: the best present, `inference_backend()`)."""
+        backend = backend or inference_backend()
+        return cls(family, family.load_model(spec.path).to(backend.device).eval(), tokenizer, backend)
 
     def fit(self, examples: list, recipe: InferenceRecipe) -> QuestionFit:
         """The examples as windowing will see them: the recipe's question policy for windowed families."""
@@ -81,7 +86,7 @@ class Predictor:
         fit = fit or self.fit(examples, recipe)
         run = predict_examples(
             self.family, self.model, self.tokenizer, fit.examples, recipe, out_dir, save_raw=save_raw,
-            device=self.device, unanswered=fit.skipped, prefix=prefix, ranks=self.ranks,
+            backend=self.backend, unanswered=fit.skipped, prefix=prefix, ranks=self.ranks,
         )  # fmt: skip
         if run is None:
             return None
@@ -102,9 +107,9 @@ class StoredModel:
     predictor: Predictor
 
     @classmethod
-    def load(cls, model_dir: str | Path, *, use_cuda: bool = True) -> StoredModel:
+    def load(cls, model_dir: str | Path, *, backend: Backend | None = None) -> StoredModel:
         recipe = InferenceRecipe.load(model_dir)
-        return cls(Path(model_dir), recipe, Predictor.load(model_dir, recipe.family, use_cuda=use_cuda))
+        return cls(Path(model_dir), recipe, Predictor.load(model_dir, recipe.family, backend=backend))
 
 
 @dataclass
@@ -182,10 +187,11 @@ def predict_dataset(
 
 
 def predict_with_stored_recipe(
-    model_dir: str | Path, dataset: QADataset, output_dir: Path, *, save_raw: bool = True, use_cuda: bool = True
-) -> PredictionSummary:
+    model_dir: str | Path, dataset: QADataset, output_dir: Path, *, save_raw: bool = True,
+    backend: Backend | None = None,
+) -> PredictionSummary:  # fmt: skip
     """Predict with the inference recipe saved beside the model (a tune trial's score)."""
-    model = StoredModel.load(model_dir, use_cuda=use_cuda)
+    model = StoredModel.load(model_dir, backend=backend)
     return predict_dataset(model.predictor, dataset, model.recipe, output_dir, save_raw=save_raw)
 
 
@@ -203,6 +209,7 @@ def predict_from_config(
     prefix: str = "",
     predictor: Predictor | None = None,
     ranks: Ranks | None = None,
+    backend: Backend | None = None,
 ) -> PredictionSummary | None:
     """`qaflow predict` / `train --do_predict` (split "test") and `train --do_eval` (split "eval").
 
@@ -210,9 +217,11 @@ def predict_from_config(
     be unlabeled: it gets predictions and no score. `dataset` / `family`: already loaded / resolved by the caller
     (`qaflow train` loads each split and resolves the family once). `predictor`: the model of `model_dir` already
     in memory (a DDP worker's trained model, with its ranks; nothing is read from `model_dir`). `ranks`: torchrun
-    workers sharing the prediction of `model_dir` (None is returned on ranks other than 0).
+    workers sharing the prediction of `model_dir` (None is returned on ranks other than 0). `backend`: where
+    `model_dir` is loaded (a DDP worker's; default: `inference_backend(cfg.train.backend)`).
     """
     check_family_name(cfg.model.model_family)  # cheap checks first: names, data, checkpoint, question lengths
+    backend = backend or inference_backend(cfg.train.backend)
     dataset = dataset or load_split(cfg, split, data)
     do_score = do_score and dataset.labeled
     if predictor is None:
@@ -224,7 +233,7 @@ def predict_from_config(
     recipe = inference_recipe(cfg, family.name, dataset.version)
     fit = fit_questions(dataset.examples, tokenizer, recipe.windows) if family.windowed else None
     if predictor is None:
-        predictor = Predictor.with_weights(family, spec, tokenizer, use_cuda=cfg.train.backend != "cpu")
+        predictor = Predictor.with_weights(family, spec, tokenizer, backend=backend)
         predictor.ranks = ranks
     return predict_dataset(
         predictor, dataset, recipe, output_dir, save_raw=save_raw, do_score=do_score, fit=fit, prefix=prefix
@@ -241,27 +250,22 @@ def predict_on_workers(
     check_family_name(cfg.model.model_family)  # cheap checks before any worker starts
     load_split(cfg, "test", data)
     require_checkpoint(str(model_dir))
-    backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    job = {"kind": "predict", "config": cfg.to_dict(), "backend": backend, "model_dir": str(model_dir),
+    job = {"kind": "predict", "config": cfg.to_dict(), "model_dir": str(model_dir),
            "data": str(data) if data is not None else None, "output_dir": str(output_dir), "save_raw": save_raw,
            "do_score": do_score}  # fmt: skip
     summary = output_dir / PREDICT_SUMMARY
-    summary.unlink(missing_ok=True)  # never report an earlier run's summary as this one's
-    launch_torchrun(DDP_WORKER, write_job(job, output_dir / "ddp_job.json"), launch, backend)
-    if not summary.exists() and launch.multi_node:
-        raise ResultOnAnotherNode(f"{output_dir}: this node's workers finished; global rank 0's node holds the outputs")
+    run_workers(inference_backend(cfg.train.backend), launch, DDP_WORKER, job, output_dir / "ddp_job.json", [summary])
     return json.loads(summary.read_text(encoding="utf-8"))
 
 
-def run_prediction_worker(job: dict[str, Any]) -> None:
-    """One torchrun worker of `predict_on_workers`: its share of the model; rank 0 writes the outputs and summary."""
-    join_worker_group(job["backend"])
+def run_prediction_worker(job: dict[str, Any], backend: Backend) -> None:
+    """One torchrun worker of `predict_on_workers`, its group joined on `backend` (`join_ddp_worker`): its share
+    of the model; rank 0 writes the outputs and summary."""
     overrides = {f"{section}.{k}": v for section, values in job["config"].items() for k, v in values.items()}
     summary = predict_from_config(
         load_config(None, overrides), model_dir=job["model_dir"], data=job["data"], output_dir=Path(job["output_dir"]),
-        save_raw=job["save_raw"], do_score=job["do_score"], ranks=TorchRanks.current(),
+        save_raw=job["save_raw"], do_score=job["do_score"], ranks=TorchRanks.current(), backend=backend,
     )  # fmt: skip
     if summary is not None:
         write_json_atomic(summary.to_json(), Path(job["output_dir"]) / PREDICT_SUMMARY, indent=2)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks.core.backend import Backend
 from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import QAFlowConfig, check_best_metric
 from tasks.core.data import QADataset
@@ -50,17 +51,18 @@ def eval_split(cfg: QAFlowConfig, data: str | Path | None = None) -> QADataset:
 
 
 def training_evaluator(
-    cfg: QAFlowConfig, family: ModelFamily, spec: ModelSpec, dataset: QADataset, out_dir: Path,
+    cfg: QAFlowConfig, family: ModelFamily, spec: ModelSpec, dataset: QADataset, out_dir: Path, backend: Backend,
     ranks: Ranks | None = None,
 ) -> Evaluator:  # fmt: skip
-    """Score the model in training on `dataset` with the configured recipe; answers go to `out_dir` (eval_*).
-    With `ranks` (every DDP worker has one) each rank runs its share; rank 0's Evaluation is the scores."""
+    """Score the model in training on `dataset` with the configured recipe, on the backend training it; answers go
+    to `out_dir` (eval_*). With `ranks` (every DDP worker has one) each rank runs its share; rank 0's Evaluation
+    is the scores."""
     tokenizer = load_tokenizer(spec.tokenizer_path)
     recipe = inference_recipe(cfg, family.name, dataset.version)
     fit = fit_questions(dataset.examples, tokenizer, recipe.windows) if family.windowed else None  # checked once
 
     def evaluate(model: Any) -> Evaluation:
-        predictor = Predictor(family, model, tokenizer, next(model.parameters()).device, ranks)
+        predictor = Predictor(family, model, tokenizer, backend, ranks)
         summary = predict_dataset(
             predictor, dataset, recipe, out_dir, save_raw=False, fit=fit, prefix=EVAL_PREFIX
         )  # fmt: skip
@@ -98,15 +100,17 @@ def predict_step(
     family: ModelFamily | None = None,
     predictor: Predictor | None = None,
     ranks: Ranks | None = None,
+    backend: Backend | None = None,
 ) -> StepResult | None:
     """`--do_eval` (name "eval") or `--do_predict` ("predict"): predict the split into `out_dir` with run_qa's
     file names and return run_qa's metrics for `{name}_results.json`. `dataset` / `family`: loaded / resolved
     by the caller (`qaflow train`, once); `predictor` / `ranks`: a DDP worker's trained model (with its ranks)
-    or the ranks that share `model_dir` (None is returned on ranks other than 0)."""
+    or the ranks that share `model_dir` (None is returned on ranks other than 0), loaded on `backend` (a DDP
+    worker's; default: where predictions run, `predict_from_config`)."""
     files_prefix, key_prefix, split = STEPS[name]
     summary = predict_from_config(cfg, model_dir=model_dir, data=None, output_dir=out_dir, split=split,
                                   prefix=files_prefix, dataset=dataset, family=family, predictor=predictor,
-                                  ranks=ranks)  # fmt: skip
+                                  ranks=ranks, backend=backend)  # fmt: skip
     if summary is None:
         return None
     metrics = run_qa_metrics(summary, key_prefix, cfg.train.per_device_eval_batch_size)
@@ -132,23 +136,25 @@ def run_qa_metrics(summary: PredictionSummary, key_prefix: str, batch_size: int)
 
 def shared_steps(
     cfg: QAFlowConfig, steps: Sequence[str], model_dir: str | Path, out_dir: Path, *, family: ModelFamily,
-    ranks: Ranks | None, trained: Any = None, epoch: float | None = None, eval_set: QADataset | None = None,
+    backend: Backend, ranks: Ranks | None, trained: Any = None, epoch: float | None = None,
+    eval_set: QADataset | None = None,
 ) -> list[StepResult]:  # fmt: skip
     """The --do_eval / --do_predict `steps` on every DDP worker, each running its share of the model: the
-    `trained` model in memory (its own forward, not training's autocast; the tokenizer it was trained with: no
-    rank waits for, or reads, the model rank 0 saves), else `model_dir` loaded on each rank.
+    `trained` model in memory on the worker's `backend` (its own forward, not training's autocast; the tokenizer
+    it was trained with: no rank waits for, or reads, the model rank 0 saves), else `model_dir` loaded on each
+    rank.
     Rank 0's results; an empty list on the other ranks."""
     predictor = None
     if trained is not None:
         tokenizer = load_tokenizer(ModelSpec.from_config(cfg).tokenizer_path)
-        predictor = Predictor(family, trained, tokenizer, next(trained.parameters()).device, ranks)
+        predictor = Predictor(family, trained, tokenizer, backend, ranks)
     results = []
     with predicting_precision(trained) if trained is not None else contextlib.nullcontext():
         for name in steps:
             split = STEPS[name][2]
             dataset = (eval_set or eval_split(cfg)) if name == "eval" else load_split(cfg, split)
             step = predict_step(cfg, name, model_dir, out_dir, epoch=epoch, dataset=dataset, family=family,
-                                predictor=predictor, ranks=ranks)  # fmt: skip
+                                predictor=predictor, ranks=ranks, backend=backend)  # fmt: skip
             if step is not None:
                 results.append(step)
     return results

@@ -25,6 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 from transformers import TrainerCallback
 
+from tasks.core.backend import Backend
 from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import TUNE_SECTION, ConfigError, QAFlowConfig, TuneConfig, validate
 from tasks.core.data import QADataset
@@ -40,10 +41,11 @@ from tasks.pipeline.run_record import MODEL_ARTIFACT
 from tasks.pipeline.serving import log_qa_model
 from tasks.pipeline.stages import load_split
 from tasks.pipeline.standings import label_version
-from tasks.pipeline.training import train_model
+from tasks.pipeline.training import check_training, train_model
 from tasks.tracking import tags as tag
 from tasks.tracking.compile_cache import TrackedCompileCacheStore
 from tasks.tracking.tracker import Tracker
+from tasks.train.hardware import HardwareBackend, Launch, backend_for, inference_backend
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +72,8 @@ class TuneData:
     eval: QADataset
 
 
-def check_tunable(cfg: QAFlowConfig, overrides: Mapping[str, Any] | None) -> None:
-    """Settings the search would silently ignore are refused (one ConfigError line)."""
+def check_tunable(cfg: QAFlowConfig, overrides: Mapping[str, Any] | None) -> HardwareBackend:
+    """Settings the search would silently ignore are refused (one ConfigError line); the backend trials train on."""
     searched = sorted(set(SEARCHED) & {key.rpartition(".")[2] for key in overrides or {}})
     if searched:
         raise ConfigError(f"override: {searched[0]} is searched by tune; set its range in the tune section instead")
@@ -79,10 +81,15 @@ def check_tunable(cfg: QAFlowConfig, overrides: Mapping[str, Any] | None) -> Non
         raise ConfigError("override: output_dir is set by tune (each trial trains in outputs/tune/<study>/trial-NNN)")
     if cfg.train.max_steps > 0:
         raise ConfigError(f"train.max_steps: {cfg.train.max_steps} must be -1 for tune (num_train_epochs is searched)")
-    if cfg.train.backend == "ipu":
-        raise ConfigError("train.backend: tune trains on cpu or cuda (its pruning runs inside the Trainer)")
     if cfg.train.eval_strategy != "no":
         raise ConfigError("train.eval_strategy: tune scores each epoch itself (tune.pruning_eval_samples); use no")
+    backend = backend_for(cfg)
+    if not backend.launcher(Launch()).trains_here:
+        raise ConfigError(
+            f"train.backend: {backend.name} trains outside this process; tune's pruning runs inside the Trainer "
+            "(use a backend that trains in process, e.g. cpu or cuda)"
+        )
+    return backend
 
 
 def load_tune_data(cfg: QAFlowConfig, root: Path) -> TuneData:
@@ -232,12 +239,13 @@ class PruningReport(TrainerCallback):
 
 
 def epoch_scorer(
-    family: ModelFamily, tokenizer: Any, recipe: InferenceRecipe, dataset: QADataset, out_dir: Path, metric: str
-) -> Callable[[Any], float]:
-    """Score a model in training (on whatever device it is) on `dataset` with the official metric."""
+    family: ModelFamily, tokenizer: Any, recipe: InferenceRecipe, dataset: QADataset, out_dir: Path, metric: str,
+    backend: Backend,
+) -> Callable[[Any], float]:  # fmt: skip
+    """Score a model in training (on `backend`, the one training it) on `dataset` with the official metric."""
 
     def score(model: Any) -> float:
-        predictor = Predictor(family, model, tokenizer, next(model.parameters()).device)
+        predictor = Predictor(family, model, tokenizer, backend)
         summary = predict_dataset(predictor, dataset, recipe, out_dir, save_raw=False)
         return metric_value(summary.metrics or {}, metric)
 
@@ -287,8 +295,9 @@ def open_trial_run(tracker: Tracker, cfg: QAFlowConfig, parent_run_id: str, tria
 
 
 def run_trial(tracker: Tracker, cfg: QAFlowConfig, root: Path, study: optuna.Study, trial: Trial,
-              parent_run_id: str, data: TuneData) -> TrialOutcome:  # fmt: skip
-    """Train and score one trial into its nested run, and tell the study its result (or that it was pruned).
+              parent_run_id: str, data: TuneData, backend: HardwareBackend) -> TrialOutcome:  # fmt: skip
+    """Train and score one trial on `backend` (`check_tunable`'s) into its nested run, and tell the study its result
+    (or that it was pruned).
 
     An exception other than pruning leaves the trial RUNNING for the caller to fail (`fail_trial`).
     """
@@ -306,12 +315,13 @@ def run_trial(tracker: Tracker, cfg: QAFlowConfig, root: Path, study: optuna.Stu
     features = cached_features(tcfg, family, tokenizer, data, directory)
     subset = QADataset(data.eval.examples[: cfg.tune.pruning_eval_samples], data.eval.version, data.eval.source)
     recipe = inference_recipe(tcfg, family.name, data.eval.version)
-    scorer = epoch_scorer(family, tokenizer, recipe, subset, paths.root / "epoch_eval", cfg.tune.metric)
+    scorer = epoch_scorer(family, tokenizer, recipe, subset, paths.root / "epoch_eval", cfg.tune.metric, backend)
+    check_training(tcfg, family, backend)
     report = PruningReport(trial, scorer, int(params["num_train_epochs"]))
     try:
         trained = train_model(
             tcfg, features_path=features, data_path=Path(data.train.source), paths=paths,
-            data_version=data.train.version, family=family, callbacks=[report],
+            data_version=data.train.version, family=family, callbacks=[report], backend=backend,
             compile_cache=TrackedCompileCacheStore(tracker),
         )  # fmt: skip
     except optuna.TrialPruned as pruned:
@@ -323,8 +333,9 @@ def run_trial(tracker: Tracker, cfg: QAFlowConfig, root: Path, study: optuna.Stu
         log.info("trial %d pruned: %s", trial.number, pruned)
         return TrialOutcome(trial.number, "pruned", params, None, run_id, reports=report.reports)
     predicted = predict_with_stored_recipe(
-        trained.model_dir, data.eval, paths.root / "predict", save_raw=False, use_cuda=tcfg.train.backend != "cpu"
-    )
+        trained.model_dir, data.eval, paths.root / "predict", save_raw=False,
+        backend=inference_backend(tcfg.train.backend),
+    )  # fmt: skip
     metrics = predicted.metrics or {}
     value = metric_value(metrics, cfg.tune.metric)
     _log_reports(tracker, run_id, report.reports, cfg.tune.metric)

@@ -27,7 +27,6 @@ import io
 import json
 import logging
 import os
-import platform
 import shutil
 import sys
 import tarfile
@@ -41,6 +40,7 @@ import torch
 import transformers
 
 from tasks.core.artifacts import CompileCacheStore, StoredCache
+from tasks.core.backend import Backend
 from tasks.core.config import TrainConfig
 from tasks.core.io import write_bytes_atomic
 
@@ -72,12 +72,6 @@ class CacheUse:
     notes: list[str] = field(default_factory=list)
 
 
-def device_name(backend: str) -> str:
-    if backend == "cuda" and torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return platform.processor() or platform.machine()
-
-
 def model_config_digest(config: Any) -> str:
     """The architecture of `config` (a transformers config), without names and versions that do not change it."""
     values = {k: v for k, v in config.to_dict().items() if k not in VOLATILE_CONFIG_KEYS}
@@ -85,16 +79,16 @@ def model_config_digest(config: Any) -> str:
 
 
 def compile_cache_key(
-    t: TrainConfig, backend: str, model_config: Any, *, width: int, packed_rows: tuple[int, ...], packing: bool
+    t: TrainConfig, backend: Backend, model_config: Any, *, width: int, packed_rows: tuple[int, ...], packing: bool
 ) -> CompileCacheKey:
     """The key of a compiled training run (see the module docstring)."""
-    precision = "bf16" if t.bf16 else "fp16" if t.fp16 and backend == "cuda" else "fp32"
+    precision = "bf16" if t.bf16 else "fp16" if t.fp16 and backend.fp16_supported else "fp32"
     fields = {
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-        "backend": backend,
-        "device": device_name(backend),
+        "backend": backend.name,
+        "device": backend.device_name(),
         "model_config": model_config_digest(model_config),
         "compile_mode": t.torch_compile_mode or "default",
         "dynamic": str(bool(t.torch_compile_dynamic)),

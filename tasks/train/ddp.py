@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from tasks.core.backend import Backend
 from tasks.core.io import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def read_job(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def join_worker_group(backend: str, timeout: timedelta = timedelta(minutes=30)) -> None:
+def join_worker_group(backend: Backend, timeout: timedelta = timedelta(minutes=30)) -> None:
     """Join this worker group's process group, its store keys under the group's attempt number.
 
     torchrun restarts a failed group (`--max_restarts`) against the agent's same store, where the killed attempt's
@@ -47,12 +48,11 @@ def join_worker_group(backend: str, timeout: timedelta = timedelta(minutes=30)) 
     if dist.is_initialized():
         return
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    if backend == "cuda":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    backend.bind_local_rank(int(os.environ.get("LOCAL_RANK", "0")))
     store, rank, world_size = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
     attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     dist.init_process_group(
-        "nccl" if backend == "cuda" else "gloo", store=dist.PrefixStore(f"qaflow/attempt_{attempt}", store),
+        backend.process_group, store=dist.PrefixStore(f"qaflow/attempt_{attempt}", store),
         rank=rank, world_size=world_size, timeout=timeout,
     )  # fmt: skip
 
@@ -143,13 +143,12 @@ class Launch:
         return args + ([f"--node_rank={self.node_rank}"] if self.node_rank is not None else [])
 
 
-def launch_torchrun(worker_module: str, job_path: Path, launch: Launch, backend: str) -> None:
+def launch_torchrun(worker_module: str, job_path: Path, launch: Launch, backend: Backend) -> None:
     """Run `python -m worker_module JOB` under torchrun; RuntimeError when the workers fail for good."""
     argv = [sys.executable, "-m", "torch.distributed.run", *launch.torchrun_args(), "-m", worker_module, str(job_path)]
     env = dict(os.environ)
-    if backend == "cpu":
-        # share the cores between the workers instead of oversubscribing them
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // launch.nproc_per_node)))
+    for name, value in backend.worker_environment(launch.nproc_per_node).items():
+        env.setdefault(name, value)  # e.g. the CPU's cores shared between the workers
     log.info("launching DDP: %s", " ".join(argv))
     proc = subprocess.run(argv, env=env, check=False)
     if proc.returncode != 0:

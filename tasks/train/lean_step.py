@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from tasks.core.backend import Backend
 from tasks.core.config import TrainConfig
 
 COUNTS_KEY = "qaflow_collator_counts"  # per batch: what collating it added to the collator's counters
@@ -34,10 +35,10 @@ FUSED_ADAMW = "adamw_torch_fused"
 PREFETCH_FACTOR = 4  # batches each worker keeps ready, when there are workers
 
 
-def dataloader_settings(t: TrainConfig, backend: str) -> dict[str, Any]:
+def dataloader_settings(t: TrainConfig, backend: Backend) -> dict[str, Any]:
     """TrainingArguments for a step that never waits on its data or syncs with the device (see the module doc)."""
     workers = t.dataloader_num_workers or 0
-    on_gpu = backend == "cuda"
+    on_gpu = backend.pin_memory
     return {
         "dataloader_num_workers": workers,
         "dataloader_persistent_workers": workers > 0,  # no new worker processes at every epoch

@@ -3,7 +3,8 @@
 The family supplies the model, the collator and the Trainer/TrainingArguments classes; this module resumes
 from the last complete checkpoint, trains (capturing Inductor's autotune output; evaluating as `train.evaluation`
 says), measures throughput and saves the final model atomically at the output root (run_qa.py's layout). It knows
-nothing of extractive, beam or seq2seq.
+nothing of extractive, beam or seq2seq, nor of CPU and CUDA: what differs by hardware (precision, padding
+multiples, pinned memory, threads, device figures) it asks the backend object (`tasks.core.backend.Backend`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from transformers import TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from tasks.core.artifacts import CompileCacheStore, TrainResult
+from tasks.core.backend import Backend
 from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import ConfigError, TrainConfig
 from tasks.core.family import ModelFamily, PackedTraining
@@ -40,7 +42,6 @@ from tasks.train.evaluation import (
     evaluation_callbacks,
 )
 from tasks.train.lean_step import dataloader_settings, lean_trainer_class
-from tasks.train.resources import available_cpu_cores, device_info, peak_memory_mb
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +129,12 @@ def _checkpoint_to_resume(t: TrainConfig, checkpoints_dir: Path) -> Path | None:
 
 
 def training_arguments(
-    t: TrainConfig, backend: str, checkpoints_dir: Path, args_class: type = TrainingArguments
+    t: TrainConfig, backend: Backend, checkpoints_dir: Path, args_class: type = TrainingArguments
 ) -> TrainingArguments:
     """`args_class` (TrainingArguments or a subclass such as Seq2SeqTrainingArguments) from the train section."""
-    use_bf16 = t.bf16 and (backend == "cpu" or torch.cuda.is_bf16_supported())
+    use_bf16 = t.bf16 and backend.bf16_supported()
     if t.bf16 and not use_bf16:
-        log.warning("bf16 requested but this GPU does not support it; training in fp32")
+        log.warning("bf16 requested but this %s device does not support it; training in fp32", backend.name)
     fixed_shapes = t.torch_compile and not t.torch_compile_dynamic
     return args_class(
         output_dir=str(checkpoints_dir),
@@ -147,7 +148,7 @@ def training_arguments(
         weight_decay=t.weight_decay,
         seed=t.seed,
         bf16=use_bf16,
-        fp16=t.fp16 and backend == "cuda",
+        fp16=t.fp16 and backend.fp16_supported,
         **evaluation_arguments(t),
         save_strategy=t.save_strategy,
         save_steps=t.save_steps,
@@ -157,8 +158,8 @@ def training_arguments(
         torch_compile=t.torch_compile or t.torch_compile_mode is not None,
         torch_compile_mode=t.torch_compile_mode,
         dataloader_drop_last=fixed_shapes,  # a smaller last batch would recompile
-        use_cpu=backend == "cpu",
-        ddp_backend="gloo" if backend == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        use_cpu=backend.use_cpu,
+        ddp_backend=backend.ddp_backend(int(os.environ.get("WORLD_SIZE", "1"))),
         report_to=t.report_to,
         disable_tqdm=False,
         save_only_model=False,
@@ -210,7 +211,7 @@ def run_trainer(
     train_cfg: TrainConfig,
     features: Any,
     *,
-    backend: str,
+    backend: Backend,
     paths: TrainPaths,
     dynamic_padding: bool,
     callbacks: Sequence[TrainerCallback] = (),
@@ -244,14 +245,13 @@ def run_trainer(
         collator = family.collator(features, dynamic=dynamic_padding, multiple_of=pad_multiple(train_cfg, backend))
         trainer_class = family.trainer_class
     n_rows = len(features)
-    if backend == "cpu":
-        torch.set_num_threads(available_cpu_cores())
+    backend.prepare_training_process()
     if train_cfg.torch_compile or train_cfg.torch_compile_mode:
         configure_compile(train_cfg)
     speed = ThroughputCallback()
     if train_cfg.group_by_length:
         trainer_class = length_grouped(trainer_class, row_lengths(features))
-    cuda_graphs = backend == "cuda" and train_cfg.torch_compile_mode == "reduce-overhead"
+    cuda_graphs = backend.cuda_graphs(train_cfg.torch_compile_mode)
     trainer_class = lean_trainer_class(trainer_class, collator, cuda_graphs=cuda_graphs)
     evaluates = train_cfg.eval_strategy != "no"
     if evaluates:
@@ -292,7 +292,7 @@ def run_trainer(
     metrics["train_tokens_per_second"] = metrics["train_real_tokens"] / elapsed
     metrics["train_padded_tokens_per_second"] = metrics["train_computed_positions"] / elapsed
     metrics["train_features"] = float(n_rows)
-    metrics["peak_memory_mb"] = peak_memory_mb(backend)
+    metrics["peak_memory_mb"] = backend.peak_memory_mb()
     metrics["model_parameters"] = float(sum(p.numel() for p in model.parameters()))
     metrics.update(speed.figures())
     if cache_use is not None:
@@ -303,7 +303,7 @@ def run_trainer(
     return TrainResult(
         model_dir=paths.model_dir,
         metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
-        device=device_info(backend, world_size=args.world_size),
+        device=backend.device_info(world_size=args.world_size),
         resumed_from=str(resume) if resume else None,
         log_history=list(trainer.state.log_history),
         artifacts=artifacts,
@@ -314,15 +314,15 @@ def run_trainer(
 STATIC_COMPILE_PAD_MULTIPLE = 64  # dynamic padding under static-shape compilation: at most width/64 graphs
 
 
-def pad_multiple(t: TrainConfig, backend: str) -> int:
+def pad_multiple(t: TrainConfig, backend: Backend) -> int:
     """Batch widths under dynamic padding round up to this: the setting; else, compiled with static shapes, 64
-    (each new width is a recompile: at 384 at most 6 graphs instead of one per batch); else run_qa's 8 for CUDA
-    fp16/bf16."""
+    (each new width is a recompile: at 384 at most 6 graphs instead of one per batch); else, under fp16/bf16, the
+    backend's (run_qa's 8 on CUDA: tensor-core sizes; 1 on the CPU)."""
     if t.pad_to_multiple_of is not None:
         return t.pad_to_multiple_of
     if (t.torch_compile or t.torch_compile_mode is not None) and not t.torch_compile_dynamic:
         return STATIC_COMPILE_PAD_MULTIPLE
-    return 8 if backend == "cuda" and (t.bf16 or t.fp16) else 1
+    return backend.precision_pad_multiple if (t.bf16 or t.fp16) else 1
 
 
 def packing_support(family: ModelFamily) -> PackedTraining:
@@ -333,12 +333,13 @@ def packing_support(family: ModelFamily) -> PackedTraining:
     return support
 
 
-def packed_row_counts(t: TrainConfig, backend: str, features: Any) -> tuple[int, ...]:
-    """The row counts packed batches may have: exact on the CPU or under dynamic-shape compilation; else (CUDA,
-    static compilation) two (`tasks.core.packing.static_row_counts`), so a compiled step or CUDA graph is built
-    twice at most and eager CUDA chooses kernels for two shapes, not one per batch."""
+def packed_row_counts(t: TrainConfig, backend: Backend, features: Any) -> tuple[int, ...]:
+    """The row counts packed batches may have: exact under dynamic-shape compilation, or eager on a backend whose
+    shapes cost nothing (the CPU); else (CUDA, or static compilation) two (`tasks.core.packing.static_row_counts`),
+    so a compiled step or CUDA graph is built twice at most and eager CUDA chooses kernels for two shapes, not one
+    per batch."""
     static = (t.torch_compile or t.torch_compile_mode is not None) and not t.torch_compile_dynamic
-    if (backend == "cpu" and not static) or t.torch_compile_dynamic:
+    if (not backend.shape_sensitive and not static) or t.torch_compile_dynamic:
         return ()
     width = int(features.input_ids.shape[1])
     return static_row_counts(row_lengths(features), t.per_device_train_batch_size, width, seed=t.seed)
