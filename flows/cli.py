@@ -24,7 +24,19 @@ from flows.cli_ops import (
     add_promote_parser,
     add_push_to_hub_parser,
 )
+from flows.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USER_ERROR,
+    debugging,
+    error_line,
+    is_termination,
+    is_user_error,
+    quiet_run_loggers,
+)
 from tasks.core.config import RUN_SECTIONS, SECTIONS, ConfigError, QAFlowConfig, load_config
+from tasks.core.io import check_output_dir, check_output_file
+from tasks.core.layout import outputs_dir
 
 if TYPE_CHECKING:
     from tasks.train.ddp import Launch
@@ -32,8 +44,17 @@ if TYPE_CHECKING:
 DEFAULT_PARAMS = "params.yaml"
 # config sections offered as flags; evaluation suites are declared in params.yaml (`--suite NAME` picks one)
 FLAG_SECTIONS = [s for s in RUN_SECTIONS if s != "evaluation"]
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError, KeyError)
 Handler = Callable[[argparse.Namespace], int]
+# output paths named on the command line, checked before any work: command -> (argument, flag, "dir" | "file")
+OUTPUT_ARGS: dict[str, tuple[str, str, str]] = {
+    "predict": ("output_dir", "--output_dir", "dir"),
+    "postprocess": ("output_dir", "--output_dir", "dir"),
+    "stage": ("out", "--out", "dir"),
+    "compare": ("output", "--output", "dir"),
+    "featurize": ("output", "--output", "file"),
+}
+# commands that write under <root>/outputs (tasks.core.layout)
+PROJECT_COMMANDS = ("retrain", "tune", "evaluate", "benchmark", "promote", "compare")
 
 
 class UsageError(ValueError):
@@ -143,6 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tasks.pipeline.stages import load_split
 
     cfg = config_from_args(args)
+    check_output_dir(cfg.train.output_dir, "train.output_dir")
     steps = run_steps(args)
     launch = launch_from_args(args)
     later = [(name, split) for name, split, wanted in (("eval", "eval", steps.do_eval),
@@ -279,6 +301,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from flows.retrain import retrain
 
     root = Path(__file__).resolve().parents[1]
+    check_output_dir(outputs_dir(root), "the demo's outputs")
     os.chdir(root)
     t0 = time.perf_counter()
     summary = retrain(params_path="params.yaml", root=str(root))
@@ -494,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser(command).parse_args(argv)
     except UsageError as exc:
         prog = f"qaflow {command}" if command else "qaflow"
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {error_line(exc)}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -503,14 +526,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("httpx", "httpcore", "alembic", "mlflow.store.db.utils"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not debugging(args.verbose):
+        quiet_run_loggers()
     try:
         check_params_file(args)
+        check_output_paths(args)
         return int(args.func(args))
-    except (ConfigError, *USER_ERRORS) as exc:
-        if args.verbose or os.environ.get("QAFLOW_DEBUG", "") not in ("", "0"):
+    except KeyboardInterrupt:
+        if debugging(args.verbose):
             raise
-        print(f"qaflow {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
+        print(f"qaflow {args.command}: interrupted (Ctrl-C); nothing half-written was kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BaseException as exc:
+        if debugging(args.verbose) or not (is_user_error(exc) or is_termination(exc)):
+            raise
+        if is_termination(exc):
+            print(f"qaflow {args.command}: terminated (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
+        print(f"qaflow {args.command}: error: {error_line(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
@@ -528,11 +562,15 @@ def check_params_file(args: argparse.Namespace) -> None:
         raise ConfigError(f"{given}: parameter file not found")
 
 
-def _one_line(exc: BaseException) -> Any:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, KeyError):
-        text = f"missing key {text}"
-    return " ".join(text.split())
+def check_output_paths(args: argparse.Namespace) -> None:
+    """Every output path the command line names (and a project's `outputs/`) can be written: checked before any
+    data or model work, so a misplaced path costs a line, not a run."""
+    named = OUTPUT_ARGS.get(args.command)
+    value = getattr(args, named[0], None) if named else None
+    if named and value:
+        (check_output_dir if named[2] == "dir" else check_output_file)(value, named[1])
+    elif args.command in PROJECT_COMMANDS:
+        check_output_dir(outputs_dir(Path(getattr(args, "root", "."))), "--root")
 
 
 if __name__ == "__main__":

@@ -32,9 +32,12 @@ from tasks.core.specs import InferenceRecipe
 # Examples per chunk: a few MB of windows and logits at 384; the larger the chunk, the better its windows batch by
 # length (benchmarks/predict_order.py, 3,000 SQuAD dev questions on CPU: 1.42x over feature order at 256, 1.73x at 1024)
 CHUNK_EXAMPLES = 1024
-# The files one prediction writes, replaced together (tasks.core.io.OutputSet). metrics.json is a member so a new
-# prediction never sits beside the previous run's scores; the scorer writes it after the set is in place.
-PREDICTION_FILES = ("predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json")
+# The files one prediction writes, replaced together (tasks.core.io.OutputSet). metrics.json and the error slices
+# (tasks.pipeline.error_slices) are members so a new prediction never sits beside the previous run's scores (an
+# unlabeled one has none); the scorer writes them after the set is in place.
+PREDICTION_FILES = (
+    "predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json", "slices.json", "slices.png",
+)  # fmt: skip
 RAW_DIR = "raw_predictions"
 UNANSWERED_NULL_ODDS = 1e9  # certain "no answer" for the v2 scorer (finite: strict JSON has no Infinity)
 

@@ -1,0 +1,85 @@
+"""The one error path of the `qaflow` command: which failures are the user's to fix and the one line each gets.
+
+The user's: bad input and parameters (ValueError: ConfigError, DataError, ...), OS errors (a missing, unreadable or
+misplaced file, a full disk, a read-only mount: OSError), failed steps (RuntimeError), and the errors of the
+libraries that read the user's stores and files (the tracking store, sqlite, YAML, DVC). Each ends the command with
+exit 2 and one stderr line naming the file or parameter; Ctrl-C ends it with 130 and SIGTERM (through Prefect) with
+143. Anything else is a bug and keeps its traceback, as does everything with `-v` or QAFLOW_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+BASE_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError, KeyError)
+# errors of libraries a command imports late, as (module, class): matched only once their module is loaded, so that
+# recognising them never imports them
+LIBRARY_ERRORS = (
+    ("mlflow.exceptions", "MlflowException"),  # the tracking store: unreachable, corrupt, a missing model
+    ("sqlite3", "Error"),
+    ("sqlalchemy.exc", "SQLAlchemyError"),
+    ("yaml", "YAMLError"),
+    ("ruamel.yaml.error", "YAMLError"),
+    ("dvc.exceptions", "DvcException"),
+)
+TERMINATION_ERRORS = (("prefect.exceptions", "TerminationSignal"),)  # Prefect's SIGTERM, raised in a flow run
+
+
+def _loaded(names: tuple[tuple[str, str], ...]) -> tuple[type[BaseException], ...]:
+    found = (getattr(sys.modules.get(module), name, None) for module, name in names)
+    return tuple(cls for cls in found if isinstance(cls, type) and issubclass(cls, BaseException))
+
+
+def is_user_error(exc: BaseException) -> bool:
+    return isinstance(exc, BASE_ERRORS + _loaded(LIBRARY_ERRORS))
+
+
+def is_termination(exc: BaseException) -> bool:
+    return isinstance(exc, _loaded(TERMINATION_ERRORS))
+
+
+def debugging(verbose: bool = False) -> bool:
+    """Full tracebacks wanted: `-v` or QAFLOW_DEBUG=1."""
+    return verbose or os.environ.get("QAFLOW_DEBUG", "") not in ("", "0")
+
+
+def error_line(exc: BaseException) -> str:
+    """The error as one line: an OS error as `FILE: what happened`, a store error as its message."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+        if exc.filename2 is not None:
+            text += f" (and {exc.filename2})"
+    elif isinstance(exc, KeyError):
+        text = f"missing key {exc}"
+    else:
+        text = str(getattr(exc, "message", None) or exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+class QuietUserErrors(logging.Filter):
+    """Drops the traceback from log records of user errors (Prefect logs a failed task or flow run with its
+    traceback before the command prints its one line); the record's message stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and (is_user_error(exc) or isinstance(exc, KeyboardInterrupt) or is_termination(exc)):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+PREFECT_RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine", "prefect.flow_engine")
+
+
+def quiet_run_loggers(names: tuple[str, ...] = PREFECT_RUN_LOGGERS) -> Any:
+    """Install `QuietUserErrors` on the loggers Prefect reports failed runs with; returns the filter."""
+    quiet = QuietUserErrors()
+    for name in names:
+        logging.getLogger(name).addFilter(quiet)
+    return quiet
