@@ -224,10 +224,10 @@ def read_context(value: str) -> str:
 def cmd_answer(args: argparse.Namespace) -> int:
     import mlflow
 
-    from tasks.tracking.runs import resolve_tracking_uri
+    from tasks.tracking.runs import open_tracking_uri
 
     cfg, root = _config(args)
-    mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking.tracking_uri, root))
+    mlflow.set_tracking_uri(open_tracking_uri(cfg.tracking.tracking_uri, root))
     uri = args.model or f"models:/{cfg.tracking.registered_model_name}@champion"
     context = read_context(args.context)
     try:
