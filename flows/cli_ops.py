@@ -218,23 +218,26 @@ def read_context(value: str) -> str:
     path = Path(value[1:])
     if not path.is_file():
         raise FileNotFoundError(f"--context {value}: {path} is not a file")
-    return path.read_text(encoding="utf-8")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"--context {value}: not UTF-8 text (byte {exc.start})") from None
 
 
 def cmd_answer(args: argparse.Namespace) -> int:
     import mlflow
 
+    from tasks.core.data import check_text
+    from tasks.pipeline.serving import load_registered_model
     from tasks.tracking.runs import open_tracking_uri
 
     cfg, root = _config(args)
+    context = check_text(read_context(args.context), f"--context {args.context}", "context")
+    check_text(args.question, "--question", "question")  # refused before the tracking store or any model is asked
     mlflow.set_tracking_uri(open_tracking_uri(cfg.tracking.tracking_uri, root))
     uri = args.model or f"models:/{cfg.tracking.registered_model_name}@champion"
-    context = read_context(args.context)
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except mlflow.exceptions.MlflowException as exc:
-        raise RuntimeError(f"cannot load {uri}: {exc.message}") from exc
-    row = model.predict([{"question": args.question, "context": context}]).to_dict(orient="records")[0]
+    model = load_registered_model(uri)
+    row = model.predict(None, [{"question": args.question, "context": context}]).to_dict(orient="records")[0]
     row.pop("id", None)
     print(json.dumps({"model": uri, "question": args.question, **row}, indent=2, default=float))
     return 0

@@ -1,13 +1,15 @@
 """Checkpoints: resolving a name (the offline `minilm` alias, a local directory, a hub id), its tokenizer and config.
 
 `require_checkpoint` checks a name cheaply before anything loads it: a local directory must exist and hold a
-config and readable weights (a truncated or empty `model.safetensors` is named); a hub id that is not in the local
+config and readable weights (a truncated or empty `model.safetensors` is named) and no custom code (`auto_map`;
+every transformers loader here also gets `trust_remote_code=False`); a hub id that is not in the local
 cache needs the hub, and an unreachable hub fails in seconds with one line instead of transformers' minute of
 retries.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,6 +58,27 @@ def check_weights(directory: Path) -> None:
             raise CheckpointError(f"{weights}: unreadable weights ({exc}); truncated or corrupt?") from None
 
 
+CODE_CARRYING = ("config.json", "tokenizer_config.json")  # where transformers looks for `auto_map` (custom code)
+
+
+def refuse_custom_code(directory: Path) -> None:
+    """A checkpoint whose config names its own Python classes (`auto_map`) is refused: qaflow never runs code
+    from a checkpoint (transformers would ask on a terminal, and run it on "y")."""
+    for name in CODE_CARRYING:
+        config = directory / name
+        if not config.is_file():
+            continue
+        try:
+            mapped = json.loads(config.read_text(encoding="utf-8")).get("auto_map")
+        except (ValueError, AttributeError) as exc:
+            raise CheckpointError(f"{config}: unreadable ({type(exc).__name__}: {exc})") from None
+        if mapped:
+            raise CheckpointError(
+                f"{config}: auto_map names custom code ({', '.join(sorted(mapped))}); qaflow loads only the model "
+                "classes transformers ships and never runs code from a checkpoint"
+            )
+
+
 def require_checkpoint(name_or_path: str) -> str:
     """The resolved path or hub id, after the cheap checks above; CheckpointError otherwise."""
     resolved = resolve_model_path(name_or_path)
@@ -63,6 +86,7 @@ def require_checkpoint(name_or_path: str) -> str:
     if path.is_dir():
         if not (path / "config.json").exists():
             raise CheckpointError(f"{path}: no config.json (not a transformers checkpoint directory)")
+        refuse_custom_code(path)
         check_weights(path)
         return resolved
     if path.exists():
@@ -82,7 +106,7 @@ def require_checkpoint(name_or_path: str) -> str:
 
 def load_tokenizer(name_or_path: str) -> Any:
     """A fast tokenizer for the checkpoint (QA features need offset mappings)."""
-    return AutoTokenizer.from_pretrained(require_checkpoint(name_or_path))
+    return AutoTokenizer.from_pretrained(require_checkpoint(name_or_path), trust_remote_code=False)
 
 
 def load_checkpoint_config(model: Any) -> PretrainedConfig:
@@ -93,7 +117,7 @@ def load_checkpoint_config(model: Any) -> PretrainedConfig:
         raw = dict(model)
         model_type = raw.pop("model_type", None)
         return AutoConfig.for_model(model_type, **raw) if model_type else PretrainedConfig(**raw)
-    return AutoConfig.from_pretrained(require_checkpoint(str(model)))
+    return AutoConfig.from_pretrained(require_checkpoint(str(model)), trust_remote_code=False)
 
 
 def architectures(config: Any) -> list[str]:

@@ -374,7 +374,7 @@ class Seq2SeqFamily:
         )
 
     def load_model(self, path: str) -> Any:
-        return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=torch.float32)
+        return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=False)
 
     def train_features(self, examples: Sequence[Example], tokenizer: Any, spec: TrainFeatureSpec) -> Seq2SeqFeatures:
         return prepare_seq2seq_train(examples, tokenizer, spec.windows.max_seq_length, spec.max_answer_length)

@@ -15,6 +15,7 @@ from tasks.core.data import QADataset, load_dataset_file
 from tasks.core.io import file_digest
 from tasks.pipeline.error_slices import read_slices
 from tasks.pipeline.prediction import predict_dataset
+from tasks.pipeline.serving import load_registered_model
 from tasks.tracking import tags as tag
 from tasks.tracking.runs import log_run
 from tasks.tracking.slice_tables import log_slice_table
@@ -39,7 +40,7 @@ def evaluate_model(model_uri: str, dataset: QADataset, out_dir: Path) -> tuple[d
     Files include the error slices (`slices.json`, `slices.png`); a calibrated v2 model also reports its
     `uncalibrated_*` scores.
     """
-    qa = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    qa = load_registered_model(model_uri)  # qaflow's own models only, built without running the model's code
     summary = predict_dataset(qa.predictor, dataset, qa.recipe, Path(out_dir), save_raw=False)
     return summary.metrics or {}, summary.speed, dict(summary.files)
 

@@ -25,6 +25,7 @@ from tasks.core.specs import InferenceRecipe
 from tasks.core.suites import ResolvedMember
 from tasks.pipeline.error_slices import read_slices
 from tasks.pipeline.prediction import PredictionSummary, Predictor, predict_dataset
+from tasks.pipeline.serving import load_registered_model
 from tasks.tracking import tags as tag
 from tasks.tracking.runs import log_run
 from tasks.tracking.slice_tables import log_slice_table
@@ -109,7 +110,7 @@ def _same_examples(a: QADataset, b: QADataset) -> bool:
 
 def score_registered(model_uri: str, suite: str, members: list[ResolvedMember], out_dir: Path) -> SuiteResult:
     """`score_suite` for an MLflow model (e.g. `models:/qaflow-qa@challenger`), loaded once."""
-    qa = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    qa = load_registered_model(model_uri)  # qaflow's own models only, built without running the model's code
     return score_suite(qa.predictor, qa.recipe, suite, members, out_dir, model_uri)
 
 
