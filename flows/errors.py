@@ -28,6 +28,7 @@ LIBRARY_ERRORS = (
     ("yaml", "YAMLError"),
     ("ruamel.yaml.error", "YAMLError"),
     ("dvc.exceptions", "DvcException"),
+    ("safetensors", "SafetensorError"),  # e.g. weights that could not be written (a full disk)
 )
 TERMINATION_ERRORS = (("prefect.exceptions", "TerminationSignal"),)  # Prefect's SIGTERM, raised in a flow run
 
