@@ -28,11 +28,11 @@ from flows.errors import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     EXIT_USER_ERROR,
+    QuietFormatter,
     debugging,
     error_line,
     is_termination,
     is_user_error,
-    quiet_run_loggers,
 )
 from tasks.core.config import RUN_SECTIONS, SECTIONS, ConfigError, QAFlowConfig, load_config
 from tasks.core.io import check_output_dir, check_output_file
@@ -55,6 +55,7 @@ OUTPUT_ARGS: dict[str, tuple[str, str, str]] = {
 }
 # commands that write under <root>/outputs (tasks.core.layout)
 PROJECT_COMMANDS = ("retrain", "tune", "evaluate", "benchmark", "promote", "compare")
+FLOW_COMMANDS = ("retrain", "demo", "tune", "evaluate", "benchmark")  # run Prefect flows (maybe an ephemeral API)
 
 
 class UsageError(ValueError):
@@ -519,18 +520,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog = f"qaflow {command}" if command else "qaflow"
         print(f"{prog}: error: {error_line(exc)}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(log_format) if debugging(args.verbose) else QuietFormatter(log_format))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     for noisy in ("httpx", "httpcore", "alembic", "mlflow.store.db.utils"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if not debugging(args.verbose):
-        quiet_run_loggers()
     try:
         check_params_file(args)
         check_output_paths(args)
+        if args.command in FLOW_COMMANDS:
+            from flows.ephemeral import shield_ephemeral_server  # imports Prefect: flow commands only
+
+            shield_ephemeral_server()  # Ctrl-C stops the flow, not the API it reports its end to
         return int(args.func(args))
     except KeyboardInterrupt:
         if debugging(args.verbose):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
@@ -64,23 +63,18 @@ def error_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-class QuietUserErrors(logging.Filter):
-    """Drops the traceback from log records of user errors (Prefect logs a failed task or flow run with its
-    traceback before the command prints its one line); the record's message stays."""
+class QuietFormatter(logging.Formatter):
+    """Formats a log record of a user error without its traceback (Prefect logs a failed task or flow run with its
+    traceback before the command prints its one line; `-v` keeps them). The record itself is left as it was, so
+    other handlers (Prefect's API log) still get the traceback."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def format(self, record: logging.LogRecord) -> str:
         exc = record.exc_info[1] if record.exc_info else None
-        if exc is not None and (is_user_error(exc) or isinstance(exc, KeyboardInterrupt) or is_termination(exc)):
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
-PREFECT_RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine", "prefect.flow_engine")
-
-
-def quiet_run_loggers(names: tuple[str, ...] = PREFECT_RUN_LOGGERS) -> Any:
-    """Install `QuietUserErrors` on the loggers Prefect reports failed runs with; returns the filter."""
-    quiet = QuietUserErrors()
-    for name in names:
-        logging.getLogger(name).addFilter(quiet)
-    return quiet
+        if exc is None or not (is_user_error(exc) or isinstance(exc, KeyboardInterrupt) or is_termination(exc)):
+            return super().format(record)
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text = saved

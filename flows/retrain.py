@@ -167,15 +167,16 @@ def retrain(
             print(f"retrain skipped: {plan.reason}")
             return report(cfg, repo, {**summary, **asdict(plan), "metrics": logged_scores(cfg, repo, plan.run_id)})
         paths = RunPaths.for_run(repo, plan.run_id)
-        with device_slot(cfg.train.device_concurrency_limit) as slot:  # queue behind other jobs on this device
-            trained = train(cfg, repo, plan, snapshot, paths)
-            calibration = calibrate(cfg, repo, trained, paths) if cfg.postprocess.calibration_file else {}
-            predicted = predict_and_score(trained, snapshot, paths)
-        if slot:
-            print(f"held device slot {slot['limit']} after waiting {slot['waited_s']:.1f} s")
-        predicted.metrics = {**(predicted.metrics or {}), **calibration}
-        track(cfg, repo, plan, snapshot, paths, trained, predicted)
-        version = register(cfg, repo, plan)
+        with run_record.ended_on_failure(cfg, repo, plan):  # Ctrl-C or an error: the run is KILLED or FAILED
+            with device_slot(cfg.train.device_concurrency_limit) as slot:  # queue behind other jobs on this device
+                trained = train(cfg, repo, plan, snapshot, paths)
+                calibration = calibrate(cfg, repo, trained, paths) if cfg.postprocess.calibration_file else {}
+                predicted = predict_and_score(trained, snapshot, paths)
+            if slot:
+                print(f"held device slot {slot['limit']} after waiting {slot['waited_s']:.1f} s")
+            predicted.metrics = {**(predicted.metrics or {}), **calibration}
+            track(cfg, repo, plan, snapshot, paths, trained, predicted)
+            version = register(cfg, repo, plan)
         write_dvc_metrics(
             repo, data_version=snapshot.version, run_id=plan.run_id, scores=predicted.metrics or {},
             figures={**trained.metrics, **predicted.speed}, log_history=trained.log_history,

@@ -165,6 +165,24 @@ def record_run(
             log_slice_table(read_slices(predicted.files["slices"]), plan.run_id)
 
 
+@contextlib.contextmanager
+def ended_on_failure(cfg: QAFlowConfig, root: Path, plan: RunPlan) -> Iterator[None]:
+    """The plan's run is never left RUNNING by a failure: KILLED on Ctrl-C or SIGTERM, FAILED on an error. (The
+    next retrain of the same key resumes it either way.) Ending it is best effort: the failure itself is raised."""
+    try:
+        yield
+    except BaseException as exc:
+        status = "FAILED" if isinstance(exc, Exception) else "KILLED"
+        try:
+            configure_mlflow(cfg.tracking, root)
+            client = mlflow.MlflowClient()
+            if plan.run_id and client.get_run(plan.run_id).info.status == "RUNNING":
+                client.set_terminated(plan.run_id, status)
+        except Exception as ending:  # noqa: BLE001 - the store may be what failed; the first error is the news
+            log.warning("could not mark MLflow run %s %s: %s", plan.run_id, status, ending)
+        raise
+
+
 def register_run(cfg: QAFlowConfig, root: Path, plan: RunPlan) -> str:
     """Register the run's model as a version (alias `challenger`) and mark the run finished; the version number."""
     configure_mlflow(cfg.tracking, root)
