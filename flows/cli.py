@@ -28,11 +28,11 @@ from flows.errors import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     EXIT_USER_ERROR,
-    QuietFormatter,
     debugging,
     error_line,
     is_termination,
     is_user_error,
+    quiet_console_tracebacks,
 )
 from tasks.core.config import RUN_SECTIONS, SECTIONS, ConfigError, QAFlowConfig, load_config
 from tasks.core.io import check_output_dir, check_output_file
@@ -522,17 +522,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(log_format) if debugging(args.verbose) else QuietFormatter(log_format))
+    handler.setFormatter(logging.Formatter(log_format))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     for noisy in ("httpx", "httpcore", "alembic", "mlflow.store.db.utils"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         check_params_file(args)
         check_output_paths(args)
-        if args.command in FLOW_COMMANDS:
-            from flows.ephemeral import shield_ephemeral_server  # imports Prefect: flow commands only
+        if args.command in FLOW_COMMANDS:  # Prefect is imported by flow commands only
+            import prefect.main  # noqa: F401 - Prefect sets its logging up on import; ours is adjusted below
+
+            from flows.ephemeral import shield_ephemeral_server
 
             shield_ephemeral_server()  # Ctrl-C stops the flow, not the API it reports its end to
+        if not debugging(args.verbose):
+            quiet_console_tracebacks()  # a user error's traceback, logged on the way out, is shown with -v only
         return int(args.func(args))
     except KeyboardInterrupt:
         if debugging(args.verbose):

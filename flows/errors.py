@@ -63,18 +63,38 @@ def error_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _quiet(exc: BaseException | None) -> bool:
+    return exc is not None and (is_user_error(exc) or isinstance(exc, KeyboardInterrupt) or is_termination(exc))
+
+
 class QuietFormatter(logging.Formatter):
-    """Formats a log record of a user error without its traceback (Prefect logs a failed task or flow run with its
-    traceback before the command prints its one line; `-v` keeps them). The record itself is left as it was, so
-    other handlers (Prefect's API log) still get the traceback."""
+    """Formats a log record of a user error without its traceback, through the `inner` formatter (Prefect logs a
+    failed task or flow run with its traceback before the command prints its one line; `-v` keeps them). The
+    record itself is left as it was, so other handlers (Prefect's API log) still get the traceback."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
 
     def format(self, record: logging.LogRecord) -> str:
-        exc = record.exc_info[1] if record.exc_info else None
-        if exc is None or not (is_user_error(exc) or isinstance(exc, KeyboardInterrupt) or is_termination(exc)):
-            return super().format(record)
+        if not _quiet(record.exc_info[1] if record.exc_info else None):
+            return self.inner.format(record)
         saved = record.exc_info, record.exc_text
         record.exc_info, record.exc_text = None, None
         try:
-            return super().format(record)
+            return self.inner.format(record)
         finally:
             record.exc_info, record.exc_text = saved
+
+
+def quiet_console_tracebacks(logger_prefix: str = "prefect") -> None:
+    """Put `QuietFormatter` on the terminal handlers of the root logger and of the loggers under `logger_prefix`
+    (Prefect's console handlers, set up when Prefect is imported)."""
+    loggers = [logging.getLogger()] + [
+        logger for name, logger in logging.Logger.manager.loggerDict.items()
+        if name.startswith(logger_prefix) and isinstance(logger, logging.Logger)
+    ]  # fmt: skip
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler.formatter, QuietFormatter):
+                handler.setFormatter(QuietFormatter(handler.formatter or logging.Formatter()))
