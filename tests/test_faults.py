@@ -20,6 +20,7 @@ import pytest
 from flows.cli import main
 from tasks.core.config import load_config
 from tasks.pipeline.serving import log_qa_model
+from tests import faultkit
 from tests.conftest import REPO_ROOT
 from tests.tiny_models import model_with_recipe
 
@@ -345,3 +346,61 @@ def test_served_error_of_a_bug_names_only_its_type() -> None:
     assert bug.get_http_status_code() == 500 and "KeyError" in bug.message and str(REPO_ROOT) not in bug.message
     bad = served_error(ValueError(f"row 0: {REPO_ROOT}/data/x.json is odd"))
     assert bad.get_http_status_code() == 400 and str(REPO_ROOT) not in bad.message and "x.json" in bad.message
+
+
+# ------------------------------------------------------------------------------------ a full disk while training
+
+
+@pytest.mark.reliability
+def test_a_full_disk_while_saving_a_checkpoint_leaves_none_to_resume(workspace: Path, tiny_bert_dir: Path) -> None:
+    """The first checkpoint (weights 8 MB, optimizer state 16 MB) does not fit on a 20 MB disk: one line naming
+    the checkpoint, and no partial checkpoint left that a re-run would resume from."""
+    from tasks.train.trainer import is_complete_checkpoint
+
+    with faultkit.tmpfs("20m") as disk:
+        out = disk / "run"
+        argv = [sys.executable, "-m", "flows.cli", "train", "--model_name_or_path", str(tiny_bert_dir),
+                "--train_file", "dev.json", "--max_train_samples", "40", "--max_seq_length", "64", "--doc_stride",
+                "16", "--per_device_train_batch_size", "4", "--backend", "cpu", "--max_steps", "4", "--save_steps",
+                "2", "--output_dir", str(out)]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_ENDPOINT": "http://127.0.0.1:9"}
+        done = subprocess.run(argv, cwd=workspace, env=env, capture_output=True, text=True, timeout=600)
+        lines = [line for line in done.stderr.splitlines() if line.startswith("qaflow train")]
+        assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+        assert "checkpoint-2: writing the checkpoint failed" in lines[0], lines[0]
+        left = sorted((out / "checkpoints").glob("checkpoint-*"))
+        assert all(is_complete_checkpoint(p) for p in left) and not (out / "model").exists(), left
+
+
+# ------------------------------------------------------------------------------------ DVC: permanent vs transient
+
+
+def test_only_transient_failures_are_retried() -> None:
+    from flows.retry import is_transient
+    from tasks.versioning import RemoteConfigError, RemoteUnreachableError, StageFailedError, VersioningError
+
+    assert is_transient(RemoteUnreachableError("refused")) and is_transient(ConnectionResetError())
+    for permanent in (VersioningError("cache lost"), StageFailedError("prepare", "failed", ""),
+                      RemoteConfigError("no such remote"), PermissionError("denied")):  # fmt: skip
+        assert not is_transient(permanent), permanent
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
+def test_a_lost_dvc_cache_and_remote_fail_once_in_one_line(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """Stage outputs in place but neither the cache nor the remote holds them: DVC refuses to re-run the stage
+    (it would delete unsaved files). That does not change by waiting: no retry, no traceback, one line."""
+    from tasks.pipeline.data_stages import run_data_stages
+    from tests.integration.test_retrain_flow import env_for, make_repo, retrain_argv
+
+    root = make_repo(tmp_path / "repo", tiny_bert_dir)
+    run_data_stages(root, root / "params.yaml", None)
+    shutil.rmtree(root / ".dvc" / "cache")
+    shutil.rmtree(root / ".dvcstore")
+    started = time.monotonic()
+    done = subprocess.run(retrain_argv(root), env=env_for(root), capture_output=True, text=True, timeout=900)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("qaflow retrain")]
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-4000:]
+    assert "prepare" in lines[0], lines[0]
+    assert "Retry 1/" not in done.stderr and "AwaitingRetry" not in done.stderr, "a permanent error was retried"
+    assert time.monotonic() - started < 300
