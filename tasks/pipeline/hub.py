@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, get_token
 from mlflow.tracking import MlflowClient
 
 from tasks.core.checkpoints import OFFLINE_DEFAULT
 from tasks.core.config import QAFlowConfig
+from tasks.core.safe_yaml import read_yaml
 from tasks.tracking import tags as tag
 from tasks.tracking.registry import get_version_by_alias
 from tasks.tracking.runs import configure_mlflow
@@ -106,7 +106,7 @@ def assert_no_secret(folder: Path, secret: str) -> None:
 
 def _model_dir(downloaded: Path) -> Path:
     """The weights + tokenizer directory inside a downloaded qaflow pyfunc model."""
-    mlmodel = yaml.safe_load((downloaded / "MLmodel").read_text(encoding="utf-8"))
+    mlmodel = read_yaml(downloaded / "MLmodel")
     artifacts = mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts", {})
     if "model_dir" not in artifacts:
         raise HubError("the registered model is not a qaflow QA pyfunc (no model_dir artifact)")
