@@ -25,9 +25,9 @@ class YAMLInputError(ValueError):
     """A YAML document qaflow will not read: the message names the file, line and column, not the content."""
 
 
-def _where(name: str, node_or_mark: Any) -> str:
+def _at(node_or_mark: Any) -> str:
     mark = getattr(node_or_mark, "start_mark", node_or_mark)
-    return f"{name} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else name
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -46,7 +46,7 @@ class _StrictLoader(yaml.SafeLoader):
             except TypeError:  # an unhashable key: the base class reports it
                 break
             if duplicate:
-                raise YAMLInputError(f"{_where(self.source, key_node)}: duplicate key {key!r} (YAML keys are unique)")
+                raise YAMLInputError(f"{self.source}: duplicate key {key!r}{_at(key_node)} (YAML keys are unique)")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -54,7 +54,7 @@ class _StrictLoader(yaml.SafeLoader):
 def _expanded_size(node: Node, memo: dict[int, int], depth: int, source: str) -> int:
     """Nodes of the document once every alias is expanded (memoised: an alias points at its anchor's node)."""
     if depth > MAX_DEPTH:
-        raise YAMLInputError(f"{_where(source, node)}: nested deeper than {MAX_DEPTH} levels")
+        raise YAMLInputError(f"{source}: nested deeper than {MAX_DEPTH} levels{_at(node)}")
     known = memo.get(id(node))
     if known is not None:
         return known
@@ -65,9 +65,7 @@ def _expanded_size(node: Node, memo: dict[int, int], depth: int, source: str) ->
         for key, value in node.value:
             size += _expanded_size(key, memo, depth + 1, source) + _expanded_size(value, memo, depth + 1, source)
     if size > MAX_NODES:
-        raise YAMLInputError(
-            f"{_where(source, node)}: expands to more than {MAX_NODES:,} values (anchors and aliases); refused"
-        )
+        raise YAMLInputError(f"{source}: expands to more than {MAX_NODES:,} values{_at(node)} (anchors and aliases)")
     memo[id(node)] = size
     return size
 
@@ -85,7 +83,7 @@ def load_yaml(text: str, source: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "malformed"
-        raise YAMLInputError(f"{_where(source, mark)}: not valid YAML: {problem}") from None
+        raise YAMLInputError(f"{source}: not valid YAML{_at(mark)}: {problem}") from None
     except yaml.YAMLError as exc:  # unmarked: no position to give
         raise YAMLInputError(f"{source}: not valid YAML ({type(exc).__name__})") from None
     except RecursionError:
