@@ -363,7 +363,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(capsys, workspace: P
     with faultkit.tmpfs("1m") as mount:
         faultkit.fill(mount)
         line = refused(capsys, workspace, ["featurize", "--data", "dev.json", "--output", str(mount / "f.npz")])
-        assert "No space left on device" in line, line
+        assert f"{mount / 'f.npz'}: No space left on device" in line, line
         assert [p.name for p in mount.iterdir()] == [".ballast"], "a partial file was left on the full disk"
 
 
@@ -383,7 +383,7 @@ def test_a_file_too_large_is_one_line(workspace: Path) -> None:
     """RLIMIT_FSIZE (any user): the write fails with EFBIG, as on a file system with a size limit."""
     done = _cli(["featurize", "--data", "dev.json", "--output", "f.npz"], workspace,
                 preexec_fn=faultkit.file_size_limit(64 * 1024))  # fmt: skip
-    assert "File too large" in _one_line(done, "featurize")
+    assert "f.npz: File too large" in _one_line(done, "featurize")
     assert not (workspace / "f.npz").exists() and not list(workspace.glob(".f.npz*"))
 
 

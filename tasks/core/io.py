@@ -84,6 +84,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             raise FileNotFoundError(f"{target}: nothing was written to the temporary path {tmp}")
         _fsync(tmp)
         os.replace(tmp, target)
+    except OSError as exc:
+        _remove(tmp)
+        if exc.errno is not None and exc.filename in (None, str(tmp)):  # name the file being written, not its temp
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(target)) from exc
+        raise
     except BaseException:
         _remove(tmp)
         raise
