@@ -39,6 +39,49 @@ PREDICTION_FILES = (
     "predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json", "slices.json", "slices.png",
 )  # fmt: skip
 RAW_DIR = "raw_predictions"
+
+
+@dataclass(frozen=True)
+class PredictionFiles:
+    """The names of one prediction's files. With a `prefix` they are run_qa.py's (`eval_predictions.json`,
+    `eval_nbest_predictions.json`, `eval_null_odds.json`), qaflow's raw logits `eval_raw_predictions/`, and the
+    scores `eval_results.json` (written by the caller, in run_qa's form, after the set is in place)."""
+
+    prefix: str = ""
+
+    def _named(self, base: str) -> str:
+        return f"{self.prefix}_{base}" if self.prefix else base
+
+    @property
+    def predictions(self) -> str:
+        return self._named(PREDICTION_FILES[0])
+
+    @property
+    def nbest(self) -> str:
+        return self._named(PREDICTION_FILES[1])
+
+    @property
+    def null_odds(self) -> str:
+        return self._named(PREDICTION_FILES[2])
+
+    @property
+    def metrics(self) -> str:
+        return f"{self.prefix}_results.json" if self.prefix else PREDICTION_FILES[3]
+
+    @property
+    def raw(self) -> str:
+        return self._named(RAW_DIR)
+
+    @property
+    def slices(self) -> tuple[str, str]:
+        """The error slices' table and plot (`tasks.pipeline.error_slices.write_slices`, written after the set)."""
+        return self._named(PREDICTION_FILES[4]), self._named(PREDICTION_FILES[5])
+
+    def members(self, *, raw: bool = True) -> tuple[str, ...]:
+        return (self.predictions, self.nbest, self.null_odds, self.metrics, *self.slices,
+                *((self.raw,) if raw else ()))  # fmt: skip
+
+
 UNANSWERED_NULL_ODDS = 1e9  # certain "no answer" for the v2 scorer (finite: strict JSON has no Infinity)
 
 
@@ -141,15 +184,15 @@ def collect(post: Postprocessed, writer: NBestStreamWriter, predictions: dict, n
 
 
 def finish_outputs(
-    out_set: OutputSet, predictions: dict[str, str], null_odds: dict[str, float] | None
-) -> PredictionRun:
+    out_set: OutputSet, predictions: dict[str, str], null_odds: dict[str, float] | None,
+    names: PredictionFiles = PredictionFiles(),
+) -> PredictionRun:  # fmt: skip
     """Stage the answer files beside the n-best file, then swap the whole set in."""
-    write_json_atomic(predictions, out_set.stage("predictions.json"), indent=2)
+    write_json_atomic(predictions, out_set.stage(names.predictions), indent=2)
     if null_odds is not None:
-        write_json_atomic(null_odds, out_set.stage("null_odds.json"), indent=2)
+        write_json_atomic(null_odds, out_set.stage(names.null_odds), indent=2)
     files = out_set.commit()
-    named = {"predictions.json": "predictions", "nbest_predictions.json": "nbest", "null_odds.json": "null_odds"}
-    named[RAW_DIR] = "raw"
+    named = {names.predictions: "predictions", names.nbest: "nbest", names.null_odds: "null_odds", names.raw: "raw"}
     return PredictionRun(
         predictions=predictions, null_odds=null_odds, files={named[n]: p for n, p in files.items() if n in named}
     )
@@ -167,8 +210,10 @@ def predict_examples(
     save_raw: bool = True,
     device: torch.device | None = None,
     unanswered: Sequence[str] = (),
+    prefix: str = "",
 ) -> PredictionRun:
-    """Stream `examples` through `family`'s model and post-processing; write predictions, n-best, null odds (v2).
+    """Stream `examples` through `family`'s model and post-processing; write predictions, n-best, null odds (v2)
+    (named by `PredictionFiles(prefix)`: a prefix gives run_qa.py's `{prefix}_predictions.json`, ...).
 
     `unanswered` ids (questions the model was not asked, e.g. skipped as too long) are answered "" with
     certainty (v2 null odds `UNANSWERED_NULL_ODDS`), so they are scored as unanswered, never silently dropped.
@@ -177,9 +222,10 @@ def predict_examples(
     """
     device = device or next(model.parameters()).device
     model.eval()
-    out_set = OutputSet(out_dir, (*PREDICTION_FILES, RAW_DIR))
-    raw = RawLogitsWriter(out_set.final(RAW_DIR), staged_in=out_set.stage(RAW_DIR)) if save_raw else None
-    writer = NBestStreamWriter(out_set.stage("nbest_predictions.json"))
+    names = PredictionFiles(prefix)
+    out_set = OutputSet(out_dir, names.members())
+    raw = RawLogitsWriter(out_set.final(names.raw), staged_in=out_set.stage(names.raw)) if save_raw else None
+    writer = NBestStreamWriter(out_set.stage(names.nbest))
     predictions: dict[str, str] = {}
     null_odds: dict[str, float] = {}
     counts: dict[str, float] = {}
@@ -214,7 +260,7 @@ def predict_examples(
         raw.commit()
     elif raw is not None:
         raw.abort()
-    run = finish_outputs(out_set, predictions, null_odds if recipe.nbest.version_2_with_negative else None)
+    run = finish_outputs(out_set, predictions, null_odds if recipe.nbest.version_2_with_negative else None, names)
     n_features = int(counts.pop("features", len(examples)))
     run.metrics = speed_metrics(len(examples), n_features, time.perf_counter() - t0, model_seconds)
     run.metrics.update({f"predict_{k}": v for k, v in counts.items()})

@@ -20,6 +20,7 @@ import pytest
 from flows.cli import main
 from tasks.core.config import load_config
 from tasks.pipeline.serving import log_qa_model
+from tasks.tracking.tracker import Tracker
 from tests import faultkit
 from tests.conftest import REPO_ROOT
 from tests.tiny_models import model_with_recipe
@@ -64,7 +65,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ("--per_device_train_batch_size", "0", "train.per_device_train_batch_size: 0 must be >= 1"),
         ("--max_steps", "0", "train.max_steps: 0 must be > 0"),
         ("--warmup_ratio", "1.5", "train.warmup_ratio: 1.5 must be < 1"),
-        ("--eval_strategy", "steps", "argument --eval_strategy/--eval-strategy: invalid choice: 'steps'"),
+        ("--eval_strategy", "always", "argument --eval_strategy/--eval-strategy: invalid choice: 'always'"),
         ("--doc_stride", "400", "features.doc_stride (400) must be < max_seq_length"),
         ("--n_best_size", "0", "postprocess.n_best_size: 0 must be >= 1"),
         ("--max_seq_length", "abc", "argument --max_seq_length/--max-seq-length: invalid int value: 'abc'"),
@@ -167,14 +168,11 @@ class _Trap(_Inert):
 
 
 def _register(workspace: Path, log: Any) -> None:
-    """`log()` a model into a new run of the workspace's store; registered as qaflow-qa@champion."""
-    from tasks.tracking.registry import register_model
-    from tasks.tracking.runs import configure_mlflow
-
-    configure_mlflow(load_config(workspace / "params.yaml").tracking, workspace)
-    with mlflow.start_run() as run:
-        log()
-    register_model(run.info.run_id, "model", "qaflow-qa", alias="champion")
+    """`log(tracker, run_id)` a model into a new run of the workspace's store; registered as qaflow-qa@champion."""
+    tracker = Tracker.from_config(load_config(workspace / "params.yaml").tracking, workspace)
+    run_id = tracker.create_run("logged")
+    log(tracker, run_id)
+    tracker.register(run_id, "model", alias="champion")
 
 
 def refused_model(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -190,7 +188,7 @@ def refused_model(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 @pytest.mark.parametrize("command", ["answer", "evaluate"])
 def test_a_pickled_model_is_refused_before_its_code_runs(capsys, workspace: Path, command: str) -> None:
     marker = workspace / "ran.txt"
-    _register(workspace, lambda: mlflow.pyfunc.log_model(name="model", python_model=_Trap(str(marker))))
+    _register(workspace, lambda t, run: t.log_pyfunc_model(run, "model", python_model=_Trap(str(marker))))
     marker.unlink(missing_ok=True)
     argv = (["answer", "--question", "Who won?", "--context", "Denver won."] if command == "answer"
             else ["evaluate", "--model-uri", "models:/qaflow-qa@champion", "--data", "dev.json"])  # fmt: skip
@@ -206,7 +204,7 @@ def test_a_models_from_code_model_with_other_code_is_refused(capsys, workspace: 
     code.write_text(f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\nimport mlflow\n"
                     "class M(mlflow.pyfunc.PythonModel):\n    def predict(self, context, model_input):\n"
                     "        return model_input\nmlflow.models.set_model(M())\n")  # fmt: skip
-    _register(workspace, lambda: mlflow.pyfunc.log_model(name="model", python_model=str(code)))
+    _register(workspace, lambda t, run: t.log_pyfunc_model(run, "model", python_model=str(code)))
     marker.unlink(missing_ok=True)
     line = refused_model(capsys, "answer", "--question", "Who won?", "--context", "Denver won.")
     assert "served_model.py" in line, line
@@ -216,7 +214,7 @@ def test_a_models_from_code_model_with_other_code_is_refused(capsys, workspace: 
 def test_qaflows_own_model_answers(capsys, workspace: Path, tiny_bert_dir: Path) -> None:
     """The control: a model logged by qaflow loads through the same check and answers."""
     served = model_with_recipe(tiny_bert_dir, workspace / "served", max_seq_length=64, doc_stride=16)
-    _register(workspace, lambda: log_qa_model(served))
+    _register(workspace, lambda t, run: log_qa_model(t, run, served))
     assert main(["answer", "--question", "Who won?", "--context", "Denver won the game."]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["model"] == "models:/qaflow-qa@champion" and "answer" in row
@@ -291,15 +289,13 @@ def scoring_client(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path
     from fastapi.testclient import TestClient
     from mlflow.pyfunc import scoring_server
 
-    from tasks.tracking.runs import configure_mlflow
-
     root = tmp_path_factory.mktemp("served")
     (root / "params.yaml").write_text("tracking:\n  experiment_name: served\n")
-    configure_mlflow(load_config(root / "params.yaml").tracking, root)
+    tracker = Tracker.from_config(load_config(root / "params.yaml").tracking, root)
     served = model_with_recipe(tiny_bert_dir, root / "served", max_seq_length=64, doc_stride=16)
-    with mlflow.start_run() as run:
-        log_qa_model(served)
-    app = scoring_server.init(mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model"))
+    run_id = tracker.create_run("served")
+    log_qa_model(tracker, run_id, served)
+    app = scoring_server.init(tracker.load_pyfunc(f"runs:/{run_id}/model"))  # what `mlflow models serve` loads
     return TestClient(app, raise_server_exceptions=False)  # as a real server: an unhandled error is a 500
 
 

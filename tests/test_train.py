@@ -59,7 +59,8 @@ def test_cpu_training_writes_model_and_throughput(tiny_bert_dir: Path, tmp_path:
         env=run_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = read_result(out / "train_result.json")
+    result = read_result(out / "train_record.json")
+    assert result.model_dir == out  # run_qa.py's layout: the model at the output root
     assert set(result.metrics) >= METRIC_KEYS
     assert result.metrics["train_steps_per_second"] > 0
     assert result.device.backend == "cpu" and result.device.world_size == 1
@@ -90,19 +91,19 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_bert_dir: Path, tmp_pa
         time.sleep(0.05)
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
-    assert not (killed / "model").exists()
+    assert not (killed / "model.safetensors").exists() and not (killed / "train_results.json").exists()
 
     proc = subprocess.run(
         train_argv(tiny_bert_dir, killed, *steps), env=run_env(), capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    resumed = read_result(killed / "train_result.json")
+    resumed = read_result(killed / "train_record.json")
     assert resumed.resumed_from is not None and int(resumed.resumed_from.rsplit("-", 1)[1]) >= 15
-    reference = read_result(full / "train_result.json")
+    reference = read_result(full / "train_record.json")
     final_loss = {e["step"]: e["loss"] for e in reference.log_history if "loss" in e}
     resumed_loss = {e["step"]: e["loss"] for e in resumed.log_history if "loss" in e}
     assert resumed_loss[40] == pytest.approx(final_loss[40], rel=1e-5)
-    a, b = weights(full / "model"), weights(killed / "model")
+    a, b = weights(full), weights(killed)
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
 
@@ -110,7 +111,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_bert_dir: Path, tmp_pa
     for run in (full, killed):
         pred = subprocess.run(
             [sys.executable, "-m", "flows.cli", "predict", "--params", str(REPO_ROOT / "params.yaml"),
-             "--model_dir", str(run / "model"), "--data", str(DEV), "--output_dir", str(run / "pred"),
+             "--model_dir", str(run), "--data", str(DEV), "--output_dir", str(run / "pred"),
              "--max_eval_samples", "40", "--max_seq_length", "96", "--doc_stride", "32", "--backend", "cpu"],
             env=run_env(), capture_output=True, text=True, timeout=300,
         )  # fmt: skip
@@ -122,17 +123,17 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_bert_dir: Path, tmp_pa
 def test_two_process_ddp_on_cpu(tiny_bert_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     proc = subprocess.run(
-        train_argv(tiny_bert_dir, out, "--max_steps", "4", "--save_steps", "2", "--nproc_per_node", "2"),
+        train_argv(tiny_bert_dir, out, "--max_steps", "4", "--save_steps", "2", "--nproc_per_node", "2", "--json"),
         env=run_env(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = read_result(out / "train_result.json")
+    result = read_result(out / "train_record.json")
     assert result.device.world_size == 2
     assert set(result.metrics) >= METRIC_KEYS
-    assert (out / "model" / "model.safetensors").exists()
+    assert (out / "model.safetensors").exists() and (out / "trainer_state.json").exists()
     lines = proc.stdout.splitlines()  # Trainer's progress logs come first; the CLI's JSON summary is last
     printed = json.loads("\n".join(lines[max(i for i, line in enumerate(lines) if line == "{") :]))
-    assert printed["model_dir"] == str(out / "model") and printed["train_steps_per_second"] > 0
+    assert printed["model_dir"] == str(out) and printed["train_steps_per_second"] > 0
 
 
 def test_incomplete_checkpoint_is_deleted(tmp_path: Path) -> None:

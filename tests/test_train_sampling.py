@@ -72,8 +72,12 @@ def test_pad_multiple_is_run_qas_8_under_cuda_half_precision_unless_set() -> Non
     assert pad_multiple(t, "cpu") == 1
     t.bf16 = True
     assert pad_multiple(t, "cuda") == 8 and pad_multiple(t, "cpu") == 1
-    t.pad_to_multiple_of = 64
-    assert pad_multiple(t, "cpu") == 64
+    t.torch_compile = True  # static shapes: each new width would be a recompile
+    assert pad_multiple(t, "cpu") == 64 and pad_multiple(t, "cuda") == 64
+    t.torch_compile_dynamic = True
+    assert pad_multiple(t, "cuda") == 8
+    t.pad_to_multiple_of = 16
+    assert pad_multiple(t, "cpu") == 16
 
 
 def test_group_by_length_needs_dynamic_padding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,7 @@
 inference recipe, write the outputs and score them with the official metric.
 
 `qaflow predict` builds the recipe from the configuration (flags win, as in run_qa.py); the retrain flow, the
-evaluate flow, promotion re-scoring and `qaflow answer` use the recipe stored with the model.
+evaluate flow, promotion re-scoring and `qaflow answer` use the recipe stored with the model (`StoredModel`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tasks.core.specs import InferenceRecipe, ModelSpec, inference_recipe
 from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.error_slices import score_slices, write_slices
 from tasks.pipeline.stages import load_split
-from tasks.predict import PredictionRun, predict_examples
+from tasks.predict import PredictionFiles, PredictionRun, predict_examples
 
 UNCALIBRATED_KEYS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")
 
@@ -59,20 +59,38 @@ class Predictor:
 
     def predict(
         self, examples: list, recipe: InferenceRecipe, out_dir: Path, *, save_raw: bool,
-        fit: QuestionFit | None = None,
+        fit: QuestionFit | None = None, prefix: str = "",
     ) -> PredictionRun:  # fmt: skip
         """Predict with the recipe; windowed families first apply its question policy (counts in the metrics).
 
-        `fit` is `self.fit(examples, recipe)` when the caller already checked the questions.
+        `fit` is `self.fit(examples, recipe)` when the caller already checked the questions; `prefix` names the
+        files as run_qa.py does (`tasks.predict.PredictionFiles`).
         """
         fit = fit or self.fit(examples, recipe)
         run = predict_examples(
             self.family, self.model, self.tokenizer, fit.examples, recipe, out_dir, save_raw=save_raw,
-            device=self.device, unanswered=fit.skipped,
+            device=self.device, unanswered=fit.skipped, prefix=prefix,
         )  # fmt: skip
         if fit.truncated or fit.skipped:
             run.metrics.update({f"predict_{k}": float(v) for k, v in fit.report().items()})
         return run
+
+
+@dataclass
+class StoredModel:
+    """A trained model directory loaded once: its stored inference recipe and its predictor (the recipe's family).
+
+    A flow loads it once and hands it to every step that predicts with it (calibration, the dev score, the suite).
+    """
+
+    model_dir: Path
+    recipe: InferenceRecipe
+    predictor: Predictor
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, use_cuda: bool = True) -> StoredModel:
+        recipe = InferenceRecipe.load(model_dir)
+        return cls(Path(model_dir), recipe, Predictor.load(model_dir, recipe.family, use_cuda=use_cuda))
 
 
 @dataclass
@@ -106,23 +124,27 @@ def predict_dataset(
     save_raw: bool = True,
     do_score: bool = True,
     fit: QuestionFit | None = None,
+    prefix: str = "",
 ) -> PredictionSummary:
     """Predict every example of `dataset`; write the outputs (and `metrics.json` + slices when scored).
 
     With a calibrated no-answer threshold on v2 data, the model predicts its best non-null answers once; the
     answers are the calibrated ones (`null_threshold` applied), and the scores of the configured threshold are
-    logged beside them as `uncalibrated_*`.
+    logged beside them as `uncalibrated_*`. A `prefix` names the files as run_qa.py does (`eval_predictions.json`,
+    `eval_slices.json`, ...); the scores file `{prefix}_results.json` is then the caller's to write, in run_qa's form.
     """
     configured = recipe.nbest.null_score_diff_threshold
     recipe = recipe.for_data_version(dataset.version)
     calibrated = recipe.nbest.version_2_with_negative and recipe.null_threshold is not None
+    names = PredictionFiles(prefix)
     run = predictor.predict(
-        dataset.examples, recipe.answer_always() if calibrated else recipe, output_dir, save_raw=save_raw, fit=fit
-    )
+        dataset.examples, recipe.answer_always() if calibrated else recipe, output_dir, save_raw=save_raw, fit=fit,
+        prefix=prefix,
+    )  # fmt: skip
     best_answers = run.predictions
     if calibrated:
         run.predictions = null_above(best_answers, run.null_odds or {}, recipe.nbest.null_score_diff_threshold)
-        run.files["predictions"] = write_json_atomic(run.predictions, Path(output_dir) / "predictions.json", indent=2)
+        run.files["predictions"] = write_json_atomic(run.predictions, Path(output_dir) / names.predictions, indent=2)
     summary = PredictionSummary(
         examples=len(dataset.examples), squad_version=dataset.version, model_family=predictor.family.name,
         speed=run.metrics, files=dict(run.files), recipe=recipe.to_dict(),
@@ -134,19 +156,20 @@ def predict_dataset(
             raw = score_dataset(dataset, null_above(best_answers, run.null_odds or {}, configured), run.null_odds)
             summary.metrics["null_threshold"] = thresh
             summary.metrics.update({f"uncalibrated_{k}": v for k, v in raw.items() if k in UNCALIBRATED_KEYS})
-        summary.files["metrics"] = write_json_atomic(summary.metrics, Path(output_dir) / "metrics.json", indent=2)
+        if not prefix:
+            summary.files["metrics"] = write_json_atomic(summary.metrics, Path(output_dir) / names.metrics, indent=2)
         slices = score_slices(dataset, run.predictions, run.null_odds, thresh)
-        summary.files.update(write_slices(slices, Path(output_dir), f"F1 by slice: {Path(dataset.source).name}"))
+        title = f"F1 by slice: {Path(dataset.source).name}"
+        summary.files.update(write_slices(slices, Path(output_dir), title, prefix=prefix))
     return summary
 
 
 def predict_with_stored_recipe(
     model_dir: str | Path, dataset: QADataset, output_dir: Path, *, save_raw: bool = True, use_cuda: bool = True
 ) -> PredictionSummary:
-    """Predict with the inference recipe saved beside the model (the retrain flow's score)."""
-    predictor = Predictor.load(model_dir, use_cuda=use_cuda)
-    recipe = InferenceRecipe.load(model_dir)
-    return predict_dataset(predictor, dataset, recipe, output_dir, save_raw=save_raw)
+    """Predict with the inference recipe saved beside the model (a tune trial's score)."""
+    model = StoredModel.load(model_dir, use_cuda=use_cuda)
+    return predict_dataset(model.predictor, dataset, model.recipe, output_dir, save_raw=save_raw)
 
 
 def predict_from_config(
@@ -158,6 +181,7 @@ def predict_from_config(
     save_raw: bool = True,
     do_score: bool = True,
     split: str = "test",
+    prefix: str = "",
 ) -> PredictionSummary:
     """`qaflow predict` / `train --do_predict` (split "test") and `train --do_eval` (split "eval").
 
@@ -173,4 +197,6 @@ def predict_from_config(
     recipe = inference_recipe(cfg, family.name, dataset.version)
     fit = fit_questions(dataset.examples, tokenizer, recipe.windows) if family.windowed else None
     predictor = Predictor.with_weights(family, spec, tokenizer, use_cuda=cfg.train.backend != "cpu")
-    return predict_dataset(predictor, dataset, recipe, output_dir, save_raw=save_raw, do_score=do_score, fit=fit)
+    return predict_dataset(
+        predictor, dataset, recipe, output_dir, save_raw=save_raw, do_score=do_score, fit=fit, prefix=prefix
+    )

@@ -3,7 +3,9 @@
 Artifacts: the model directory (weights, tokenizer and its `inference_recipe.json`: family, windows, n-best,
 generation, batch size). The same recipe drives the retrain score, `qaflow evaluate`, promotion re-scoring and
 `qaflow answer`, so all four predict identically. The `tasks` package travels with the model (`code_paths`), so
-`mlflow models serve` needs no qaflow install.
+`mlflow models serve` needs no qaflow install. This module and `served_model.py` are the only ones outside
+`tasks.tracking` that import MLflow (the pyfunc interface); logging and loading go through the `Tracker`
+(`log_qa_model`, `load_qa_model`), which binds MLflow's fluent API to its store for that call only.
 
 Score: the n-best probability of the returned answer (softmax over the n-best candidates' start+end logit
 sums, as run_qa.py writes to `nbest_predictions.json`), in [0, 1]. For "no answer" (SQuAD v2 settings) the
@@ -31,11 +33,12 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, DataType, Schema
 
 from tasks.core.data import Example, check_text
+from tasks.core.layout import model_files
 from tasks.core.safe_yaml import YAMLInputError, read_yaml
 from tasks.core.specs import InferenceRecipe
-from tasks.pipeline.prediction import Predictor
+from tasks.pipeline.prediction import StoredModel
 from tasks.predict import PredictionRun
-from tasks.tracking.registry import register_model
+from tasks.tracking.tracker import ModelLoadError, Tracker
 
 TASKS_DIR = Path(__file__).resolve().parents[1]  # the whole `tasks` package travels with the model
 MODEL_CODE = Path(__file__).with_name("served_model.py")  # what MLflow runs to build the model when loading it
@@ -125,8 +128,8 @@ class QAModel(mlflow.pyfunc.PythonModel):
         self.load_model_dir(context.artifacts["model_dir"])
 
     def load_model_dir(self, model_dir: str | Path) -> QAModel:
-        self.recipe = InferenceRecipe.load(model_dir)
-        self.predictor = Predictor.load(model_dir, self.recipe.family)
+        model = StoredModel.load(model_dir)
+        self.recipe, self.predictor = model.recipe, model.predictor
         return self
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -197,17 +200,6 @@ def qaflow_model_dir(local: Path, uri: str) -> Path:
     return model_dir
 
 
-def load_registered_model(uri: str) -> QAModel:
-    """A registered (or any MLflow) qaflow QA model, e.g. `models:/qaflow-qa@champion`, built from its weights and
-    recipe by qaflow's own code after `qaflow_model_dir` accepted it; `mlflow.pyfunc.load_model` is never asked."""
-    with tempfile.TemporaryDirectory(prefix="qaflow-registered-") as tmp:
-        try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
-        except MlflowException as exc:
-            raise RuntimeError(f"cannot load {uri}: {exc.message}") from None
-        return QAModel().load_model_dir(qaflow_model_dir(local, uri))
-
-
 def signature() -> ModelSignature:
     """Input: `question`, `context` (strings), optional `id`. Output: id, answer, score, start, end."""
     columns = [ColSpec(DataType.string, c) for c in INPUT_COLUMNS]
@@ -241,30 +233,41 @@ INPUT_EXAMPLE = pd.DataFrame(
 
 
 def log_qa_model(
-    model_dir: str | Path,
-    artifact_path: str = "model",
-    registered_model_name: str | None = None,
-    *,
-    alias: str | None = "challenger",
-    run_key: str | None = None,
-) -> mlflow.models.model.ModelInfo:
-    """Log the model in `model_dir` (with its `inference_recipe.json`) as a pyfunc into the active run.
+    tracker: Tracker, run_id: str, model_dir: str | Path, artifact_path: str = "model", *,
+    recipe: InferenceRecipe | None = None,
+) -> None:  # fmt: skip
+    """Log the model in `model_dir` (with its `inference_recipe.json`) as a pyfunc into run `run_id`.
 
-    Optionally registers it (idempotently, one version per run, `alias` moved to it).
+    `recipe`: the model's stored recipe where the caller loaded it already; else it is loaded here, so a model
+    without one is refused before anything is logged.
     """
-    InferenceRecipe.load(model_dir)  # refuse a model without a recipe before logging anything
+    if recipe is None:
+        InferenceRecipe.load(model_dir)
     with tempfile.TemporaryDirectory(prefix="qaflow-model-") as tmp:
         clean = Path(tmp) / Path(model_dir).resolve().name  # the model without pickles (training_args.bin)
-        shutil.copytree(model_dir, clean, ignore=shutil.ignore_patterns(*PICKLED_FILES))
-        info = mlflow.pyfunc.log_model(
-            name=artifact_path,
+        clean.mkdir()
+        for path in model_files(Path(model_dir)):  # not the run's outputs beside it (checkpoints/, results, ...)
+            if not any(path.match(pattern) for pattern in PICKLED_FILES):
+                shutil.copy2(path, clean / path.name)
+        tracker.log_pyfunc_model(
+            run_id, artifact_path,
             python_model=str(MODEL_CODE),  # models-from-code: no cloudpickled object of ours
             artifacts={"model_dir": str(clean)},
             code_paths=[str(TASKS_DIR)],
             pip_requirements=pip_requirements(),
             signature=signature(),
             input_example=INPUT_EXAMPLE,
-        )
-    if registered_model_name:
-        register_model(info.run_id, artifact_path, registered_model_name, alias=alias, run_key=run_key)
-    return info
+        )  # fmt: skip
+
+
+def load_qa_model(tracker: Tracker, model_uri: str) -> QAModel:
+    """The QA model behind `model_uri` (e.g. `models:/qaflow-qa@champion`) of the tracker's store, loaded once: its
+    files are downloaded, accepted by `qaflow_model_dir` (qaflow's own models-from-code model, no pickle) and built
+    from its weights and recipe by qaflow's own code. No code of the model runs (`mlflow.pyfunc.load_model` would
+    unpickle a pickled model or run another model's code)."""
+    with tempfile.TemporaryDirectory(prefix="qaflow-registered-") as tmp:
+        try:
+            local = tracker.download_model(model_uri, Path(tmp))
+        except MlflowException as exc:
+            raise ModelLoadError(f"cannot load {model_uri}: {exc.message}") from None
+        return QAModel().load_model_dir(qaflow_model_dir(local, model_uri))

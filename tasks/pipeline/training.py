@@ -13,15 +13,19 @@ from pathlib import Path
 import torch.distributed as dist
 from transformers import TrainerCallback
 
-from tasks.core.artifacts import TrainResult, read_result, write_result
+from tasks.core.artifacts import CompileCacheStore, TrainResult, read_result, write_result
 from tasks.core.checkpoints import load_tokenizer
-from tasks.core.config import PACKING_ON_IPU, ConfigError, QAFlowConfig, load_config
+from tasks.core.config import EVAL_ON_IPU, PACKING_ON_IPU, ConfigError, QAFlowConfig, load_config
 from tasks.core.family import ModelFamily
-from tasks.core.layout import TrainPaths
+from tasks.core.layout import TrainPaths, compile_cache_dir
 from tasks.core.specs import ModelSpec, inference_recipe
 from tasks.families.registry import check_family_name, resolve_family
+from tasks.pipeline.results import save_train_outputs
 from tasks.pipeline.stages import build_train_features, load_split
+from tasks.pipeline.train_eval import eval_split, training_evaluator
+from tasks.train.compile_cache import LocalCompileCacheStore
 from tasks.train.ddp import Launch, ResultOnAnotherNode, join_worker_group, launch_torchrun, read_job, write_job
+from tasks.train.evaluation import Evaluator
 from tasks.train.hardware import detect_backend
 from tasks.train.ipu import build_ipu_job, check_ipu_environment, ipu_result, run_ipu_job
 from tasks.train.resources import BackendUnavailableError
@@ -42,13 +46,19 @@ def train_model(
     launch: Launch | None = None,
     family: ModelFamily | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    compile_cache: CompileCacheStore | None = None,
+    eval_data: Path | None = None,
+    train_examples: int | None = None,
 ) -> TrainResult:
     """Fine-tune `cfg.model` on saved training features (the IPU backend reads the raw data file instead).
 
-    The model directory gets `inference_recipe.json` (windows, n-best, generation, batch size) beside the weights;
-    `data_version` (SQuAD "1.1" / "2.0") decides its default null-answer mode. `callbacks` (extra Trainer
-    callbacks: live tracking, tune's pruning report) reach the in-process Trainer only: DDP workers and the IPU
-    backend run elsewhere and train without them (a warning says so; tune refuses those backends itself).
+    The output root gets the model with `inference_recipe.json` (windows, n-best, generation, batch size) beside
+    the weights, `trainer_state.json`, run_qa's `train_results.json` / `all_results.json` and qaflow's record
+    (`TrainPaths`); `data_version` (SQuAD "1.1" / "2.0") decides the recipe's default null-answer mode.
+    `callbacks` (extra Trainer callbacks: live tracking, tune's pruning report) reach the in-process Trainer only:
+    DDP workers and the IPU backend run elsewhere and train without them (a warning says so; tune refuses those
+    backends itself). With an `eval_strategy`, the model is scored during training on `eval_data` (else the
+    configured eval split; `train.evaluation`), on global rank 0 under DDP.
     """
     spec = ModelSpec.from_config(cfg)
     family = family or resolve_family(spec.family, spec.path)
@@ -56,6 +66,10 @@ def train_model(
     recipe = inference_recipe(cfg, family.name, data_version)
     launch = launch or Launch()
     check_packing(cfg, family, backend)
+    evaluates = cfg.train.eval_strategy != "no"
+    if evaluates and backend == "ipu":
+        raise ConfigError(EVAL_ON_IPU)
+    eval_set = eval_split(cfg, eval_data) if evaluates else None  # checked before any model work
     if callbacks and (backend == "ipu" or launch.distributed):
         log.warning("%d Trainer callback(s) (live tracking) do not reach DDP workers or the IPU", len(callbacks))
         callbacks = ()
@@ -65,31 +79,49 @@ def train_model(
         check_ipu_environment(cfg.ipu.ipu_python)
         job = build_ipu_job(cfg, Path(data_path), None, paths.root)
         result = ipu_result(cfg, run_ipu_job(job), paths.root)
-        recipe.save(result.model_dir)
-        return result
-    if launch.distributed:
-        result = launch_ddp(cfg, backend, features_path, paths, launch)
+    elif launch.distributed:
+        result = launch_ddp(cfg, backend, features_path, paths, launch, eval_data)
     else:
-        result = train_family(cfg, family, spec, features_path, backend, paths, callbacks)
+        evaluator = training_evaluator(cfg, family, spec, eval_set, paths.root) if eval_set is not None else None
+        result = train_family(
+            cfg,
+            family,
+            spec,
+            features_path,
+            backend,
+            paths,
+            callbacks,
+            evaluator=evaluator,
+            compile_cache=compile_cache,
+        )
     recipe.save(result.model_dir)
+    if train_examples is not None:
+        result.metrics.setdefault("train_examples", float(train_examples))
+    save_train_outputs(paths, result)
     return result
 
 
 def train_family(
     cfg: QAFlowConfig, family: ModelFamily, spec: ModelSpec, features_path: Path, backend: str, paths: TrainPaths,
-    callbacks: Sequence[TrainerCallback] = (),
+    callbacks: Sequence[TrainerCallback] = (), evaluator: Evaluator | None = None,
+    compile_cache: CompileCacheStore | None = None,
 ) -> TrainResult:  # fmt: skip
     """One process (or one DDP rank): the family's saved features through the shared Trainer core."""
     return run_trainer(
         family, spec, cfg.train, family.load_train_features(features_path),
         backend=backend, paths=paths, dynamic_padding=not cfg.features.pad_to_max_length, callbacks=callbacks,
+        evaluator=evaluator, compile_cache=compile_cache,
     )  # fmt: skip
 
 
-def launch_ddp(cfg: QAFlowConfig, backend: str, features_path: Path, paths: TrainPaths, launch: Launch) -> TrainResult:
+def launch_ddp(
+    cfg: QAFlowConfig, backend: str, features_path: Path, paths: TrainPaths, launch: Launch,
+    eval_data: Path | None = None,
+) -> TrainResult:  # fmt: skip
     """Start this node's workers with torchrun; the result of global rank 0 (written on its node)."""
     paths.root.mkdir(parents=True, exist_ok=True)
-    job = {"config": cfg.to_dict(), "backend": backend, "features": str(features_path), "output_dir": str(paths.root)}
+    job = {"config": cfg.to_dict(), "backend": backend, "features": str(features_path), "output_dir": str(paths.root),
+           "eval_data": str(eval_data) if eval_data is not None else None}  # fmt: skip
     job_path = write_job(job, paths.root / "ddp_job.json")
     paths.result_file.unlink(missing_ok=True)  # never report an earlier run's result as this one's
     launch_torchrun(DDP_WORKER, job_path, launch, backend)
@@ -107,8 +139,16 @@ def run_ddp_worker(job_path: Path) -> None:
     paths = TrainPaths(Path(job["output_dir"]))
     spec = ModelSpec.from_config(cfg)
     family = resolve_family(spec.family, spec.path)
-    result = train_family(cfg, family, spec, Path(job["features"]), job["backend"], paths)
-    if not dist.is_initialized() or dist.get_rank() == 0:
+    rank_zero = not dist.is_initialized() or dist.get_rank() == 0
+    evaluator = None  # in-training evaluation runs on global rank 0; the other ranks receive its scores
+    if rank_zero and cfg.train.eval_strategy != "no":
+        dataset = eval_split(cfg, job.get("eval_data"))
+        evaluator = training_evaluator(cfg, family, spec, dataset, paths.root)
+    local_cache = LocalCompileCacheStore(compile_cache_dir(Path.cwd()))
+    result = train_family(
+        cfg, family, spec, Path(job["features"]), job["backend"], paths, evaluator=evaluator, compile_cache=local_cache
+    )
+    if rank_zero:
         write_result(result, paths.result_file)
 
 
@@ -143,10 +183,8 @@ def train_from_config(cfg: QAFlowConfig, *, launch: Launch | None = None) -> Tra
     features = build_train_features(cfg, family, dataset.examples, load_tokenizer(spec.tokenizer_path))
     family.save_train_features(features, paths.features_file)
     log.info("training on %d examples -> %d features", len(dataset.examples), len(features))
-    result = train_model(
+    return train_model(
         cfg, features_path=paths.features_file, data_path=Path(cfg.data.train_file), paths=paths,
-        data_version=dataset.version, launch=launch, family=family,
+        data_version=dataset.version, launch=launch, family=family, train_examples=len(dataset.examples),
+        compile_cache=LocalCompileCacheStore(compile_cache_dir(Path.cwd())),
     )  # fmt: skip
-    result.metrics.setdefault("train_examples", float(len(dataset.examples)))
-    write_result(result, paths.result_file)
-    return result

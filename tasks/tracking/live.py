@@ -4,8 +4,8 @@
 `grad_norm`, `epoch`, `elapsed_seconds`, steps/s between entries, and the final `train_*` figures) to a given run id
 with the Trainer's global step and the wall-clock time of the entry, so `mlflow ui` draws the curves while training
 runs. `system_metrics` samples CPU, memory, disk, network (and GPU where `pynvml` is installed) into the same run:
-it is the monitor that `mlflow.start_run(..., log_system_metrics=True)` starts, attached to an existing run without
-ending it (the retrain run is marked finished only once its model is registered).
+it is the monitor that `mlflow.start_run(..., log_system_metrics=True)` starts, attached to an existing run of a given
+store without ending it. Both are handed out by the `Tracker` (`live_metrics`, `system_metrics`).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ class LiveMetrics(TrainerCallback):
     training (`tasks.tracking.runs.log_run`), which adds only the steps the run does not have yet.
     """
 
-    def __init__(self, run_id: str, client: MlflowClient | None = None) -> None:
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
         self.run_id = run_id
-        self.client = client or MlflowClient()
+        self.client = client
         self._previous: tuple[int, float] | None = None
         self.logged_steps: list[int] = []
 
@@ -46,7 +46,7 @@ class LiveMetrics(TrainerCallback):
         entry = {**state.log_history[-1], "step": state.global_step}
         metrics, self._previous = entry_entities(entry, self._previous, int(time.time() * 1000))
         try:
-            log_batched(self.run_id, metrics=metrics, client=self.client)
+            log_batched(self.client, self.run_id, metrics=metrics)
         except Exception as exc:  # tracking must never stop training
             log.warning("live metrics at step %d not logged to run %s: %s", state.global_step, self.run_id, exc)
             return
@@ -54,10 +54,12 @@ class LiveMetrics(TrainerCallback):
 
 
 @contextlib.contextmanager
-def system_metrics(run_id: str, interval_s: float = SYSTEM_METRICS_INTERVAL_S) -> Iterator[SystemMetricsMonitor]:
+def system_metrics(
+    tracking_uri: str, run_id: str, interval_s: float = SYSTEM_METRICS_INTERVAL_S
+) -> Iterator[SystemMetricsMonitor]:
     """Sample system metrics (`system/cpu_utilization_percentage`, `system/system_memory_usage_megabytes`, ...)
-    into run `run_id` while the block runs; a resumed run continues its step count."""
-    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s, resume_logging=True)
+    into run `run_id` of the store at `tracking_uri` while the block runs; a resumed run continues its step count."""
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s, resume_logging=True, tracking_uri=tracking_uri)
     monitor.start()
     try:
         yield monitor

@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 def weights(out: Path) -> dict:
-    return load_file(str(out / "model" / "model.safetensors"))
+    return load_file(str(out / "model.safetensors"))
 
 
 def test_two_nodes_train_the_same_model_as_one_node_with_two_workers(tiny_bert_dir: Path, tmp_path: Path) -> None:
@@ -52,8 +52,8 @@ def test_two_nodes_train_the_same_model_as_one_node_with_two_workers(tiny_bert_d
     for node, (_, err) in zip(nodes, outputs, strict=True):
         assert node.returncode == 0, err[-3000:]
     two, single = (
-        read_result(tmp_path / "two" / "train_result.json"),
-        read_result(tmp_path / "one" / "train_result.json"),
+        read_result(tmp_path / "two" / "train_record.json"),
+        read_result(tmp_path / "one" / "train_record.json"),
     )
     assert two.device.world_size == single.device.world_size == 2
     assert two.metrics["train_loss"] == pytest.approx(single.metrics["train_loss"], rel=1e-6)
@@ -101,7 +101,7 @@ def test_a_killed_worker_is_restarted_and_training_resumes(tiny_bert_dir: Path, 
     os.kill(victims[0], signal.SIGKILL)
     _, err = launcher.communicate(timeout=600)
     assert launcher.returncode == 0, err[-3000:]
-    result = read_result(out / "train_result.json")
+    result = read_result(out / "train_record.json")
     assert result.resumed_from and int(result.resumed_from.rsplit("-", 1)[1]) >= 4
-    assert (out / "model" / "model.safetensors").exists()
+    assert (out / "model.safetensors").exists()
     assert "restart" in err.lower() or "Restarting" in err, "the launcher restarted the worker group"
