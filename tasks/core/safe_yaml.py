@@ -83,6 +83,8 @@ def load_yaml(text: str, source: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "malformed"
+        if exc.problem and exc.context and exc.context_mark is not None:  # e.g. where an unclosed quote began
+            problem += f" ({exc.context}{_at(exc.context_mark).replace(' at ', ' from ', 1)})"
         raise YAMLInputError(f"{source}: not valid YAML{_at(mark)}: {problem}") from None
     except yaml.YAMLError as exc:  # unmarked: no position to give
         raise YAMLInputError(f"{source}: not valid YAML ({type(exc).__name__})") from None
