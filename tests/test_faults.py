@@ -310,8 +310,8 @@ CONTEXT = "Denver won the game in Santa Clara."
 @pytest.mark.parametrize(
     ("question", "expect"),
     [('"\\u200b\\u200d"', "empty question"), ('" \\t "', "empty question"), ('"\\u0000\\u001b"', "empty question"),
-     ('"Who \\ud800 won?"', "surrogate")],
-    ids=["zero-width", "whitespace", "control-only", "lone surrogate"],
+     ('"Who \\ud800 won?"', "surrogate"), ('"' + "why " * 300 + '"', "question_policy")],
+    ids=["zero-width", "whitespace", "control-only", "lone surrogate", "too long for the window"],
 )  # fmt: skip
 def test_the_served_model_refuses_bad_text_in_one_line_without_a_trace(scoring_client, question: str, expect: str):
     body = f'{{"dataframe_records": [{{"question": {question}, "context": "{CONTEXT}"}}]}}'.encode()
