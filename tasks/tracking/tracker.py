@@ -290,7 +290,8 @@ class Tracker:
 
     def load_pyfunc(self, model_uri: str) -> Any:
         """`mlflow.pyfunc.load_model(model_uri)` from this store (`models:/name@alias`, `models:/name/3`,
-        `runs:/id/model`); a URI it cannot load raises ModelLoadError."""
+        `runs:/id/model`); a URI it cannot load raises ModelLoadError. MLflow runs the model's code to load it (or
+        unpickles it): qaflow's commands load models through `pipeline.serving.load_qa_model` instead."""
         with _fluent_store(self.uri):
             try:
                 return mlflow.pyfunc.load_model(model_uri)
