@@ -25,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -58,8 +59,9 @@ from tasks.core.features import FeatureSettings, load_features, prepare_train_fe
 from tasks.core.layout import TrainPaths  # noqa: E402
 from tasks.families.extractive import ExtractiveFamily  # noqa: E402
 from tasks.pipeline.benchmark import model_flops_utilisation, peak_flops, run_mode  # noqa: E402
+from tasks.pipeline.featurize import build_train_features  # noqa: E402
 from tasks.pipeline.prediction import predict_from_config  # noqa: E402
-from tasks.pipeline.stages import build_train_features, load_split  # noqa: E402
+from tasks.pipeline.stages import load_split  # noqa: E402
 from tasks.pipeline.training import train_model  # noqa: E402
 from tasks.train.compile_cache import LocalCompileCacheStore  # noqa: E402
 from tasks.train.resources import peak_memory_mb  # noqa: E402
@@ -194,6 +196,14 @@ def stage_c_plain(a: argparse.Namespace, s: dict[str, Any], out: Path, best: boo
     return {"mode": "plain-bf16-compile" if best else "plain-fp32", "device": device_name(), "metrics": metrics}
 
 
+def fresh_store(out: Path, name: str) -> LocalCompileCacheStore:
+    """An empty compile-cache store of this stage's own: a cached mode's priming run starts cold, and no stage is
+    warmed by another's compilation (the suite also gives each stage process its own Inductor cache directory)."""
+    path = out / f"compile_cache_{name}"
+    shutil.rmtree(path, ignore_errors=True)
+    return LocalCompileCacheStore(path)
+
+
 def qaflow_config(s: dict[str, Any], model_dir: Path) -> Any:
     return load_config(None, {
         "model_name_or_path": str(model_dir), "max_seq_length": s["seq"], "doc_stride": s["stride"],
@@ -204,7 +214,7 @@ def qaflow_config(s: dict[str, Any], model_dir: Path) -> Any:
 
 def stage_c_qaflow(a: argparse.Namespace, s: dict[str, Any], out: Path, mode: str) -> dict[str, Any]:
     features, model_dir = c_features(a, s, out)
-    store = LocalCompileCacheStore(out / "compile_cache")
+    store = fresh_store(out, f"c_{mode}")
     result = run_mode(qaflow_config(s, model_dir), features, s["backend"], mode, out / f"c_{mode}", store)
     tables = [Path(v) for k, v in result.artifacts.items() if k.endswith("autotune_table_md")]
     return {"mode": f"qaflow-{mode}", "device": result.device_name, "metrics": result.metrics,
@@ -224,7 +234,7 @@ def stage_p_trainer(a: argparse.Namespace, s: dict[str, Any], out: Path) -> dict
 def stage_p_qaflow(a: argparse.Namespace, s: dict[str, Any], out: Path, mode: str) -> dict[str, Any]:
     features, model_dir = c_features(a, s, out)
     profile = ProfileSteps(skip=s["p_skip"], steps=s["p_steps"])
-    store = LocalCompileCacheStore(out / "compile_cache")
+    store = fresh_store(out, f"p_{mode}")
     with on_every_trainer(lambda trainer: trainer.add_callback(profile)):
         result = run_mode(qaflow_config(s, model_dir), features, s["backend"], mode, out / f"p_{mode}", store)
     return {"mode": f"qaflow-{mode}", "device": result.device_name, "metrics": result.metrics,
@@ -291,7 +301,7 @@ def stage_b_qaflow(a: argparse.Namespace, s: dict[str, Any], out: Path) -> dict[
     t0 = time.perf_counter()
     paths = TrainPaths(out / "b_qaflow")
     result = train_model(cfg, features_path=out / "b_train_features.npz", data_path=Path(cfg.data.train_file),
-                         paths=paths, compile_cache=LocalCompileCacheStore(out / "compile_cache"))  # fmt: skip
+                         paths=paths, compile_cache=fresh_store(out, "b_qaflow"))  # fmt: skip
     write_result(result, paths.result_file)
     train_s = time.perf_counter() - t0
     return {"recipe": {"batch": batch, "learning_rate": lr, "warmup_ratio": 0.1, "packing": True, "compile": True},

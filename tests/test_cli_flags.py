@@ -90,6 +90,7 @@ NOT_TRAINER_ARGS = {
     "group_by_length": "run_trainer's length-grouped sampler (test_train_sampling.py)",
     "pad_to_multiple_of": "the family collator's batch width (test_train_sampling.py)",
     "device_concurrency_limit": "flows.device_slot around training (integration/test_prefect_postgres.py)",
+    "compile_cache": "run_trainer restores and stores Inductor's caches (test_compile_cache.py)",
 }
 
 

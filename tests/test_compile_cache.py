@@ -16,6 +16,7 @@ from tasks.core.config import QAFlowConfig
 from tasks.core.layout import TrainPaths, compile_cache_dir
 from tasks.train.compile_cache import (
     LocalCompileCacheStore,
+    active_store,
     compile_cache_key,
     inductor_cache,
     pack_directory,
@@ -73,6 +74,14 @@ def test_an_archive_member_outside_the_cache_is_refused(tmp_path: Path) -> None:
     with pytest.raises(tarfile.TarError):
         unpack_directory(buffer.getvalue(), tmp_path / "cache")
     assert not (tmp_path / "escaped").exists()
+
+
+def test_compile_cache_false_neither_reads_nor_writes_a_store(tmp_path: Path) -> None:
+    store = LocalCompileCacheStore(tmp_path / "store")
+    cfg = QAFlowConfig()
+    assert active_store(cfg.train, store) is store
+    cfg.train.compile_cache = False
+    assert active_store(cfg.train, store) is None
 
 
 def test_a_changed_key_starts_cold(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -18,9 +18,9 @@ from tasks.core.config import QAFlowConfig, validate
 from tasks.core.data import load_dataset_file
 from tasks.core.features import Features
 from tasks.core.layout import TrainPaths
-from tasks.core.specs import ModelSpec
+from tasks.core.model_spec import ModelSpec
 from tasks.families.registry import resolve_family
-from tasks.pipeline.stages import build_train_features
+from tasks.pipeline.featurize import build_train_features
 from tasks.train.lean_step import FUSED_ADAMW, dataloader_settings
 from tasks.train.trainer import run_trainer
 

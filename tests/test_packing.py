@@ -22,12 +22,12 @@ from tasks.core.config import ConfigError, QAFlowConfig, validate
 from tasks.core.data import load_dataset_file
 from tasks.core.features import Features, collate
 from tasks.core.layout import TrainPaths
+from tasks.core.model_spec import ModelSpec
 from tasks.core.packing import PAD_SEGMENT, first_fit_decreasing, pack_batch, real_spans, static_row_counts
-from tasks.core.specs import ModelSpec
 from tasks.families.beam import BeamFamily
 from tasks.families.registry import resolve_family
 from tasks.families.span_packing import check_packing, packed_forward, span_loss
-from tasks.pipeline.stages import build_train_features
+from tasks.pipeline.featurize import build_train_features
 from tasks.train.trainer import packed_row_counts, packing_support, run_trainer
 from tests.conftest import REPO_ROOT
 

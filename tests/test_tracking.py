@@ -21,10 +21,10 @@ from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import QAFlowConfig, TrackingConfig
 from tasks.core.data import load_dataset_file
 from tasks.core.layout import TrainPaths
-from tasks.core.specs import ModelSpec
+from tasks.core.model_spec import ModelSpec
 from tasks.families.registry import resolve_family
+from tasks.pipeline.featurize import build_train_features
 from tasks.pipeline.serving import log_qa_model
-from tasks.pipeline.stages import build_train_features
 from tasks.tracking import registry
 from tasks.tracking import runs as tracking
 from tasks.tracking import tags as tag

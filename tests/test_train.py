@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -68,6 +70,49 @@ def test_cpu_training_writes_model_and_throughput(tiny_bert_dir: Path, tmp_path:
     assert any("loss" in entry for entry in result.log_history)
     before, after = weights(tiny_bert_dir), weights(result.model_dir)
     assert any(not torch.equal(before[k], after[k]) for k in before), "training changed no weight"
+
+
+def test_train_command_loads_each_split_and_resolves_the_model_once(
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`qaflow train --do_train --do_eval` with in-training evaluation: the train and eval splits are loaded once
+    each (eval checked before training, then scored during and after training from the same examples); the model
+    spec, family and packing check are resolved once."""
+    import tasks.families.registry as registry
+    import tasks.pipeline.prediction as prediction
+    import tasks.pipeline.stages as stages
+    import tasks.pipeline.train_eval as train_eval
+    import tasks.pipeline.training as training
+    from flows.cli import main
+    from tasks.core.model_spec import ModelSpec
+
+    calls: Counter[str] = Counter()
+
+    def counted(name: str, fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls[name if name != "load_split" else f"load_split {args[1]}"] += 1
+            return fn(*args, **kwargs)
+
+        return call
+
+    load_split, resolve = counted("load_split", stages.load_split), counted("resolve_family", registry.resolve_family)
+    for module in (stages, training, prediction, train_eval):
+        monkeypatch.setattr(module, "load_split", load_split)
+    for module in (registry, training, prediction):
+        monkeypatch.setattr(module, "resolve_family", resolve)
+    monkeypatch.setattr(training, "check_packing", counted("check_packing", training.check_packing))
+    from_config = ModelSpec.from_config.__func__
+    monkeypatch.setattr(ModelSpec, "from_config", classmethod(counted("ModelSpec.from_config", from_config)))
+    steps = ("--max_steps", "2", "--max_train_samples", "16", "--do_train", "--do_eval", "--eval_strategy", "steps",
+             "--eval_steps", "2")  # in-training evaluation reads the same eval split  # fmt: skip
+    argv = train_argv(tiny_bert_dir, tmp_path / "run", *steps, "--validation_file", str(DEV), "--max_eval_samples", "8")
+    argv = argv[3:]  # main() takes the words after `python -m flows.cli`
+    assert main(argv) == 0
+    assert dict(calls) == {"load_split train": 1, "load_split eval": 1, "ModelSpec.from_config": 1,
+                           "resolve_family": 1, "check_packing": 1}  # fmt: skip
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    assert any("eval_f1" in entry for entry in state["log_history"])  # evaluated in training, on the same split
+    assert (tmp_path / "run" / "eval_predictions.json").is_file()  # run_qa's layout: the eval answers at the root
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tiny_bert_dir: Path, tmp_path: Path) -> None:

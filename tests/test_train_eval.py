@@ -161,17 +161,82 @@ def test_best_metric_must_be_a_score_of_the_eval_data(capsys, tmp_path: Path, ti
     assert not (tmp_path / "run").exists(), "checked before any work"
 
 
-def test_two_ddp_ranks_evaluate_on_rank_zero_without_deadlock(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "ddp"
-    argv = train_argv(tiny_bert_dir, out, "--max_steps", "4", "--save_steps", "2", "--eval_strategy", "steps",
-                      "--eval_steps", "2", "--load_best_model_at_end", "--nproc_per_node", "2")  # fmt: skip
+SHARED_FILES = ("eval_predictions.json", "eval_nbest_predictions.json", "predict_predictions.json",
+                "predict_nbest_predictions.json", "predict_null_odds.json")  # fmt: skip
+
+
+def run_cli(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", *argv], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [sys.executable, "-m", "flows.cli", *argv], capture_output=True, text=True, timeout=600, cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def rank_shares(stderr: str) -> list[dict[int, int]]:
+    """Per shared prediction, in order: the features each rank ran the model on (the workers' log lines); the
+    total as rank 0 counted it under key -1."""
+    shares: list[dict[int, int]] = []
+    seen = {0: 0, 1: 0}
+    for line in stderr.splitlines():
+        if "the model ran" not in line:
+            continue
+        rank = int(line.split("prediction rank ")[1].split("/")[0])
+        if seen[rank] == len(shares):
+            shares.append({})
+        shares[seen[rank]][rank] = int(line.split("the model ran ")[1].split()[0])
+        if rank == 0:
+            shares[seen[rank]][-1] = int(line.split(" of ")[1].split()[0])
+        seen[rank] += 1
+    return shares
+
+
+def test_two_ddp_ranks_share_each_evaluation_and_write_the_files_of_one_process(
+    capsys, tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "ddp"
+    predict_flags = ("--test_file", str(SAMPLE_DEV_V2), "--max_predict_samples", "20", "--per_device_eval_batch_size",
+                     "4")  # fmt: skip
+    argv = train_argv(tiny_bert_dir, out, "--max_steps", "4", "--save_steps", "2", "--eval_strategy", "steps",
+                      "--eval_steps", "2", "--load_best_model_at_end", "--nproc_per_node", "2", "--do_train",
+                      "--do_predict", *predict_flags)  # fmt: skip
+    proc = run_cli(argv, tmp_path)
     evals = evaluations(out)
     assert sorted(evals) == [2, 4], "each evaluation logged once (rank 0's state), none lost"
     assert state(out)["best_model_checkpoint"] is not None
     assert json.loads((out / "train_record.json").read_text())["device"]["world_size"] == 2
-    assert "***** eval metrics *****" in proc.stdout
+    assert "***** eval metrics *****" in proc.stdout and "***** predict metrics *****" in proc.stdout
+
+    # every prediction (the evaluations at steps 2 and 4, --do_eval, --do_predict) shared: each rank ran some
+    # windows, together each window once
+    shares = rank_shares(proc.stderr)
+    assert len(shares) == 4, proc.stderr[-3000:]
+    assert all(s[0] > 0 and s[1] > 0 and s[0] + s[1] == s[-1] for s in shares), shares
+    assert shares[2][-1] == json.loads((out / "eval_results.json").read_text())["eval_samples"]
+
+    # the shared in-training evaluations score as one process predicting each checkpoint
+    cfg = load_config(None, {"validation_file": str(SAMPLE_DEV_V1), "max_eval_samples": 20, "max_seq_length": 96,
+                             "doc_stride": 32, "backend": "cpu", "per_device_eval_batch_size": 4})  # fmt: skip
+    for step in (2, 4):
+        checkpoint = out / "checkpoints" / f"checkpoint-{step}"
+        scored = predict_from_config(cfg, model_dir=checkpoint, data=None, output_dir=tmp_path / f"p{step}",
+                                     split="eval")  # fmt: skip
+        assert scored.metrics == {"exact_match": evals[step]["eval_exact_match"], "f1": evals[step]["eval_f1"]}
+
+    # --do_eval / --do_predict: byte for byte the files of one process predicting the saved model, and the same
+    # again when the workers predict without training (`qaflow train --do_eval --do_predict --nproc_per_node 2`)
+    alone, shared = tmp_path / "alone", tmp_path / "shared"
+    steps_only = ("--model_name_or_path", str(out), "--do_eval", "--do_predict", *predict_flags)
+    run(capsys, train_argv(tiny_bert_dir, alone, *steps_only))
+    proc = run_cli(train_argv(tiny_bert_dir, shared, *steps_only, "--nproc_per_node", "2"), tmp_path)
+    assert len(rank_shares(proc.stderr)) == 2 and not (shared / "model.safetensors").exists()
+    for name in SHARED_FILES:
+        expected = (alone / name).read_bytes()
+        assert (out / name).read_bytes() == expected, name
+        assert (shared / name).read_bytes() == expected, name
+    for split in ("eval", "predict"):
+        ours, theirs = (json.loads((d / f"{split}_results.json").read_text()) for d in (shared, alone))
+        assert {k: v for k, v in ours.items() if "runtime" not in k and "per_second" not in k} == {
+            k: v for k, v in theirs.items() if "runtime" not in k and "per_second" not in k
+        }

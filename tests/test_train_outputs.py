@@ -63,7 +63,7 @@ QAFLOW_DIRS = {"checkpoints", "eval_raw_predictions", "predict_raw_predictions"}
 QAFLOW_KEYS = {
     "train": {"train_examples", "train_features", "train_tokens_per_second", "train_padded_tokens_per_second",
               "first_step_seconds", "steady_train_steps_per_second", "median_step_seconds", "peak_memory_mb",
-              "model_parameters"},
+              "model_parameters", "train_real_tokens", "train_computed_positions", "compile_cache_warm"},
     "eval": {"eval_examples"},
     "predict": {"predict_examples"},
 }  # fmt: skip

@@ -14,9 +14,9 @@ from tasks.core.config import ConfigError, QAFlowConfig, validate
 from tasks.core.data import load_dataset_file
 from tasks.core.features import Features, collate, padding_band
 from tasks.core.layout import TrainPaths
-from tasks.core.specs import ModelSpec
+from tasks.core.model_spec import ModelSpec
 from tasks.families.registry import resolve_family
-from tasks.pipeline.stages import build_train_features
+from tasks.pipeline.featurize import build_train_features
 from tasks.train.trainer import pad_multiple, row_lengths, run_trainer
 from tests.conftest import REPO_ROOT
 

@@ -50,6 +50,7 @@ class TrainResult:
     resumed_from: str | None = None
     log_history: list[dict[str, Any]] = field(default_factory=list)
     artifacts: dict[str, Path] = field(default_factory=dict)
+    model: Any = field(default=None, repr=False, compare=False)  # the trained model in memory, when kept; not saved
 
     def to_json(self) -> dict[str, Any]:
         return {

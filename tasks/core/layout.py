@@ -92,10 +92,11 @@ ALL_RESULTS = "all_results.json"
 TRAINER_STATE = "trainer_state.json"
 MODEL_CARD = "README.md"
 TRAIN_RECORD = "train_record.json"
+PREDICT_SUMMARY = "predict_summary.json"  # `qaflow predict --nproc_per_node`: rank 0's summary, for the launcher
 # files at a TrainPaths root that are a run's outputs, not part of the model (everything else there is the model:
 # weights, config, tokenizer files, inference_recipe.json, training_args.bin, the model card)
 RUN_OUTPUT_FILES = (
-    "*_results.json", TRAINER_STATE, TRAIN_RECORD, "train_features.npz", "ddp_job.json", "ipu_*",
+    "*_results.json", TRAINER_STATE, TRAIN_RECORD, "train_features.npz", "ddp_job.json", "ddp_steps.json", "ipu_*",
     *(f"{split}_*" for split in RESULT_SPLITS if split != "train"),
 )  # fmt: skip
 
@@ -118,7 +119,8 @@ class TrainPaths:
       README.md                                          the model card (written when pushing to the hub)
       checkpoints/checkpoint-N/                          the Trainer's checkpoints (run_qa: at the root)
       train_record.json                                  qaflow's record: metrics, device, resume point, artifacts
-      train_features.npz, autotune/, ddp_job.json        `qaflow train`'s features, Inductor logs, the DDP job
+      train_features.npz, autotune/, ddp_job.json        `qaflow train`'s features, Inductor logs, the DDP job,
+        ddp_steps.json                                   the DDP workers' --do_eval / --do_predict results
     ```
     """
 
@@ -137,6 +139,11 @@ class TrainPaths:
     def result_file(self) -> Path:
         """qaflow's training record (`tasks.core.artifacts.TrainResult`)."""
         return self.root / TRAIN_RECORD
+
+    @property
+    def steps_file(self) -> Path:
+        """The --do_eval / --do_predict results DDP workers hand to the launcher (`pipeline.train_eval`)."""
+        return self.root / "ddp_steps.json"
 
     @property
     def state_file(self) -> Path:

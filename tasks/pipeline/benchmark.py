@@ -21,7 +21,7 @@ from tasks.core.checkpoints import load_checkpoint_config
 from tasks.core.config import NO_EVALUATION, QAFlowConfig
 from tasks.core.features import Features
 from tasks.core.layout import TrainPaths
-from tasks.core.specs import ModelSpec
+from tasks.core.model_spec import ModelSpec
 from tasks.families.registry import get_family
 from tasks.train.compile_cache import LocalCompileCacheStore
 from tasks.train.trainer import run_trainer

@@ -23,10 +23,10 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, get_token
 
-from tasks.core.checkpoints import OFFLINE_DEFAULT
 from tasks.core.config import QAFlowConfig
 from tasks.core.io import write_bytes_atomic
 from tasks.core.layout import MODEL_CARD, RESULT_SPLITS, TrainPaths, model_files
+from tasks.core.model_spec import OFFLINE_DEFAULT
 from tasks.core.safe_yaml import read_yaml
 from tasks.tracking import tags as tag
 from tasks.tracking.tracker import Tracker

@@ -29,14 +29,16 @@ from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import TUNE_SECTION, ConfigError, QAFlowConfig, TuneConfig, validate
 from tasks.core.data import QADataset
 from tasks.core.family import ModelFamily
-from tasks.core.features import fit_questions
+from tasks.core.features import feature_settings, fit_questions
 from tasks.core.layout import TrainPaths, tune_dir
-from tasks.core.specs import InferenceRecipe, ModelSpec, feature_settings, inference_recipe
+from tasks.core.model_spec import ModelSpec
+from tasks.core.specs import InferenceRecipe, inference_recipe
 from tasks.families.registry import resolve_family
+from tasks.pipeline.featurize import build_train_features, train_feature_spec
 from tasks.pipeline.prediction import Predictor, predict_dataset, predict_with_stored_recipe
 from tasks.pipeline.run_record import MODEL_ARTIFACT
 from tasks.pipeline.serving import log_qa_model
-from tasks.pipeline.stages import build_train_features, load_split, train_feature_spec
+from tasks.pipeline.stages import load_split
 from tasks.pipeline.training import train_model
 from tasks.tracking import tags as tag
 from tasks.tracking.compile_cache import TrackedCompileCacheStore
@@ -382,10 +384,16 @@ def register_best(tracker: Tracker, cfg: QAFlowConfig, study: optuna.Study, pare
 
 
 def _drop_other_models(complete: list[FrozenTrial], best: FrozenTrial) -> None:
+    """Free the disk the other trials' weights and checkpoints take; their results, predictions and records stay
+    (the model sits at the trial's output root, run_qa's layout, beside them)."""
     for trial in complete:
         model_dir = trial.user_attrs.get(MODEL_DIR_ATTR)
-        if trial.number != best.number and model_dir:
-            shutil.rmtree(model_dir, ignore_errors=True)
+        if trial.number == best.number or not model_dir:
+            continue
+        root = Path(model_dir)
+        shutil.rmtree(TrainPaths(root).checkpoints_dir, ignore_errors=True)
+        for weights in (*root.glob("*.safetensors"), *root.glob("*.safetensors.index.json")):
+            weights.unlink(missing_ok=True)
 
 
 def _close_parent(tracker: Tracker, study: optuna.Study, run_id: str, best: FrozenTrial, metric: str) -> None:

@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.entities import Run
@@ -25,14 +25,13 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.tracking import fluent as mlflow_fluent
 from mlflow.tracking.context.registry import resolve_tags
 
 from tasks.core.artifacts import TrainResult
 from tasks.core.config import TrackingConfig
 from tasks.core.slices import SliceRow
 from tasks.tracking import tags as tag
-from tasks.tracking.live import LiveMetrics
-from tasks.tracking.live import system_metrics as sample_system_metrics
 from tasks.tracking.records import RunRecord, VersionRecord
 from tasks.tracking.registry import (
     ensure_registered_model,
@@ -57,6 +56,10 @@ from tasks.tracking.runs import (
     store_exists,
 )
 from tasks.tracking.slice_tables import SLICES_TABLE, load_slice_table, log_slice_table
+from tasks.tracking.system_metrics import system_metrics as sample_system_metrics
+
+if TYPE_CHECKING:
+    from tasks.tracking.live import LiveMetrics
 
 
 class ModelLoadError(RuntimeError):
@@ -83,11 +86,16 @@ def _fluent_store(uri: str) -> Iterator[None]:
     """MLflow's fluent API reads the process-global tracking URI: point it at `uri` for the block, then put back
     whatever was there (nothing, or another URI)."""
     previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    # `set_experiment` (bind_process) leaves an active experiment id that `start_run(run_id=...)` checks a run of
+    # another experiment against: none for the block. MLflow has no public way to unset it.
+    active_experiment = mlflow_fluent._active_experiment_id
     mlflow.set_tracking_uri(uri)
+    mlflow_fluent._active_experiment_id = None
     try:
         yield
     finally:
         mlflow.set_tracking_uri(previous)
+        mlflow_fluent._active_experiment_id = active_experiment
 
 
 class Tracker:
@@ -266,6 +274,10 @@ class Tracker:
 
     def live_metrics(self, run_id: str) -> LiveMetrics:
         """A Trainer callback logging every log entry into the run as it happens."""
+        # late: the callback is a transformers TrainerCallback (transformers imports torch); only training asks for
+        # it, and the light commands that hold a Tracker (`qaflow compare`) must start without either
+        from tasks.tracking.live import LiveMetrics
+
         return LiveMetrics(self.client, run_id)
 
     def system_metrics(self, run_id: str) -> contextlib.AbstractContextManager[Any]:

@@ -107,6 +107,12 @@ def compile_cache_key(
     return CompileCacheKey(fields)
 
 
+def active_store(t: TrainConfig, store: CompileCacheStore | None) -> CompileCacheStore | None:
+    """The store a compiled run reads and writes: none with `train.compile_cache false` (every run cold, nothing
+    kept)."""
+    return store if t.compile_cache else None
+
+
 def pack_directory(path: Path) -> bytes:
     """`path`'s files as a tar.gz (lock files left out), names relative to `path`."""
     buffer = io.BytesIO()

@@ -7,14 +7,16 @@ logged into the Trainer's log history and handed to its callbacks. The Trainer's
 This module knows nothing of prediction: the caller passes an `Evaluator` (a model in, official scores out; the
 pipeline builds it from the family's prediction path, `tasks.pipeline.train_eval`).
 
-Under DDP the evaluation runs on global rank 0 only (the other ranks wait for its scores, broadcast to all, so
-every rank takes the same best-checkpoint and early-stopping decisions); it must finish within the process group's
-timeout (30 minutes, `tasks.train.ddp.join_worker_group`). An evaluator that fails on rank 0 fails every rank.
+Under DDP every rank calls its evaluator (each runs the model on its share of the eval windows; rank 0 gathers,
+post-processes and scores: `tasks.predict`), and rank 0's scores are broadcast to all, so every rank takes the same
+best-checkpoint and early-stopping decisions; a step between two collectives must finish within the process
+group's timeout (30 minutes, `tasks.train.ddp.join_worker_group`). An evaluator that fails fails every rank.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +28,8 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_utils import speed_metrics
 
 from tasks.core.config import TrainConfig, best_metric
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class EvaluatorSplit(torch.utils.data.Dataset):
 
 
 class EvaluationFailed(RuntimeError):
-    """The evaluator failed (on rank 0 under DDP); every rank raises it."""
+    """The evaluator failed (rank 0's outcome under DDP); every rank raises it."""
 
 
 def evaluation_arguments(t: TrainConfig) -> dict[str, Any]:
@@ -75,7 +79,7 @@ def evaluation_callbacks(t: TrainConfig) -> list[TrainerCallback]:
 
 
 def evaluating(trainer_class: type, evaluator: Evaluator | None) -> type:
-    """`trainer_class` whose `evaluate` scores the model with `evaluator` (None on ranks other than 0 under DDP)."""
+    """`trainer_class` whose `evaluate` scores the model with `evaluator` (on every rank under DDP)."""
 
     def evaluate(
         self: Any, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"
@@ -85,7 +89,7 @@ def evaluating(trainer_class: type, evaluator: Evaluator | None) -> type:
         was_training = model.training
         try:
             with predicting_precision(model):
-                outcome = _on_rank_zero(evaluator, model, self.is_world_process_zero())
+                outcome = _rank_zero_outcome(evaluator, model, self.is_world_process_zero())
         finally:
             model.train(was_training)
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in outcome.metrics.items()}
@@ -114,17 +118,20 @@ def predicting_precision(model: Any) -> Iterator[None]:
         model.forward = wrapped
 
 
-def _on_rank_zero(evaluator: Evaluator | None, model: Any, is_zero: bool) -> Evaluation:
-    """Rank 0 evaluates; under DDP its outcome (or its failure) reaches every rank."""
+def _rank_zero_outcome(evaluator: Evaluator | None, model: Any, is_zero: bool) -> Evaluation:
+    """Every rank evaluates (under DDP each predicts its share); rank 0's outcome (or failure) reaches every rank."""
     box: list[Any] = [None]
+    try:
+        if evaluator is None:
+            raise EvaluationFailed("in-training evaluation has no evaluator")
+        with torch.no_grad():
+            outcome: tuple[str, Any] = ("ok", evaluator(model))
+    except Exception as exc:  # noqa: BLE001 - rank 0's is handed to every rank, then raised
+        outcome = ("error", exc)
+        if not is_zero:
+            log.error("in-training evaluation failed on this rank: %s: %s", type(exc).__name__, exc)
     if is_zero:
-        try:
-            if evaluator is None:
-                raise EvaluationFailed("in-training evaluation has no evaluator on rank 0")
-            with torch.no_grad():
-                box[0] = ("ok", evaluator(model))
-        except Exception as exc:  # noqa: BLE001 - handed to every rank, then raised
-            box[0] = ("error", exc)
+        box[0] = outcome
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         if box[0] is not None and box[0][0] == "error":
             box[0] = ("error", f"{type(box[0][1]).__name__}: {box[0][1]}")  # a message travels, an exception may not
@@ -134,4 +141,4 @@ def _on_rank_zero(evaluator: Evaluator | None, model: Any, is_zero: bool) -> Eva
         return value
     if isinstance(value, BaseException):
         raise value
-    raise EvaluationFailed(f"in-training evaluation failed on rank 0: {value}")
+    raise EvaluationFailed(f"in-training evaluation failed: {value}")  # rank 0 names a failed peer

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.artifacts import DeviceInfo, TrainResult
-from tasks.core.checkpoints import resolve_model_path
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import load_dataset_file, to_squad_json
 from tasks.core.io import write_json_atomic
 from tasks.core.layout import TrainPaths
+from tasks.core.model_spec import resolve_model_path
 from tasks.train.resources import BackendUnavailableError
 
 log = logging.getLogger(__name__)

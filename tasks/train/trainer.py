@@ -24,15 +24,15 @@ from transformers import TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from tasks.core.artifacts import CompileCacheStore, TrainResult
-from tasks.core.checkpoints import check_weights, load_tokenizer
+from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import ConfigError, TrainConfig
 from tasks.core.family import ModelFamily, PackedTraining
 from tasks.core.io import OutputSet, remove_orphans
 from tasks.core.layout import TrainPaths, model_files
+from tasks.core.model_spec import ModelSpec, check_weights
 from tasks.core.packing import static_row_counts
-from tasks.core.specs import ModelSpec
 from tasks.train.autotune import AutotuneCapture, capture_autotune
-from tasks.train.compile_cache import compile_cache_key, inductor_cache
+from tasks.train.compile_cache import active_store, compile_cache_key, inductor_cache
 from tasks.train.evaluation import (
     Evaluator,
     EvaluatorSplit,
@@ -245,14 +245,16 @@ def run_trainer(
     callbacks: Sequence[TrainerCallback] = (),
     evaluator: Evaluator | None = None,
     compile_cache: CompileCacheStore | None = None,
+    keep_model: bool = False,
 ) -> TrainResult:
     """Fine-tune `model_spec` as `family` on its training `features`; resume, measure, save atomically.
 
     `callbacks` are extra TrainerCallbacks (live metrics into a tracking run, tune's per-epoch pruning report);
     they run after the throughput callback, so each log entry already carries `elapsed_seconds`. With an
-    `eval_strategy`, `evaluator` scores the model at each evaluation (`tasks.train.evaluation`; rank 0 only). A
+    `eval_strategy`, `evaluator` scores the model at each evaluation (`tasks.train.evaluation`; every rank). A
     compiled run starts from the Inductor caches `compile_cache` holds under its key, and stores its own there
-    (`train.compile_cache`; tasks/train/compile_cache).
+    (`train.compile_cache`; tasks/train/compile_cache). `keep_model` hands back the final model in memory
+    (`TrainResult.model`, on every rank: a DDP worker predicts with it without reading the saved one).
     """
     paths.root.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(model_spec.tokenizer_path)
@@ -292,7 +294,7 @@ def run_trainer(
         data_collator=collator,
         callbacks=[speed, *callbacks, *evaluation_callbacks(train_cfg)],
     )
-    if evaluates and evaluator is None and trainer.is_world_process_zero():
+    if evaluates and evaluator is None:  # under DDP every rank runs its share of each evaluation
         raise ConfigError("train.eval_strategy: in-training evaluation needs the eval split (no evaluator was given)")
     resume = _checkpoint_to_resume(train_cfg, paths.checkpoints_dir) if trainer.is_world_process_zero() else None
     resume = _broadcast_resume(resume)
@@ -304,7 +306,7 @@ def run_trainer(
         train_cfg, backend, model.config, width=int(features.input_ids.shape[1]), packed_rows=packed_rows,
         packing=train_cfg.packing,
     )  # fmt: skip
-    store = compile_cache if train_cfg.compile_cache else None
+    store = active_store(train_cfg, compile_cache)
     # a compiled run works in a private, initially empty (cold) or restored (warm) Inductor cache: autotuning
     # then prints its table exactly when it tunes
     cache = inductor_cache(store, key, save=trainer.is_world_process_zero()) if compiled else contextlib.nullcontext()
@@ -339,6 +341,7 @@ def run_trainer(
         resumed_from=str(resume) if resume else None,
         log_history=list(trainer.state.log_history),
         artifacts=artifacts,
+        model=trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False) if keep_model else None,
     )
 
 

@@ -1,9 +1,11 @@
 """Multi-node training on torchrun's own rendezvous, two "nodes" as two launchers on localhost (c10d, gloo):
-the same weights and loss as one node with two workers; a killed worker is restarted and training resumes (the
-restarted group joins under its own store keys: `tasks.train.ddp.join_worker_group`)."""
+the same weights and loss as one node with two workers, and --do_eval shared by the nodes' workers; a killed
+worker is restarted and training resumes (the restarted group joins under its own store keys:
+`tasks.train.ddp.join_worker_group`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,7 +17,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from tasks.core.artifacts import read_result
-from tests.test_train import run_env, train_argv
+from tests.test_train import DEV, run_env, train_argv
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +40,12 @@ def test_two_nodes_train_the_same_model_as_one_node_with_two_workers(tiny_bert_d
 
     rendezvous = ("--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d",
                   "--rdzv_endpoint", f"127.0.0.1:{free_port()}", "--rdzv_id", "qaflow-test")  # fmt: skip
+    # each node's worker runs its share of --do_eval
+    shared_eval = ("--do_train", "--do_eval", "--validation_file", str(DEV), "--max_eval_samples", "20",
+                   "--per_device_eval_batch_size", "4")  # fmt: skip
     nodes = [
         subprocess.Popen(
-            train_argv(tiny_bert_dir, tmp_path / "two", *budget, *rendezvous),
+            train_argv(tiny_bert_dir, tmp_path / "two", *budget, *rendezvous, *shared_eval),
             env=run_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -61,6 +66,11 @@ def test_two_nodes_train_the_same_model_as_one_node_with_two_workers(tiny_bert_d
     assert w_two.keys() == w_one.keys()
     for name in w_one:
         assert abs(w_two[name] - w_one[name]).max() <= 1e-6, name
+    ran = [int(line.split("the model ran ")[1].split()[0]) for _, err in outputs for line in err.splitlines()
+           if "the model ran" in line]  # fmt: skip
+    evaluated = json.loads((tmp_path / "two" / "eval_results.json").read_text())
+    assert len(ran) == 2 and min(ran) > 0 and sum(ran) == evaluated["eval_samples"], ran
+    assert (tmp_path / "two" / "eval_predictions.json").is_file()
 
 
 def _worker_pids(root: int) -> list[int]:

@@ -83,8 +83,7 @@ def summary_of(stdout: str) -> dict:
 def mlflow_client(root: Path):
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{root}/mlruns/mlflow.db")
-    return mlflow.MlflowClient()
+    return mlflow.MlflowClient(f"sqlite:///{root}/mlruns/mlflow.db")  # no process-global URI for later tests
 
 
 PREFECT_QUERY = """
