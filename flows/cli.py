@@ -25,8 +25,20 @@ from flows.cli_ops import (
     add_promote_parser,
     add_push_to_hub_parser,
 )
+from flows.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USER_ERROR,
+    debugging,
+    error_line,
+    is_termination,
+    is_user_error,
+    quiet_console_tracebacks,
+)
 from tasks.core.config import RUN_SECTIONS, SECTIONS, ConfigError, QAFlowConfig, load_config
 from tasks.core.console import console_logging
+from tasks.core.io import check_output_dir, check_output_file
+from tasks.core.layout import outputs_dir
 
 if TYPE_CHECKING:
     from tasks.train.hardware import HardwareBackend, Launch
@@ -34,8 +46,18 @@ if TYPE_CHECKING:
 DEFAULT_PARAMS = "params.yaml"
 # config sections offered as flags; evaluation suites are declared in params.yaml (`--suite NAME` picks one)
 FLAG_SECTIONS = [s for s in RUN_SECTIONS if s != "evaluation"]
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError, KeyError)
 Handler = Callable[[argparse.Namespace], int]
+# output paths named on the command line, checked before any work: command -> (argument, flag, "dir" | "file")
+OUTPUT_ARGS: dict[str, tuple[str, str, str]] = {
+    "predict": ("output_dir", "--output_dir", "dir"),
+    "postprocess": ("output_dir", "--output_dir", "dir"),
+    "stage": ("out", "--out", "dir"),
+    "compare": ("output", "--output", "dir"),
+    "featurize": ("output", "--output", "file"),
+}
+# commands that write under <root>/outputs (tasks.core.layout)
+PROJECT_COMMANDS = ("retrain", "tune", "evaluate", "benchmark", "promote", "compare")
+FLOW_COMMANDS = ("retrain", "demo", "tune", "evaluate", "benchmark")  # run Prefect flows (maybe an ephemeral API)
 
 
 class UsageError(ValueError):
@@ -150,6 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tasks.train.hardware import backend_for
 
     cfg = config_from_args(args)
+    check_output_dir(cfg.train.output_dir, "train.output_dir")
     steps = run_steps(args)
     backend = backend_for(cfg) if steps.do_train else None  # chosen once, before any data or model work
     if cfg.train.eval_strategy != "no" and steps.do_train:
@@ -387,6 +410,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from flows.summary_tables import print_next_steps, print_run_summary
 
     root = Path(__file__).resolve().parents[1]
+    check_output_dir(outputs_dir(root), "the demo's outputs")
     os.chdir(root)
     t0 = time.perf_counter()
     summary = retrain(params_path="params.yaml", root=str(root))
@@ -535,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser(command).parse_args(argv)
     except UsageError as exc:
         prog = f"qaflow {command}" if command else "qaflow"
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {error_line(exc)}", file=sys.stderr)
         return 2
     # one console handler: Prefect's task lines name their task; no ANSI codes where stderr is not a terminal
     console_logging(logging.DEBUG if args.verbose else logging.INFO)
@@ -543,12 +567,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         check_params_file(args)
+        check_output_paths(args)
+        if args.command in FLOW_COMMANDS:  # Prefect is imported by flow commands only
+            import prefect.main  # noqa: F401 - Prefect sets its logging up on import; ours is adjusted below
+
+            from flows.ephemeral import shield_ephemeral_server
+
+            shield_ephemeral_server()  # Ctrl-C stops the flow, not the API it reports its end to
+        if not debugging(args.verbose):
+            quiet_console_tracebacks()  # a user error's traceback, logged on the way out, is shown with -v only
         return int(args.func(args))
-    except (ConfigError, *USER_ERRORS) as exc:
-        if args.verbose or os.environ.get("QAFLOW_DEBUG", "") not in ("", "0"):
+    except KeyboardInterrupt:
+        if debugging(args.verbose):
             raise
-        print(f"qaflow {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
+        print(f"qaflow {args.command}: interrupted (Ctrl-C); nothing half-written was kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BaseException as exc:
+        if debugging(args.verbose) or not (is_user_error(exc) or is_termination(exc)):
+            raise
+        if is_termination(exc):
+            print(f"qaflow {args.command}: terminated (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
+        print(f"qaflow {args.command}: error: {error_line(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
@@ -566,11 +607,15 @@ def check_params_file(args: argparse.Namespace) -> None:
         raise ConfigError(f"{given}: parameter file not found")
 
 
-def _one_line(exc: BaseException) -> Any:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, KeyError):
-        text = f"missing key {text}"
-    return " ".join(text.split())
+def check_output_paths(args: argparse.Namespace) -> None:
+    """Every output path the command line names (and a project's `outputs/`) can be written: checked before any
+    data or model work, so a misplaced path costs a line, not a run."""
+    named = OUTPUT_ARGS.get(args.command)
+    value = getattr(args, named[0], None) if named else None
+    if named and value:
+        (check_output_dir if named[2] == "dir" else check_output_file)(value, named[1])
+    elif args.command in PROJECT_COMMANDS:
+        check_output_dir(outputs_dir(Path(getattr(args, "root", "."))), "--root")
 
 
 if __name__ == "__main__":

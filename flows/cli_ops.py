@@ -241,19 +241,25 @@ def read_context(value: str) -> str:
     path = Path(value[1:])
     if not path.is_file():
         raise FileNotFoundError(f"--context {value}: {path} is not a file")
-    return path.read_text(encoding="utf-8")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"--context {value}: not UTF-8 text (byte {exc.start})") from None
 
 
 def cmd_answer(args: argparse.Namespace) -> int:
-    cfg, root = _config(args)
+    from tasks.core.data import check_text
+    from tasks.pipeline.serving import load_qa_model
     from tasks.pipeline.standings import require_model
 
+    cfg, root = _config(args)
     uri = args.model or f"models:/{cfg.tracking.registered_model_name}@champion"
-    context = read_context(args.context)
+    context = check_text(read_context(args.context), f"--context {args.context}", "context")
+    check_text(args.question, "--question", "question")  # refused before the tracking store or any model is asked
     tracker = _tracker(cfg, root)
     require_model(tracker, uri)  # a missing alias: one line saying what to run
-    model = tracker.load_pyfunc(uri)  # a URI it cannot load: ModelLoadError, one line
-    row = model.predict([{"question": args.question, "context": context}]).to_dict(orient="records")[0]
+    model = load_qa_model(tracker, uri)  # qaflow's own models only; a URI it cannot load: one line
+    row = model.predict(None, [{"question": args.question, "context": context}]).to_dict(orient="records")[0]
     row.pop("id", None)
     print(json.dumps({"model": uri, "question": args.question, **row}, indent=2, default=float))
     return 0

@@ -185,18 +185,19 @@ def retrain(
             return report(tracker, {**summary, **asdict(plan), "metrics": logged_scores(tracker, plan.run_id)})
         paths = RunPaths.for_run(repo, plan.run_id)
         calibration: dict[str, float] = {}
-        with device_slot(cfg.train.device_concurrency_limit) as slot:  # queue behind other jobs on this device
-            trained = train(cfg, repo, tracker, plan, snapshot, paths, backend)
-            # loaded once: calibration, the dev score, the log, the suite
-            model = StoredModel.load(trained.model_dir, backend=inference_backend(cfg.train.backend))
-            if cfg.postprocess.calibration_file:
-                model, calibration = calibrate(cfg, repo, model, paths)
-            predicted = predict_and_score(model, snapshot, paths)
-        if slot:
-            print(f"held device slot {slot['limit']} after waiting {slot['waited_s']:.1f} s")
-        predicted.metrics = {**(predicted.metrics or {}), **calibration}
-        track(tracker, cfg, repo, plan, snapshot, paths, trained, predicted, model.recipe)
-        version = register(tracker, plan)
+        with run_record.ended_on_failure(tracker, plan):  # Ctrl-C or an error: the run is KILLED or FAILED
+            with device_slot(cfg.train.device_concurrency_limit) as slot:  # queue behind other jobs on this device
+                trained = train(cfg, repo, tracker, plan, snapshot, paths, backend)
+                # loaded once: calibration, the dev score, the log, the suite
+                model = StoredModel.load(trained.model_dir, backend=inference_backend(cfg.train.backend))
+                if cfg.postprocess.calibration_file:
+                    model, calibration = calibrate(cfg, repo, model, paths)
+                predicted = predict_and_score(model, snapshot, paths)
+            if slot:
+                print(f"held device slot {slot['limit']} after waiting {slot['waited_s']:.1f} s")
+            predicted.metrics = {**(predicted.metrics or {}), **calibration}
+            track(tracker, cfg, repo, plan, snapshot, paths, trained, predicted, model.recipe)
+            version = register(tracker, plan)
         write_dvc_metrics(
             repo, data_version=snapshot.version, run_key=plan.run_key, scores=predicted.metrics or {},
             figures={**trained.metrics, **predicted.speed}, log_history=trained.log_history,

@@ -39,9 +39,12 @@ log = logging.getLogger(__name__)
 # Examples per chunk: a few MB of windows and logits at 384; the larger the chunk, the better its windows batch by
 # length (benchmarks/predict_order.py, 3,000 SQuAD dev questions on CPU: 1.42x over feature order at 256, 1.73x at 1024)
 CHUNK_EXAMPLES = 1024
-# The files one prediction writes, replaced together (tasks.core.io.OutputSet). metrics.json is a member so a new
-# prediction never sits beside the previous run's scores; the scorer writes it after the set is in place.
-PREDICTION_FILES = ("predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json")
+# The files one prediction writes, replaced together (tasks.core.io.OutputSet). metrics.json and the error slices
+# (tasks.pipeline.error_slices) are members so a new prediction never sits beside the previous run's scores (an
+# unlabeled one has none); the scorer writes them after the set is in place.
+PREDICTION_FILES = (
+    "predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json", "slices.json", "slices.png",
+)  # fmt: skip
 RAW_DIR = "raw_predictions"
 
 
@@ -76,8 +79,14 @@ class PredictionFiles:
     def raw(self) -> str:
         return self._named(RAW_DIR)
 
+    @property
+    def slices(self) -> tuple[str, str]:
+        """The error slices' table and plot (`tasks.pipeline.error_slices.write_slices`, written after the set)."""
+        return self._named(PREDICTION_FILES[4]), self._named(PREDICTION_FILES[5])
+
     def members(self, *, raw: bool = True) -> tuple[str, ...]:
-        return (self.predictions, self.nbest, self.null_odds, self.metrics, *((self.raw,) if raw else ()))
+        return (self.predictions, self.nbest, self.null_odds, self.metrics, *self.slices,
+                *((self.raw,) if raw else ()))  # fmt: skip
 
 
 UNANSWERED_NULL_ODDS = 1e9  # certain "no answer" for the v2 scorer (finite: strict JSON has no Infinity)

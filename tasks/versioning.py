@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
+from tasks.core.safe_yaml import YAMLInputError, read_yaml
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -566,7 +566,7 @@ def restore_outputs(root: Path) -> bool:
 
 
 def _read_yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    return read_yaml(path)
 
 
 def _read_lock_stages(root: Path) -> dict[str, Any]:
@@ -575,8 +575,8 @@ def _read_lock_stages(root: Path) -> dict[str, Any]:
         raise VersioningError(f"{path} not found: run the pipeline first (`dvc repro` or `qaflow` data stages)")
     try:
         lock = _read_yaml(path) or {}
-    except yaml.YAMLError as exc:
-        raise VersioningError(f"{path}: not valid YAML ({exc})") from exc
+    except YAMLInputError as exc:
+        raise VersioningError(str(exc)) from None
     stages = lock.get("stages") if isinstance(lock, dict) else None
     if not isinstance(stages, dict) or not stages:
         raise VersioningError(f"{path}: no stages recorded: run the pipeline first")

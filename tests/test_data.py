@@ -245,6 +245,7 @@ def test_v2_fields_and_version_detection(tmp_path: Path) -> None:
         "unanswerable": 1,
         "version": "2.0",
         "skipped": 0,
+        "answers_trimmed": 0,
     }
     # the file's version alone makes it 2.0; so does any is_impossible key under a "1.1" version
     assert load_dataset_file(_write_json(tmp_path / "a.json", _squad(_articles(), "v2.0"))).version == "2.0"
@@ -757,6 +758,7 @@ def test_bundled_sample(name: str, articles: int, questions: int, unanswerable: 
         "unanswerable": unanswerable,
         "version": version,
         "skipped": 0,
+        "answers_trimmed": 0,
     }
     readme = (SAMPLE / "README.md").read_text(encoding="utf-8")
     assert "CC BY-SA 4.0" in readme and "https://rajpurkar.github.io/SQuAD-explorer/" in readme

@@ -9,11 +9,17 @@ in tests/integration (training, prediction, retrain).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gzip
 import hashlib
 import json
+import os
 import shutil
+import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,7 @@ import pytest
 import yaml
 
 from flows.cli import main
+from tests import faultkit
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.reliability
@@ -32,6 +39,10 @@ GOOD = json.loads(DEV.read_text(encoding="utf-8"))
 
 def _qa(doc: dict[str, Any], n: int = 0) -> dict[str, Any]:
     return doc["data"][0]["paragraphs"][0]["qas"][n]
+
+
+def _ctx(doc: dict[str, Any]) -> str:
+    return doc["data"][0]["paragraphs"][0]["context"]
 
 
 def _mutated(change: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
@@ -83,6 +94,21 @@ BAD_DATA: dict[str, tuple[Callable[[Path], None], str, bool]] = {
     "title not a string": (_mutated(lambda d: d["data"][0].update(title=["x"])), "title", False),
     "v1.1 question without answers": (_mutated(lambda d: _qa(d).update(answers=[])), "answers", False),
     "no questions at all": (_mutated(lambda d: d.update(data=[])), "bad.json", False),
+    # text that shows nothing, or is not Unicode text: refused where it enters, never answered with confidence
+    "question zero-width": (_mutated(lambda d: _qa(d).update(question="\u200b\u2060\ufeff")), "question", False),
+    "question control-only": (_mutated(lambda d: _qa(d).update(question="\x00\x07\x1b")), "empty question", False),
+    "question lone surrogate": (_mutated(lambda d: _qa(d).update(question="Who won \ud800?")), "surrogate", False),
+    "context lone surrogate": (
+        _mutated(lambda d: d["data"][0]["paragraphs"][0].update(context="\udfff" + _ctx(d))),
+        "surrogate",
+        False,
+    ),  # fmt: skip
+    "answer only whitespace": (
+        _mutated(lambda d: _qa(d)["answers"][0].update(text=" ", answer_start=5)),
+        "text",
+        False,
+    ),  # fmt: skip
+    "a 5000-digit number": (_raw(b'{"version": "1.1", "n": ' + b"9" * 5000 + b', "data": []}'), "digits", True),
 }
 
 # command -> argv for a data file at bad.json (train/predict fail on the data before any tokenizer or model work)
@@ -144,6 +170,22 @@ PARAMS_FILES: dict[str, tuple[str, str]] = {
     "not yaml": ("train: [1,\n", "not valid YAML"),
     "top level a list": ("- 1\n- 2\n", "top level"),
     "bad type in file": ("features:\n  max_seq_length: long\n", "features.max_seq_length"),
+    # YAML read strictly: no silently stringified lists, no last-value-wins, no alias bombs, no deep nesting
+    "a list where a string belongs": (
+        "model:\n  model_name_or_path: [minilm]\n",
+        "model.model_name_or_path: expected a string, got a list",
+    ),  # fmt: skip
+    "a boolean where a string belongs": ("train:\n  report_to: no\n", "train.report_to: expected a string"),
+    "a mapping where a list belongs": ("tune:\n  batch_size_choices: {a: 8}\n", "tune.batch_size_choices"),
+    "duplicate key": ("train:\n  learning_rate: 1.0e-4\n  learning_rate: 2.0e-4\n", "duplicate key 'learning_rate'"),
+    "duplicate section": ("train:\n  seed: 1\ntrain:\n  seed: 2\n", "duplicate key 'train'"),
+    "alias bomb": (
+        "a: &a [x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcde", "bcdef", strict=True))
+        + "model:\n  tokenizer_name: *f\n",
+        "expands to more than",
+    ),  # fmt: skip
+    "deep nesting": ("train:\n  seed: " + "[" * 200 + "]" * 200 + "\n", "nested deeper"),
 }
 # other commands, with what they must say (each fails on input it can check before any work)
 OTHER_CASES: list[tuple[str, list[str], str]] = [
@@ -277,3 +319,214 @@ def test_good_data_passes_the_same_gate(capsys, workspace: Path) -> None:
     assert main(["score", "--data", "good.json.gz", "--predictions", "pred.json"]) == 0
     assert json.loads(capsys.readouterr().out)["exact_match"] >= 0
     assert yaml.safe_load((workspace / "params.yaml").read_text())["features"]["max_seq_length"] == 128
+
+
+# ------------------------------------------------------------------------------------ secrets in YAML errors
+
+
+def test_a_yaml_syntax_error_names_line_and_column_but_never_the_line(capsys, workspace: Path) -> None:
+    (workspace / "bad.yaml").write_text('train:\n  seed: 1\ntracking:\n  tracking_uri: "postgresql://qa:hunter2@db/x\n')
+    line = refused(capsys, workspace, ["train", "--params", "bad.yaml", "--output_dir", "out/train"])
+    assert "bad.yaml" in line and "line 4" in line and "not valid YAML" in line, line
+    assert "hunter2" not in line and "postgresql" not in line, line
+
+
+# ------------------------------------------------------------------------------------ OS errors and output paths
+
+# (name, argv, expected in the line): each output path is refused before any data, tokenizer or model work
+OUTPUT_PATHS: list[tuple[str, list[str], str]] = [
+    ("predict: --output_dir is a file", ["predict", "--model_dir", "model", "--data", "dev.json", "--output_dir",
+                                         "pred.json"], "--output_dir pred.json: exists and is not a directory"),
+    ("predict: --output_dir under a file", ["predict", "--model_dir", "model", "--data", "dev.json", "--output_dir",
+                                            "pred.json/p"], "pred.json is not a directory"),
+    ("train: --output_dir is a file", ["train", "--train_file", "dev.json", "--output_dir", "pred.json"],
+     "train.output_dir pred.json"),
+    ("featurize: --output is a directory", ["featurize", "--data", "dev.json", "--output", "out"],
+     "--output out: is a directory"),
+    ("postprocess: --output_dir is a file", ["postprocess", "--raw", "out", "--data", "dev.json", "--output_dir",
+                                             "pred.json"], "--output_dir pred.json"),
+    ("stage: --out is a file", ["stage", "prepare", "--out", "pred.json"], "--out pred.json"),
+    ("compare: --output is a file", ["compare", "--output", "pred.json"], "--output pred.json"),
+    ("params: a directory", ["train", "--params", "out", "--output_dir", "out/train"], "out: Is a directory"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "argv", "expect"), OUTPUT_PATHS, ids=[c[0] for c in OUTPUT_PATHS])
+def test_misplaced_paths_are_one_line_before_any_work(capsys, workspace: Path, name: str, argv: list, expect: str):
+    line = refused(capsys, workspace, argv)
+    assert expect in line, line
+
+
+def test_a_read_only_output_mount_is_refused_before_the_model_loads(capsys, workspace: Path) -> None:
+    with faultkit.tmpfs(read_only=True) as mount:
+        for argv in (["predict", "--model_dir", "model", "--data", "dev.json", "--output_dir", str(mount / "p")],
+                     ["featurize", "--data", "dev.json", "--output", str(mount / "f.npz")]):  # fmt: skip
+            line = refused(capsys, workspace, argv)
+            assert str(mount) in line and "read-only file system" in line, line
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(capsys, workspace: Path) -> None:
+    with faultkit.tmpfs("1m") as mount:
+        faultkit.fill(mount)
+        line = refused(capsys, workspace, ["featurize", "--data", "dev.json", "--output", str(mount / "f.npz")])
+        assert f"{mount / 'f.npz'}: No space left on device" in line, line
+        assert [p.name for p in mount.iterdir()] == [".ballast"], "a partial file was left on the full disk"
+
+
+def _cli(argv: list[str], cwd: Path, **popen: Any) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    return subprocess.run([sys.executable, "-m", "flows.cli", *argv], cwd=cwd, env=env, capture_output=True,
+                          text=True, **{"timeout": 300, **popen})  # fmt: skip
+
+
+def _one_line(done: subprocess.CompletedProcess, command: str) -> str:
+    lines = [line for line in done.stderr.splitlines() if line.startswith(f"qaflow {command}")]
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    return lines[0]
+
+
+def test_a_file_too_large_is_one_line(workspace: Path) -> None:
+    """RLIMIT_FSIZE (any user): the write fails with EFBIG, as on a file system with a size limit."""
+    done = _cli(["featurize", "--data", "dev.json", "--output", "f.npz"], workspace,
+                preexec_fn=faultkit.file_size_limit(64 * 1024))  # fmt: skip
+    assert "f.npz: File too large" in _one_line(done, "featurize")
+    assert not (workspace / "f.npz").exists() and not list(workspace.glob(".f.npz*"))
+
+
+@pytest.mark.parametrize("what", ["params", "context"])
+def test_an_unreadable_file_is_one_line_naming_it(workspace: Path, what: str) -> None:
+    secret = workspace / ("locked.yaml" if what == "params" else "locked.txt")
+    secret.write_text("train:\n  seed: 1\n" if what == "params" else "The passage.")
+    secret.chmod(0)
+    argv = (["train", "--params", secret.name, "--output_dir", "out/train"] if what == "params"
+            else ["answer", "--question", "q", "--context", f"@{secret.name}"])  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    done = subprocess.run(faultkit.unprivileged([sys.executable, "-m", "flows.cli", *argv]), cwd=workspace, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    line = _one_line(done, argv[0])
+    assert secret.name in line and "Permission denied" in line, line
+
+
+# ------------------------------------------------------------------------------------ the tracking store
+
+
+def _store_params(workspace: Path, uri: str) -> None:
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["tracking"]["tracking_uri"] = uri
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def _garbled_sqlite(path: Path) -> None:
+    """A real SQLite file whose pages after the header were overwritten (a disk error, a bad copy)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE t (a)")
+        conn.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * 100)
+        conn.commit()
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)
+    path.write_bytes(bytes(data))
+
+
+STORES: dict[str, tuple[Callable[[Path], None], str]] = {
+    "empty (0 bytes)": (lambda p: p.write_bytes(b""), "empty file (0 bytes)"),
+    "not sqlite": (lambda p: p.write_bytes(b"\x13\x37" * 512), "not an SQLite database"),
+    "corrupt sqlite": (_garbled_sqlite, "corrupt"),
+}
+
+
+@pytest.mark.parametrize("command", ["promote", "compare", "answer"])
+@pytest.mark.parametrize("store", sorted(STORES))
+def test_a_damaged_tracking_store_is_one_line_and_never_reinitialised(capsys, workspace: Path, command, store):
+    (workspace / "mlruns").mkdir()
+    STORES[store][0](workspace / "mlruns" / "mlflow.db")
+    argv = {"promote": ["promote"], "compare": ["compare", "--no-log"],
+            "answer": ["answer", "--question", "Who won?", "--context", "Denver won."]}[command]  # fmt: skip
+    line = refused(capsys, workspace, argv)
+    assert "mlflow.db" in line and STORES[store][1] in line, line
+
+
+@pytest.mark.parametrize("server", ["closed port", "never answers"])
+@pytest.mark.parametrize("command", ["answer", "promote", "compare"])
+def test_an_unreachable_tracking_server_fails_within_about_30_s(workspace: Path, command: str, server: str) -> None:
+    argv = {"promote": ["promote"], "compare": ["compare", "--no-log"],
+            "answer": ["answer", "--question", "Who won?", "--context", "Denver won."]}[command]  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        url = (f"http://127.0.0.1:{faultkit.closed_port()}" if server == "closed port"
+               else stack.enter_context(faultkit.silent_server()))  # fmt: skip
+        _store_params(workspace, url)
+        started = time.monotonic()
+        try:
+            done = _cli(argv, workspace, timeout=150)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"qaflow {command} still waiting on {url} after 150 s")
+        elapsed = time.monotonic() - started
+    line = _one_line(done, command)
+    assert url.split("//")[1] in line, line
+    assert elapsed < 90, f"{elapsed:.0f} s (imports included) before giving up on the server"
+
+
+# ------------------------------------------------------------------------------------ stale outputs
+
+
+def test_an_unlabeled_prediction_removes_the_previous_slices(capsys, workspace: Path) -> None:
+    """The slices of a labeled prediction never sit beside an unlabeled one's answers (one output set)."""
+    base = ["predict", "--model_dir", "model", "--output_dir", "out/pred", "--max_seq_length", "64",
+            "--doc_stride", "16", "--max_predict_samples", "6", "--backend", "cpu"]  # fmt: skip
+    assert main([*base, "--data", "dev.json"]) == 0
+    assert (workspace / "out/pred/slices.json").exists() and (workspace / "out/pred/slices.png").exists()
+    unlabeled = copy.deepcopy(GOOD)
+    for article in unlabeled["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                qa.pop("answers")
+    (workspace / "unlabeled.json").write_text(json.dumps(unlabeled))
+    assert main([*base, "--data", "unlabeled.json"]) == 0
+    capsys.readouterr()
+    left = sorted(p.name for p in (workspace / "out/pred").iterdir())
+    assert "slices.json" not in left and "slices.png" not in left and "metrics.json" not in left, left
+
+
+# ------------------------------------------------------------------------------------ text where it enters
+
+
+@pytest.mark.parametrize(
+    ("question", "context", "expect"),
+    [
+        ("\u200b\u200d", "Denver won.", "--question: empty question"),
+        ("\x00\x1b\x7f", "Denver won.", "--question: empty question"),
+        ("   \t", "Denver won.", "--question: empty question"),
+        ("Who \ud83d?", "Denver won.", "--question: lone surrogate U+D83D"),
+        ("Who won?", "\u2800\u3164", "--context \u2800\u3164: empty context"),
+    ],
+    ids=["zero-width", "control-only", "whitespace", "lone surrogate", "blank context"],
+)
+def test_answer_refuses_text_that_shows_nothing(capsys, workspace: Path, question: str, context: str, expect: str):
+    line = refused(capsys, workspace, ["answer", "--question", question, "--context", context])
+    assert expect in line, line
+
+
+def test_answers_with_surrounding_whitespace_are_trimmed_and_counted(capsys, workspace: Path) -> None:
+    """run_qa would label " Denver Broncos " with the neighbouring words; the legacy processor trimmed it."""
+    doc = copy.deepcopy(GOOD)
+    answer = _qa(doc)["answers"][0]
+    answer.update(text=f" {answer['text']} ", answer_start=answer["answer_start"] - 1)
+    (workspace / "train.json").write_text(json.dumps(doc))
+    argv = ["stage", "prepare", "--out", "prepared", "--train_file", "train.json", "--validation_file", "dev.json"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    report = json.loads((workspace / "prepared" / "report.json").read_text())
+    assert report["train"]["answers_trimmed"] == 1 and report["eval"]["answers_trimmed"] == 0
+    prepared = json.loads((workspace / "prepared" / "train.json").read_text())
+    first = _qa(prepared)["answers"][0]
+    assert first == _qa(GOOD)["answers"][0], first
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expect"),
+    [("deeply nested", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+     ("a 5000-digit number", b'{"56be4db0acb8001400a502ec": ' + b"7" * 5000 + b"}", "4300 digits")],
+)  # fmt: skip
+def test_predictions_beyond_the_json_bounds_are_one_line_naming_the_file(capsys, workspace, name, content, expect):
+    (workspace / "huge.json").write_bytes(content)
+    line = refused(capsys, workspace, ["score", "--data", "dev.json", "--predictions", "huge.json"])
+    assert "huge.json" in line and expect in line, line

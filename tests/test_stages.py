@@ -118,3 +118,19 @@ def test_stage_commands_print_the_report_and_fail_in_one_line(tiny_bert_dir: Pat
     assert usage.returncode == 2 and usage.stderr.strip() == (
         "qaflow stage featurize: error: the following arguments are required: --out"
     )
+
+
+def test_stage_commands_give_os_errors_and_output_paths_one_line(tmp_path: Path) -> None:
+    """The error path's shape under `dvc repro`: an OS error (a parameter file that is a directory) and an `--out`
+    that is a file end in one line naming the path, exit 2, before any data is read."""
+    (tmp_path / "taken").write_text("a file where the stage's output directory goes")
+    params = json.dumps({"data": {"train_file": str(SAMPLE_TRAIN), "validation_file": str(SAMPLE_DEV_V1)}})
+    (tmp_path / "params.yaml").write_text(params)
+    taken = stage_command("tasks.pipeline.stages", tmp_path, "--out", "taken")
+    assert taken.returncode == 2 and taken.stderr.count("\n") == 1, taken.stderr[-2000:]
+    assert taken.stderr == "qaflow stage prepare: error: --out taken: exists and is not a directory\n"
+    (tmp_path / "params_dir").mkdir()
+    is_dir = stage_command("tasks.pipeline.stages", tmp_path, "--params", "params_dir", "--out", "data/prepared")
+    assert is_dir.returncode == 2 and is_dir.stderr.count("\n") == 1, is_dir.stderr[-2000:]
+    assert is_dir.stderr == "qaflow stage prepare: error: params_dir: Is a directory\n"
+    assert not (tmp_path / "data").exists()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from tasks.core.artifacts import read_result
 from tasks.core.config import load_config
@@ -186,15 +186,16 @@ def test_two_process_ddp_on_cpu(tiny_bert_dir: Path, tmp_path: Path) -> None:
 
 def test_incomplete_checkpoint_is_deleted(tmp_path: Path) -> None:
     ckpts = tmp_path / "checkpoints"
-    good = ckpts / "checkpoint-4"
-    good.mkdir(parents=True)
-    for name in ("model.safetensors", "trainer_state.json", "optimizer.pt", "scheduler.pt"):
-        (good / name).write_text("x")
-    broken = ckpts / "checkpoint-8"
-    broken.mkdir()
-    (broken / "model.safetensors").write_text("x")  # killed before the optimizer state was written
+    for step, state in ((4, '{"global_step": 4}'), (8, '{"global_step": 8}'), (12, '{"global_st')):
+        saved = ckpts / f"checkpoint-{step}"
+        saved.mkdir(parents=True)
+        save_file({"w": torch.zeros(2)}, saved / "model.safetensors")
+        for name in ("optimizer.pt", "scheduler.pt"):
+            (saved / name).write_text("x")
+        (saved / "trainer_state.json").write_text(state)  # 12: the disk filled while writing it
+    (ckpts / "checkpoint-8" / "optimizer.pt").unlink()  # killed before the optimizer state was written
     (ckpts / "incomplete-checkpoint-2-1700000000").mkdir()  # set aside by an earlier version, never cleaned
-    assert last_complete_checkpoint(ckpts) == good
+    assert last_complete_checkpoint(ckpts) == ckpts / "checkpoint-4"
     assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-4"]  # nothing left to pile up
 
 

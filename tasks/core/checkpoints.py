@@ -1,7 +1,8 @@
 """Loading a checkpoint's tokenizer and config through transformers, and reading that config (family claims).
 
 Names are resolved and checked first (`tasks.core.model_spec.require_checkpoint`). transformers imports torch when
-it loads a tokenizer or config class, so only steps that load a checkpoint import this module.
+it loads a tokenizer or config class, so only steps that load a checkpoint import this module. Every loader here
+passes `trust_remote_code=False`: qaflow never runs code from a checkpoint.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tasks.core.model_spec import require_checkpoint
 
 def load_tokenizer(name_or_path: str) -> Any:
     """A fast tokenizer for the checkpoint (QA features need offset mappings)."""
-    return AutoTokenizer.from_pretrained(require_checkpoint(name_or_path))
+    return AutoTokenizer.from_pretrained(require_checkpoint(name_or_path), trust_remote_code=False)
 
 
 def load_checkpoint_config(model: Any) -> PretrainedConfig:
@@ -27,7 +28,7 @@ def load_checkpoint_config(model: Any) -> PretrainedConfig:
         raw = dict(model)
         model_type = raw.pop("model_type", None)
         return AutoConfig.for_model(model_type, **raw) if model_type else PretrainedConfig(**raw)
-    return AutoConfig.from_pretrained(require_checkpoint(str(model)))
+    return AutoConfig.from_pretrained(require_checkpoint(str(model)), trust_remote_code=False)
 
 
 def architectures(config: Any) -> list[str]:

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from tasks.core.safe_yaml import YAMLInputError, load_yaml
+
 
 class ConfigError(ValueError):
     """A bad parameter: the message names the file (or override) and the key."""
@@ -343,17 +345,43 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
                 raise ValueError(value)
             return int(value)
         if base is float:
-            return float(value)
+            if isinstance(value, bool) or math.isnan(number := float(value)):
+                raise ValueError(value)
+            return number
         if base is str:
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise ConfigError(f"{where}: expected a string, got {_kind(value)}")
             return str(value)
         if origin is list:
             if isinstance(value, str):
-                value = yaml.safe_load(value)
+                value = load_yaml(value, where)
+            if not isinstance(value, list | tuple):
+                raise ConfigError(f"{where}: expected a list, got {_kind(value)}")
             (item,) = typing.get_args(base)
             return [coerce(v, item, where) for v in value]
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: cannot read {value!r} as {getattr(base, '__name__', base)}") from exc
+    except YAMLInputError as exc:
+        raise ConfigError(str(exc)) from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{where}: cannot read {_shown(value)} as {getattr(base, '__name__', base)}") from None
     return value
+
+
+def _kind(value: Any) -> str:
+    """The YAML name of a value's type, for messages."""
+    if isinstance(value, bool):
+        return "a boolean (quote it to mean the word)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _apply(cfg: QAFlowConfig, section: str, key: str, value: Any, where: str) -> None:
@@ -376,7 +404,10 @@ _HEX12 = frozenset("0123456789abcdef")
 def parse_suites(value: Any, where: str) -> dict[str, list[SuiteMember]]:
     """`{suite: {member: {data, weight, margin, version}}}` (a mapping, or its YAML text) into typed members."""
     if isinstance(value, str):
-        value = yaml.safe_load(value)
+        try:
+            value = load_yaml(value, where)
+        except YAMLInputError as exc:
+            raise ConfigError(str(exc)) from None
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -420,9 +451,11 @@ def load_config(
     cfg = QAFlowConfig()
     if params_path is not None and Path(params_path).exists():
         try:
-            raw = yaml.safe_load(Path(params_path).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{params_path}: not valid YAML ({exc})") from exc
+            raw = load_yaml(Path(params_path).read_text(encoding="utf-8"), str(params_path)) or {}
+        except YAMLInputError as exc:
+            raise ConfigError(str(exc)) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{params_path}: not UTF-8 text (byte {exc.start})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{params_path}: top level must be a mapping of sections")
         for section, values in raw.items():

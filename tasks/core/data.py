@@ -33,6 +33,7 @@ import io
 import json
 import logging
 import os
+import sys
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,7 @@ class QADataset:
     source: str
     skipped: list[SkippedRecord] = field(default_factory=list)
     labeled: bool = True  # False: loaded with labels="optional" and some record had no answers field
+    answers_trimmed: int = 0  # answers whose surrounding whitespace was trimmed (`trimmed`), in the whole file
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -159,14 +161,61 @@ class _RecordError(Exception):
 # ----------------------------------------------------------------------------------------------------
 
 
+# characters that print as nothing although Python counts them printable (blank Braille, Hangul fillers)
+_BLANK_LETTERS = frozenset("\u2800\u3164\u115f\u1160\uffa0")
+
+
+def _visible(text: str) -> bool:
+    """Whether `text` shows anything: not only whitespace, control, format (zero-width) or blank characters."""
+    return any(ch.isprintable() and not ch.isspace() and ch not in _BLANK_LETTERS for ch in text)
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """The index of the first lone surrogate in `text` (no UTF-8 encoding exists for it), or None."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def text_problem(text: str, what: str) -> str | None:
+    """Why `text` cannot be used as the `what` of a question (e.g. "question", "context"), or None when it can.
+
+    Refused: text that shows nothing (empty, only whitespace, zero-width or control characters) and text with a
+    lone surrogate (not Unicode text: no tokenizer or UTF-8 file can hold it). The same rule for data files,
+    `qaflow answer` and the served model.
+    """
+    lone = _lone_surrogate(text)
+    if lone is not None:
+        return f"lone surrogate U+{ord(text[lone]):04X} at character {lone} (not valid Unicode text)"
+    if not _visible(text):
+        shown = "empty" if not text else "only whitespace, zero-width or control characters"
+        return f"empty {what} ({shown})"
+    return None
+
+
+def check_text(text: Any, field: str, what: str) -> str:
+    """`text` itself when it is usable (`text_problem`); DataError naming `field` otherwise."""
+    if not isinstance(text, str):
+        raise DataError(f"{field}: expected a string, got {_kind(text)}")
+    problem = text_problem(text, what)
+    if problem:
+        raise DataError(f"{field}: {problem}")
+    return text
+
+
 def _req_str(rec: Mapping[str, Any], key: str, what: str) -> str:
     value = rec.get(key, _MISSING)
     if value is _MISSING or value is None:
         raise _RecordError(key, "missing" if value is _MISSING else "missing (null)")
     if not isinstance(value, str):
         raise _RecordError(key, f"expected a string, got {_kind(value)}")
-    if not value.strip():
-        raise _RecordError(key, f"empty {what}")
+    problem = text_problem(value, what)
+    if problem:
+        raise _RecordError(key, problem)
     return value
 
 
@@ -176,14 +225,17 @@ def _opt_str(rec: Mapping[str, Any], key: str) -> str:
         return ""
     if not isinstance(value, str):
         raise _RecordError(key, f"expected a string, got {_kind(value)}")
+    if (lone := _lone_surrogate(value)) is not None:
+        raise _RecordError(key, f"lone surrogate U+{ord(value[lone]):04X} at character {lone}")
     return value
 
 
 def _answer(text: Any, start: Any, text_field: str, start_field: str) -> Answer:
     if not isinstance(text, str):
         raise _RecordError(text_field, f"expected a string, got {_kind(text)}")
-    if not text:
-        raise _RecordError(text_field, "empty answer text")
+    problem = text_problem(text, "answer text")
+    if problem:
+        raise _RecordError(text_field, problem)
     if isinstance(start, bool) or not isinstance(start, int):
         raise _RecordError(start_field, f"expected an integer, got {_kind(start)}")
     return Answer(text, start)
@@ -197,9 +249,11 @@ def _parse_answers(value: Any, name: str, *, text_cells: bool) -> list[tuple[Ans
         if not value.strip():
             return []
         try:
-            value = json.loads(value)
+            value = loads_bounded(value)
         except json.JSONDecodeError as e:
             raise _RecordError(name, f"not valid JSON ({e.msg} at column {e.colno})") from None
+        except _JSONLimit as e:
+            raise _RecordError(name, str(e)) from None
         if value is None:
             return []
     if isinstance(value, dict):
@@ -269,8 +323,9 @@ def _parse_bool(value: Any, name: str, *, text_cells: bool) -> bool | None:
 
 def _build_example(
     rec: Any, cols: ColumnMap, *, text_cells: bool, empty_answers_ok: bool, labels_optional: bool = False
-) -> tuple[Example, bool]:
-    """Validate one record; returns the example and whether it carried an is_impossible field.
+) -> tuple[Example, bool, int]:
+    """Validate one record; returns the example, whether it carried an is_impossible field and how many of its
+    answers were trimmed of surrounding whitespace (`trimmed`).
 
     With `labels_optional`, a record without an answers field is an unlabeled question (to predict, not score).
     """
@@ -281,7 +336,7 @@ def _build_example(
     context = _req_str(rec, cols.context, "context")
     title = _opt_str(rec, cols.title)
     if cols.answers not in rec and labels_optional:
-        return Example(id=ex_id, title=title, context=context, question=question, answers=()), False
+        return Example(id=ex_id, title=title, context=context, question=question, answers=()), False, 0
     if cols.answers not in rec:
         raise _RecordError(cols.answers, "missing (use an empty list for an unanswerable question)")
     answers = _parse_answers(rec[cols.answers], cols.answers, text_cells=text_cells)
@@ -303,11 +358,21 @@ def _build_example(
         title=title,
         context=context,
         question=question,
-        answers=tuple(a for a, _ in answers),
+        answers=tuple(trimmed(a) for a, _ in answers),
         is_impossible=flag if flag is not None else not answers,
-        plausible_answers=tuple(a for a, _ in plausible),
+        plausible_answers=tuple(trimmed(a) for a, _ in plausible),
     )
-    return example, raw_flag is not _MISSING and raw_flag is not None
+    n_trimmed = sum(a.text != a.text.strip() for a, _ in (*answers, *plausible))
+    return example, raw_flag is not _MISSING and raw_flag is not None, n_trimmed
+
+
+def trimmed(answer: Answer) -> Answer:
+    """The answer without surrounding whitespace, its start moved to match (the legacy SQuAD processor's
+    `whitespace_tokenize`: a label on " Paris" would otherwise take in the neighbouring word)."""
+    text = answer.text.strip()
+    if text == answer.text:
+        return answer
+    return Answer(text, answer.answer_start + answer.text.index(text))
 
 
 @dataclass
@@ -323,6 +388,7 @@ class _Collector:
     saw_impossible_flag: bool = False
     unlabeled: int = 0
     first_unlabeled: tuple[str, int | None] | None = None
+    answers_trimmed: int = 0
 
     def fail(self, label: str, fld: str, reason: str, line: int | None = None) -> None:
         if self.policy == "error":
@@ -343,7 +409,7 @@ class _Collector:
         raw_id = rec.get(cols.id) if isinstance(rec, dict) else None
         label = raw_id if isinstance(raw_id, str) and raw_id.strip() else f"#{index}"
         try:
-            example, has_flag = _build_example(
+            example, has_flag, n_trimmed = _build_example(
                 rec, cols, text_cells=text_cells, empty_answers_ok=empty_answers_ok,
                 labels_optional=self.labels_optional,
             )  # fmt: skip
@@ -359,6 +425,7 @@ class _Collector:
             return
         self.first_index[example.id] = index
         self.saw_impossible_flag |= has_flag
+        self.answers_trimmed += n_trimmed
         self.examples.append(example)
 
     def finish(self, source: str, version: str | None, max_samples: int | None) -> QADataset:
@@ -370,6 +437,8 @@ class _Collector:
             raise DataError(f"{self.file}: contains no examples")
         if self.skipped:
             log.warning("%s: skipped %d invalid record(s); first: %s", self.file, len(self.skipped), self.skipped[0])
+        if self.answers_trimmed:
+            log.info("%s: %d answer(s) trimmed of surrounding whitespace", self.file, self.answers_trimmed)
         if version is None:
             unanswerable = self.saw_impossible_flag or any(e.is_impossible for e in self.examples)
             version = "2.0" if unanswerable else "1.1"
@@ -382,7 +451,8 @@ class _Collector:
             )
         examples = self.examples if max_samples is None else self.examples[:max_samples]
         labeled = self.unlabeled == 0
-        return QADataset(examples=examples, version=version, source=source, skipped=self.skipped, labeled=labeled)
+        return QADataset(examples=examples, version=version, source=source, skipped=self.skipped, labeled=labeled,
+                         answers_trimmed=self.answers_trimmed)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -415,6 +485,24 @@ def _read_text(path: Path) -> str:
     return text.removeprefix("\ufeff")
 
 
+class _JSONLimit(ValueError):
+    """A JSON document beyond what qaflow reads: a number too long, or nesting too deep for the parser."""
+
+
+def loads_bounded(text: str) -> Any:
+    """`json.loads` within the interpreter's bounds, each refused as one `_JSONLimit` (a ValueError) line: an
+    integer longer than `sys.get_int_max_str_digits()` (4,300 digits) and nesting deeper than the recursion limit
+    (about a thousand levels). A malformed document raises JSONDecodeError as usual."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise _JSONLimit("JSON nested too deeply (about a thousand levels at most)") from None
+    except ValueError:  # int(): "Exceeds the limit (4300 digits) for integer string conversion"
+        raise _JSONLimit(f"a number longer than {sys.get_int_max_str_digits()} digits") from None
+
+
 def _json_error(path: Path, text: str, e: json.JSONDecodeError) -> DataError:
     at_end = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string")
     truncated = " (the file looks truncated)" if at_end else ""
@@ -426,9 +514,11 @@ def read_json_file(path: str | Path) -> Any:
     p = Path(path)
     text = _read_text(p)
     try:
-        return json.loads(text)
+        return loads_bounded(text)
     except json.JSONDecodeError as e:
         raise _json_error(p, text, e) from None
+    except _JSONLimit as e:
+        raise DataError(f"{p}: {e}") from None
 
 
 def _json_lines(path: Path, text: str) -> Iterator[tuple[int, Any]]:
@@ -437,29 +527,32 @@ def _json_lines(path: Path, text: str) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            yield lineno, json.loads(line)
+            value = loads_bounded(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{lineno}: invalid JSON at column {e.colno}: {e.msg}") from None
+        except _JSONLimit as e:
+            raise DataError(f"{path}:{lineno}: {e}") from None
+        yield lineno, value
 
 
 def _looks_like_json_lines(text: str) -> bool:
     first = text.lstrip().split("\n", 1)[0]
     try:
-        return isinstance(json.loads(first), dict)
-    except json.JSONDecodeError:
+        return isinstance(loads_bounded(first), dict)
+    except ValueError:
         return False
 
 
 def _parse_json_document(path: Path, text: str) -> tuple[str, Any]:
     """("json", value) or, for a JSON Lines file with a .json-like suffix, ("jsonl", None)."""
     try:
-        return "json", json.loads(text)
+        return "json", loads_bounded(text)
     except json.JSONDecodeError as e:
         if e.msg == "Extra data" and _looks_like_json_lines(text):
             return "jsonl", None
         raise _json_error(path, text, e) from None
-    except RecursionError:
-        raise DataError(f"{path}: JSON is nested too deeply") from None
+    except _JSONLimit as e:
+        raise DataError(f"{path}: {e}") from None
 
 
 def _is_squad_articles(items: list[Any]) -> bool:
@@ -847,4 +940,5 @@ def dataset_summary(dataset: QADataset) -> dict[str, Any]:
         "unanswerable": unanswerable,
         "version": dataset.version,
         "skipped": len(dataset.skipped),
+        "answers_trimmed": dataset.answers_trimmed,
     }

@@ -84,6 +84,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             raise FileNotFoundError(f"{target}: nothing was written to the temporary path {tmp}")
         _fsync(tmp)
         os.replace(tmp, target)
+    except OSError as exc:
+        _remove(tmp)
+        if exc.errno is not None and exc.filename in (None, str(tmp)):  # name the file being written, not its temp
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(target)) from exc
+        raise
     except BaseException:
         _remove(tmp)
         raise
@@ -102,6 +107,47 @@ def write_json_atomic(obj: Any, path: str | os.PathLike[str], *, indent: int | N
     """Atomically write `obj` as UTF-8 JSON (non-ASCII kept as is, trailing newline); returns the path."""
     text = json.dumps(obj, ensure_ascii=False, indent=indent) + "\n"
     return write_bytes_atomic(text.encode("utf-8"), path)
+
+
+# ------------------------------------------------------------------------------------ output paths
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be written: named with the flag or parameter it came from."""
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return candidate
+    return Path(".")
+
+
+def _check_writable_dir(directory: Path, shown: str) -> None:
+    if not directory.is_dir():
+        raise OutputPathError(f"{shown}: {directory} is not a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        why = "on a read-only file system" if os.statvfs(directory).f_flag & os.ST_RDONLY else "not writable"
+        raise OutputPathError(f"{shown}: {directory} is {why}")
+
+
+def check_output_dir(path: str | os.PathLike[str], name: str) -> None:
+    """`path` can be an output directory: it is one (or can be created) and is writable; else one OutputPathError
+    line naming `name` (the flag or parameter). Cheap: run before any model work."""
+    target = Path(path)
+    shown = f"{name} {target}"
+    if target.exists() and not target.is_dir():
+        raise OutputPathError(f"{shown}: exists and is not a directory")
+    _check_writable_dir(_nearest_existing(target), shown)
+
+
+def check_output_file(path: str | os.PathLike[str], name: str) -> None:
+    """`path` can be an output file: not a directory, and its directory is (or can be created) writable."""
+    target = Path(path)
+    shown = f"{name} {target}"
+    if target.is_dir():
+        raise OutputPathError(f"{shown}: is a directory (a file path is expected)")
+    _check_writable_dir(_nearest_existing(target.parent), shown)
 
 
 # ------------------------------------------------------------------------------------ output sets

@@ -1,9 +1,10 @@
 """Which checkpoint and tokenizer: `ModelSpec`, and checkpoint names resolved and checked before anything loads them.
 
 A name is the offline `minilm` alias, a local directory or a hub id. `require_checkpoint` checks it cheaply: a local
-directory must exist and hold a config and readable weights (a truncated or empty `model.safetensors` is named); a
-hub id that is not in the local cache needs the hub, and an unreachable hub fails in seconds with one line instead
-of transformers' minute of retries.
+directory must exist and hold a config and readable weights (a truncated or empty `model.safetensors` is named)
+and no custom code (`auto_map`; every transformers loader also gets `trust_remote_code=False`); a hub id that is
+not in the local cache needs the hub, and an unreachable hub fails in seconds with one line instead of
+transformers' minute of retries.
 
 No transformers here (loading is `tasks.core.checkpoints`' job), so the light commands that import the specs and
 the family seam (`qaflow postprocess`, `score`) start without transformers or torch.
@@ -11,6 +12,7 @@ the family seam (`qaflow postprocess`, `score`) start without transformers or to
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,27 @@ def check_weights(directory: Path) -> None:
             raise CheckpointError(f"{weights}: unreadable weights ({exc}); truncated or corrupt?") from None
 
 
+CODE_CARRYING = ("config.json", "tokenizer_config.json")  # where transformers looks for `auto_map` (custom code)
+
+
+def refuse_custom_code(directory: Path) -> None:
+    """A checkpoint whose config names its own Python classes (`auto_map`) is refused: qaflow never runs code
+    from a checkpoint (transformers would ask on a terminal, and run it on "y")."""
+    for name in CODE_CARRYING:
+        config = directory / name
+        if not config.is_file():
+            continue
+        try:
+            mapped = json.loads(config.read_text(encoding="utf-8")).get("auto_map")
+        except (ValueError, AttributeError) as exc:
+            raise CheckpointError(f"{config}: unreadable ({type(exc).__name__}: {exc})") from None
+        if mapped:
+            raise CheckpointError(
+                f"{config}: auto_map names custom code ({', '.join(sorted(mapped))}); qaflow loads only the model "
+                "classes transformers ships and never runs code from a checkpoint"
+            )
+
+
 def require_checkpoint(name_or_path: str) -> str:
     """The resolved path or hub id, after the cheap checks above; CheckpointError otherwise."""
     resolved = resolve_model_path(name_or_path)
@@ -65,6 +88,7 @@ def require_checkpoint(name_or_path: str) -> str:
     if path.is_dir():
         if not (path / "config.json").exists():
             raise CheckpointError(f"{path}: no config.json (not a transformers checkpoint directory)")
+        refuse_custom_code(path)
         check_weights(path)
         return resolved
     if path.exists():

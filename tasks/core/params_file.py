@@ -15,6 +15,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from tasks.core.config import SECTIONS, ConfigError, QAFlowConfig, coerce, field_types, owner_of
 from tasks.core.io import write_bytes_atomic
+from tasks.core.safe_yaml import YAMLInputError, load_yaml
 
 DVC_SECTIONS = ("data", "model", "features")  # params.yaml sections the DVC stages depend on (dvc.yaml)
 
@@ -29,7 +30,12 @@ def persist_stage_overrides(params_path: str | Path, overrides: dict[str, Any] |
     """
     path = Path(params_path)
     yaml_rt = _round_trip_yaml()
-    raw = (yaml_rt.load(path.read_text(encoding="utf-8")) if path.exists() else None) or CommentedMap()
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    try:
+        load_yaml(text, str(path))  # refused here as load_config refuses it: duplicate keys, alias bombs, syntax
+    except YAMLInputError as exc:
+        raise ConfigError(str(exc)) from None
+    raw = yaml_rt.load(text) or CommentedMap()
     changed: dict[str, Any] = {}
     for key, value in (overrides or {}).items():
         section, _, name = key.rpartition(".")

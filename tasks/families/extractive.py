@@ -112,7 +112,7 @@ class ExtractiveFamily(ExtractiveFeaturizer):
     def load_model(self, path: str) -> Any:
         """`AutoModelForQuestionAnswering` in float32 (transformers 5 would keep a bf16 checkpoint in bf16, and
         training would lose its fp32 master weights); a missing QA head is initialised (and reported)."""
-        return AutoModelForQuestionAnswering.from_pretrained(path, dtype=torch.float32)
+        return AutoModelForQuestionAnswering.from_pretrained(path, dtype=torch.float32, trust_remote_code=False)
 
     def collator(self, features: Features, *, dynamic: bool, multiple_of: int = 1) -> FeatureCollator:
         return FeatureCollator(features, dynamic=dynamic, multiple_of=multiple_of)

@@ -256,7 +256,7 @@ class Seq2SeqFamily(Seq2SeqFeaturizer):
     packing = None  # packs no question/answer pairs
 
     def load_model(self, path: str) -> Any:
-        return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=torch.float32)
+        return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=False)
 
     def collator(self, features: Seq2SeqFeatures, *, dynamic: bool, multiple_of: int = 1) -> Seq2SeqCollator:
         return Seq2SeqCollator(features, dynamic=dynamic, multiple_of=multiple_of)

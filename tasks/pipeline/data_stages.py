@@ -103,16 +103,17 @@ def run_data_stages(root: Path, params_path: Path, overrides: dict[str, Any] | N
     A stage whose outputs alone are missing (a fresh clone) has them pulled from the default DVC remote instead of
     running; a remote without them makes it run (`tasks.versioning.reproduce`).
 
-    A failed stage leaves the workspace as it was: params.yaml and dvc.lock get their previous bytes back (an
-    earlier stage of the same run may have succeeded with the new parameters) and the stage outputs are checked
-    out again from the DVC cache as that dvc.lock records them (DVC removes them before running a stage).
+    A failed (or interrupted: Ctrl-C) stage leaves the workspace as it was: params.yaml and dvc.lock get their
+    previous bytes back (an earlier stage of the same run may have succeeded with the new parameters) and the stage
+    outputs are checked out again from the DVC cache as that dvc.lock records them (DVC removes them before running
+    a stage).
     """
     with FileLock(str(root / STAGE_LOCK), timeout=LOCK_TIMEOUT_S):
         before = {path: _bytes_or_none(path) for path in (Path(params_path), root / LOCK_FILE)}
         try:
             changed = persist_stage_overrides(params_path, overrides)
             stages = reproduce(root, env_path_prefix=str(Path(sys.executable).parent))
-        except Exception:
+        except BaseException:  # a failed stage, or Ctrl-C mid-stage: params.yaml, dvc.lock and data/ as they were
             _restore_workspace(root, before)
             raise
         version = data_version(root)

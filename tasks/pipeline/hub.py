@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, get_token
 
 from tasks.core.config import QAFlowConfig
 from tasks.core.io import write_bytes_atomic
 from tasks.core.layout import MODEL_CARD, RESULT_SPLITS, TrainPaths, model_files
 from tasks.core.model_spec import OFFLINE_DEFAULT
+from tasks.core.safe_yaml import read_yaml
 from tasks.tracking import tags as tag
 from tasks.tracking.tracker import Tracker
 
@@ -107,7 +107,7 @@ def assert_no_secret(folder: Path, secret: str) -> None:
 
 def _model_dir(downloaded: Path) -> Path:
     """The weights + tokenizer directory inside a downloaded qaflow pyfunc model."""
-    mlmodel = yaml.safe_load((downloaded / "MLmodel").read_text(encoding="utf-8"))
+    mlmodel = read_yaml(downloaded / "MLmodel")
     artifacts = mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts", {})
     if "model_dir" not in artifacts:
         raise HubError("the registered model is not a qaflow QA pyfunc (no model_dir artifact)")

@@ -154,6 +154,22 @@ def record_run(
             tracker.log_slice_table(run_id, read_slices(predicted.files["slices"]))
 
 
+@contextlib.contextmanager
+def ended_on_failure(tracker: Tracker, plan: RunPlan) -> Iterator[None]:
+    """The plan's run is never left RUNNING by a failure: KILLED on Ctrl-C or SIGTERM, FAILED on an error. (The
+    next retrain of the same key resumes it either way.) Ending it is best effort: the failure itself is raised."""
+    try:
+        yield
+    except BaseException as exc:
+        status = "FAILED" if isinstance(exc, Exception) else "KILLED"
+        try:
+            if plan.run_id and tracker.get_run(plan.run_id).status == "RUNNING":
+                tracker.finish(plan.run_id, status)
+        except Exception as ending:  # noqa: BLE001 - the store may be what failed; the first error is the news
+            log.warning("could not mark MLflow run %s %s: %s", plan.run_id, status, ending)
+        raise
+
+
 def register_run(tracker: Tracker, plan: RunPlan) -> str:
     """Register the run's model as a version (alias `challenger`, its scores, data version and description) and
     mark the run finished; the version number."""

@@ -16,6 +16,8 @@ threshold in the recipe (`null_threshold`) replaces the configured `null_score_d
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -25,19 +27,25 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, DataType, Schema
 
-from tasks.core.data import Example
+from tasks.core.data import Example, check_text
 from tasks.core.layout import model_files
+from tasks.core.safe_yaml import YAMLInputError, read_yaml
 from tasks.core.specs import InferenceRecipe
 from tasks.pipeline.prediction import StoredModel
 from tasks.predict import PredictionRun
-from tasks.tracking.tracker import Tracker
+from tasks.tracking.tracker import ModelLoadError, Tracker
 
 TASKS_DIR = Path(__file__).resolve().parents[1]  # the whole `tasks` package travels with the model
 MODEL_CODE = Path(__file__).with_name("served_model.py")  # what MLflow runs to build the model when loading it
 PICKLED_FILES = ("training_args.bin", "*.pkl", "*.pickle")  # never logged: loading a pickle runs its code
+# files a registered model must not hold for qaflow to load it: pickles and torch's pickle-based weights
+REFUSED_FILES = (*PICKLED_FILES, "*.bin", "*.pt", "*.pth", "*.ckpt", "*.joblib")
+CODE_LOADER = "mlflow.pyfunc.loaders.code_model"  # MLflow's loader of models-from-code
 INPUT_COLUMNS = ("question", "context")
 OUTPUT_COLUMNS = ("id", "answer", "score", "start", "end")
 _REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "numpy", "pandas", "pyyaml")
@@ -58,6 +66,8 @@ def input_rows(model_input: Any) -> list[dict[str, Any]]:
         missing = [c for c in INPUT_COLUMNS if not isinstance(row.get(c), str)]
         if missing:
             raise ValueError(f"row {i}: column(s) {missing} missing or not text")
+        for column in INPUT_COLUMNS:  # empty, invisible or not Unicode: refused, never answered
+            check_text(row[column], f"row {i}: {column}", column)
     return rows
 
 
@@ -94,15 +104,43 @@ def answer_row(prediction: str, nbest: Sequence[Mapping[str, Any]], context: str
     return {"answer": answer, "score": float(chosen.get("probability", 0.0)), "start": start, "end": end}
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:])/(?:[^\s'\"/:]+/)+")
+log = logging.getLogger(__name__)
+
+
+def served_error(exc: BaseException) -> MlflowException:
+    """What the scoring server answers for a failed request: one line, no stack trace, no path of this machine.
+
+    Bad input (a ValueError: a missing column, an empty question) is a 400 with its reason; anything else a 500
+    naming only the error's type (the traceback goes to the server's log).
+    """
+    if isinstance(exc, ValueError):
+        text = _ABSOLUTE_PATH.sub("", " ".join(str(exc).split()))
+        return MlflowException(text or type(exc).__name__, error_code=INVALID_PARAMETER_VALUE)
+    log.error("prediction failed", exc_info=exc)
+    return MlflowException(f"internal error ({type(exc).__name__}); see the server's log", error_code=INTERNAL_ERROR)
+
+
 class QAModel(mlflow.pyfunc.PythonModel):
     """Any registered family behind one served interface, predicting with the model's stored inference recipe."""
 
     def load_context(self, context) -> None:
-        model = StoredModel.load(context.artifacts["model_dir"])
+        self.load_model_dir(context.artifacts["model_dir"])
+
+    def load_model_dir(self, model_dir: str | Path) -> QAModel:
+        model = StoredModel.load(model_dir)
         self.recipe, self.predictor = model.recipe, model.predictor
+        return self
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Answer each row; also accepts a list of dicts or a dict when called directly."""
+        """Answer each row; also accepts a list of dicts or a dict when called directly. A failure is raised as
+        `served_error` (the scoring server's one-line body)."""
+        try:
+            return self._predict_rows(model_input)
+        except Exception as exc:  # noqa: BLE001 - every failure leaves as one clean line (served_error)
+            raise served_error(exc) from None
+
+    def _predict_rows(self, model_input: Any) -> pd.DataFrame:
         rows = input_rows(model_input)
         if not rows:
             return pd.DataFrame(columns=list(OUTPUT_COLUMNS))
@@ -124,6 +162,42 @@ class QAModel(mlflow.pyfunc.PythonModel):
             run = self.run_examples(examples, Path(tmp))
             nbest = json.loads(run.files["nbest"].read_text(encoding="utf-8"))
         return run.predictions, nbest
+
+
+class ModelRefused(ValueError):
+    """A registered model qaflow will not load: not its own models-from-code QA model (the message says why)."""
+
+
+def qaflow_model_dir(local: Path, uri: str) -> Path:
+    """The weights directory of a downloaded MLflow model that is qaflow's own models-from-code QA model (only the
+    pyfunc flavor, loaded by MLflow's code-model loader from `served_model.py`, a `model_dir` artifact, no pickle
+    anywhere); ModelRefused otherwise. Nothing of the model runs: qaflow builds the model from the weights itself."""
+
+    def refuse(why: str) -> ModelRefused:
+        return ModelRefused(f"{uri}: {why}; qaflow loads only its own models-from-code QA models (never pickled code)")
+
+    try:
+        mlmodel = read_yaml(local / "MLmodel")
+    except (OSError, YAMLInputError) as exc:
+        raise refuse(f"no readable MLmodel file ({type(exc).__name__})") from None
+    flavors = mlmodel.get("flavors") if isinstance(mlmodel, dict) else None
+    pyfunc = flavors.get("python_function") if isinstance(flavors, dict) else None
+    if not isinstance(pyfunc, dict) or set(flavors) != {"python_function"}:
+        raise refuse(f"flavors {sorted(flavors or {})}, not only python_function")
+    if "python_model" in pyfunc:
+        raise refuse(f"its python_model is pickled ({pyfunc['python_model']})")
+    if pyfunc.get("loader_module") != CODE_LOADER:
+        raise refuse(f"it is loaded by {pyfunc.get('loader_module')}, not MLflow's models-from-code loader")
+    if Path(str(pyfunc.get("model_code_path", ""))).name != MODEL_CODE.name:
+        raise refuse(f"its model code is not {MODEL_CODE.name}")
+    artifact = ((pyfunc.get("artifacts") or {}).get("model_dir") or {}).get("path")
+    model_dir = (local / str(artifact)).resolve() if artifact else None
+    if model_dir is None or not model_dir.is_dir() or local.resolve() not in model_dir.parents:
+        raise refuse("no model_dir artifact")
+    pickled = sorted(str(p.relative_to(local)) for pattern in REFUSED_FILES for p in local.rglob(pattern))
+    if pickled:
+        raise refuse(f"it holds pickled files ({', '.join(pickled[:3])})")
+    return model_dir
 
 
 def signature() -> ModelSignature:
@@ -187,5 +261,13 @@ def log_qa_model(
 
 
 def load_qa_model(tracker: Tracker, model_uri: str) -> QAModel:
-    """The QA model behind `model_uri` (e.g. `models:/qaflow-qa@champion`) of the tracker's store, loaded once."""
-    return tracker.load_pyfunc(model_uri).unwrap_python_model()
+    """The QA model behind `model_uri` (e.g. `models:/qaflow-qa@champion`) of the tracker's store, loaded once: its
+    files are downloaded, accepted by `qaflow_model_dir` (qaflow's own models-from-code model, no pickle) and built
+    from its weights and recipe by qaflow's own code. No code of the model runs (`mlflow.pyfunc.load_model` would
+    unpickle a pickled model or run another model's code)."""
+    with tempfile.TemporaryDirectory(prefix="qaflow-registered-") as tmp:
+        try:
+            local = tracker.download_model(model_uri, Path(tmp))
+        except MlflowException as exc:
+            raise ModelLoadError(f"cannot load {model_uri}: {exc.message}") from None
+        return QAModel().load_model_dir(qaflow_model_dir(local, model_uri))

@@ -2,8 +2,10 @@
 `python -m tasks.pipeline.featurize`.
 
 A stage module's `main` hands its body to `run_stage`: parameters from params.yaml (what DVC tracks; `qaflow stage`
-takes flag overrides too), the report as JSON on stdout, bad input as one line on stderr with exit 2 (QAFLOW_DEBUG=1:
-the traceback). It imports nothing of ours but the config, so a stage imports its body's closure and no more: the
+takes flag overrides too), the report as JSON on stdout, bad input and OS errors (an unreadable file, a full disk) as
+one line on stderr with exit 2 and Ctrl-C as one line with exit 130, as `qaflow` itself does (QAFLOW_DEBUG=1: the
+traceback); `--out` is checked writable before the stage reads anything. It imports nothing of ours but the config
+and io, so a stage imports its body's closure and no more: the
 code deps dvc.yaml lists for it (tests/test_architecture.py checks both).
 """
 
@@ -19,8 +21,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tasks.core.config import ConfigError, QAFlowConfig, load_config
+from tasks.core.io import check_output_dir
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, ValueError, FileNotFoundError, RuntimeError, KeyError)
+# flows/errors.py's base classes (tasks may not import flows): YAML errors are ValueErrors (core.safe_yaml)
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, ValueError, OSError, RuntimeError, KeyError)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
 StageBody = Callable[[QAFlowConfig, argparse.Namespace], dict[str, Any]]
 
 
@@ -31,9 +36,13 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def one_line(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, KeyError):
-        text = f"missing key {text}"
+    """As flows.errors.error_line: an OS error as `FILE: what happened`."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    elif isinstance(exc, KeyError):
+        text = f"missing key {exc}"
+    else:
+        text = str(exc) or type(exc).__name__
     return " ".join(text.split())
 
 
@@ -47,10 +56,17 @@ def run_stage(name: str, body: StageBody, argv: Sequence[str] | None = None, *, 
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    debugging = os.environ.get("QAFLOW_DEBUG", "") not in ("", "0")
     try:
+        check_output_dir(args.out, "--out")
         report = body(load_config(args.params), args)
+    except KeyboardInterrupt:
+        if debugging:
+            raise
+        print(f"{parser.prog}: interrupted (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except USER_ERRORS as exc:
-        if os.environ.get("QAFLOW_DEBUG", "") not in ("", "0"):
+        if debugging:
             raise
         print(f"{parser.prog}: error: {one_line(exc)}", file=sys.stderr)
         return 2

@@ -53,8 +53,8 @@ from tasks.tracking.runs import (
     log_params,
     log_run,
     metric_entities,
+    open_tracking_uri,
     quote_filter_value,
-    resolve_tracking_uri,
     run_url,
     store_exists,
 )
@@ -113,7 +113,7 @@ class Tracker:
     @classmethod
     def from_config(cls, tracking: TrackingConfig, root: Path) -> Tracker:
         """The configured store: a relative `sqlite:///` path and `artifact_root` are the project's (`root`)."""
-        uri = resolve_tracking_uri(tracking.tracking_uri, root)
+        uri = open_tracking_uri(tracking.tracking_uri, root)  # bounded waits on a server; a sqlite store checked
         artifacts = None if is_server(uri) else Path(root).resolve() / tracking.artifact_root
         return cls(uri, tracking.experiment_name, tracking.registered_model_name, artifacts)
 
@@ -310,7 +310,8 @@ class Tracker:
 
     def load_pyfunc(self, model_uri: str) -> Any:
         """`mlflow.pyfunc.load_model(model_uri)` from this store (`models:/name@alias`, `models:/name/3`,
-        `runs:/id/model`); a URI it cannot load raises ModelLoadError."""
+        `runs:/id/model`); a URI it cannot load raises ModelLoadError. MLflow runs the model's code to load it (or
+        unpickles it): qaflow's commands load models through `pipeline.serving.load_qa_model` instead."""
         with _fluent_store(self.uri):
             try:
                 return mlflow.pyfunc.load_model(model_uri)

@@ -190,7 +190,7 @@ def build_ipu_config(spec: dict[str, Any], num_hidden_layers: int | None):
 
 def train(spec: dict[str, Any]) -> dict[str, Any]:
     say(f"poptorch {getattr(poptorch, '__version__', '?')}, job {spec.get('output_dir')}")
-    tokenizer = AutoTokenizer.from_pretrained(spec["tokenizer_name"], use_fast=True)
+    tokenizer = AutoTokenizer.from_pretrained(spec["tokenizer_name"], use_fast=True, trust_remote_code=False)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"QA features need a fast tokenizer (offset mappings); {spec['tokenizer_name']} has none")
     max_len, stride = int(spec["max_seq_length"]), int(spec["doc_stride"])
@@ -202,7 +202,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
         eval_dataset = FeatureDataset(prepare_features(tokenizer, read_squad(spec["eval_file"]), max_len, stride))
     say(f"{len(train_examples)} training examples -> {len(train_dataset)} features")
 
-    model = AutoModelForQuestionAnswering.from_pretrained(spec["model_name_or_path"])
+    model = AutoModelForQuestionAnswering.from_pretrained(spec["model_name_or_path"], trust_remote_code=False)
     ipu_config = build_ipu_config(spec, getattr(model.config, "num_hidden_layers", None))
     args = IPUTrainingArguments(**known_fields(IPUTrainingArguments, spec["training_args"]))
     trainer = IPUTrainer(

@@ -10,6 +10,7 @@ multiples, pinned memory, threads, device figures) it asks the backend object (`
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -30,7 +31,7 @@ from tasks.core.config import ConfigError, TrainConfig
 from tasks.core.family import ModelFamily, PackedTraining
 from tasks.core.io import OutputSet, remove_orphans
 from tasks.core.layout import TrainPaths, model_files
-from tasks.core.model_spec import ModelSpec
+from tasks.core.model_spec import ModelSpec, check_weights
 from tasks.core.packing import static_row_counts
 from tasks.train.autotune import AutotuneCapture, capture_autotune
 from tasks.train.compile_cache import active_store, compile_cache_key, inductor_cache
@@ -92,9 +93,17 @@ class ThroughputCallback(TrainerCallback):
 
 
 def is_complete_checkpoint(path: Path) -> bool:
-    """A checkpoint a kill could not have cut short: weights plus every state file Trainer writes."""
+    """A checkpoint a kill or a failed write (a full disk) could not have cut short: readable weights, every state
+    file Trainer writes, and its trainer_state.json (written last) whole and of this checkpoint's step."""
     has_weights = any(path.glob("model*.safetensors")) or (path / "pytorch_model.bin").exists()
-    return has_weights and all((path / name).exists() for name in CHECKPOINT_FILES)
+    if not has_weights or not all((path / name).exists() for name in CHECKPOINT_FILES):
+        return False
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        check_weights(path)
+    except (OSError, ValueError):  # a truncated state file or weights header (CheckpointError is a ValueError)
+        return False
+    return isinstance(state, dict) and str(state.get("global_step")) == path.name.split("-")[-1]
 
 
 def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
@@ -114,6 +123,26 @@ def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
         log.warning("deleting incomplete checkpoint %s (interrupted while saving; resuming from an earlier one)", path)
         shutil.rmtree(path, ignore_errors=True)
     return None
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (a full disk, a read-only mount, ...): its partial files were deleted."""
+
+
+def _after_failed_training(checkpoints_dir: Path, exc: BaseException) -> None:
+    """Delete what a failure cut short (never resumed); a failed write is re-raised naming the directory and its
+    free space (torch's own message, e.g. "unexpected pos 7822976 vs 7822864", says neither)."""
+    if not checkpoints_dir.is_dir():
+        return
+    before = {p.name for p in checkpoints_dir.glob("checkpoint-*")}
+    free_mb = shutil.disk_usage(checkpoints_dir).free / 2**20
+    last_complete_checkpoint(checkpoints_dir)
+    deleted = sorted(before - {p.name for p in checkpoints_dir.glob("checkpoint-*")})
+    if deleted and isinstance(exc, OSError | RuntimeError):
+        raise CheckpointWriteError(
+            f"{checkpoints_dir / deleted[0]}: writing the checkpoint failed ({' '.join(str(exc).split())[:200]}) "
+            f"with {free_mb:.0f} MB free on its disk; the partial checkpoint was deleted"
+        ) from exc
 
 
 def _checkpoint_to_resume(t: TrainConfig, checkpoints_dir: Path) -> Path | None:
@@ -283,7 +312,12 @@ def run_trainer(
     cache = inductor_cache(store, key, save=trainer.is_world_process_zero()) if compiled else contextlib.nullcontext()
     capture = capture_autotune(paths.autotune_dir) if autotune else contextlib.nullcontext()
     with cache as cache_use, capture as captured:
-        out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        try:
+            out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        except BaseException as exc:  # Ctrl-C, a full disk: a checkpoint the failure cut short is deleted
+            if trainer.is_world_process_zero():
+                _after_failed_training(paths.checkpoints_dir, exc)
+            raise
     artifacts = autotune_artifacts(captured) if autotune else {}
     metrics = dict(out.metrics)
     elapsed = metrics.get("train_runtime") or 1.0
