@@ -12,6 +12,9 @@ import yaml
 from huggingface_hub import ModelCard
 
 from tasks.core.config import QAFlowConfig, load_config
+from tasks.families.beam import BeamFamily
+from tasks.families.extractive import ExtractiveFamily
+from tasks.families.registry import register, unregister
 from tasks.pipeline.hub import (
     HubError,
     assert_no_secret,
@@ -191,3 +194,25 @@ def test_usage_snippet_of_each_family_runs(
     text = model_card(info, str(model_dir), family).text
     code = text.split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(code, f"{family}-usage", "exec"), {})  # the snippet exactly as the card publishes it
+
+
+def test_a_plug_in_family_without_a_hub_card_gets_a_generic_card_not_another_familys(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The card comes from the family (`ModelFamily.hub_card`); a plug-in that declares none is named, not dressed
+    as the extractive family."""
+
+    class CardlessFamily(ExtractiveFamily):
+        name = "cardless"
+        hub_card = None
+
+    register(CardlessFamily())
+    try:
+        info = {"model": NAME, "version": "1", "run_id": "r", "metrics": {}, "params": {}, "tags": {}}
+        card = model_card(info, "me/qa", "cardless")
+    finally:
+        unregister("cardless")
+    assert card.data.pipeline_tag == "question-answering" and "cardless" in card.data.tags
+    assert "extractive-qa" not in card.data.tags and "AutoModelForQuestionAnswering" not in card.text
+    assert "declares no hub card" in caplog.text
+    assert model_card(info, "me/qa", "beam").data.tags == [*BeamFamily.hub_card.tags, "qaflow"]

@@ -14,6 +14,7 @@ config.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,6 +25,22 @@ from tasks.core.featurizer import FamilyFeaturizer
 from tasks.core.postprocess import Postprocessed
 from tasks.core.raw_logits import RawShard
 from tasks.core.specs import InferenceRecipe
+
+
+@dataclass(frozen=True)
+class HubCard:
+    """What a family's model card on the Hugging Face hub says: its pipeline tag and tags, one line of description,
+    and a usage snippet (`{repo}` stands for the repository id)."""
+
+    pipeline_tag: str
+    tags: tuple[str, ...]
+    what: str
+    usage: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def generic(cls, family: str) -> HubCard:
+        """The card of a family that declares none: its name, no usage snippet."""
+        return cls("question-answering", ("question-answering", family), f"Question answering ({family} family)")
 
 
 class Collator(Protocol):
@@ -57,6 +74,7 @@ class ModelFamily(FamilyFeaturizer, Protocol):
     trainer_class: type  # a transformers `Trainer` (sub)class
     training_arguments_class: type  # a transformers `TrainingArguments` (sub)class
     packing: PackedTraining | None  # `train.packing`, or None when the family cannot pack its features
+    hub_card: HubCard  # its model card on the hub (pipeline.hub); a plug-in without one gets `HubCard.generic`
 
     def load_model(self, path: str) -> Any:
         """The model in float32 (master weights; bf16/fp16 run as autocast), whatever dtype the checkpoint holds."""

@@ -39,6 +39,7 @@ from transformers import XLNetForQuestionAnswering
 from tasks.core.backend import Backend
 from tasks.core.checkpoints import describe, load_checkpoint_config
 from tasks.core.data import Example
+from tasks.core.family import HubCard
 from tasks.core.features import Features, padding_band
 from tasks.core.postprocess import Postprocessed
 from tasks.core.progress import progress
@@ -298,6 +299,17 @@ class BeamFamily(BeamFeaturizer, ExtractiveFamily):
     """
 
     packing = None  # the beam head's loss needs p_mask / cls_index / is_impossible per padded row
+    hub_card = HubCard(
+        pipeline_tag="question-answering", tags=("question-answering", "extractive-qa", "xlnet", "beam-search"),
+        what="Extractive question answering with XLNet's start/end beam search head",
+        usage=(
+            "from transformers import AutoTokenizer, XLNetForQuestionAnswering",
+            'model = XLNetForQuestionAnswering.from_pretrained("{repo}")  # the beam-search head, not ...Simple',
+            'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
+            'inputs = tokenizer("Who built it?", "The tower was built by Gustave Eiffel.", return_tensors="pt")',
+            "outputs = model(**inputs)  # start_top_index / end_top_index / cls_logits: qaflow's n-best decodes them",
+        ),
+    )  # fmt: skip
 
     def load_model(self, path: str) -> Any:
         config = load_checkpoint_config(path)

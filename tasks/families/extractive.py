@@ -19,6 +19,7 @@ from transformers import AutoModelForQuestionAnswering, Trainer, TrainingArgumen
 
 from tasks.core.backend import Backend
 from tasks.core.data import Example
+from tasks.core.family import HubCard
 from tasks.core.features import Features, collate, padding_band, prepare_eval_features, row_batches
 from tasks.core.postprocess import Postprocessed, postprocess_predictions
 from tasks.core.raw_logits import RawShard
@@ -108,6 +109,19 @@ class ExtractiveFamily(ExtractiveFeaturizer):
     trainer_class = Trainer
     training_arguments_class = TrainingArguments
     packing: SpanPacking | None = SpanPacking()
+    hub_card = HubCard(
+        pipeline_tag="question-answering", tags=("question-answering", "extractive-qa"),
+        what="Extractive question answering (answer spans in the context)",
+        usage=(
+            "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
+            'model = AutoModelForQuestionAnswering.from_pretrained("{repo}")',
+            'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
+            'inputs = tokenizer("Who built it?", "The tower was built by Gustave Eiffel.", return_tensors="pt")',
+            "out = model(**inputs)",
+            "start, end = int(out.start_logits.argmax()), int(out.end_logits.argmax())  # qaflow: n-best over windows",
+            'print(tokenizer.decode(inputs["input_ids"][0, start : end + 1]))',
+        ),
+    )  # fmt: skip
 
     def load_model(self, path: str) -> Any:
         """`AutoModelForQuestionAnswering` in float32 (transformers 5 would keep a bf16 checkpoint in bf16, and

@@ -33,6 +33,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from tasks.core.backend import Backend
 from tasks.core.data import Example
+from tasks.core.family import HubCard
 from tasks.core.features import padding_band
 from tasks.core.postprocess import Postprocessed
 from tasks.core.progress import progress
@@ -254,6 +255,18 @@ class Seq2SeqFamily(Seq2SeqFeaturizer):
     trainer_class = Seq2SeqTrainer
     training_arguments_class = Seq2SeqTrainingArguments
     packing = None  # packs no question/answer pairs
+    hub_card = HubCard(
+        pipeline_tag="text2text-generation", tags=("question-answering", "generative-qa", "text2text-generation"),
+        what="Generative question answering (an encoder-decoder writes the answer)",
+        usage=(
+            "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
+            'model = AutoModelForSeq2SeqLM.from_pretrained("{repo}")',
+            'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
+            'text = "question: Who built it? context: The tower was built by Gustave Eiffel."',
+            'answer = model.generate(**tokenizer(text, return_tensors="pt"), max_new_tokens=30)',
+            "print(tokenizer.decode(answer[0], skip_special_tokens=True))",
+        ),
+    )  # fmt: skip
 
     def load_model(self, path: str) -> Any:
         return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import re
 import shutil
@@ -24,10 +25,12 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, get_token
 
 from tasks.core.config import QAFlowConfig
+from tasks.core.family import HubCard
 from tasks.core.io import write_bytes_atomic
 from tasks.core.layout import MODEL_CARD, RESULT_SPLITS, TrainPaths, model_files
 from tasks.core.model_spec import OFFLINE_DEFAULT
 from tasks.core.safe_yaml import read_yaml
+from tasks.families.registry import get_family
 from tasks.tracking import tags as tag
 from tasks.tracking.tracker import Tracker
 
@@ -114,46 +117,8 @@ def _model_dir(downloaded: Path) -> Path:
     return downloaded / artifacts["model_dir"]["path"]
 
 
-# what the hub needs per family: its pipeline tag, tags, one line of description and the loading snippet
-FAMILY_CARDS: dict[str, dict[str, Any]] = {
-    "extractive": {
-        "pipeline_tag": "question-answering", "tags": ["question-answering", "extractive-qa"],
-        "what": "Extractive question answering (answer spans in the context)",
-        "usage": [
-            "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
-            'model = AutoModelForQuestionAnswering.from_pretrained("{repo}")',
-            'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
-            'inputs = tokenizer("Who built it?", "The tower was built by Gustave Eiffel.", return_tensors="pt")',
-            "out = model(**inputs)",
-            "start, end = int(out.start_logits.argmax()), int(out.end_logits.argmax())  # qaflow: n-best over windows",
-            'print(tokenizer.decode(inputs["input_ids"][0, start : end + 1]))',
-        ],
-    },
-    "beam": {
-        "pipeline_tag": "question-answering", "tags": ["question-answering", "extractive-qa", "xlnet", "beam-search"],
-        "what": "Extractive question answering with XLNet's start/end beam search head",
-        "usage": [
-            "from transformers import AutoTokenizer, XLNetForQuestionAnswering",
-            'model = XLNetForQuestionAnswering.from_pretrained("{repo}")  # the beam-search head, not ...Simple',
-            'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
-            'inputs = tokenizer("Who built it?", "The tower was built by Gustave Eiffel.", return_tensors="pt")',
-            "outputs = model(**inputs)  # start_top_index / end_top_index / cls_logits: qaflow's n-best decodes them",
-        ],
-    },
-    "seq2seq": {
-        "pipeline_tag": "text2text-generation", "tags": ["question-answering", "generative-qa", "text2text-generation"],
-        "what": "Generative question answering (an encoder-decoder writes the answer)",
-        "usage": [
-            "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
-            'model = AutoModelForSeq2SeqLM.from_pretrained("{repo}")',
-            'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
-            'text = "question: Who built it? context: The tower was built by Gustave Eiffel."',
-            "answer = model.generate(**tokenizer(text, return_tensors=\"pt\"), max_new_tokens=30)",
-            "print(tokenizer.decode(answer[0], skip_special_tokens=True))",
-        ],
-    },
-}  # fmt: skip
 OFFLINE_BASES = {OFFLINE_DEFAULT: "sentence-transformers/all-MiniLM-L6-v2"}  # what the offline alias packages
+log = logging.getLogger(__name__)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -165,13 +130,23 @@ def base_model_id(name_or_path: str | None) -> str | None:
     return name if _HUB_ID.match(name) and not name.startswith(".") else None
 
 
+def hub_card(family: str) -> HubCard:
+    """The family's own card (`ModelFamily.hub_card`); a plug-in family that declares none gets a generic one, said
+    in the log, never another family's."""
+    card = getattr(get_family(family), "hub_card", None)
+    if card is None:
+        log.warning("family %r declares no hub card (ModelFamily.hub_card): the model card is generic", family)
+        return HubCard.generic(family)
+    return card
+
+
 def model_card(info: dict[str, Any], repo_id: str | None, family: str = "extractive") -> ModelCard:
     """The model card (`huggingface_hub.ModelCard`): metadata with the family's pipeline tag, base model and
     `EvalResult`s; a body with metrics, data, parameters, hardware, speed and a usage snippet for the family."""
     metrics, params, tags = info["metrics"], info["params"], info["tags"]
     registered = info.get("version") is not None  # else a `qaflow train` output directory
     name = (repo_id or (f"{info['model']}-v{info['version']}" if registered else info["model"])).split("/")[-1]
-    kind = FAMILY_CARDS.get(family, FAMILY_CARDS["extractive"])
+    kind = hub_card(family)
     v2 = any(k.startswith(("HasAns", "NoAns")) for k in metrics)
     dataset = Path(params.get("data.validation_file", "eval")).name
     results = [
@@ -181,7 +156,7 @@ def model_card(info: dict[str, Any], repo_id: str | None, family: str = "extract
         for k in EVAL_METRICS if k in metrics
     ]  # fmt: skip
     data = ModelCardData(
-        library_name="transformers", pipeline_tag=kind["pipeline_tag"], tags=[*kind["tags"], "qaflow"],
+        library_name="transformers", pipeline_tag=kind.pipeline_tag, tags=[*kind.tags, "qaflow"],
         base_model=base_model_id(params.get("model.model_name_or_path")), model_name=name,
         eval_results=results or None,
         qaflow={
@@ -193,7 +168,7 @@ def model_card(info: dict[str, Any], repo_id: str | None, family: str = "extract
     )  # fmt: skip
     origin = (f"registered model `{info['model']}` version {info['version']}, MLflow run `{info['run_id']}`"
               if registered else f"`qaflow train`, output directory `{info['model']}`")  # fmt: skip
-    lines = [f"# {name}", "", f"{kind['what']}, fine-tuned by qaflow ({origin}).", "",
+    lines = [f"# {name}", "", f"{kind.what}, fine-tuned by qaflow ({origin}).", "",
              "## Evaluation", "", "| metric | value |", "|---|---|"]  # fmt: skip
     lines += [f"| {r.metric_type} | {r.metric_value:.2f} |" for r in results]
     lines += ["", "## Data", "", f"- data version (DVC): `{tags.get(tag.DATA_VERSION, '-')}`"]
@@ -205,7 +180,7 @@ def model_card(info: dict[str, Any], repo_id: str | None, family: str = "extract
     hardware = f"- backend: `{tags.get(tag.BACKEND, '-')}`, device: `{tags.get(tag.DEVICE, '-')}`"
     lines += ["", "## Hardware and throughput", "", hardware]
     lines += [f"- {k}: {float(metrics[k]):.3f}" for k in THROUGHPUT if k in metrics]
-    lines += ["", "## Usage", "", "```python", *(u.format(repo=repo_id or name) for u in kind["usage"]), "```", "",
+    lines += ["", "## Usage", "", "```python", *(u.format(repo=repo_id or name) for u in kind.usage), "```", "",
               "`inference_recipe.json`: how qaflow predicts with this model (family, windows, n-best, generation).",
               ""]  # fmt: skip
     return ModelCard(f"---\n{data.to_yaml()}\n---\n" + "\n".join(lines))
