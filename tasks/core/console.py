@@ -15,6 +15,8 @@ import re
 import sys
 from typing import Any, TextIO
 
+from tasks.core.progress import progress_mode
+
 ANSI_CODE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -62,7 +64,11 @@ class RunNameFormatter(logging.Formatter):
 
 
 def console_logging(level: int) -> None:
-    """The root logger's one console handler (stderr), with `RunNameFormatter` and no ANSI codes in a pipe."""
+    """The root logger's one console handler (stderr), with `RunNameFormatter` and no ANSI codes in a pipe; where
+    progress is not a bar (`QAFLOW_PROGRESS`, default: not a terminal), no carriage-return bars from the Hugging Face
+    libraries either (their bars read HF_HUB_DISABLE_PROGRESS_BARS when first imported, which is after this)."""
+    if progress_mode() != "bar":
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RunNameFormatter())
     logging.basicConfig(level=level, handlers=[handler])
