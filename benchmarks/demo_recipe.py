@@ -44,6 +44,10 @@ RECIPES: dict[str, list[str]] = {
     "w192_grouped": ["--max_seq_length", "192", "--doc_stride", "64", "--group_by_length"],
     "w256_grouped": ["--max_seq_length", "256", "--doc_stride", "64", "--group_by_length"],
     "w384_packed": ["--max_seq_length", "384", "--doc_stride", "128", "--packing"],
+    "bs8_grouped": ["--per_device_train_batch_size", "8", "--group_by_length"],
+    "bs8_lr2e-4": ["--per_device_train_batch_size", "8", "--learning_rate", "2e-4"],
+    "lr2e-4": ["--learning_rate", "2e-4"],
+    "lr3e-4": ["--learning_rate", "3e-4"],
     "w256_n1500": ["--max_seq_length", "256", "--doc_stride", "64", "--group_by_length", "--max_train_samples", "1500"],
 }
 
