@@ -5,7 +5,7 @@ SQuAD v1.1 train questions (default: the whole file; `--limit N` for the first N
 
 * HF: read the JSON, `datasets.Dataset.from_dict`, then `.map(prepare_train_features, batched=True)` with
   run_qa.py's own `prepare_train_features` (written out below as run_qa.py has it);
-* qaflow: `tasks.pipeline.stages.featurize` of the same file to a `.npz` (what the DVC `featurize` stage runs:
+* qaflow: `tasks.pipeline.featurize.featurize` of the same file to a `.npz` (what the DVC `featurize` stage runs:
   read + validate, question policy check, windows and labels, save).
 
 Both use the offline MiniLM tokenizer (`minilm`). Settings 384/128 (run_qa.py's default) and 128/48 (the
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from tasks.core.checkpoints import load_tokenizer  # noqa: E402
 from tasks.core.config import QAFlowConfig  # noqa: E402
 from tasks.core.features import load_features  # noqa: E402
-from tasks.pipeline.stages import featurize  # noqa: E402
+from tasks.pipeline.featurize import featurize  # noqa: E402
 
 TRAIN = ROOT.parent / "shared" / "data" / "squad-v1.1" / "train-v1.1.json"
 COMPARED = ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions")

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasks.core.checkpoints import resolve_model_path  # noqa: E402
+from tasks.core.model_spec import resolve_model_path  # noqa: E402
 
 LIMIT_BYTES = 60 * 2**20  # leave room for the working tree under the 64 MiB carry limit
 MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")

@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 from tasks.core.checkpoints import load_tokenizer  # noqa: E402
 from tasks.core.config import load_config  # noqa: E402
 from tasks.core.data import load_dataset_file  # noqa: E402
-from tasks.core.features import Features, padding_band, prepare_train_features, save_features  # noqa: E402
+from tasks.core.features import Features, feature_settings, padding_band, prepare_train_features, save_features  # noqa: E402
 from tasks.core.layout import TrainPaths  # noqa: E402
+from tasks.core.model_spec import ModelSpec  # noqa: E402
 from tasks.core.packing import first_fit_decreasing  # noqa: E402
-from tasks.core.specs import ModelSpec, feature_settings  # noqa: E402
 from tasks.families.extractive import ExtractiveFamily  # noqa: E402
 from tasks.pipeline.prediction import predict_from_config  # noqa: E402
 from tasks.pipeline.training import train_family  # noqa: E402

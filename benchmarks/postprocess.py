@@ -7,11 +7,28 @@ the times and the ratio. The vectorised n-best lists are built lazily; the time 
 dicts is printed separately.
 
     .venv/bin/python benchmarks/postprocess.py [--repeat 3] [--n_best_size 20] [--skip_v2]
+
+`--cli BEFORE_TREE` times the whole command instead, as users run it: `python -m flows.cli postprocess` on SQuAD
+v1.1 dev from raw logits written as `qaflow predict` writes them (one shard per 1,024 examples), with the code of
+BEFORE_TREE (e.g. /work/main) and of this tree, alternating (`--rounds`) since a shared machine is noisy, with
+bytecode cached (as an installed qaflow runs) and not (PYTHONDONTWRITEBYTECODE=1); wall and CPU seconds (CPU is
+the steadier figure on a loaded machine). Checks that both write byte-identical predictions and n-best files, and
+writes a JSON summary (`--json`).
+
+    .venv/bin/python benchmarks/postprocess.py --cli /work/main --rounds 7 \
+        --json benchmarks/results/postprocess_cli_2026-12-07.json
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +46,8 @@ from tasks.core.postprocess import (  # noqa: E402
     Postprocessed,
     postprocess_predictions,
 )
+from tasks.core.raw_logits import RawLogitsWriter, RawShard  # noqa: E402
+from tasks.predict import CHUNK_EXAMPLES  # noqa: E402
 from tests.oracles.nbest_loop import reference_postprocess  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -37,8 +56,6 @@ CACHE = Path("/tmp/qaflow-bench-postprocess")
 
 def load_examples(path: Path) -> list[Example]:
     """SQuAD JSON -> examples (minimal reader: only what post-processing needs)."""
-    import json
-
     data = json.loads(path.read_text(encoding="utf-8"))["data"]
     return [
         Example(id=qa["id"], title=art.get("title", ""), context=par["context"], question=qa["question"])
@@ -114,16 +131,149 @@ def run(name: str, path: Path, settings: NBestSettings, repeat: int) -> None:
         print(f"  {label:26s} {w * 1e3:9.1f} {c * 1e3:9.1f} {w_ref / w:10.1f}x {c_ref / c:9.1f}x")
 
 
+# ------------------------------------------------------------------------------------------ the whole command
+
+
+def logits_of(feats: Features) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1234)
+    shape = feats.input_ids.shape
+    return rng.standard_normal(shape, dtype=np.float32) * 3, rng.standard_normal(shape, dtype=np.float32) * 3
+
+
+def write_raw_dir(name: str, examples: list[Example], feats: Features) -> Path:
+    """Raw logits of all examples as `qaflow predict` saves them: one shard per chunk of CHUNK_EXAMPLES examples."""
+    raw_dir = CACHE / f"{name}-raw"
+    if (raw_dir / "raw_meta.json").exists():
+        return raw_dir
+    start, end = logits_of(feats)
+    writer = RawLogitsWriter(raw_dir)
+    for lo in range(0, len(examples), CHUNK_EXAMPLES):
+        hi = min(lo + CHUNK_EXAMPLES, len(examples))
+        rows = np.flatnonzero((feats.example_index >= lo) & (feats.example_index < hi))
+        writer.add(RawShard(
+            example_ids=[ex.id for ex in examples[lo:hi]], example_index=feats.example_index[rows] - lo,
+            offsets=feats.offsets[rows], cls_index=feats.cls_index[rows], start_logits=start[rows],
+            end_logits=end[rows],
+        ))  # fmt: skip
+    return writer.commit()
+
+
+def cli_env(tree: Path, bytecode: str) -> dict[str, str]:
+    """`tree`'s code; bytecode `cached`: compiled once into a cache outside both trees (as an installed qaflow
+    runs), `none`: compiled at every start (PYTHONDONTWRITEBYTECODE=1, as this workplace sets it)."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if bytecode == "cached":
+        env["PYTHONPYCACHEPREFIX"] = str(CACHE / "pycache")
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def run_cli(tree: Path, raw_dir: Path, data: Path, out_dir: Path, bytecode: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one `python -m flows.cli postprocess` with `tree`'s code."""
+    env = cli_env(tree, bytecode)
+    command = [sys.executable, "-m", "flows.cli", "postprocess", "--raw", str(raw_dir), "--data", str(data),
+               "--output_dir", str(out_dir)]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{tree}: qaflow postprocess failed: {done.stderr[-2000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def digests(out_dir: Path) -> dict[str, str]:
+    return {
+        n: hashlib.sha256((out_dir / n).read_bytes()).hexdigest()
+        for n in ("predictions.json", "nbest_predictions.json")
+    }
+
+
+def git_commit(tree: Path) -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=tree, capture_output=True,
+                           text=True).stdout.strip()  # fmt: skip
+    return done.stdout.strip() + ("+changes" if dirty else "")
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(times), 3), "min": round(min(times), 3), "max": round(max(times), 3)}
+
+
+def compare_cli(before: Path, rounds: int, json_path: Path | None) -> None:
+    data = SHARED / "squad-v1.1" / "dev-v1.1.json"
+    examples = load_examples(data)
+    feats = eval_features("squad-v1.1-dev", examples)
+    raw_dir = write_raw_dir("squad-v1.1-dev", examples, feats)
+    trees = {"before": before.resolve(), "after": ROOT}
+    commits = {label: git_commit(tree) for label, tree in trees.items()}
+    print(f"qaflow postprocess, {len(examples)} examples, {len(feats)} features; before={trees['before']} "
+          f"({commits['before']}), after={ROOT} ({commits['after']}); {rounds} rounds, alternating")  # fmt: skip
+    timings: dict[str, Any] = {}
+    outputs: dict[str, dict[str, str]] = {}
+    for bytecode in ("cached", "none"):
+        wall: dict[str, list[float]] = {k: [] for k in trees}
+        cpu: dict[str, list[float]] = {k: [] for k in trees}
+        for label in trees:  # warm-up, untimed: fills the bytecode cache and the page cache
+            run_cli(trees[label], raw_dir, data, CACHE / f"cli-{label}", bytecode)
+        for i in range(rounds):
+            for label in ("before", "after") if i % 2 == 0 else ("after", "before"):
+                out_dir = CACHE / f"cli-{label}"
+                w, c = run_cli(trees[label], raw_dir, data, out_dir, bytecode)
+                wall[label].append(w)
+                cpu[label].append(c)
+                outputs[label] = digests(out_dir)
+            print(f"  bytecode {bytecode}, round {i + 1}: before {wall['before'][-1]:.2f} s, "
+                  f"after {wall['after'][-1]:.2f} s")  # fmt: skip
+        if outputs["before"] != outputs["after"]:
+            raise SystemExit("before and after wrote different predictions or n-best files")
+        timings[f"bytecode_{bytecode}"] = {
+            "wall_s": {k: summary(v) for k, v in wall.items()},
+            "cpu_s": {k: summary(v) for k, v in cpu.items()},
+            "speedup_median_wall": round(statistics.median(wall["before"]) / statistics.median(wall["after"]), 2),
+            "speedup_median_cpu": round(statistics.median(cpu["before"]) / statistics.median(cpu["after"]), 2),
+        }
+    ref_args = (examples, feats.example_index, feats.offsets, feats.cls_index, *logits_of(feats), NBestSettings())
+    w_ref, _, _ = best_of(1, lambda: reference_postprocess(*ref_args))
+    result = {
+        "benchmark": "benchmarks/postprocess.py --cli: the whole `qaflow postprocess` command on SQuAD v1.1 dev",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared, noisy), Python {platform.python_version()}",
+        "data": {"examples": len(examples), "features": len(feats), "windows": "minilm 384/128",
+                 "raw_shards": -(-len(examples) // CHUNK_EXAMPLES), "logits": "random, seed 1234"},
+        "trees": {k: {"path": str(v), "commit": commits[k]} for k, v in trees.items()},
+        "rounds": rounds,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "nice": os.nice(0),  # the niceness it ran at (autogroup scheduling: no shield from other sessions' load)
+        **timings,
+        "identical_outputs": True,
+        "output_sha256": outputs["after"],
+        "context_reference_loop_in_process_s": round(w_ref, 3),
+    }  # fmt: skip
+    print(json.dumps(result, indent=2))
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--n_best_size", type=int, default=20)
     parser.add_argument("--max_answer_length", type=int, default=30)
     parser.add_argument("--skip_v2", action="store_true")
+    parser.add_argument("--cli", type=Path, default=None, metavar="BEFORE_TREE", help="time the whole command")
+    parser.add_argument("--rounds", type=int, default=5, help="--cli: runs of each tree, alternating")
+    parser.add_argument("--json", type=Path, default=None, help="--cli: write the summary here")
     args = parser.parse_args()
     if not SHARED.exists():
         raise SystemExit(f"{SHARED} is absent: the benchmark needs the shared SQuAD data")
     CACHE.mkdir(parents=True, exist_ok=True)
+    if args.cli:
+        compare_cli(args.cli, args.rounds, args.json)
+        return
     v1 = NBestSettings(n_best_size=args.n_best_size, max_answer_length=args.max_answer_length)
     run("squad-v1.1-dev", SHARED / "squad-v1.1" / "dev-v1.1.json", v1, args.repeat)
     if not args.skip_v2:

@@ -24,11 +24,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasks.core.checkpoints import load_tokenizer, resolve_model_path  # noqa: E402
+from tasks.core.checkpoints import load_tokenizer  # noqa: E402
 from tasks.core.config import load_config  # noqa: E402
 from tasks.core.data import load_dataset_file  # noqa: E402
-from tasks.core.features import Features, prepare_eval_features  # noqa: E402
-from tasks.core.specs import feature_settings, inference_recipe  # noqa: E402
+from tasks.core.features import Features, feature_settings, prepare_eval_features  # noqa: E402
+from tasks.core.model_spec import resolve_model_path  # noqa: E402
+from tasks.core.specs import inference_recipe  # noqa: E402
 from tasks.families.extractive import ExtractiveFamily, SpanLogits, forward_logits  # noqa: E402
 from tasks.predict import CHUNK_EXAMPLES  # noqa: E402
 from tasks.train.resources import available_cpu_cores  # noqa: E402

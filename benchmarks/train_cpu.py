@@ -22,17 +22,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasks.core.checkpoints import load_tokenizer, resolve_model_path  # noqa: E402
+from tasks.core.checkpoints import load_tokenizer  # noqa: E402
 from tasks.core.config import load_config  # noqa: E402
 from tasks.core.data import load_dataset_file  # noqa: E402
-from tasks.core.features import prepare_train_features, save_features  # noqa: E402
+from tasks.core.features import feature_settings, prepare_train_features, save_features  # noqa: E402
 from tasks.core.layout import TrainPaths  # noqa: E402
+from tasks.core.model_spec import ModelSpec, resolve_model_path  # noqa: E402
 from tasks.core.scoring import score_dataset  # noqa: E402
-from tasks.core.specs import (  # noqa: E402
-    ModelSpec,  # noqa: E402
-    feature_settings,
-    inference_recipe,
-)
+from tasks.core.specs import inference_recipe  # noqa: E402
 from tasks.families.extractive import ExtractiveFamily  # noqa: E402
 from tasks.pipeline.training import train_family  # noqa: E402
 from tasks.predict import predict_examples  # noqa: E402

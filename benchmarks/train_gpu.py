@@ -22,8 +22,7 @@ sys.path.insert(0, str(ROOT))
 from tasks.core.checkpoints import load_tokenizer  # noqa: E402
 from tasks.core.config import load_config  # noqa: E402
 from tasks.core.data import load_dataset_file  # noqa: E402
-from tasks.core.features import prepare_train_features  # noqa: E402
-from tasks.core.specs import feature_settings  # noqa: E402
+from tasks.core.features import feature_settings, prepare_train_features  # noqa: E402
 from tasks.pipeline.benchmark import ALL_MODES, RUN_MODES, comparison_rows, run_mode  # noqa: E402
 
 

@@ -13,23 +13,25 @@ from tasks.core.features import load_features
 from tasks.core.layout import benchmark_dir
 from tasks.pipeline.benchmark import RUN_MODES, ModeResult, comparison_rows, run_mode
 from tasks.tracking import tags as tag
-from tasks.tracking.runs import configure_mlflow, log_run
+from tasks.tracking.compile_cache import TrackedCompileCacheStore
+from tasks.tracking.tracker import Tracker
 from tasks.train.hardware import detect_backend
 
 
 @task
-def benchmark_mode(cfg: QAFlowConfig, features_path: Path, backend: str, mode: str, out_dir: Path) -> ModeResult:
-
-    return run_mode(cfg, load_features(features_path), backend, mode, out_dir)
+def benchmark_mode(
+    cfg: QAFlowConfig, features_path: Path, backend: str, mode: str, root: Path, tracker: Tracker
+) -> ModeResult:
+    """One mode's run; compiled modes keep their Inductor caches in the tracking store (`*-cached` modes read them)."""
+    store = TrackedCompileCacheStore(tracker)
+    return run_mode(cfg, load_features(features_path), backend, mode, benchmark_dir(root, mode), store)
 
 
 @task(retries=3, retry_delay_seconds=5)
-def log_mode(cfg: QAFlowConfig, root: Path, result: ModeResult, backend: str) -> str:
-    import mlflow
-
-    experiment_id = configure_mlflow(cfg.tracking, root)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"benchmark-{result.mode}") as run:
-        log_run(
+def log_mode(tracker: Tracker, cfg: QAFlowConfig, result: ModeResult, backend: str) -> str:
+    with tracker.run(f"benchmark-{result.mode}") as run_id:
+        tracker.log_run(
+            run_id,
             params={"train": {"per_device_train_batch_size": cfg.train.per_device_train_batch_size,
                               "max_steps": cfg.train.max_steps, "bf16": cfg.train.bf16},
                     "features": {"max_seq_length": cfg.features.max_seq_length},
@@ -40,7 +42,7 @@ def log_mode(cfg: QAFlowConfig, root: Path, result: ModeResult, backend: str) ->
                   tag.DEVICE: result.device_name, tag.MODEL: cfg.model.model_name_or_path},
             environment=False,
         )  # fmt: skip
-        return run.info.run_id
+        return run_id
 
 
 @flow(name="benchmark", log_prints=True)
@@ -56,11 +58,12 @@ def benchmark(
 
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path, overrides)
+    tracker = Tracker.from_config(cfg.tracking, repo)
     backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
     results = []
     for mode in modes or list(RUN_MODES):
-        result = benchmark_mode(cfg, repo / features_path, backend, mode, benchmark_dir(repo, mode))
-        log_mode(cfg, repo, result, backend)
+        result = benchmark_mode(cfg, repo / features_path, backend, mode, repo, tracker)
+        log_mode(tracker, cfg, result, backend)
         results.append(result)
     rows = comparison_rows(results)
     for row in rows:

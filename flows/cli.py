@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from flows.cli_flags import add_config_flags, config_overrides, run_steps
+from flows.cli_flags import HUB_HELP, add_config_flags, config_overrides, hub_options, run_steps
 from flows.cli_ops import (
     add_answer_parser,
     add_compare_parser,
@@ -48,7 +48,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def add_launch_flags(parser: argparse.ArgumentParser) -> None:
-    """torchrun's own flags for data-parallel training on one node or several (tasks.train.ddp.Launch)."""
+    """torchrun's flags for data-parallel training or prediction, one node or several (tasks.train.ddp.Launch)."""
     group = parser.add_argument_group("data-parallel launch (torchrun's flags)")
     group.add_argument("--nproc_per_node", type=int, default=1, help="workers on this node (default: 1)")
     group.add_argument("--nnodes", default="1", help="nodes: N, or MIN:MAX (elastic) (default: 1)")
@@ -117,7 +117,7 @@ def cmd_postprocess(args: argparse.Namespace) -> int:
 
 
 def cmd_featurize(args: argparse.Namespace) -> int:
-    from tasks.pipeline.stages import featurize
+    from tasks.pipeline.featurize import featurize
 
     cfg = config_from_args(args)
     out = featurize(cfg, Path(args.data), Path(args.output), split=args.split)
@@ -126,8 +126,9 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    """DVC stage commands (see dvc.yaml): `prepare` and `featurize`."""
-    from tasks.pipeline.stages import featurize_prepared, prepare
+    """The DVC stages by hand, with flag overrides (dvc.yaml runs `python -m tasks.pipeline.stages` / `.featurize`)."""
+    from tasks.pipeline.featurize import featurize_prepared
+    from tasks.pipeline.stages import prepare
 
     cfg = config_from_args(args)
     if args.stage == "prepare":
@@ -139,74 +140,161 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """run_qa.py's job: --do_train (the default), then --do_eval / --do_predict into <output_dir>/eval|predict."""
+    """run_qa.py's job: --do_train (the default), then --do_eval / --do_predict, into run_qa's output layout
+    (`tasks.core.layout.TrainPaths`), printing run_qa's `***** train metrics *****` blocks (`--json`: one object)."""
+    from tasks.pipeline.results import metrics_block
     from tasks.pipeline.stages import load_split
+    from tasks.pipeline.train_eval import eval_split
 
     cfg = config_from_args(args)
     steps = run_steps(args)
+    if cfg.train.eval_strategy != "no" and steps.do_train:
+        steps.do_eval = True  # as TrainingArguments does: evaluating during training means evaluating
+    hub = hub_options(args)
+    token = _hub_token(hub)  # checked before any work
     launch = launch_from_args(args)
     later = [(name, split) for name, split, wanted in (("eval", "eval", steps.do_eval),
              ("predict", "test", steps.do_predict)) if wanted]  # fmt: skip
-    for _, split in later:  # their data is checked before any training starts
-        load_split(cfg, split)
+    # their data is checked before any training starts, and loaded once: training and the steps after it share it
+    datasets = {split: eval_split(cfg) if name == "eval" else load_split(cfg, split) for name, split in later}
     held: contextlib.AbstractContextManager[dict[str, Any]] = contextlib.nullcontext({})
     if cfg.train.device_concurrency_limit:  # Prefect is imported only when a device limit is asked for
         from flows.device_slot import check_device_limit, device_slot
 
         check_device_limit(cfg.train.device_concurrency_limit)
         held = device_slot(cfg.train.device_concurrency_limit)
+    emit = None if args.json else (lambda split, metrics: print(metrics_block(split, metrics), flush=True))
     with held as slot:
-        out = _train_eval_predict(cfg, steps, launch, later)
+        out = _train_eval_predict(cfg, steps, launch, later, datasets, emit)
     if out is None:  # another node holds the result
         return 0
-    print(json.dumps({**out, **({"device_slot": slot} if slot else {})}, indent=2))
+    if hub.push_to_hub:
+        out["hub"] = _push(cfg, hub, token, out)
+    if args.json:
+        print(json.dumps({**out, **({"device_slot": slot} if slot else {})}, indent=2))
     return 0
 
 
+def _hub_token(hub: Any) -> str | None:
+    """The token a --push_to_hub needs (None for a dry run or no push); a bad hub setting fails here, early."""
+    if hub.hub_token:
+        raise ConfigError(f"--hub_token: {HUB_HELP['hub_token']}")
+    if not hub.push_to_hub:
+        given = [n for n in ("hub_model_id", "hub_token_file", "hub_private_repo", "hub_dry_run") if getattr(hub, n)]
+        if given:
+            raise ConfigError(f"--{given[0]}: needs --push_to_hub")
+        return None
+    from tasks.pipeline.hub import HubError, check_repo_id, find_token, resolve_token  # imports MLflow: push only
+
+    if hub.hub_dry_run:
+        if hub.hub_model_id:
+            check_repo_id(hub.hub_model_id)
+        return find_token(hub.hub_token_file)  # only for the secret scan of the folder
+    if not hub.hub_model_id:
+        raise HubError("--push_to_hub needs --hub_model_id user/name (or --hub_dry_run DIR)")
+    check_repo_id(hub.hub_model_id)
+    return resolve_token(hub.hub_token_file)
+
+
+def _push(cfg: QAFlowConfig, hub: Any, token: str | None, out: dict[str, Any]) -> dict[str, Any]:
+    """Upload the output (or write the dry-run folder); a failure is one line, exit 2, the outputs kept."""
+    from tasks.core.layout import TrainPaths
+    from tasks.pipeline.hub import assert_no_secret, build_train_folder, push_train_output
+
+    paths = TrainPaths(Path(cfg.train.output_dir))
+    metrics = {k: v for k, v in out.items() if isinstance(v, int | float)}
+    if hub.hub_dry_run:
+        folder = build_train_folder(cfg, paths, Path(hub.hub_dry_run), metrics, repo_id=hub.hub_model_id)
+        if token:  # the same secret scan a real push runs before uploading
+            assert_no_secret(folder.path, token)
+        print(f"hub dry run: {len(folder.files)} files in {folder.path}", file=sys.stderr)
+        return {"dry_run": str(folder.path), "files": folder.files}
+    pushed = push_train_output(cfg, paths, metrics, hub.hub_model_id, token or "", private=hub.hub_private_repo)
+    print(f"pushed {paths.root} to {pushed.endpoint}/{pushed.repo_id} ({pushed.commit_url})", file=sys.stderr)
+    return {"repo_id": pushed.repo_id, "endpoint": pushed.endpoint, "commit_url": pushed.commit_url,
+            "files": pushed.files}  # fmt: skip
+
+
 def _train_eval_predict(
-    cfg: QAFlowConfig, steps: Any, launch: Any, later: list[tuple[str, str]]
-) -> dict[str, Any] | None:
-    """The train command's steps; None on a node that is not rank 0's (it printed its own line)."""
-    from tasks.pipeline.prediction import predict_from_config
-    from tasks.pipeline.training import train_from_config
+    cfg: QAFlowConfig, steps: Any, launch: Any, later: list[tuple[str, str]], datasets: dict[str, Any],
+    emit: Callable[[str, dict[str, Any]], None] | None,
+) -> dict[str, Any] | None:  # fmt: skip
+    """The train command's steps, each saving run_qa's `{step}_results.json` and emitting its metrics as it ends;
+    their metrics and files as one flat mapping. None on a node that is not rank 0's (it printed its own line).
+    The splits come loaded (`datasets`); the model spec and family are resolved once, for training and the eval /
+    predict steps after it."""
+    from tasks.core.layout import TrainPaths
+    from tasks.core.model_spec import ModelSpec
+    from tasks.families.registry import resolve_family
+    from tasks.pipeline.results import save_metrics, train_metrics
+    from tasks.pipeline.train_eval import predict_step, read_step_results
+    from tasks.pipeline.training import predict_on_workers, train_from_config
     from tasks.train.ddp import ResultOnAnotherNode
 
-    out: dict[str, Any] = {}
+    paths = TrainPaths(Path(cfg.train.output_dir))
+    out: dict[str, Any] = {"output_dir": str(paths.root)}
     model_dir = cfg.model.model_name_or_path
+    spec = ModelSpec.from_config(cfg)
+    family = resolve_family(spec.family, spec.path)
+    epoch = None
+    on_workers = [name for name, _ in later] if launch.distributed else []  # steps the DDP workers share
     if steps.do_train:
         if cfg.train.report_to == "mlflow":  # the Trainer's own MLflow callback logs into the project's store
-            from tasks.tracking.runs import configure_mlflow
+            from tasks.tracking.tracker import Tracker
 
-            configure_mlflow(cfg.tracking, Path.cwd())
+            Tracker.from_config(cfg.tracking, Path.cwd()).bind_process()  # that callback reads MLflow's globals
         try:
-            result = train_from_config(cfg, launch=launch)
+            result = train_from_config(cfg, launch=launch, spec=spec, family=family, eval_set=datasets.get("eval"),
+                                       steps=on_workers)  # fmt: skip
         except ResultOnAnotherNode as done:
             print(json.dumps({"node_finished": str(done)}, indent=2))
             return None
         model_dir = str(result.model_dir)
-        out.update({"model_dir": model_dir, **result.metrics})
+        metrics = train_metrics(result)
+        epoch = metrics.get("epoch")
+        out.update({"model_dir": model_dir, **metrics})
+        if emit:
+            emit("train", metrics)
+    shared = {}
+    if on_workers:  # each worker ran its share of the model; global rank 0 wrote the results
+        if not steps.do_train:
+            try:
+                predict_on_workers(cfg, launch, on_workers)
+            except ResultOnAnotherNode as elsewhere:  # global rank 0 ran on another node
+                print(json.dumps({"node_finished": str(elsewhere)}, indent=2))
+                return None
+        shared = {step.name: step for step in read_step_results(paths.steps_file)}
     for name, split in later:
-        summary = predict_from_config(
-            cfg, model_dir=model_dir, data=None, output_dir=Path(cfg.train.output_dir) / name, split=split
-        )
-        out.update({f"{name}_{key}": value for key, value in (summary.metrics or {}).items()})
-        out.update({f"{name}_samples": summary.examples, f"{name}_predictions": str(summary.files["predictions"])})
+        if on_workers:
+            step = shared[name]
+        else:
+            step = predict_step(cfg, name, model_dir, paths.root, epoch=epoch, dataset=datasets[split], family=family)
+        save_metrics(paths, name, step.metrics)
+        out.update(step.metrics)
+        out.update({f"{name}_{role}": str(path) for role, path in step.files.items()})
+        if emit:
+            emit(name, step.metrics)
     return out
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tasks.pipeline.prediction import predict_from_config
+    from tasks.pipeline.prediction import predict_from_config, predict_on_workers
+    from tasks.train.ddp import ResultOnAnotherNode
 
     cfg = config_from_args(args)
-    summary = predict_from_config(
-        cfg,
-        model_dir=args.model_dir,
-        data=args.data or cfg.data.test_file or cfg.data.validation_file,
-        output_dir=Path(args.output_dir),
-        save_raw=not args.no_raw,
-        do_score=not args.no_score,
-    )
-    print(json.dumps(summary.to_json(), indent=2))
+    launch = launch_from_args(args)
+    data = args.data or cfg.data.test_file or cfg.data.validation_file
+    where = {"model_dir": args.model_dir, "data": data, "output_dir": Path(args.output_dir),
+             "save_raw": not args.no_raw, "do_score": not args.no_score}  # fmt: skip
+    if launch.distributed:  # torchrun workers, each running its share of the model; rank 0 writes
+        try:
+            printed = predict_on_workers(cfg, launch, **where)
+        except ResultOnAnotherNode as elsewhere:
+            printed = {"node_finished": str(elsewhere)}
+    else:
+        summary = predict_from_config(cfg, **where)
+        printed = summary.to_json() if summary is not None else {}
+    print(json.dumps(printed, indent=2))
     return 0
 
 
@@ -425,6 +513,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "train", help="fine-tune a QA model on the configured backend", usage="qaflow train [flags] (run_qa.py's names)"
     )
     add_launch_flags(tr)
+    tr.add_argument("--json", action="store_true", help="print one JSON object (metrics, files) instead of run_qa's "
+                    "`***** train metrics *****` blocks")  # fmt: skip
     config_flags(tr, FLAG_SECTIONS, steps=True)
     tr.set_defaults(func=cmd_train)
 
@@ -478,6 +568,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     pr.add_argument("--output_dir", required=True)
     pr.add_argument("--no_raw", action="store_true", help="do not save raw logits for re-post-processing")
     pr.add_argument("--no_score", action="store_true", help="do not score against the data's answers")
+    add_launch_flags(pr)
     config_flags(pr, FLAG_SECTIONS)
     pr.set_defaults(func=cmd_predict)
     return p

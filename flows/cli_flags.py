@@ -21,6 +21,7 @@ from tasks.core.config import CHOICES, HELP, SECTIONS
 METAVARS = {int: "INT", float: "FLOAT", str: "STR"}
 CONFIG_DEST = "cfg__"  # namespace prefix of config flags
 STEP_DEST = "step__"  # namespace prefix of the run_qa.py step flags
+HUB_DEST = "hub__"  # namespace prefix of the run_qa.py hub flags
 
 
 @dataclass
@@ -32,31 +33,56 @@ class RunSteps:
     do_predict: bool = False
 
 
+@dataclass
+class HubOptions:
+    """run_qa.py's hub flags of `qaflow train`: push the output after training (`tasks.pipeline.hub`)."""
+
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_token: str | None = None  # refused: a token on the command line leaks (shell history, process list)
+    hub_token_file: str | None = None
+    hub_private_repo: bool | None = None
+    hub_dry_run: str | None = None
+
+
+HUB_HELP = {
+    "push_to_hub": "after training (and --do_eval / --do_predict), upload the model, its tokenizer, run_qa's result "
+    "files and a model card to the Hugging Face Hub",
+    "hub_model_id": "the hub repository, user/name",
+    "hub_token": "not accepted (it would end up in shell history and process lists): set HF_TOKEN, run `hf auth "
+    "login`, or pass --hub_token_file",
+    "hub_token_file": "file holding the hub token (default: HF_TOKEN, then the token `hf auth login` saved)",
+    "hub_private_repo": "create the repository private",
+    "hub_dry_run": "with --push_to_hub: write the folder that would be uploaded into this empty directory instead",
+}
+
 STEP_HELP = {
     "do_train": "train (the default when no --do_* flag is given)",
     "do_eval": "after training (or on --model_name_or_path alone), predict and score validation_file / the "
-    "dataset's validation split into <output_dir>/eval",
-    "do_predict": "predict test_file / the dataset's test split into <output_dir>/predict (scored if labeled)",
+    "dataset's validation split into <output_dir>/eval_predictions.json, eval_results.json, ... (run_qa's names; "
+    "implied by --eval_strategy)",
+    "do_predict": "predict test_file / the dataset's test split into <output_dir>/predict_predictions.json, "
+    "predict_results.json, ... (scored if labeled)",
 }
 
 
 def add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str], *, steps: bool = False) -> None:
-    """Add one typed flag per field of `sections` (and the run_qa.py steps) to `parser`.
+    """Add one typed flag per field of `sections` (and the run_qa.py steps and hub flags) to `parser`.
 
     A subcommand's own flag of the same name (e.g. `predict --output_dir`) wins over the config field.
     """
     from transformers import HfArgumentParser  # ~1 s: only for the subcommand being run
 
-    classes = [SECTIONS[s] for s in sections] + ([RunSteps] if steps else [])
+    classes = [SECTIONS[s] for s in sections] + ([RunSteps, HubOptions] if steps else [])
     source = HfArgumentParser(classes, add_help=False)
     group = parser.add_argument_group("parameters (override params.yaml; run_qa.py names)")
-    step_names = {f.name for f in fields(RunSteps)}
+    prefixes = {f.name: STEP_DEST for f in fields(RunSteps)} | {f.name: HUB_DEST for f in fields(HubOptions)}
     choices = {key: allowed for (_, key), allowed in CHOICES.items()}
     taken = set(parser._option_string_actions)
     for action in source._actions:
         if any(option in taken for option in action.option_strings):
             continue
-        prefix = STEP_DEST if action.dest in step_names else CONFIG_DEST
+        prefix = prefixes.get(action.dest, CONFIG_DEST)
         group.add_argument(*action.option_strings, **_flag_kwargs(action, prefix, choices.get(action.dest)))
 
 
@@ -64,7 +90,7 @@ def _flag_kwargs(action: argparse.Action, prefix: str, allowed: set[Any] | None)
     name = action.dest
     if isinstance(action, argparse._StoreFalseAction):  # `--no_<field>` of a field that defaults to true
         return {"dest": prefix + name, "action": "store_false", "default": argparse.SUPPRESS, "help": f"--{name} false"}
-    text = HELP.get(name) or STEP_HELP[name]
+    text = HELP.get(name) or STEP_HELP.get(name) or HUB_HELP[name]
     kwargs: dict[str, Any] = {
         "dest": prefix + name, "type": action.type, "nargs": action.nargs, "const": action.const,
         "default": argparse.SUPPRESS, "help": f"{text} (default: {action.default})",
@@ -83,6 +109,11 @@ def _flag_kwargs(action: argparse.Action, prefix: str, allowed: set[Any] | None)
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields given on the command line, by name."""
     return {k[len(CONFIG_DEST) :]: v for k, v in vars(args).items() if k.startswith(CONFIG_DEST)}
+
+
+def hub_options(args: argparse.Namespace) -> HubOptions:
+    """The hub flags given (`qaflow train`)."""
+    return HubOptions(**{k[len(HUB_DEST) :]: v for k, v in vars(args).items() if k.startswith(HUB_DEST)})
 
 
 def run_steps(args: argparse.Namespace) -> RunSteps:

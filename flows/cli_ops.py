@@ -10,10 +10,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flows.pools import DEFAULT_CRON, POOL_BACKENDS
 from tasks.core.config import ConfigError, QAFlowConfig, load_config
 from tasks.core.layout import compare_dir
+
+if TYPE_CHECKING:
+    from tasks.tracking.tracker import Tracker
 
 
 def _add_project_flags(p: argparse.ArgumentParser) -> None:
@@ -25,6 +29,13 @@ def _config(args: argparse.Namespace) -> tuple[QAFlowConfig, Path]:
     root = Path(args.root).resolve()
     params = Path(args.params)
     return load_config(params if params.is_absolute() else root / params), root
+
+
+def _tracker(cfg: QAFlowConfig, root: Path) -> Tracker:
+    """The command's one tracker (imported here: `qaflow --help` and the light commands load no MLflow)."""
+    from tasks.tracking.tracker import Tracker
+
+    return Tracker.from_config(cfg.tracking, root)
 
 
 # ------------------------------------------------------------------------------------------- deploy
@@ -91,20 +102,16 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from mlflow.tracking import MlflowClient
     from rich.console import Console
 
     from tasks.pipeline.compare import compare, rich_slice_table, rich_tables
-    from tasks.tracking.runs import configure_mlflow
 
     cfg, root = _config(args)
     if args.experiment:
         cfg.tracking.experiment_name = args.experiment
-    experiment_id = configure_mlflow(cfg.tracking, root)
     out = Path(args.output) if args.output else compare_dir(root)
     result = compare(
-        MlflowClient(), experiment_ids=[] if args.runs else [experiment_id], run_ids=args.runs or [],
-        metric=args.metric, output_dir=out, log_to_experiment=None if args.no_log else experiment_id,
+        _tracker(cfg, root), run_ids=args.runs or [], metric=args.metric, output_dir=out, log=not args.no_log,
         title=f"qaflow runs: {cfg.tracking.experiment_name}",
     )  # fmt: skip
     console = Console(width=None if sys.stdout.isatty() else 220)
@@ -142,12 +149,13 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from tasks.pipeline.promote import promote, rollback
 
     cfg, root = _config(args)
+    tracker = _tracker(cfg, root)
     if args.rollback:
-        decision = rollback(cfg, root)
+        decision = rollback(tracker)
     else:
         guards = tuple(g.strip() for g in args.guard.split(",") if g.strip())
         decision = promote(
-            cfg, root, margin=args.margin, guards=guards, tolerance=args.tolerance, metric=args.metric,
+            tracker, cfg, root, margin=args.margin, guards=guards, tolerance=args.tolerance, metric=args.metric,
             eval_data=Path(args.eval_data) if args.eval_data else None, suite=args.suite,
         )  # fmt: skip
     if decision.suite_table:
@@ -179,7 +187,7 @@ def cmd_push_to_hub(args: argparse.Namespace) -> int:
 
     cfg, root = _config(args)
     if args.dry_run:
-        folder = build_hub_folder(cfg, root, Path(args.dry_run), alias=args.alias, repo_id=args.repo_id)
+        folder = build_hub_folder(_tracker(cfg, root), Path(args.dry_run), alias=args.alias, repo_id=args.repo_id)
         token = find_token(args.token_file)
         if token:  # the same secret scan a real push runs before uploading
             assert_no_secret(folder.path, token)
@@ -190,8 +198,9 @@ def cmd_push_to_hub(args: argparse.Namespace) -> int:
         raise HubError("--repo-id is required (or use --dry-run DIR)")
     token = resolve_token(args.token_file)
     pushed = push_to_hub(
-        cfg, root, args.repo_id, token, alias=args.alias, endpoint=args.endpoint, private=args.private or None
-    )
+        _tracker(cfg, root), args.repo_id, token, alias=args.alias, endpoint=args.endpoint,
+        private=args.private or None,
+    )  # fmt: skip
     summary = {"repo_id": pushed.repo_id, "model": pushed.model, "version": pushed.version,
                "endpoint": pushed.endpoint, "commit_url": pushed.commit_url, "files": pushed.files}  # fmt: skip
     print(json.dumps(summary, indent=2))
@@ -222,18 +231,10 @@ def read_context(value: str) -> str:
 
 
 def cmd_answer(args: argparse.Namespace) -> int:
-    import mlflow
-
-    from tasks.tracking.runs import resolve_tracking_uri
-
     cfg, root = _config(args)
-    mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking.tracking_uri, root))
     uri = args.model or f"models:/{cfg.tracking.registered_model_name}@champion"
     context = read_context(args.context)
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except mlflow.exceptions.MlflowException as exc:
-        raise RuntimeError(f"cannot load {uri}: {exc.message}") from exc
+    model = _tracker(cfg, root).load_pyfunc(uri)  # a URI it cannot load: ModelLoadError, one line
     row = model.predict([{"question": args.question, "context": context}]).to_dict(orient="records")[0]
     row.pop("id", None)
     print(json.dumps({"model": uri, "question": args.question, **row}, indent=2, default=float))

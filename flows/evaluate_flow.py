@@ -1,5 +1,5 @@
-"""The `evaluate` flow: score a registered model version on a data set (or an evaluation suite) and log it as an
-MLflow run."""
+"""The `evaluate` flow: score a registered model version on a data set (or an evaluation suite) and log it as a
+tracked run."""
 
 from __future__ import annotations
 
@@ -10,22 +10,22 @@ from prefect import flow, task
 
 from flows.prefect_report import route_logs_to_prefect
 from flows.retry import retry_transient
-from tasks.core.config import QAFlowConfig, load_config
+from tasks.core.config import load_config
 from tasks.core.layout import evaluate_dir
 from tasks.core.suites import resolve_suite
 from tasks.pipeline.evaluation import Evaluation, evaluate_file, log_evaluation
 from tasks.pipeline.suites import SuiteResult, log_suite, score_registered
-from tasks.tracking.runs import configure_mlflow
+from tasks.tracking.tracker import Tracker
 
 
 @task
-def score_model(model_uri: str, data: str, max_samples: int | None, out_dir: Path) -> Evaluation:
-    return evaluate_file(model_uri, data, out_dir, max_samples)
+def score_model(tracker: Tracker, model_uri: str, data: str, max_samples: int | None, out_dir: Path) -> Evaluation:
+    return evaluate_file(tracker, model_uri, data, out_dir, max_samples)
 
 
 @task(retries=3, retry_delay_seconds=5, retry_condition_fn=retry_transient)
-def log_scores(cfg: QAFlowConfig, root: Path, evaluation: Evaluation) -> str:
-    return log_evaluation(evaluation, configure_mlflow(cfg.tracking, root))
+def log_scores(tracker: Tracker, evaluation: Evaluation) -> str:
+    return log_evaluation(tracker, evaluation)
 
 
 @flow(name="evaluate", log_prints=True)
@@ -36,13 +36,12 @@ def evaluate(
     params_path: str = "params.yaml",
     root: str = ".",
 ) -> dict[str, Any]:
-    """Score `model_uri` (e.g. `models:/qaflow-qa@challenger`) on `data`; returns metrics and the MLflow run id."""
+    """Score `model_uri` (e.g. `models:/qaflow-qa@challenger`) on `data`; returns metrics and the run id."""
     route_logs_to_prefect()
     repo = Path(root).resolve()
-    cfg = load_config(repo / params_path)
-    configure_mlflow(cfg.tracking, repo)
-    evaluation = score_model(model_uri, data, max_samples, evaluate_dir(repo))
-    run_id = log_scores(cfg, repo, evaluation)
+    tracker = Tracker.from_config(load_config(repo / params_path).tracking, repo)
+    evaluation = score_model(tracker, model_uri, data, max_samples, evaluate_dir(repo))
+    run_id = log_scores(tracker, evaluation)
     print(f"{model_uri} on {data}: {evaluation.metrics}")
     return {
         "run_id": run_id, "metrics": evaluation.metrics, "speed": evaluation.speed,
@@ -52,8 +51,8 @@ def evaluate(
 
 
 @task(retries=3, retry_delay_seconds=5, retry_condition_fn=retry_transient)
-def log_suite_scores(cfg: QAFlowConfig, root: Path, result: SuiteResult, scored_run: str | None = None) -> str:
-    return log_suite(result, configure_mlflow(cfg.tracking, root), scored_run)
+def log_suite_scores(tracker: Tracker, result: SuiteResult, scored_run: str | None = None) -> str:
+    return log_suite(tracker, result, scored_run)
 
 
 def suite_summary(result: SuiteResult, run_id: str) -> dict[str, Any]:
@@ -63,10 +62,10 @@ def suite_summary(result: SuiteResult, run_id: str) -> dict[str, Any]:
 
 @flow(name="evaluate-suite", log_prints=True)
 def evaluate_suite(model_uri: str, suite: str, params_path: str = "params.yaml", root: str = ".") -> dict[str, Any]:
-    """Score `model_uri` on every member of `suite`; one MLflow run with per-member metrics and the table."""
+    """Score `model_uri` on every member of `suite`; one run with per-member metrics and the table."""
     repo = Path(root).resolve()
     cfg = load_config(repo / params_path)
     name, members = resolve_suite(cfg, repo, suite)  # every member file checked before the model loads
-    configure_mlflow(cfg.tracking, repo)
-    result = score_registered(model_uri, name, members, evaluate_dir(repo) / f"suite-{name}")
-    return suite_summary(result, log_suite_scores(cfg, repo, result))
+    tracker = Tracker.from_config(cfg.tracking, repo)
+    result = score_registered(tracker, model_uri, name, members, evaluate_dir(repo) / f"suite-{name}")
+    return suite_summary(result, log_suite_scores(tracker, result))

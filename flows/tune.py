@@ -22,23 +22,24 @@ from flows.retry import is_transient, retry_transient
 from tasks.core.config import QAFlowConfig, load_config
 from tasks.pipeline import tuning
 from tasks.pipeline.run_record import run_owner
+from tasks.tracking.tracker import Tracker
 
 
 @task(cache_policy=NO_CACHE)
 def tune_trial(
-    cfg: QAFlowConfig, root: Path, study: optuna.Study, trial: optuna.Trial, parent_run_id: str,
+    tracker: Tracker, cfg: QAFlowConfig, root: Path, study: optuna.Study, trial: optuna.Trial, parent_run_id: str,
     data: tuning.TuneData,
 ) -> tuning.TrialOutcome:  # fmt: skip
     """Train, score and track one trial; tell the study its result."""
-    outcome = tuning.run_trial(cfg, root, study, trial, parent_run_id, data)
+    outcome = tuning.run_trial(tracker, cfg, root, study, trial, parent_run_id, data)
     shown = "pruned" if outcome.value is None else f"{cfg.tune.metric} {outcome.value:.2f}"
     get_run_logger().info("trial %d %s: %s (%s)", outcome.number, outcome.state, shown, outcome.params)
     return outcome
 
 
 @task(retries=3, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
-def register_best(cfg: QAFlowConfig, root: Path, study: optuna.Study, parent_run_id: str) -> tuning.BestTrial:
-    return tuning.register_best(cfg, root, study, parent_run_id)
+def register_best(tracker: Tracker, cfg: QAFlowConfig, study: optuna.Study, parent_run_id: str) -> tuning.BestTrial:
+    return tuning.register_best(tracker, cfg, study, parent_run_id)
 
 
 @flow(name="tune", log_prints=True)
@@ -49,12 +50,13 @@ def tune(params_path: str = "params.yaml", overrides: dict[str, Any] | None = No
     tuning.check_tunable(cfg, overrides)
     data = tuning.load_tune_data(cfg, repo)  # bad data, a bad model path or too-long questions fail here, once
     tuning.check_windows(cfg, data)
+    tracker = Tracker.from_config(cfg.tracking, repo)
     t = cfg.tune
     deadline = time.monotonic() + t.timeout_s if t.timeout_s is not None else float("inf")
     with run_owner(repo, f"tune-{t.study_name}"):  # one live search per study
         study = tuning.open_study(t, tuning.study_dir(cfg, repo))
-        parent_run_id = tuning.open_parent_run(cfg, repo, study)
-        recovered = tuning.recover_interrupted(study)
+        parent_run_id = tuning.open_parent_run(tracker, cfg, study)
+        recovered = tuning.recover_interrupted(tracker, study)
         if recovered:
             print(f"study {t.study_name}: trial(s) {recovered} were interrupted; failed and queued to run again")
         failures = 0
@@ -64,13 +66,13 @@ def tune(params_path: str = "params.yaml", overrides: dict[str, Any] | None = No
                 break
             trial = study.ask()
             try:
-                tune_trial(cfg, repo, study, trial, parent_run_id, data)
+                tune_trial(tracker, cfg, repo, study, trial, parent_run_id, data)
             except Exception as exc:  # noqa: BLE001 - a failed trial is recorded; bad configuration stops the search
-                tuning.fail_trial(study, trial, exc)
+                tuning.fail_trial(tracker, study, trial, exc)
                 if not is_transient(exc):
                     raise
                 failures += 1
-        best = register_best(cfg, repo, study, parent_run_id)
+        best = register_best(tracker, cfg, study, parent_run_id)
         counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in optuna.trial.TrialState}
         name = cfg.tracking.registered_model_name
         print(f"registered {name} v{best.version} (trial {best.number}, {t.metric} {best.value:.2f}) as challenger")

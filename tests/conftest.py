@@ -31,6 +31,24 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
+@pytest.fixture(autouse=True)
+def no_mlflow_globals_left_behind() -> Any:
+    """A test that binds MLflow's process-global fluent state (a tracking URI, an active experiment or run) does not
+    hand it to the next test. Tests that need a clean start assert it themselves."""
+    yield
+    import sys
+
+    if "mlflow" not in sys.modules:
+        return
+    import mlflow
+    from mlflow.tracking import fluent
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+    fluent._active_experiment_id = None
+
+
 # ------------------------------------------------------------------------------- the reliability summary line
 
 _RELIABILITY: dict[str, bool] = {}

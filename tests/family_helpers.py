@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.artifacts import TrainResult
-from tasks.core.checkpoints import resolve_model_path
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import Example
 from tasks.core.features import FeatureSettings
 from tasks.core.layout import TrainPaths
+from tasks.core.model_spec import ModelSpec, resolve_model_path
 from tasks.core.postprocess import NBestSettings
-from tasks.core.specs import GenerationSettings, InferenceRecipe, ModelSpec
+from tasks.core.specs import GenerationSettings, InferenceRecipe
 from tasks.families.registry import get_family
 from tasks.predict import PredictionRun, predict_examples
 from tasks.train.trainer import run_trainer

@@ -8,7 +8,6 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
-import mlflow
 import pytest
 import yaml
 
@@ -20,7 +19,7 @@ from tasks.core.specs import RECIPE_FILE, InferenceRecipe
 from tasks.pipeline.calibration import CalibrationError, calibrate_model_dir
 from tasks.pipeline.prediction import Predictor, predict_dataset
 from tasks.pipeline.serving import log_qa_model
-from tasks.tracking.runs import configure_mlflow
+from tasks.tracking.tracker import Tracker
 from tests.tiny_models import SAMPLE_DEV_V1, SAMPLE_DEV_V2, model_with_recipe
 
 
@@ -100,10 +99,10 @@ def test_calibration_is_stored_and_applied_by_evaluate_and_answer(v2_model: Path
 
     # `qaflow answer`: the served model applies the stored threshold
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tracking": {"registered_model_name": "calib-qa"}}))
-    configure_mlflow(load_config(tmp_path / "params.yaml").tracking, tmp_path)
-    with mlflow.start_run() as run:
-        log_qa_model(v2_model)
-    qa = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    tracker = Tracker.from_config(load_config(tmp_path / "params.yaml").tracking, tmp_path)
+    run_id = tracker.create_run("calibrated")
+    log_qa_model(tracker, run_id, v2_model)
+    qa = tracker.load_pyfunc(f"runs:/{run_id}/model")
     rows = [{"question": ex.question, "context": ex.context} for ex in data.examples]
     answers = qa.predict(rows)["answer"].tolist()
     assert qa.unwrap_python_model().recipe.null_threshold == forced

@@ -24,12 +24,19 @@ DEV = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
 SAMPLE = {int: "7", float: "0.25", str: "cpu"}
 SPECIAL = {  # fields whose values are constrained: a valid non-default value
     "backend": "cpu", "bad_record_policy": "skip", "question_policy": "truncate", "save_strategy": "epoch",
-    "eval_strategy": None, "torch_compile_mode": "max-autotune", "report_to": "mlflow", "model_family": "beam",
+    "eval_strategy": "steps", "torch_compile_mode": "max-autotune", "report_to": "mlflow", "model_family": "beam",
     "layers_per_ipu": ["1", "2"], "split_eval_fraction": "0.25", "warmup_ratio": "0.25", "max_seq_length": "200",
     "doc_stride": "50", "metric": "exact_match", "direction": "minimize", "pruner": "none",
     "window_choices": ["[[64, 16]]"], "learning_rate_range": ["1e-5", "2e-5"], "batch_size_choices": ["4"],
     "epochs_range": ["2", "4"], "warmup_ratio_range": ["0.1", "0.3"],
     "group_by_length": ["true", "--pad_to_max_length", "false"],  # grouping needs dynamic padding
+    # in-training evaluation settings need an eval_strategy (and one another): the words after the value
+    "eval_steps": ["5", "--eval_strategy", "steps"],
+    "load_best_model_at_end": ["true", "--eval_strategy", "steps"],
+    "metric_for_best_model": ["exact_match", "--eval_strategy", "steps"],
+    "greater_is_better": ["false", "--eval_strategy", "steps", "--metric_for_best_model", "f1"],
+    "early_stopping_patience": ["3", "--eval_strategy", "steps"],
+    "early_stopping_threshold": ["0.5", "--eval_strategy", "steps", "--early_stopping_patience", "2"],
 }  # fmt: skip
 
 
@@ -75,13 +82,15 @@ def test_every_config_field_is_a_typed_flag_with_help_that_reaches_the_config(tm
 NOT_TRAINER_ARGS = {
     "backend": "tasks.train.hardware picks the device (use_cpu follows it)",
     "output_dir": "the run's directory (TrainPaths); the Trainer gets its checkpoints/ subdirectory",
-    "eval_strategy": "only `no` is accepted (exit 2 otherwise)",
+    "early_stopping_patience": "transformers' EarlyStoppingCallback (test_train_eval.py)",
+    "early_stopping_threshold": "transformers' EarlyStoppingCallback (test_train_eval.py)",
     "torch_compile_dynamic": "configure_compile (torch._dynamo settings) and dataloader_drop_last",
     "resume_from_checkpoint": "run_trainer's trainer.train(resume_from_checkpoint=...)",
     "overwrite_output_dir": "run_trainer deletes the checkpoints instead of resuming",
     "group_by_length": "run_trainer's length-grouped sampler (test_train_sampling.py)",
     "pad_to_multiple_of": "the family collator's batch width (test_train_sampling.py)",
     "device_concurrency_limit": "flows.device_slot around training (integration/test_prefect_postgres.py)",
+    "compile_cache": "run_trainer restores and stores Inductor's caches (test_compile_cache.py)",
 }
 
 
@@ -91,12 +100,12 @@ def test_every_train_flag_reaches_the_trainer_arguments(tmp_path: Path, name: st
 
     if name in NOT_TRAINER_ARGS:
         pytest.skip(f"not a TrainingArguments field: {NOT_TRAINER_ARGS[name]}")
-    base = TrainConfig()
+    value = _flag_value(name, getattr(TrainConfig(), name), _annotation(TrainConfig, name))
+    companions = value[1:] if name in SPECIAL and isinstance(SPECIAL[name], list) else []  # flags it needs
+    params = ["--params", str(tmp_path / "none.yaml")]
+    base = config_from_args(build_parser("train").parse_args(["train", *companions, *params])).train
     changed = copy.deepcopy(base)
-    value = _flag_value(name, getattr(base, name), _annotation(TrainConfig, name))
-    parsed = config_from_args(
-        build_parser("train").parse_args(["train", f"--{name}", *value, "--params", str(tmp_path / "none.yaml")])
-    )
+    parsed = config_from_args(build_parser("train").parse_args(["train", f"--{name}", *value, *params]))
     setattr(changed, name, getattr(parsed.train, name))
     if name == "fp16":
         changed.bf16 = False
@@ -141,6 +150,36 @@ def test_help_shows_types_choices_and_defaults(capsys) -> None:
         (["train", "--do_train", "false"], "nothing to do"),
         (["train", "--resume_from_checkpoint", "nowhere"], "train.resume_from_checkpoint: nowhere: not a Trainer"),
         (["train", "--do_predict", "--do_train", "false"], "data.test_file: --do_predict needs a test_file"),
+        (["train", "--load_best_model_at_end"], "train.load_best_model_at_end: needs in-training evaluation"),
+        (["train", "--eval_steps", "5"], "train.eval_steps: needs eval_strategy steps (it is 'no')"),
+        (
+            ["train", "--eval_strategy", "steps", "--load_best_model_at_end", "--save_strategy", "epoch"],
+            "train.load_best_model_at_end: needs save_strategy ('epoch') == eval_strategy ('steps')",
+        ),
+        (
+            [
+                "train",
+                "--eval_strategy",
+                "steps",
+                "--eval_steps",
+                "20",
+                "--save_steps",
+                "50",
+                "--load_best_model_at_end",
+            ],
+            "train.load_best_model_at_end: save_steps (50) must be a multiple of eval_steps (20)",
+        ),
+        (
+            ["train", "--eval_strategy", "epoch", "--metric_for_best_model", "loss"],
+            "train.metric_for_best_model: 'loss'",
+        ),
+        (["train", "--eval_strategy", "steps", "--backend", "ipu"], "the IPU backend cannot evaluate during training"),
+        (["train", "--eval_strategy", "steps", "--greater_is_better", "false"], "train.greater_is_better: needs"),
+        (["train", "--early_stopping_patience", "2"], "train.early_stopping_patience: needs in-training evaluation"),
+        (["train", "--hub_token", "hf_secret"], "--hub_token: not accepted"),
+        (["train", "--hub_model_id", "me/qa"], "--hub_model_id: needs --push_to_hub"),
+        (["train", "--push_to_hub"], "--push_to_hub needs --hub_model_id user/name"),
+        (["train", "--push_to_hub", "--hub_model_id", "no-namespace"], "repo id must look like 'user/name'"),
     ],
 )
 def test_what_cannot_be_honoured_exits_2_with_one_line(capsys, tmp_path: Path, monkeypatch, argv, expect) -> None:
@@ -191,15 +230,17 @@ def test_the_hf_readme_bert_command_runs_with_local_paths(
         "--do_eval", "--per_device_train_batch_size", "12", "--learning_rate", "3e-5", "--num_train_epochs", "2",
         "--max_seq_length", "384", "--doc_stride", "128", "--output_dir", f"{out}/",
     ]  # fmt: skip
-    assert main([*readme, "--max_steps", "3", "--backend", "cpu", "--do_predict"]) == 0, capsys.readouterr().err[-3000:]
+    argv = [*readme, "--max_steps", "3", "--backend", "cpu", "--do_predict", "--json"]
+    assert main(argv) == 0, capsys.readouterr().err[-3000:]
     lines = capsys.readouterr().out.splitlines()  # the Trainer prints its logs above qaflow's JSON summary
     result = json.loads("\n".join(lines[max(i for i, line in enumerate(lines) if line == "{") :]))
     assert result["train_examples"] == 40 and result["epoch"] > 0 and result["train_loss"] > 0
-    assert {"eval_exact_match", "eval_f1"} <= set(result) and result["eval_samples"] == 20
-    assert result["predict_samples"] == 6 and not any(k.startswith("predict_f1") for k in result)
-    assert (out / "eval" / "metrics.json").exists() and (out / "predict" / "predictions.json").exists()
-    assert not (out / "predict" / "metrics.json").exists(), "unlabeled data gets predictions, no score"
-    assert len(json.loads((out / "predict" / "predictions.json").read_text())) == 6
+    assert {"eval_exact_match", "eval_f1"} <= set(result) and result["eval_examples"] == 20
+    assert result["eval_samples"] >= 20  # run_qa counts windows
+    assert result["predict_examples"] == 6 and not any(k.startswith(("test_f1", "predict_f1")) for k in result)
+    assert (out / "eval_results.json").exists() and (out / "predict_predictions.json").exists()
+    assert "test_f1" not in json.loads((out / "predict_results.json").read_text()), "unlabeled: predictions, no score"
+    assert len(json.loads((out / "predict_predictions.json").read_text())) == 6
 
 
 def test_an_unreachable_hub_dataset_fails_fast_in_one_line(capsys, tmp_path: Path, monkeypatch) -> None:
@@ -231,7 +272,7 @@ def _train(capsys, tiny: Path, data: Path, out: Path, *extra: str) -> dict:
             "--save_steps", "2", "--logging_steps", "1", "--max_train_samples", "24", *extra]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err[-3000:]
     capsys.readouterr()
-    return json.loads((out / "train_result.json").read_text(encoding="utf-8"))
+    return json.loads((out / "train_record.json").read_text(encoding="utf-8"))
 
 
 def test_resume_and_overwrite_output_dir_follow_run_qa(

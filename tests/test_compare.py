@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import pytest
 import yaml
 from mlflow.entities import Metric
@@ -23,6 +22,7 @@ from tasks.pipeline.compare import (
     table_cells,
 )
 from tasks.tracking.tags import run_mode_of
+from tasks.tracking.tracker import Tracker
 from tests.conftest import REPO_ROOT
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -66,7 +66,6 @@ def _benchmark_run(client: MlflowClient, exp: str, mode: str, steps: float) -> s
 def store(tmp_path: Path) -> dict:
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     (tmp_path / "mlruns").mkdir()
-    mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     exp = client.create_experiment("qaflow", artifact_location=(tmp_path / "mlruns" / "artifacts").as_uri())
     ids = {
@@ -78,7 +77,8 @@ def store(tmp_path: Path) -> dict:
             for m, s in (("compile-max-autotune", 14.0), ("eager", 9.0), ("compile", 12.5))
         },  # fmt: skip
     }
-    return {"client": client, "exp": exp, "ids": ids, "root": tmp_path, "uri": uri}
+    tracker = Tracker(uri, "qaflow", "qaflow-qa")  # the experiment made above
+    return {"client": client, "tracker": tracker, "exp": exp, "ids": ids, "root": tmp_path, "uri": uri}
 
 
 def test_run_mode_from_tags_and_params() -> None:
@@ -97,7 +97,8 @@ def test_run_mode_from_tags_and_params() -> None:
 def test_compare_table_plots_report_and_comparison_run(store: dict, tmp_path: Path) -> None:
     client, ids = store["client"], store["ids"]
     out = tmp_path / "report"
-    result = compare(client, experiment_ids=[store["exp"]], output_dir=out, log_to_experiment=store["exp"])
+    result = compare(store["tracker"], output_dir=out, log=True)
+    assert store["tracker"].experiment_id == store["exp"]
 
     assert [r.run_id for r in result.rows[:3]] == [ids["v1_autotune"], ids["v1_eager"], ids["v2"]]  # best F1 first
     best = result.rows[0]
@@ -136,13 +137,13 @@ def test_compare_table_plots_report_and_comparison_run(store: dict, tmp_path: Pa
     logged = {a.path for a in client.list_artifacts(result.mlflow_run_id, "comparison")}
     assert {"comparison/comparison.html", "comparison/throughput_by_mode.png", "comparison/loss_curves.png"} <= logged
 
-    again = compare(client, experiment_ids=[store["exp"]], output_dir=tmp_path / "again")
+    again = compare(store["tracker"], output_dir=tmp_path / "again")
     assert result.mlflow_run_id not in {r.run_id for r in again.rows}  # comparison runs are not compared
 
 
 def test_compare_selected_v1_runs_has_no_v2_columns(store: dict, tmp_path: Path) -> None:
     ids = store["ids"]
-    result = compare(store["client"], run_ids=[ids["v1_eager"], ids["eager"]], metric="train_steps_per_second",
+    result = compare(store["tracker"], run_ids=[ids["v1_eager"], ids["eager"]], metric="train_steps_per_second",
                      output_dir=tmp_path / "sel")  # fmt: skip
     assert [r.run_id for r in result.rows] == [ids["v1_eager"], ids["eager"]]  # 18.0 vs 9.0 steps/s
     header, _ = table_cells(result.rows)

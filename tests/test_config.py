@@ -11,6 +11,8 @@ import yaml
 from tasks.core.config import (
     ConfigError,
     QAFlowConfig,
+    best_metric,
+    check_best_metric,
     load_config,
     save_params,
     validate,
@@ -201,6 +203,36 @@ def test_model_family_is_checked_by_the_registry_not_the_config() -> None:
 
 def test_validate_accepts_defaults() -> None:
     validate(QAFlowConfig())  # must not raise
+
+
+def test_in_training_evaluation_follows_transformers_rules() -> None:
+    steps = {"eval_strategy": "steps", "save_steps": 20, "logging_steps": 10}
+    cfg = load_config(None, {**steps, "load_best_model_at_end": True})  # eval_steps default: logging_steps
+    assert best_metric(cfg.train) == "f1"  # qaflow's default: there is no eval loss to fall back on
+    assert load_config(None, {**steps, "eval_steps": 5, "load_best_model_at_end": True}).train.eval_steps == 5
+    with pytest.raises(ConfigError, match=r"save_steps \(20\) must be a multiple of eval_steps \(15\)"):
+        load_config(None, {**steps, "eval_steps": 15, "load_best_model_at_end": True})
+    with pytest.raises(ConfigError, match="needs save_strategy"):
+        load_config(None, {"eval_strategy": "epoch", "load_best_model_at_end": True})
+    epoch = load_config(None, {"eval_strategy": "epoch", "save_strategy": "epoch", "load_best_model_at_end": True})
+    assert epoch.train.load_best_model_at_end
+    with pytest.raises(ConfigError, match="early_stopping_threshold: needs early_stopping_patience"):
+        load_config(None, {**steps, "early_stopping_threshold": 0.5})
+    with pytest.raises(ConfigError, match="early_stopping_patience: 0 must be >= 1"):
+        load_config(None, {**steps, "early_stopping_patience": 0})
+    assert best_metric(load_config(None, {**steps, "early_stopping_patience": 2}).train) == "f1"
+    assert best_metric(load_config(None, steps).train) is None  # nothing picks a best checkpoint
+
+
+def test_best_metric_is_an_official_score_of_the_data_version() -> None:
+    train = load_config(None, {"eval_strategy": "steps", "metric_for_best_model": "eval_HasAns_f1"}).train
+    assert best_metric(train) == "HasAns_f1"
+    check_best_metric(train, "2.0")
+    with pytest.raises(ConfigError, match=r"'HasAns_f1' is not an official SQuAD v1.1 score \(one of exact_match"):
+        check_best_metric(train, "1.1")
+    exact_match = load_config(None, {"eval_strategy": "steps", "metric_for_best_model": "exact_match"}).train
+    with pytest.raises(ConfigError, match="v2.0 score"):  # the v2 scorer calls it `exact`
+        check_best_metric(exact_match, "2.0")
 
 
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:

@@ -22,11 +22,13 @@ from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import load_dataset_file
 from tasks.core.layout import TrainPaths
+from tasks.core.model_spec import ModelSpec
 from tasks.core.scoring import score_dataset
-from tasks.core.specs import ModelSpec, inference_recipe
-from tasks.families.registry import get_family, infer_family, resolve_family
-from tasks.families.seq2seq import Seq2SeqFeatures, load_seq2seq_features
-from tasks.pipeline.stages import build_train_features
+from tasks.core.specs import inference_recipe
+from tasks.families.featurizers import FEATURIZERS, resolve_featurizer
+from tasks.families.registry import FAMILIES, get_family, infer_family, resolve_family
+from tasks.families.seq2seq_features import Seq2SeqFeatures, load_seq2seq_features
+from tasks.pipeline.featurize import build_train_features
 from tasks.pipeline.training import train_family
 from tests.family_helpers import TRAIN_METRIC_KEYS, load_model, predict
 from tests.tiny_models import SAMPLE_DEV_V2, cached_model_dir
@@ -98,6 +100,20 @@ def test_resolve_auto_and_matching_requests(checkpoints: dict[str, Path]) -> Non
     # a pretrained XLNet language model may be fine-tuned either way
     assert resolve_family("beam", xlnet_config("XLNetLMHeadModel")).name == "beam"
     assert resolve_family("extractive", xlnet_config("XLNetLMHeadModel")).name == "extractive"
+
+
+def test_featurizers_resolve_as_the_families_do(checkpoints: dict[str, Path]) -> None:
+    """The featurize stage resolves with the featurizers (no model code): the same names, order and choices."""
+    assert [f.name for f in FEATURIZERS] == [f.name for f in FAMILIES]
+    for featurizer, family in zip(FEATURIZERS, FAMILIES, strict=True):
+        assert isinstance(family, type(featurizer))  # a family is its featurizer plus the model side
+        assert family.windowed == featurizer.windowed
+        assert getattr(family, "train_offsets", None) == getattr(featurizer, "train_offsets", None)
+    for requested, kind in [("auto", "t5"), ("auto", "xlnet-beam"), ("auto", "bert"), ("extractive", "xlnet-simple")]:
+        model = checkpoints[kind]
+        assert resolve_featurizer(requested, model).name == resolve_family(requested, model).name
+    with pytest.raises(ValueError, match="use model_family: beam"):
+        resolve_featurizer("extractive", checkpoints["xlnet-beam"])
 
 
 def test_seq2seq_checkpoint_asked_for_extractive_names_the_fix(checkpoints: dict[str, Path]) -> None:

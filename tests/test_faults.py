@@ -53,7 +53,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ("--per_device_train_batch_size", "0", "train.per_device_train_batch_size: 0 must be >= 1"),
         ("--max_steps", "0", "train.max_steps: 0 must be > 0"),
         ("--warmup_ratio", "1.5", "train.warmup_ratio: 1.5 must be < 1"),
-        ("--eval_strategy", "steps", "argument --eval_strategy/--eval-strategy: invalid choice: 'steps'"),
+        ("--eval_strategy", "always", "argument --eval_strategy/--eval-strategy: invalid choice: 'always'"),
         ("--doc_stride", "400", "features.doc_stride (400) must be < max_seq_length"),
         ("--n_best_size", "0", "postprocess.n_best_size: 0 must be >= 1"),
         ("--max_seq_length", "abc", "argument --max_seq_length/--max-seq-length: invalid int value: 'abc'"),

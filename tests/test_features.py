@@ -18,7 +18,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from tasks.core import features as features_module
-from tasks.core.data import Answer, Example
+from tasks.core.data import Answer, Example, load_dataset_file
 from tasks.core.features import (
     Features,
     FeatureSettings,
@@ -30,6 +30,8 @@ from tasks.core.features import (
     prepare_train_features,
     save_features,
 )
+from tasks.core.tokenizer_file import count_windows, read_tokenizer_file
+from tests.tiny_models import SAMPLE_DEV_V1, SAMPLE_DEV_V2, cached_model_dir
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SQUAD_V1_DEV = SHARED / "squad-v1.1" / "dev-v1.1.json"
@@ -514,6 +516,30 @@ def test_count_features_matches(tok_right: Any, tok_left: Any) -> None:
         for settings in (FeatureSettings(24, 8), SHORT):
             expected = len(prepare_eval_features(_synthetic(), tok, settings))
             assert count_features(_synthetic(), tok, settings, batch_size=4) == expected
+
+
+@pytest.mark.parametrize("kind", ["minilm", "xlnet", "t5"])
+def test_count_windows_without_transformers_equals_count_features(
+    kind: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`qaflow data inspect`'s light count (tokenizer.json through `tokenizers`) is `count_features`', the same
+    number or the same error, for right and left padding (XLNet), WordPiece and Unigram, clipped max lengths."""
+    model = MODEL_DIR if kind == "minilm" else str(cached_model_dir(kind, tmp_path_factory.getbasetemp()))
+    light, tokenizer = read_tokenizer_file(model), AutoTokenizer.from_pretrained(model)
+    assert light is not None
+    examples = load_dataset_file(SAMPLE_DEV_V2).examples + load_dataset_file(SAMPLE_DEV_V1).examples[:300]
+    for settings in (FeatureSettings(384, 128), FeatureSettings(128, 64), FeatureSettings(64, 16),
+                     FeatureSettings(1024, 128)):  # fmt: skip
+        light_count = _outcome(count_windows, light, examples, settings)
+        assert light_count == _outcome(count_features, tokenizer, examples, settings), settings
+
+
+def _outcome(count: Any, tokenizer: Any, examples: list[Example], settings: FeatureSettings) -> int | str:
+    """The count, or the error message."""
+    try:
+        return count(examples, tokenizer, settings)
+    except ValueError as exc:
+        return str(exc)
 
 
 # --------------------------------------------------------------------------------------------- collate

@@ -7,11 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import pytest
 import yaml
 from huggingface_hub import ModelCard
-from mlflow.tracking import MlflowClient
 
 from tasks.core.config import QAFlowConfig, load_config
 from tasks.pipeline.hub import (
@@ -24,8 +22,7 @@ from tasks.pipeline.hub import (
     resolve_token,
 )
 from tasks.pipeline.serving import log_qa_model
-from tasks.tracking.registry import set_alias
-from tasks.tracking.runs import configure_mlflow, log_params
+from tasks.tracking.tracker import Tracker
 from tests.conftest import REPO_ROOT
 from tests.servers import free_port
 from tests.tiny_models import cached_model_dir, model_with_recipe
@@ -44,22 +41,22 @@ def project(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> tu
               "model": {"model_name_or_path": str(tiny_bert_dir)}}  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     cfg = load_config(root / "params.yaml")
-    configure_mlflow(cfg.tracking, root)
-    with mlflow.start_run() as run:
-        log_params(run.info.run_id, cfg.to_dict())
-        mlflow.set_tags({"qaflow.data_version": "dv-hub-1", "qaflow.backend": "cpu",
-                         "qaflow.device": "x86_64 (2 cores)", "qaflow.run_key": "k1"})  # fmt: skip
-        mlflow.log_metrics({"exact_match": 61.5, "f1": 72.25, "train_steps_per_second": 3.5,
-                            "train_samples_per_second": 42.0})  # fmt: skip
+    tracker = Tracker.from_config(cfg.tracking, root)
+    with tracker.run("hub") as run_id:
+        tracker.log_params(run_id, cfg.to_dict())
+        tracker.set_tags(run_id, {"qaflow.data_version": "dv-hub-1", "qaflow.backend": "cpu",
+                                  "qaflow.device": "x86_64 (2 cores)", "qaflow.run_key": "k1"})  # fmt: skip
+        tracker.log_metrics(run_id, {"exact_match": 61.5, "f1": 72.25, "train_steps_per_second": 3.5,
+                                     "train_samples_per_second": 42.0})  # fmt: skip
         served = model_with_recipe(tiny_bert_dir, root / "served", max_seq_length=96, doc_stride=32)
-        log_qa_model(served, registered_model_name=NAME)
-    set_alias(NAME, "champion", "1")
+        log_qa_model(tracker, run_id, served)
+    tracker.register(run_id, "model")
+    tracker.set_alias("champion", "1")
     return cfg, root
 
 
 def _registry_state(cfg: QAFlowConfig, root: Path) -> tuple[dict, list]:
-    configure_mlflow(cfg.tracking, root)
-    client = MlflowClient()
+    client = Tracker.from_config(cfg.tracking, root).client
     model = client.get_registered_model(NAME)
     versions = [(v.version, dict(v.tags)) for v in client.search_model_versions(f"name = '{NAME}'")]
     return dict(model.aliases), sorted(versions)
@@ -95,7 +92,7 @@ def test_dry_run_folder_has_card_weights_and_no_token(project: tuple[QAFlowConfi
     assert TOKEN not in cli.stdout + cli.stderr and not _files_containing(out, TOKEN)
 
     with pytest.raises(HubError, match="not empty"):
-        build_hub_folder(cfg, root, out)
+        build_hub_folder(Tracker.from_config(cfg.tracking, root), out)
 
 
 def test_push_to_unreachable_hub_fails_clearly_and_changes_nothing(project: tuple[QAFlowConfig, Path]) -> None:
@@ -113,7 +110,7 @@ def test_push_to_unreachable_hub_fails_clearly_and_changes_nothing(project: tupl
     assert _registry_state(cfg, root) == before
 
     with pytest.raises(HubError, match="unreachable") as err:
-        push_to_hub(cfg, root, "me/qa-tiny", TOKEN, endpoint=endpoint)
+        push_to_hub(Tracker.from_config(cfg.tracking, root), "me/qa-tiny", TOKEN, endpoint=endpoint)
     assert TOKEN not in str(err.value) and err.value.__cause__ is None
     assert _registry_state(cfg, root) == before
     assert not _files_containing(root, TOKEN)  # the store (db, artifacts), params, outputs

@@ -266,7 +266,7 @@ def _load_worker_with_sdk_stand_ins(monkeypatch: pytest.MonkeyPatch):
 def test_worker_features_put_answers_on_the_right_tokens(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
-    from tasks.core.checkpoints import resolve_model_path
+    from tasks.core.model_spec import resolve_model_path
 
     worker = _load_worker_with_sdk_stand_ins(monkeypatch)
     job = _job(tmp_path)

@@ -22,13 +22,13 @@ from tasks.core.config import ConfigError, QAFlowConfig, validate
 from tasks.core.data import load_dataset_file
 from tasks.core.features import Features, collate
 from tasks.core.layout import TrainPaths
-from tasks.core.packing import PAD_SEGMENT, first_fit_decreasing, pack_batch, real_spans
-from tasks.core.specs import ModelSpec
+from tasks.core.model_spec import ModelSpec
+from tasks.core.packing import PAD_SEGMENT, first_fit_decreasing, pack_batch, real_spans, static_row_counts
 from tasks.families.beam import BeamFamily
 from tasks.families.registry import resolve_family
 from tasks.families.span_packing import check_packing, packed_forward, span_loss
-from tasks.pipeline.stages import build_train_features
-from tasks.train.trainer import packed_rows_multiple, packing_support, run_trainer
+from tasks.pipeline.featurize import build_train_features
+from tasks.train.trainer import packed_row_counts, packing_support, run_trainer
 from tests.conftest import REPO_ROOT
 
 SAMPLE_TRAIN = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-train.json"
@@ -53,7 +53,8 @@ def test_first_fit_decreasing_places_every_window_once_within_its_row() -> None:
         taken[r, c : c + n] += 1
     assert taken.max() == 1 and taken.sum() == lengths.sum()  # no overlap, nothing lost
     assert layout.n_rows < len(lengths)  # short windows share rows
-    assert first_fit_decreasing(lengths, 100, rows_multiple=8).n_rows % 8 == 0
+    assert first_fit_decreasing(lengths, 100, row_counts=(64, 8)).n_rows == 64  # the first count that holds them
+    assert first_fit_decreasing(lengths, 100, row_counts=(3,)).n_rows == layout.n_rows  # none holds them: exact
     assert first_fit_decreasing(np.array([100, 100]), 100).n_rows == 2
     with pytest.raises(ValueError, match=r"lengths must lie in \[1, 100\]"):
         first_fit_decreasing(np.array([101]), 100)
@@ -163,15 +164,27 @@ def test_families_that_cannot_pack_and_the_ipu_stop_before_any_work(
     assert not (out / "train_features.npz").exists()
 
 
-def test_rows_round_up_only_where_shapes_cost() -> None:
+def test_rows_round_up_only_where_shapes_cost(features: Features) -> None:
     t = QAFlowConfig().train
-    t.per_device_train_batch_size = 32
-    assert packed_rows_multiple(t, "cpu") == 1
-    assert packed_rows_multiple(t, "cuda") == 4
+    t.per_device_train_batch_size = 16
+    assert packed_row_counts(t, "cpu", features) == ()  # exact: every batch as few rows as it needs
+    counts = packed_row_counts(t, "cuda", features)
+    assert len(counts) == 2 and counts[-1] == 16 and counts[0] < 16  # two shapes: the typical rows, and the batch
     t.torch_compile = True
-    assert packed_rows_multiple(t, "cpu") == 4
+    assert packed_row_counts(t, "cpu", features) == counts
     t.torch_compile_dynamic = True
-    assert packed_rows_multiple(t, "cpu") == 1
+    assert packed_row_counts(t, "cpu", features) == ()  # one graph with a symbolic row count
+
+
+def test_static_row_counts_hold_nearly_every_batch(features: Features) -> None:
+    lengths = real_spans(features.attention_mask)[1]
+    typical, batch = static_row_counts(lengths, 16, WIDTH, quantile=0.99, seed=3)
+    rng = np.random.default_rng(7)
+    needed = [first_fit_decreasing(rng.choice(lengths, 16, replace=False), WIDTH).n_rows for _ in range(300)]
+    assert batch == 16 and max(needed) <= 16
+    assert np.mean(np.asarray(needed) <= typical) >= 0.95  # the typical count holds (almost) all batches
+    packed = pack_batch(features, np.arange(16), width=WIDTH, row_counts=(typical, batch))
+    assert packed["input_ids"].shape[0] in (typical, batch)
 
 
 def _train(model_dir: Path, features: Features, out: Path, **train: object) -> dict[str, float]:
@@ -200,7 +213,7 @@ def test_packed_training_learns_on_fewer_padded_tokens_and_saves_a_plain_model(
 
     assert padding_share(packed) < padding_share(dynamic) - 0.05
     assert np.isfinite(packed["train_loss"]) and packed["train_loss"] > 0
-    reloaded = AutoModelForQuestionAnswering.from_pretrained(str(tmp_path / "packed" / "model"))
+    reloaded = AutoModelForQuestionAnswering.from_pretrained(str(tmp_path / "packed"))
     before = AutoModelForQuestionAnswering.from_pretrained(str(tiny_bert_dir))
     assert not torch.equal(reloaded.qa_outputs.weight, before.qa_outputs.weight)  # it trained
 

@@ -397,6 +397,23 @@ def test_nbest_view_is_a_mapping() -> None:
         out.nbest["x"]
 
 
+def test_nbest_json_items_are_json_dumps_of_the_entries() -> None:
+    """The fast n-best writer gives json.dumps' bytes: escaped and non-ASCII text, filler and null entries."""
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        examples, *rest, settings = random_case(rng)
+        quoted = [Example(ex.id, ex.title, ex.context.replace("a", '"').replace("b", "é").replace("c", "\n"),
+                          ex.question) for ex in examples]  # fmt: skip
+        view = postprocess_predictions(quoted, *rest, NBestSettings(version_2_with_negative=bool(rng.random() < 0.5)))
+        assert list(view.nbest.json_items()) == [(qid, json.dumps(view.nbest[qid])) for qid in view.nbest]
+    arrays = {"score": np.array([np.inf]), "start_logit": np.array([3e38]), "end_logit": np.array([3e38]),
+              "s_char": np.array([4]), "e_char": np.array([7]), "filler": np.array([False]),
+              "probability": np.array([np.nan])}  # fmt: skip
+    overflowed = NBestView(["q"], [CONTEXT], np.array([0]), np.array([1]), arrays)  # json spells NaN, Infinity
+    assert list(overflowed.json_items()) == [("q", json.dumps(overflowed["q"]))]
+    assert "Infinity" in dict(overflowed.json_items())["q"]
+
+
 def test_raw_logits_round_trip(tmp_path: Path) -> None:
     """The one raw format: shards written by RawLogitsWriter post-process to the same answers as the logits."""
     examples, ex_index, offsets, cls, start, end, _ = random_case(np.random.default_rng(9), n_examples=5)

@@ -10,7 +10,6 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from mlflow.tracking import MlflowClient
 
 from tasks.core.config import QAFlowConfig, load_config
 from tasks.pipeline.promote import (
@@ -25,7 +24,7 @@ from tasks.pipeline.promote import (
 )
 from tasks.pipeline.runplan import run_key
 from tasks.pipeline.serving import log_qa_model
-from tasks.tracking.runs import configure_mlflow
+from tasks.tracking.tracker import Tracker
 from tests.conftest import REPO_ROOT
 from tests.tiny_models import model_with_recipe
 
@@ -40,24 +39,29 @@ def make_project(root: Path, name: str) -> QAFlowConfig:
     return load_config(root / "params.yaml")
 
 
+def tracker_of(cfg: QAFlowConfig, root: Path) -> Tracker:
+    return Tracker.from_config(cfg.tracking, root)
+
+
 def add_version(cfg: QAFlowConfig, root: Path, model_dir: Path, metrics: dict[str, float], data_version: str,
                 key: str | None = None) -> str:  # fmt: skip
     """A finished run with `metrics`, registered as a new version with alias `challenger` (as retrain does)."""
-    configure_mlflow(cfg.tracking, root)
-    with mlflow.start_run() as run:
-        mlflow.set_tags({"qaflow.data_version": data_version, **({"qaflow.run_key": key} if key else {})})
-        mlflow.log_metrics(metrics)
-        served = model_with_recipe(model_dir, root / "models" / run.info.run_id, max_seq_length=96, doc_stride=32)
-        log_qa_model(served, registered_model_name=cfg.tracking.registered_model_name, run_key=key)
-    client = MlflowClient()
-    versions = client.search_model_versions(f"name = '{cfg.tracking.registered_model_name}' and run_id = "
-                                            f"'{run.info.run_id}'")  # fmt: skip
+    tracker = tracker_of(cfg, root)
+    with tracker.run("version") as run_id:
+        tracker.set_tags(run_id, {"qaflow.data_version": data_version, **({"qaflow.run_key": key} if key else {})})
+        tracker.log_metrics(run_id, metrics)
+        served = model_with_recipe(model_dir, root / "models" / run_id, max_seq_length=96, doc_stride=32)
+        log_qa_model(tracker, run_id, served)
+    tracker.register(run_id, "model", run_key=key)
+    versions = tracker.client.search_model_versions(f"name = '{cfg.tracking.registered_model_name}' and run_id = "
+                                                    f"'{run_id}'")  # fmt: skip
     return str(versions[0].version)
 
 
-def alias(cfg: QAFlowConfig, name: str) -> str | None:
+def alias(cfg: QAFlowConfig, root: Path, name: str) -> str | None:
+    client = tracker_of(cfg, root).client
     try:
-        return str(MlflowClient().get_model_version_by_alias(cfg.tracking.registered_model_name, name).version)
+        return str(client.get_model_version_by_alias(cfg.tracking.registered_model_name, name).version)
     except mlflow.exceptions.MlflowException:
         return None
 
@@ -82,38 +86,42 @@ def test_compare_scores_margin_and_guards() -> None:
         compare_scores(scored("2", exact=1.0), champ)
 
 
-def test_promote_refuse_rollback_and_answer(tmp_path: Path, tiny_bert_dir: Path) -> None:
+def test_promote_refuse_rollback_and_answer(
+    tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     root = tmp_path / "project"
     cfg = make_project(root, "qa-promote")
     with pytest.raises(PromotionError, match="nothing is registered yet"):
-        promote(cfg, root)
+        promote(tracker_of(cfg, root), cfg, root)
 
     v1 = add_version(cfg, root, tiny_bert_dir, {"exact_match": 60.0, "f1": 70.0}, "dv1")
-    first = promote(cfg, root)
-    assert first.action == "first-champion" and first.promoted and alias(cfg, CHAMPION) == v1
+    first = promote(tracker_of(cfg, root), cfg, root)
+    assert first.action == "first-champion" and first.promoted and alias(cfg, root, CHAMPION) == v1
 
     v2 = add_version(cfg, root, tiny_bert_dir, {"exact_match": 62.0, "f1": 71.0}, "dv1")
-    better = promote(cfg, root, margin=0.5)
+    better = promote(tracker_of(cfg, root), cfg, root, margin=0.5)
     assert better.action == "promote" and better.champion_before == v1 and better.champion_after == v2
-    assert (alias(cfg, CHAMPION), alias(cfg, PREVIOUS)) == (v2, v1)
+    assert (alias(cfg, root, CHAMPION), alias(cfg, root, PREVIOUS)) == (v2, v1)
     assert not better.reevaluated and better.delta == pytest.approx(1.0)
-    tags = MlflowClient().get_model_version(cfg.tracking.registered_model_name, v2).tags
+    tags = tracker_of(cfg, root).client.get_model_version(cfg.tracking.registered_model_name, v2).tags
     assert tags["qaflow.promotion.decision"] == "promote" and tags["qaflow.promotion.by"]
     assert "f1 71.00 vs 70.00" in tags["qaflow.promotion.reason"] and tags["qaflow.promotion.at"].endswith("+00:00")
     assert json.loads(better.dumps())["promoted"] is True
 
     v3 = add_version(cfg, root, tiny_bert_dir, {"exact_match": 50.0, "f1": 69.0}, "dv1")
-    worse = promote(cfg, root, margin=0.5)
-    assert worse.action == "refuse" and not worse.promoted and alias(cfg, CHAMPION) == v2
-    assert "kept v2" in worse.reason and alias(cfg, PREVIOUS) == v1
-    assert MlflowClient().get_model_version(cfg.tracking.registered_model_name, v3).tags[
+    worse = promote(tracker_of(cfg, root), cfg, root, margin=0.5)
+    assert worse.action == "refuse" and not worse.promoted and alias(cfg, root, CHAMPION) == v2
+    assert "kept v2" in worse.reason and alias(cfg, root, PREVIOUS) == v1
+    assert tracker_of(cfg, root).client.get_model_version(cfg.tracking.registered_model_name, v3).tags[
         "qaflow.promotion.decision"] == "refuse"  # fmt: skip
 
-    back = rollback(cfg, root)
+    back = rollback(tracker_of(cfg, root))
     assert back.action == "rollback" and back.champion_before == v2 and back.champion_after == v1
-    assert alias(cfg, CHAMPION) == v1 and alias(cfg, PREVIOUS) is None
+    assert alias(cfg, root, CHAMPION) == v1 and alias(cfg, root, PREVIOUS) is None
     with pytest.raises(PromotionError, match="previous-champion"):
-        rollback(cfg, root)
+        rollback(tracker_of(cfg, root))
+    assert not mlflow.is_tracking_uri_set()  # the steps bound no process-global store
 
     out = subprocess.run(
         [sys.executable, "-m", "flows.cli", "answer", "--root", str(root), "--question", "Where is the tower?",
@@ -141,26 +149,27 @@ def test_different_eval_data_rescored_on_challengers(tmp_path: Path, tiny_bert_d
         part = load_dataset_file(DEV, max_samples=n)
         (snap / "eval.json").write_text(json.dumps(to_squad_json(part)))
     champion = add_version(cfg, root, tiny_bert_dir, {"f1": 99.0}, "dv-old")
-    promote(cfg, root)
+    promote(tracker_of(cfg, root), cfg, root)
     challenger = add_version(cfg, root, tiny_bert_dir, {"f1": 1.0}, "dv-new")  # logged numbers are not comparable
 
-    decision = promote(cfg, root, margin=0.5)
+    decision = promote(tracker_of(cfg, root), cfg, root, margin=0.5)
     assert decision.reevaluated and decision.eval_data.startswith("sha256:")
-    expected, _, _ = evaluate_model(f"models:/qa-rescore/{challenger}", dataset, tmp_path / "check")
+    expected, _, _ = evaluate_model(tracker_of(cfg, root), f"models:/qa-rescore/{challenger}", dataset,
+                                    tmp_path / "check")  # fmt: skip
     assert decision.scores["challenger"]["f1"] == pytest.approx(expected["f1"])
     assert decision.scores["champion"]["f1"] == pytest.approx(expected["f1"])  # same weights, same data
-    assert decision.action == "refuse" and alias(cfg, CHAMPION) == champion  # +0.00 < margin
+    assert decision.action == "refuse" and alias(cfg, root, CHAMPION) == champion  # +0.00 < margin
     assert "re-scored" in decision.reason
 
 
 def test_champion_unchanged_skip_rule(tmp_path: Path, tiny_bert_dir: Path) -> None:
     root = tmp_path / "project"
     cfg = make_project(root, "qa-skip")
-    assert champion_unchanged(cfg, root, "dv1") is None  # no champion yet
+    assert champion_unchanged(tracker_of(cfg, root), "dv1", run_key(cfg, "dv1")) is None  # no champion yet
     add_version(cfg, root, tiny_bert_dir, {"f1": 50.0}, "dv1", key=run_key(cfg, "dv1"))
-    promote(cfg, root)
-    reason = champion_unchanged(cfg, root, "dv1")
+    promote(tracker_of(cfg, root), cfg, root)
+    reason = champion_unchanged(tracker_of(cfg, root), "dv1", run_key(cfg, "dv1"))
     assert reason and "dv1" in reason and "champion v1" in reason
-    assert champion_unchanged(cfg, root, "dv2") is None  # new data
+    assert champion_unchanged(tracker_of(cfg, root), "dv2", run_key(cfg, "dv2")) is None  # new data
     changed = load_config(root / "params.yaml", {"learning_rate": 1e-3})
-    assert champion_unchanged(changed, root, "dv1") is None  # new parameters
+    assert champion_unchanged(tracker_of(changed, root), "dv1", run_key(changed, "dv1")) is None  # new parameters

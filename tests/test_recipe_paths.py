@@ -7,19 +7,17 @@ import json
 import shutil
 from pathlib import Path
 
-import mlflow
 import pytest
 import yaml
-from mlflow.tracking import MlflowClient
 
 from tasks.core.config import QAFlowConfig, load_config
 from tasks.core.data import load_dataset_file, to_squad_json
 from tasks.core.specs import InferenceRecipe, inference_recipe
 from tasks.pipeline.evaluation import evaluate_file
-from tasks.pipeline.prediction import predict_with_stored_recipe
+from tasks.pipeline.prediction import StoredModel, predict_dataset, predict_with_stored_recipe
 from tasks.pipeline.promote import evaluated_scores
 from tasks.pipeline.serving import log_qa_model
-from tasks.tracking.runs import configure_mlflow
+from tasks.tracking.tracker import Tracker
 from tests.tiny_models import SAMPLE_DEV_V1, cached_model_dir
 
 NAME = "qa-recipe"
@@ -47,29 +45,30 @@ def test_num_beams_4_gives_identical_predictions_on_all_four_paths(seq2seq_model
     assert recipe.generation.num_beams == 4 and recipe.generation.max_new_tokens == 6
 
     # 1. the retrain flow's score (flows/retrain.predict_and_score)
-    retrain = predict_with_stored_recipe(seq2seq_model, load_dataset_file(data_file), tmp_path / "retrain")
+    model = StoredModel.load(seq2seq_model)  # loaded once by the flow
+    retrain = predict_dataset(model.predictor, load_dataset_file(data_file), model.recipe, tmp_path / "retrain")
     expected = (tmp_path / "retrain" / "predictions.json").read_bytes()
 
     root = tmp_path / "project"
     root.mkdir()
     (root / "params.yaml").write_text(yaml.safe_dump({"tracking": {"registered_model_name": NAME}}))
     cfg = load_config(root / "params.yaml")
-    experiment = configure_mlflow(cfg.tracking, root)
-    with mlflow.start_run(experiment_id=experiment) as run:
-        log_qa_model(seq2seq_model, registered_model_name=NAME)
-    version = MlflowClient().get_model_version_by_alias(NAME, "challenger")
+    tracker = Tracker.from_config(cfg.tracking, root)
+    run_id = tracker.create_run("seq2seq")
+    log_qa_model(tracker, run_id, seq2seq_model)
+    version = tracker.register(run_id, "model")
 
     # 2. qaflow evaluate (flows/evaluate_flow.score_model)
-    evaluate_file(f"models:/{NAME}@challenger", data_file, tmp_path / "evaluate")
+    evaluate_file(tracker, f"models:/{NAME}@challenger", data_file, tmp_path / "evaluate")
     assert (tmp_path / "evaluate" / "predictions.json").read_bytes() == expected
 
     # 3. promotion re-scoring (tasks/pipeline/promote._rescore)
-    scored = evaluated_scores(NAME, version, data_file, "sha256:test", tmp_path / "promote")
+    scored = evaluated_scores(tracker, version, data_file, "sha256:test", tmp_path / "promote")
     assert (tmp_path / "promote" / f"v{version.version}" / "predictions.json").read_bytes() == expected
     assert scored.metrics == pytest.approx(retrain.metrics)
 
     # 4. qaflow answer (the served pyfunc, as `mlflow.pyfunc.load_model(uri).predict(rows)`)
-    served = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    served = tracker.load_pyfunc(f"runs:/{run_id}/model")
     answers, _ = served.unwrap_python_model()._run(
         [type(ex)(**{**ex.__dict__, "id": str(i)}) for i, ex in enumerate(dataset.examples)]
     )

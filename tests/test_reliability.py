@@ -129,7 +129,7 @@ BAD_PARAMS: list[tuple[str, list[str], str]] = [
     ("backend unknown", ["--backend", "tpu"], "backend"),
     ("policy unknown", ["--bad_record_policy", "ignore"], "bad_record_policy"),
     ("question policy unknown", ["--question_policy", "drop"], "question_policy"),
-    ("eval_strategy steps", ["--eval_strategy", "steps"], "eval_strategy"),
+    ("eval_strategy unknown", ["--eval_strategy", "always"], "eval_strategy"),
     ("compile mode unknown", ["--torch_compile_mode", "fastest"], "torch_compile_mode"),
     ("family unknown", ["--model_family", "generative"], "model_family"),
     ("max samples zero", ["--max_train_samples", "0"], "max_train_samples"),

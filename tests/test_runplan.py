@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from tasks.core.config import QAFlowConfig, load_config
 from tasks.pipeline.runplan import NON_MODEL_KEYS, RunPlan, model_params, plan_run, run_key
+from tasks.tracking.records import RunRecord
 
 VERSION = "d41d8cd98f00"
 
@@ -17,9 +17,9 @@ def key_with(overrides: dict[str, Any], version: str = VERSION) -> str:
     return run_key(load_config(None, overrides), version)
 
 
-def stand_in_run(status: str, run_id: str = "abc123") -> SimpleNamespace:
-    """The part of an `mlflow.entities.Run` that `plan_run` reads."""
-    return SimpleNamespace(info=SimpleNamespace(run_id=run_id, status=status))
+def stand_in_run(status: str, run_id: str = "abc123") -> RunRecord:
+    """A tracked run as the tracker reads it back."""
+    return RunRecord(run_id, "0", f"retrain-{run_id}", status)
 
 
 # --- run_key

@@ -15,15 +15,8 @@ from transformers import AutoTokenizer
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import Answer, Example, QADataset, load_dataset_file, to_squad_json
 from tasks.core.metrics import score
-from tasks.families.seq2seq import (
-    IGNORE_INDEX,
-    Seq2SeqCollator,
-    _empty_answer_ids,
-    _score_sequences,
-    prepare_seq2seq_train,
-    source_text,
-    target_text,
-)
+from tasks.families.seq2seq import Seq2SeqCollator, _empty_answer_ids, _score_sequences
+from tasks.families.seq2seq_features import IGNORE_INDEX, prepare_seq2seq_train, source_text, target_text
 from tests.family_helpers import TRAIN_METRIC_KEYS, load_model, predict, seq2seq_recipe, train
 from tests.tiny_models import SAMPLE_DEV_V1, SAMPLE_DEV_V2, SAMPLE_TRAIN, cached_model_dir
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import mlflow
 import pytest
 import yaml
 
 from tasks.core.config import load_config
 from tasks.core.data import load_dataset_file
-from tasks.pipeline.serving import answer_row, input_rows, log_qa_model
-from tasks.tracking.runs import configure_mlflow
+from tasks.pipeline.serving import answer_row, input_rows, load_qa_model, log_qa_model
+from tasks.tracking.tracker import Tracker
 from tests.tiny_models import SAMPLE_DEV_V2, model_with_recipe
 
 CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris, the capital of France."
@@ -32,24 +31,24 @@ def test_input_rows_and_answer_row() -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Path:
+def store(tmp_path: Path) -> Tracker:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tracking": {"registered_model_name": "serve-qa"}}))
-    configure_mlflow(load_config(tmp_path / "params.yaml").tracking, tmp_path)
-    return tmp_path
+    return Tracker.from_config(load_config(tmp_path / "params.yaml").tracking, tmp_path)
 
 
-def test_a_model_without_its_recipe_is_refused_before_logging(store: Path, tiny_bert_dir: Path) -> None:
-    with mlflow.start_run() as run, pytest.raises(FileNotFoundError, match="no inference recipe"):
-        log_qa_model(tiny_bert_dir)
-    assert mlflow.MlflowClient().list_artifacts(run.info.run_id) == []
+def test_a_model_without_its_recipe_is_refused_before_logging(store: Tracker, tiny_bert_dir: Path) -> None:
+    run_id = store.create_run("no-recipe")
+    with pytest.raises(FileNotFoundError, match="no inference recipe"):
+        log_qa_model(store, run_id, tiny_bert_dir)
+    assert store.client.list_artifacts(run_id) == [] and not store.has_ready_model(run_id, "model")
 
 
-def test_served_model_follows_the_data_version(store: Path, tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_served_model_follows_the_data_version(store: Tracker, tiny_bert_dir: Path, tmp_path: Path) -> None:
     """v2 data switches null answers on (null odds written); the stored recipe alone (`answer`) keeps them off."""
     served = model_with_recipe(tiny_bert_dir, tmp_path / "served", max_seq_length=64, doc_stride=16)
-    with mlflow.start_run() as run:
-        log_qa_model(served)
-    qa = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").unwrap_python_model()
+    run_id = store.create_run("served")
+    log_qa_model(store, run_id, served)
+    qa = load_qa_model(store, f"runs:/{run_id}/model")
     examples = load_dataset_file(SAMPLE_DEV_V2, max_samples=6).examples
     v2 = qa.run_examples(examples, tmp_path / "v2", data_version="2.0")
     assert v2.null_odds is not None and set(json.loads(v2.files["null_odds"].read_text())) == set(v2.predictions)
@@ -58,18 +57,18 @@ def test_served_model_follows_the_data_version(store: Path, tiny_bert_dir: Path,
     assert qa.recipe.windows.max_seq_length == 64
 
 
-def test_logged_model_holds_no_pickle(store: Path, tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_logged_model_holds_no_pickle(store: Tracker, tiny_bert_dir: Path, tmp_path: Path) -> None:
     """Models-from-code: loading runs our shipped code, never an unpickled object; training_args.bin stays out."""
     served = model_with_recipe(tiny_bert_dir, tmp_path / "served", max_seq_length=64, doc_stride=16)
     (served / "training_args.bin").write_bytes(b"pickled TrainingArguments")
-    with mlflow.start_run() as run:
-        log_qa_model(served)
-    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/model"))
+    run_id = store.create_run("no-pickle")
+    log_qa_model(store, run_id, served)
+    local = store.download_model(f"runs:/{run_id}/model", tmp_path / "dl")
     names = {p.name for p in local.rglob("*") if p.is_file()}
     assert "python_model.pkl" not in names and "training_args.bin" not in names
     assert not [n for n in names if n.endswith((".pkl", ".pickle"))]
     assert "served_model.py" in names and "inference_recipe.json" in names
-    out = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(
+    out = store.load_pyfunc(f"runs:/{run_id}/model").predict(
         [{"question": "When was the tower built?", "context": CONTEXT}]
     )
     assert list(out.columns) == ["id", "answer", "score", "start", "end"]

@@ -93,27 +93,25 @@ def test_written_slices_round_trip_and_compare(tmp_path: Path) -> None:
 
 
 def test_compare_shows_two_runs_slices_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import mlflow
     import yaml
 
     from flows.cli import main
     from tasks.core.config import load_config
     from tasks.pipeline.compare import SLICES_COMPARISON, compare
-    from tasks.tracking.runs import configure_mlflow
-    from tasks.tracking.slice_tables import log_slice_table
+    from tasks.tracking.tracker import Tracker
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tracking": {"experiment_name": "slices"}}))
-    experiment = configure_mlflow(load_config(tmp_path / "params.yaml").tracking, tmp_path)
+    tracker = Tracker.from_config(load_config(tmp_path / "params.yaml").tracking, tmp_path)
     dataset = load_dataset_file(SAMPLE_DEV_V1)
     gold = {ex.id: ex.answers[0].text for ex in dataset.examples}
     ids = []
     for preds in (_noisy_predictions(dataset.examples, seed=6), gold):
         rows = score_slices(dataset, preds, None)
-        with mlflow.start_run(experiment_id=experiment) as run:
-            mlflow.log_metric("f1", weighted_mean(rows, "answerable"))
-            log_slice_table(rows, run.info.run_id)
-        ids.append(run.info.run_id)
-    result = compare(mlflow.MlflowClient(), run_ids=ids, output_dir=tmp_path / "cmp")
+        with tracker.run("slices") as run_id:
+            tracker.log_metrics(run_id, {"f1": weighted_mean(rows, "answerable")})
+            tracker.log_slice_table(run_id, rows)
+        ids.append(run_id)
+    result = compare(tracker, run_ids=ids, output_dir=tmp_path / "cmp")
     assert result.slices and all(s["b"] == 100.0 and s["delta"] > 0 for s in result.slices)
     assert (tmp_path / "cmp" / SLICES_COMPARISON).is_file()
     assert "F1 by error slice" in result.files["report"].read_text()

@@ -1,4 +1,5 @@
-"""`tasks.core.specs`: the resolved model spec and the inference recipe stored with every model."""
+"""`tasks.core.specs` and `tasks.core.model_spec`: the resolved model spec and the inference recipe stored with every
+model."""
 
 from __future__ import annotations
 
@@ -9,15 +10,9 @@ import pytest
 
 from tasks.core.config import load_config
 from tasks.core.features import FeatureSettings
+from tasks.core.model_spec import ModelSpec
 from tasks.core.postprocess import NBestSettings
-from tasks.core.specs import (
-    RECIPE_FILE,
-    RECIPE_FORMAT,
-    GenerationSettings,
-    InferenceRecipe,
-    ModelSpec,
-    inference_recipe,
-)
+from tasks.core.specs import RECIPE_FILE, RECIPE_FORMAT, GenerationSettings, InferenceRecipe, inference_recipe
 
 RECIPE = InferenceRecipe(
     family="seq2seq",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,9 @@ import pytest
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import load_dataset_file
 from tasks.core.features import load_features
-from tasks.pipeline.stages import featurize, featurize_prepared, load_split, prepare, train_feature_spec
+from tasks.pipeline.featurize import featurize, featurize_prepared, train_feature_spec
+from tasks.pipeline.stages import load_split, prepare
+from tests.conftest import REPO_ROOT
 from tests.tiny_models import SAMPLE_DEV_V1, SAMPLE_DEV_V2, SAMPLE_TRAIN
 
 
@@ -80,3 +85,36 @@ def test_bad_family_name_fails_before_any_work(tiny_bert_dir: Path, tmp_path: Pa
     with pytest.raises(ValueError, match="not one of"):
         featurize(cfg, SAMPLE_DEV_V1, tmp_path / "x.npz")
     assert not (tmp_path / "x.npz").exists()
+
+
+def stage_command(module: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """A stage as dvc.yaml runs it: `python -m <module> ...` in the project directory."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+def test_stage_commands_print_the_report_and_fail_in_one_line(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    params = {"data": {"train_file": str(SAMPLE_TRAIN), "validation_file": str(SAMPLE_DEV_V1), "max_train_samples": 6,
+                       "max_eval_samples": 4}, "model": {"model_name_or_path": str(tiny_bert_dir)},
+              "features": {"max_seq_length": 96, "doc_stride": 32}}  # fmt: skip
+    (tmp_path / "params.yaml").write_text(json.dumps(params))  # JSON is YAML
+    prepared = stage_command("tasks.pipeline.stages", tmp_path, "--out", "data/prepared")
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    assert json.loads(prepared.stdout)["train"]["questions"] == 6
+    featurized = stage_command("tasks.pipeline.featurize", tmp_path, "--prepared", "data/prepared", "--out", "f")
+    assert featurized.returncode == 0, featurized.stderr[-2000:]
+    assert json.loads(featurized.stdout)["train"]["examples"] == 6 and (tmp_path / "f" / "train.npz").is_file()
+
+    (tmp_path / "bad.json").write_text('{"version": "1.1", "data": [{"title": "t", "paragraphs": [{}]}]}')
+    params["data"]["train_file"] = str(tmp_path / "bad.json")
+    (tmp_path / "params.yaml").write_text(json.dumps(params))
+    failed = stage_command("tasks.pipeline.stages", tmp_path, "--out", "data/prepared")
+    assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr[-2000:]
+    assert failed.stderr.startswith("qaflow stage prepare: error: ") and "bad.json" in failed.stderr
+    missing = stage_command("tasks.pipeline.featurize", tmp_path, "--prepared", "nowhere", "--out", "f")
+    assert missing.returncode == 2 and "nowhere" in missing.stderr.splitlines()[-1]
+    usage = stage_command("tasks.pipeline.featurize", tmp_path)
+    assert usage.returncode == 2 and usage.stderr.strip() == (
+        "qaflow stage featurize: error: the following arguments are required: --out"
+    )

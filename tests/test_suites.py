@@ -7,18 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import pytest
 import yaml
-from mlflow.tracking import MlflowClient
 
 from tasks.core.config import ConfigError, load_config
 from tasks.core.data import DataError, load_dataset_file
 from tasks.core.suites import ResolvedMember, resolve_suite
 from tasks.pipeline.promote import CHAMPION, promote
 from tasks.pipeline.suites import MemberScore, SuiteResult, format_gate, gate_table
+from tasks.tracking.tracker import Tracker
 from tests.conftest import REPO_ROOT, build_tiny_bert
-from tests.test_promote import add_version, alias
+from tests.test_promote import add_version, alias, tracker_of
 
 DEV = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-dev.json"
 
@@ -79,10 +78,10 @@ def test_gate_table_verdicts() -> None:
     assert "regressed" in format_gate(rows) and _scores("s", guarded=80.0, loose=60.0).summary()["suite_f1"] == 70.0
 
 
-def _member_from_predictions(qa_uri: str, out: Path, n: int = 10) -> Path:
+def _member_from_predictions(tracker: Tracker, qa_uri: str, out: Path, n: int = 10) -> Path:
     """A v1.1 member whose gold answers are what the model at `qa_uri` answers: that model scores 100 on it."""
     dataset = load_dataset_file(DEV, max_samples=n)
-    model = mlflow.pyfunc.load_model(qa_uri)
+    model = tracker.load_pyfunc(qa_uri)
     answers = model.predict([{"question": ex.question, "context": ex.context} for ex in dataset.examples])
     paragraphs = []
     for ex, (_, row) in zip(dataset.examples, answers.iterrows(), strict=True):
@@ -108,19 +107,19 @@ def test_challenger_better_on_the_main_set_but_regressing_a_guarded_member_is_re
     suites = {"s": {"agree": {"data": "agree.json", "margin": 1.0}, "dev": {"data": "dev-small.json"}}}
     cfg = load_config(write_params(root, "qa-suite", suites, suite=None))  # the member is made from the champion
     v1 = add_version(cfg, root, tiny_bert_dir, {"exact_match": 60.0, "f1": 70.0}, "dv1")
-    assert promote(cfg, root).action == "first-champion" and alias(cfg, CHAMPION) == v1
-    _member_from_predictions(f"models:/qa-suite/{v1}", root / "agree.json")
+    assert promote(tracker_of(cfg, root), cfg, root).action == "first-champion" and alias(cfg, root, CHAMPION) == v1
+    _member_from_predictions(tracker_of(cfg, root), f"models:/qa-suite/{v1}", root / "agree.json")
     cfg = load_config(write_params(root, "qa-suite", suites))
 
     other = build_tiny_bert(tmp_path / "other", seed=1)
     v2 = add_version(cfg, root, other, {"exact_match": 65.0, "f1": 75.0}, "dv1")  # +5 F1 on the main set
-    decision = promote(cfg, root, margin=0.5)
-    assert decision.action == "refuse" and not decision.promoted and alias(cfg, CHAMPION) == v1
+    decision = promote(tracker_of(cfg, root), cfg, root, margin=0.5)
+    assert decision.action == "refuse" and not decision.promoted and alias(cfg, root, CHAMPION) == v1
     table = {r["member"]: r for r in decision.suite_table}
     assert table["agree"]["champion"] == 100.0 and table["agree"]["challenger"] < 99.0
     assert table["agree"]["verdict"] == "regressed" and table["dev"]["verdict"] == "unguarded"
     assert "f1 75.00 vs 70.00" in decision.reason and "agree" in decision.reason and "kept v1" in decision.reason
-    tags = MlflowClient().get_model_version("qa-suite", v2).tags
+    tags = tracker_of(cfg, root).client.get_model_version("qa-suite", v2).tags
     assert json.loads(tags["qaflow.promotion.suite"])["table"] == decision.suite_table
 
 

@@ -17,11 +17,11 @@ from transformers import AutoModelForQuestionAnswering, Trainer, TrainingArgumen
 
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import Example, load_dataset_file
-from tasks.core.family import TrainFeatureSpec
 from tasks.core.features import Features, load_features, prepare_train_features, save_features
+from tasks.core.featurizer import TrainFeatureSpec
 from tasks.core.postprocess import Postprocessed
 from tasks.core.specs import InferenceRecipe
-from tasks.families import registry
+from tasks.families import featurizers, registry
 from tasks.families.extractive import FeatureCollator
 from tasks.pipeline.prediction import predict_from_config
 from tests.tiny_models import SAMPLE_DEV_V1
@@ -96,6 +96,7 @@ def test_registered_family_is_chosen_by_name_and_by_auto(toy_family: FirstTokenF
     config = {"model_type": "bert", "architectures": [TOY_ARCHITECTURE]}
     assert registry.infer_family(config) == "first-token"  # `auto` asks the new family first
     assert registry.infer_family(tiny_bert_dir) == "extractive"  # the built-ins are untouched
+    assert featurizers.resolve_featurizer("auto", config) is toy_family  # `featurize` builds its features too
 
 
 def test_toy_family_predicts_and_scores_through_the_pipeline(
@@ -115,3 +116,5 @@ def test_toy_family_predicts_and_scores_through_the_pipeline(
 def test_unregistered_family_name_is_refused(tiny_bert_dir: Path) -> None:
     with pytest.raises(ValueError, match="not one of"):
         registry.resolve_family("first-token", tiny_bert_dir)
+    with pytest.raises(ValueError, match="not one of"):
+        featurizers.resolve_featurizer("first-token", tiny_bert_dir)

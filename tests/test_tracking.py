@@ -1,4 +1,4 @@
-"""MLflow tracking, registry and pyfunc against a real sqlite store under a temp dir."""
+"""MLflow tracking, registry and pyfunc through the `Tracker`, against a real sqlite store under a temp dir."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -22,14 +21,14 @@ from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import QAFlowConfig, TrackingConfig
 from tasks.core.data import load_dataset_file
 from tasks.core.layout import TrainPaths
-from tasks.core.specs import ModelSpec
+from tasks.core.model_spec import ModelSpec
 from tasks.families.registry import resolve_family
+from tasks.pipeline.featurize import build_train_features
 from tasks.pipeline.serving import log_qa_model
-from tasks.pipeline.stages import build_train_features
-from tasks.tracking import live, registry
+from tasks.tracking import registry
 from tasks.tracking import runs as tracking
 from tasks.tracking import tags as tag
-from tasks.tracking.live import LiveMetrics
+from tasks.tracking.tracker import Tracker
 from tasks.train.trainer import run_trainer
 from tests.tiny_models import model_with_recipe
 
@@ -45,13 +44,15 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("mlflow-root")
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        tracking.configure_mlflow(TrackingConfig(experiment_name="setup"), root)
+        assert Tracker.from_config(TrackingConfig(experiment_name="setup"), root).experiment_id
         yield root
-        mlflow.set_tracking_uri(None)  # also unsets MLFLOW_TRACKING_URI, which set_tracking_uri exports
 
 
-def experiment(store: Path, name: str) -> str:
-    return tracking.configure_mlflow(TrackingConfig(experiment_name=name), store)
+def experiment(store: Path, name: str, model: str = "qaflow-qa") -> Tracker:
+    """A tracker of the module's store with its own experiment (created) and registered model name."""
+    tracker = Tracker.from_config(TrackingConfig(experiment_name=name, registered_model_name=model), store)
+    assert tracker.experiment_id
+    return tracker
 
 
 # --- pure helpers
@@ -104,8 +105,8 @@ def test_resolve_tracking_uri(tmp_path: Path) -> None:
 
 def test_configure_is_idempotent_and_puts_artifacts_under_root(store: Path) -> None:
     first = experiment(store, "idem")
-    assert experiment(store, "idem") == first
-    exp = MlflowClient().get_experiment(first)
+    assert experiment(store, "idem").experiment_id == first.experiment_id
+    exp = first.client.get_experiment(first.experiment_id)
     assert exp.artifact_location == (store / "mlruns" / "artifacts").resolve().as_uri()
     assert (store / "mlruns" / "mlflow.db").exists()
 
@@ -113,8 +114,8 @@ def test_configure_is_idempotent_and_puts_artifacts_under_root(store: Path) -> N
 def test_configure_concurrent_first_use(tmp_path: Path) -> None:
     code = (
         "import sys; from pathlib import Path; from tasks.core.config import TrackingConfig; "
-        "from tasks.tracking.runs import configure_mlflow; "
-        "print(configure_mlflow(TrackingConfig(experiment_name='race'), Path(sys.argv[1])))"
+        "from tasks.tracking.tracker import Tracker; "
+        "print(Tracker.from_config(TrackingConfig(experiment_name='race'), Path(sys.argv[1])).experiment_id)"
     )
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     procs = [
@@ -127,7 +128,7 @@ def test_configure_concurrent_first_use(tmp_path: Path) -> None:
 
 
 def test_log_run_round_trip(store: Path, tmp_path: Path) -> None:
-    exp = experiment(store, "roundtrip")
+    tracker = experiment(store, "roundtrip")
     cfg = QAFlowConfig().to_dict()
     cfg["data"]["train_file"] = "y" * (MAX_PARAM_VAL_LENGTH + 10)
     cfg["many"] = {f"p{i}": i for i in range(150)}  # more than one log_batch of params
@@ -139,8 +140,9 @@ def test_log_run_round_trip(store: Path, tmp_path: Path) -> None:
         model_dir=tmp_path, metrics={"train_runtime": 12.5}, device=DeviceInfo("cpu", "x86 (2 cores)", 1)
     )
     tags = tracking.run_tags(data_version="d" * 8, run_key="key-1", root=REPO)
-    with mlflow.start_run(experiment_id=exp) as run:
-        tracking.log_run(
+    with tracker.run("roundtrip") as run_id:
+        tracker.log_run(
+            run_id,
             params=cfg,
             metrics={"exact_match": 81.5, "f1": 88.25, "HasAns_exact (v2)": 70.0},
             train_result=result,
@@ -148,20 +150,22 @@ def test_log_run_round_trip(store: Path, tmp_path: Path) -> None:
             artifacts=[(tmp_path / "report.json", None), (tmp_path / "plots", "plots")],
             tags=tags,
         )
-    client = MlflowClient()
-    data = client.get_run(run.info.run_id).data
+    client = MlflowClient(tracker.uri)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    data = client.get_run(run_id).data
     assert data.params["train.learning_rate"] == "3e-05" and data.params["many.p149"] == "149"
     assert "data.train_file" not in data.params
     assert data.metrics["exact_match"] == 81.5 and data.metrics["HasAns_exact _v2_"] == 70.0
     assert data.metrics["train_runtime"] == 12.5
-    loss = client.get_metric_history(run.info.run_id, "loss")
+    loss = client.get_metric_history(run_id, "loss")
     assert len(loss) == 1200 and sorted(m.step for m in loss)[:2] == [1, 2]
     assert data.tags["qaflow.run_key"] == "key-1" and data.tags["qaflow.data_version"] == "dddddddd"
     assert data.tags["qaflow.backend"] == "cpu" and data.tags["qaflow.device"] == "x86 (2 cores)"
-    files = {a.path for a in client.list_artifacts(run.info.run_id)}
+    files = {a.path for a in client.list_artifacts(run_id)}
     assert {"report.json", "plots", "environment", tracking.OVERFLOW_ARTIFACT} <= files
-    assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/a.png"]
-    local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "dl")))
+    assert [a.path for a in client.list_artifacts(run_id, "plots")] == ["plots/a.png"]
+    assert tracker.has_artifact(run_id, "plots/a.png") and not tracker.has_artifact(run_id, "plots/b.png")
+    local = Path(client.download_artifacts(run_id, "", str(tmp_path / "dl")))
     overflow = json.loads((local / tracking.OVERFLOW_ARTIFACT).read_text())
     assert overflow["data.train_file"].startswith("yyy")
     env = json.loads((local / "environment" / "environment.json").read_text())
@@ -169,34 +173,36 @@ def test_log_run_round_trip(store: Path, tmp_path: Path) -> None:
     assert "torch==" in (local / "environment" / "requirements.txt").read_text()
 
 
-def test_log_run_needs_a_run(store: Path) -> None:
-    experiment(store, "norun")
-    with pytest.raises(RuntimeError, match="active MLflow run"):
-        tracking.log_run(metrics={"f1": 1.0})
+def test_a_failing_block_fails_its_run(store: Path) -> None:
+    tracker = experiment(store, "failing")
+    with pytest.raises(ValueError, match="boom"), tracker.run("fails") as run_id:
+        raise ValueError("boom")
+    assert tracker.get_run(run_id).status == "FAILED"
+    with tracker.resumed(run_id):
+        assert tracker.get_run(run_id).status == "RUNNING"
+    assert tracker.get_run(run_id).status == "FINISHED"
 
 
 def test_find_run_by_key(store: Path) -> None:
-    exp = experiment(store, "keys")
-    ids = {}
-    for key in ("a", "it's"):
-        with mlflow.start_run(experiment_id=exp, tags={tag.RUN_KEY: key}) as run:
-            ids[key] = run.info.run_id
-    assert tracking.find_run_by_key(exp, "a").info.run_id == ids["a"]
-    assert tracking.find_run_by_key(exp, "it's").info.run_id == ids["it's"]
-    assert tracking.find_run_by_key(exp, "missing") is None
+    tracker = experiment(store, "keys")
+    ids = {key: tracker.create_run(f"run-{key}", tags={tag.RUN_KEY: key}) for key in ("a", "it's")}
+    assert tracker.find_run("a").run_id == ids["a"]
+    assert tracker.find_run("it's").run_id == ids["it's"] and tracker.find_run("it's").name == "run-it's"
+    assert tracker.find_run("missing") is None
 
 
 # --- model: pyfunc + registry
 
 
 @pytest.fixture(scope="module")
-def logged_model(store: Path, tiny_bert_dir: Path) -> tuple[str, str]:
-    """(run_id, registered name) of the tiny model logged as a pyfunc and registered as `challenger`."""
-    exp = experiment(store, "models")
-    with mlflow.start_run(experiment_id=exp) as run:
-        served = model_with_recipe(tiny_bert_dir, store / "served", max_seq_length=64, doc_stride=16)
-        log_qa_model(served, registered_model_name="tiny-qa", run_key="rk")
-    return run.info.run_id, "tiny-qa"
+def logged_model(store: Path, tiny_bert_dir: Path) -> tuple[Tracker, str]:
+    """(tracker, run_id) of the tiny model logged as a pyfunc and registered (`tiny-qa`) as `challenger`."""
+    tracker = experiment(store, "models", model="tiny-qa")
+    run_id = tracker.create_run("models")
+    served = model_with_recipe(tiny_bert_dir, store / "served", max_seq_length=64, doc_stride=16)
+    log_qa_model(tracker, run_id, served)
+    tracker.register(run_id, "model", run_key="rk")
+    return tracker, run_id
 
 
 def _check_answers(out: pd.DataFrame, contexts: list[str]) -> None:
@@ -206,9 +212,9 @@ def _check_answers(out: pd.DataFrame, contexts: list[str]) -> None:
         assert 0.0 < row["score"] <= 1.0
 
 
-def test_pyfunc_answers_from_run(logged_model: tuple[str, str]) -> None:
-    run_id, _ = logged_model
-    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+def test_pyfunc_answers_from_run(logged_model: tuple[Tracker, str], tmp_path: Path) -> None:
+    tracker, run_id = logged_model
+    model = tracker.load_pyfunc(f"runs:/{run_id}/model")
     long_context = " ".join([CONTEXT] * 6)  # several windows at max_seq_length 64
     frame = pd.DataFrame(
         [
@@ -219,24 +225,25 @@ def test_pyfunc_answers_from_run(logged_model: tuple[str, str]) -> None:
     out = model.predict(frame)
     assert list(out["id"]) == ["q1", "q2"]
     _check_answers(out, [CONTEXT, long_context])
-    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model"))
+    local = tracker.download_model(f"runs:/{run_id}/model", tmp_path / "dl")
     assert (local / "code" / "tasks" / "pipeline" / "serving.py").exists()  # servable without qaflow installed
     (recipe_file,) = (local / "artifacts").glob("*/inference_recipe.json")  # the model dir travels with its recipe
     recipe = json.loads(recipe_file.read_text())
     assert recipe["windows"]["max_seq_length"] == 64 and recipe["family"] == "extractive"
 
 
-def test_register_is_idempotent_and_alias_loads(logged_model: tuple[str, str]) -> None:
-    run_id, name = logged_model
-    again = registry.register_model(run_id, "model", name)
-    versions = MlflowClient().search_model_versions(f"name = '{name}'")
-    assert len(versions) == 1 and again.version == versions[0].version
-    assert registry.get_version_by_alias(name, "challenger").version == again.version
-    assert registry.get_version_by_alias(name, "champion") is None
-    assert registry.get_version_by_alias("no-such-model", "champion") is None
-    registry.set_alias(name, "champion", again.version)
-    assert registry.get_version_by_alias(name, "champion").run_id == run_id
-    model = mlflow.pyfunc.load_model(f"models:/{name}@challenger")
+def test_register_is_idempotent_and_alias_loads(logged_model: tuple[Tracker, str]) -> None:
+    tracker, run_id = logged_model
+    again = tracker.register(run_id, "model")
+    versions = tracker.client.search_model_versions("name = 'tiny-qa'")
+    assert len(versions) == 1 and again.version == str(versions[0].version)
+    assert again.tags[tag.RUN_KEY] == "rk" and again.run_id == run_id and "challenger" in again.aliases
+    assert tracker.version_by_alias("challenger").version == again.version
+    assert tracker.version_by_alias("champion") is None
+    assert registry.get_version_by_alias(tracker.client, "no-such-model", "champion") is None
+    tracker.set_alias("champion", again.version)
+    assert tracker.version_by_alias("champion").run_id == run_id
+    model = tracker.load_pyfunc("models:/tiny-qa@challenger")
     _check_answers(model.predict([{"question": "Who built it?", "context": CONTEXT}]), [CONTEXT])
 
 
@@ -248,8 +255,8 @@ def test_live_metrics_and_system_metrics_are_readable_while_training(
 ) -> None:
     """A second client reads loss / learning rate (at their real steps) and system metrics mid-training."""
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
-    exp = experiment(store, "live")
-    run_id = MlflowClient().create_run(exp).info.run_id
+    tracker = experiment(store, "live")
+    run_id = tracker.create_run("live")
     cfg = QAFlowConfig()
     cfg.model.model_name_or_path = str(tiny_bert_dir)
     cfg.features.max_seq_length, cfg.features.doc_stride = 96, 32
@@ -264,7 +271,7 @@ def test_live_metrics_and_system_metrics_are_readable_while_training(
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
             if state.global_step != 5:
                 return
-            reader = MlflowClient()  # what `mlflow ui` would show now
+            reader = MlflowClient(tracker.uri)  # what `mlflow ui` would show now
             deadline = time.monotonic() + 20
             while not any(k.startswith("system/") for k in reader.get_run(run_id).data.metrics):
                 assert time.monotonic() < deadline, "no system metrics after 20 s"
@@ -275,8 +282,8 @@ def test_live_metrics_and_system_metrics_are_readable_while_training(
             seen["at"] = time.time() * 1000
 
     started = time.time() * 1000
-    live_cb = LiveMetrics(run_id)
-    with live.system_metrics(run_id):
+    live_cb = tracker.live_metrics(run_id)
+    with tracker.system_metrics(run_id):
         result = run_trainer(
             family, ModelSpec.from_config(cfg), cfg.train, features, backend="cpu",
             paths=TrainPaths(tmp_path / "train"), dynamic_padding=True, callbacks=[live_cb, MidTrainingReader()],
@@ -288,15 +295,16 @@ def test_live_metrics_and_system_metrics_are_readable_while_training(
     assert "system/cpu_utilization_percentage" in seen["metrics"] and "train_runtime" not in seen["metrics"]
     assert live_cb.logged_steps == [1, 2, 4, 6, 8, 8]  # the last entry: train_runtime, train_loss, ...
 
-    client = MlflowClient()
+    client = MlflowClient(tracker.uri)
     assert client.get_run(run_id).data.metrics["train_runtime"] == pytest.approx(result.metrics["train_runtime"])
-    with mlflow.start_run(run_id=run_id):  # the history logged again after training adds nothing twice
-        tracking.log_run(train_result=result, environment=False)
+    with tracker.resumed(run_id):  # the history logged again after training adds nothing twice
+        tracker.log_run(run_id, train_result=result, environment=False)
     assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2, 4, 6, 8]
+    assert [step for step, _ in tracker.metric_history(run_id, "loss")] == [1, 2, 4, 6, 8]
 
 
 def test_git_tags_and_data_inputs(store: Path, tmp_path: Path) -> None:
-    exp = experiment(store, "inputs")
+    tracker = experiment(store, "inputs")
     assert tracking.git_tags(tmp_path) == {}  # not a repository
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     (tmp_path / "a.txt").write_text("a")
@@ -308,10 +316,10 @@ def test_git_tags_and_data_inputs(store: Path, tmp_path: Path) -> None:
     assert tracking.git_tags(tmp_path)[tag.GIT_DIRTY] == "false"
     (tmp_path / "a.txt").write_text("changed")
     assert tracking.git_tags(tmp_path)[tag.GIT_DIRTY] == "true"
-    run_id = MlflowClient().create_run(exp).info.run_id
+    run_id = tracker.create_run("inputs")
     for _ in range(2):  # logged again on resume: still one input per split
-        tracking.log_data_inputs(run_id, "0123abcd4567", {"training": SAMPLE_TRAIN, "evaluation": SAMPLE_DEV})
-    inputs = MlflowClient().get_run(run_id).inputs.dataset_inputs
+        tracker.log_data_inputs(run_id, "0123abcd4567", {"training": SAMPLE_TRAIN, "evaluation": SAMPLE_DEV})
+    inputs = tracker.client.get_run(run_id).inputs.dataset_inputs
     by_context = {i.tags[0].value: i.dataset for i in inputs}
     assert set(by_context) == {"training", "evaluation"} and len(inputs) == 2
     assert {d.digest for d in by_context.values()} == {"0123abcd4567"}

@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -59,7 +61,8 @@ def test_cpu_training_writes_model_and_throughput(tiny_bert_dir: Path, tmp_path:
         env=run_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = read_result(out / "train_result.json")
+    result = read_result(out / "train_record.json")
+    assert result.model_dir == out  # run_qa.py's layout: the model at the output root
     assert set(result.metrics) >= METRIC_KEYS
     assert result.metrics["train_steps_per_second"] > 0
     assert result.device.backend == "cpu" and result.device.world_size == 1
@@ -67,6 +70,49 @@ def test_cpu_training_writes_model_and_throughput(tiny_bert_dir: Path, tmp_path:
     assert any("loss" in entry for entry in result.log_history)
     before, after = weights(tiny_bert_dir), weights(result.model_dir)
     assert any(not torch.equal(before[k], after[k]) for k in before), "training changed no weight"
+
+
+def test_train_command_loads_each_split_and_resolves_the_model_once(
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`qaflow train --do_train --do_eval` with in-training evaluation: the train and eval splits are loaded once
+    each (eval checked before training, then scored during and after training from the same examples); the model
+    spec, family and packing check are resolved once."""
+    import tasks.families.registry as registry
+    import tasks.pipeline.prediction as prediction
+    import tasks.pipeline.stages as stages
+    import tasks.pipeline.train_eval as train_eval
+    import tasks.pipeline.training as training
+    from flows.cli import main
+    from tasks.core.model_spec import ModelSpec
+
+    calls: Counter[str] = Counter()
+
+    def counted(name: str, fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls[name if name != "load_split" else f"load_split {args[1]}"] += 1
+            return fn(*args, **kwargs)
+
+        return call
+
+    load_split, resolve = counted("load_split", stages.load_split), counted("resolve_family", registry.resolve_family)
+    for module in (stages, training, prediction, train_eval):
+        monkeypatch.setattr(module, "load_split", load_split)
+    for module in (registry, training, prediction):
+        monkeypatch.setattr(module, "resolve_family", resolve)
+    monkeypatch.setattr(training, "check_packing", counted("check_packing", training.check_packing))
+    from_config = ModelSpec.from_config.__func__
+    monkeypatch.setattr(ModelSpec, "from_config", classmethod(counted("ModelSpec.from_config", from_config)))
+    steps = ("--max_steps", "2", "--max_train_samples", "16", "--do_train", "--do_eval", "--eval_strategy", "steps",
+             "--eval_steps", "2")  # in-training evaluation reads the same eval split  # fmt: skip
+    argv = train_argv(tiny_bert_dir, tmp_path / "run", *steps, "--validation_file", str(DEV), "--max_eval_samples", "8")
+    argv = argv[3:]  # main() takes the words after `python -m flows.cli`
+    assert main(argv) == 0
+    assert dict(calls) == {"load_split train": 1, "load_split eval": 1, "ModelSpec.from_config": 1,
+                           "resolve_family": 1, "check_packing": 1}  # fmt: skip
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    assert any("eval_f1" in entry for entry in state["log_history"])  # evaluated in training, on the same split
+    assert (tmp_path / "run" / "eval_predictions.json").is_file()  # run_qa's layout: the eval answers at the root
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tiny_bert_dir: Path, tmp_path: Path) -> None:
@@ -90,19 +136,19 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_bert_dir: Path, tmp_pa
         time.sleep(0.05)
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
-    assert not (killed / "model").exists()
+    assert not (killed / "model.safetensors").exists() and not (killed / "train_results.json").exists()
 
     proc = subprocess.run(
         train_argv(tiny_bert_dir, killed, *steps), env=run_env(), capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    resumed = read_result(killed / "train_result.json")
+    resumed = read_result(killed / "train_record.json")
     assert resumed.resumed_from is not None and int(resumed.resumed_from.rsplit("-", 1)[1]) >= 15
-    reference = read_result(full / "train_result.json")
+    reference = read_result(full / "train_record.json")
     final_loss = {e["step"]: e["loss"] for e in reference.log_history if "loss" in e}
     resumed_loss = {e["step"]: e["loss"] for e in resumed.log_history if "loss" in e}
     assert resumed_loss[40] == pytest.approx(final_loss[40], rel=1e-5)
-    a, b = weights(full / "model"), weights(killed / "model")
+    a, b = weights(full), weights(killed)
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
 
@@ -110,7 +156,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_bert_dir: Path, tmp_pa
     for run in (full, killed):
         pred = subprocess.run(
             [sys.executable, "-m", "flows.cli", "predict", "--params", str(REPO_ROOT / "params.yaml"),
-             "--model_dir", str(run / "model"), "--data", str(DEV), "--output_dir", str(run / "pred"),
+             "--model_dir", str(run), "--data", str(DEV), "--output_dir", str(run / "pred"),
              "--max_eval_samples", "40", "--max_seq_length", "96", "--doc_stride", "32", "--backend", "cpu"],
             env=run_env(), capture_output=True, text=True, timeout=300,
         )  # fmt: skip
@@ -122,17 +168,17 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_bert_dir: Path, tmp_pa
 def test_two_process_ddp_on_cpu(tiny_bert_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     proc = subprocess.run(
-        train_argv(tiny_bert_dir, out, "--max_steps", "4", "--save_steps", "2", "--nproc_per_node", "2"),
+        train_argv(tiny_bert_dir, out, "--max_steps", "4", "--save_steps", "2", "--nproc_per_node", "2", "--json"),
         env=run_env(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = read_result(out / "train_result.json")
+    result = read_result(out / "train_record.json")
     assert result.device.world_size == 2
     assert set(result.metrics) >= METRIC_KEYS
-    assert (out / "model" / "model.safetensors").exists()
+    assert (out / "model.safetensors").exists() and (out / "trainer_state.json").exists()
     lines = proc.stdout.splitlines()  # Trainer's progress logs come first; the CLI's JSON summary is last
     printed = json.loads("\n".join(lines[max(i for i, line in enumerate(lines) if line == "{") :]))
-    assert printed["model_dir"] == str(out / "model") and printed["train_steps_per_second"] > 0
+    assert printed["model_dir"] == str(out) and printed["train_steps_per_second"] > 0
 
 
 def test_incomplete_checkpoint_is_deleted(tmp_path: Path) -> None:

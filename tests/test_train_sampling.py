@@ -14,9 +14,9 @@ from tasks.core.config import ConfigError, QAFlowConfig, validate
 from tasks.core.data import load_dataset_file
 from tasks.core.features import Features, collate, padding_band
 from tasks.core.layout import TrainPaths
-from tasks.core.specs import ModelSpec
+from tasks.core.model_spec import ModelSpec
 from tasks.families.registry import resolve_family
-from tasks.pipeline.stages import build_train_features
+from tasks.pipeline.featurize import build_train_features
 from tasks.train.trainer import pad_multiple, row_lengths, run_trainer
 from tests.conftest import REPO_ROOT
 
@@ -72,8 +72,12 @@ def test_pad_multiple_is_run_qas_8_under_cuda_half_precision_unless_set() -> Non
     assert pad_multiple(t, "cpu") == 1
     t.bf16 = True
     assert pad_multiple(t, "cuda") == 8 and pad_multiple(t, "cpu") == 1
-    t.pad_to_multiple_of = 64
-    assert pad_multiple(t, "cpu") == 64
+    t.torch_compile = True  # static shapes: each new width would be a recompile
+    assert pad_multiple(t, "cpu") == 64 and pad_multiple(t, "cuda") == 64
+    t.torch_compile_dynamic = True
+    assert pad_multiple(t, "cuda") == 8
+    t.pad_to_multiple_of = 16
+    assert pad_multiple(t, "cpu") == 16
 
 
 def test_group_by_length_needs_dynamic_padding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

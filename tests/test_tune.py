@@ -11,9 +11,10 @@ import torch
 import yaml
 
 from flows.cli import main
-from tasks.core.config import ConfigError, load_config
+from tasks.core.config import ConfigError, TrackingConfig, load_config
 from tasks.pipeline import tuning
 from tasks.pipeline.runplan import run_key
+from tasks.tracking.tracker import Tracker
 from tests.conftest import REPO_ROOT
 
 SAMPLE = REPO_ROOT / "data" / "sample"
@@ -57,6 +58,8 @@ def test_tune_refuses_what_it_would_ignore() -> None:
         tuning.check_tunable(cfg, {"train.output_dir": "x"})
     with pytest.raises(ConfigError, match="train.max_steps: 5 must be -1 for tune"):
         tuning.check_tunable(load_config(None, {"max_steps": 5}), {})
+    with pytest.raises(ConfigError, match="train.eval_strategy: tune scores each epoch itself"):
+        tuning.check_tunable(load_config(None, {"eval_strategy": "epoch"}), {})
     tuning.check_tunable(cfg, {"weight_decay": "0.1"})
 
 
@@ -92,7 +95,9 @@ def test_a_killed_search_fails_and_requeues_its_running_trial(tmp_path: Path) ->
     params = tuning.suggest(interrupted, tune)  # ... and the process dies here
 
     resumed = tuning.open_study(tune, tmp_path)
-    assert tuning.recover_interrupted(resumed) == [interrupted.number]
+    tracker = Tracker.from_config(TrackingConfig(), tmp_path)
+    assert tuning.recover_interrupted(tracker, resumed) == [interrupted.number]
+    assert not tracker.store_exists()  # the trial had no run yet: nothing to mark
     states = [t.state for t in resumed.get_trials()]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
     assert tuning.finished_trials(resumed) == 1

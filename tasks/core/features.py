@@ -13,7 +13,7 @@ Padding: arrays are always stored padded to the effective max length. `pad_to_ma
 collation (`collate(..., dynamic=True)` trims the all-padding columns of each batch), so counts, order, ids
 and labels are the same either way; labels are shifted when left padding is trimmed.
 
-Imports only `tasks.core.data` and `tasks.core.io` of qaflow.
+Imports only `tasks.core.{config, data, io, progress}` of qaflow.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks.core.config import QAFlowConfig
 from tasks.core.data import Example
 from tasks.core.io import atomic_path
 from tasks.core.progress import Progress, progress
@@ -53,6 +54,12 @@ class FeatureSettings:
     pad_to_max_length: bool = True
     question_policy: str = "error"  # a question too long for a window: error | truncate | skip (fit_questions)
     max_query_length: int = 64  # question tokens kept by the `truncate` policy
+
+
+def feature_settings(cfg: QAFlowConfig) -> FeatureSettings:
+    """The windows `cfg.features` asks for."""
+    f = cfg.features
+    return FeatureSettings(f.max_seq_length, f.doc_stride, f.pad_to_max_length, f.question_policy, f.max_query_length)
 
 
 @dataclass

@@ -14,6 +14,7 @@ Imports only `tasks.core.features` of qaflow.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,11 +33,11 @@ class PackLayout:
     n_rows: int
 
 
-def first_fit_decreasing(lengths: np.ndarray, width: int, rows_multiple: int = 1) -> PackLayout:
+def first_fit_decreasing(lengths: np.ndarray, width: int, row_counts: Sequence[int] = ()) -> PackLayout:
     """Place windows of `lengths` (each <= width) into rows of `width`: longest first, first row with room.
 
-    The row count is rounded up to a multiple of `rows_multiple` (empty rows are padding): few distinct batch
-    shapes, so a compiled model recompiles a handful of times at most.
+    With `row_counts` the row count rounds up to the first of them that holds the windows (empty rows are
+    padding): a compiled model then sees only those few batch shapes (`static_row_counts`).
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     if lengths.size and (lengths.max() > width or lengths.min() < 1):
@@ -51,8 +52,26 @@ def first_fit_decreasing(lengths: np.ndarray, width: int, rows_multiple: int = 1
             used.append(0)
         row[k], column[k] = r, used[r]
         used[r] += n
-    multiple = max(1, rows_multiple)
-    return PackLayout(row=row, column=column, n_rows=-(-max(len(used), 1) // multiple) * multiple)
+    needed = max(len(used), 1)
+    return PackLayout(row=row, column=column, n_rows=next((c for c in sorted(row_counts) if c >= needed), needed))
+
+
+def static_row_counts(
+    lengths: np.ndarray, batch_size: int, width: int, *, quantile: float = 0.99, samples: int = 512, seed: int = 0
+) -> tuple[int, ...]:
+    """Two row counts for packed batches of static shape: the rows that a `quantile` of random batches of
+    `batch_size` windows (drawn from `lengths`) fit into, and `batch_size` itself (any batch fits: a window never
+    needs more than one row). Batches round up to one of the two, so a compiled step (or a CUDA graph) is built
+    twice at most, at the price of a few empty rows per batch.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    draw = min(batch_size, len(lengths))
+    if draw == 0:
+        return (batch_size,)
+    rng = np.random.default_rng(seed)
+    needed = [first_fit_decreasing(rng.choice(lengths, size=draw, replace=False), width).n_rows for _ in range(samples)]
+    typical = int(np.ceil(np.quantile(needed, quantile)))
+    return tuple(sorted({min(typical, batch_size), batch_size}))
 
 
 def real_spans(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +83,7 @@ def real_spans(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pack_batch(
-    features: Features, indices: np.ndarray, *, width: int, rows_multiple: int = 1, position_offset: int = 0
+    features: Features, indices: np.ndarray, *, width: int, row_counts: Sequence[int] = (), position_offset: int = 0
 ) -> dict[str, np.ndarray]:
     """The windows `indices` packed into rows of `width` (int64 arrays, what the models take).
 
@@ -75,7 +94,7 @@ def pack_batch(
     """
     idx = np.asarray(indices, dtype=np.int64)
     first, length = real_spans(features.attention_mask[idx])
-    layout = first_fit_decreasing(length, width, rows_multiple)
+    layout = first_fit_decreasing(length, width, row_counts)
     shape = (layout.n_rows, width)
     input_ids = np.zeros(shape, dtype=np.int64)
     token_types = np.zeros(shape, dtype=np.int64) if features.token_type_ids is not None else None

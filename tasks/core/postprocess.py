@@ -28,8 +28,10 @@ null odds, n-best order, texts, offsets and scores.
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -487,6 +489,32 @@ class NBestView(Mapping[str, list[dict[str, Any]]]):
         finally:
             if was_enabled:
                 gc.enable()
+
+    def json_items(self) -> Iterator[tuple[str, str]]:
+        """`(id, json.dumps(self[id]))` for every id in order, written without building the entry dicts.
+
+        About twice as fast as dicts + `json.dumps` (~200k entries per SQuAD dev set, most of the time of
+        `qaflow postprocess`), with the same bytes: `repr` is how json writes a finite float. Non-finite logits
+        (json writes NaN / Infinity) take the dicts.
+        """
+        if self._lists is None:
+            self._lists = {name: arr.tolist() for name, arr in self._arrays.items()}
+        floats = ("probability", "score", "start_logit", "end_logit")
+        if not all(np.isfinite(self._arrays[name]).all() for name in floats):
+            yield from ((qid, json.dumps(self._entries(i))) for i, qid in enumerate(self._ids))
+            return
+        lists = self._lists
+        s_char, e_char, filler = lists["s_char"], lists["e_char"], lists["filler"]
+        prob, score, start_logit, end_logit = (lists[name] for name in floats)
+        for i, qid in enumerate(self._ids):
+            ctx = self._contexts[i]
+            entries = [
+                f'{{"text": {encode_basestring_ascii("empty" if filler[j] else ctx[s_char[j] : e_char[j]])}, '
+                f'"probability": {prob[j]!r}, "score": {score[j]!r}, "start_logit": {start_logit[j]!r}, '
+                f'"end_logit": {end_logit[j]!r}, "offsets": [{s_char[j]!r}, {e_char[j]!r}]}}'
+                for j in range(self._start[i], self._stop[i])
+            ]
+            yield qid, "[" + ", ".join(entries) + "]"
 
     def _id_index(self) -> dict[str, int]:
         if self._index is None:

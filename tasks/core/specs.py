@@ -3,9 +3,9 @@
 `QAFlowConfig` (params.yaml + overrides) is what users write. Functions below the flows take the narrow spec
 they need instead:
 
-* `ModelSpec` — which checkpoint and tokenizer (the `tokenizer_name or model_name_or_path` fallback lives here
-  and nowhere else) and which family was asked for;
-* `FeatureSettings` (windows) and `NBestSettings` (n-best) — defined beside the code that uses them;
+* `ModelSpec` — which checkpoint and tokenizer and which family was asked for (`tasks.core.model_spec`);
+* `FeatureSettings` (windows, `feature_settings`) and `NBestSettings` (n-best) — defined beside the code that
+  uses them;
 * `GenerationSettings` — seq2seq decoding (`val_max_answer_length`, `num_beams`);
 * `InferenceRecipe` — everything prediction needs besides the weights. It is stored with the model
   (`inference_recipe.json` in the model directory, the MLflow model and the hub folder) and used identically by
@@ -21,43 +21,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tasks.core.checkpoints import resolve_model_path
 from tasks.core.config import QAFlowConfig
-from tasks.core.features import FeatureSettings
+from tasks.core.features import FeatureSettings, feature_settings
 from tasks.core.io import write_json_atomic
 from tasks.core.postprocess import NBestSettings
 
 RECIPE_FILE = "inference_recipe.json"
 RECIPE_FORMAT = "qaflow-inference-recipe/1"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """The checkpoint to train or load, its tokenizer, and the family asked for (`auto` = from the checkpoint)."""
-
-    name_or_path: str  # as configured (e.g. the `minilm` alias)
-    path: str  # resolved: a local directory, or a hub id
-    tokenizer_name: str  # as configured (`tokenizer_name`, else the model's)
-    tokenizer_path: str  # resolved
-    family: str = "auto"
-
-    @classmethod
-    def from_config(cls, cfg: QAFlowConfig) -> ModelSpec:
-        m = cfg.model
-        tokenizer = m.tokenizer_name or m.model_name_or_path
-        return cls(
-            name_or_path=m.model_name_or_path,
-            path=resolve_model_path(m.model_name_or_path),
-            tokenizer_name=tokenizer,
-            tokenizer_path=resolve_model_path(tokenizer),
-            family=m.model_family,
-        )
-
-    @classmethod
-    def of_checkpoint(cls, path: str | Path, family: str = "auto") -> ModelSpec:
-        """A trained checkpoint directory (its tokenizer is saved beside the weights)."""
-        resolved = resolve_model_path(str(path))
-        return cls(str(path), resolved, str(path), resolved, family)
 
 
 @dataclass(frozen=True)
@@ -137,11 +107,6 @@ class InferenceRecipe:
         if not file.exists():
             raise FileNotFoundError(f"{file}: no inference recipe (was the model trained by qaflow?)")
         return cls.from_dict(json.loads(file.read_text(encoding="utf-8")), str(file))
-
-
-def feature_settings(cfg: QAFlowConfig) -> FeatureSettings:
-    f = cfg.features
-    return FeatureSettings(f.max_seq_length, f.doc_stride, f.pad_to_max_length, f.question_policy, f.max_query_length)
 
 
 def nbest_settings(cfg: QAFlowConfig, data_version: str) -> NBestSettings:

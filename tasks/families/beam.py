@@ -36,15 +36,15 @@ import numpy as np
 import torch
 from transformers import XLNetForQuestionAnswering
 
-from tasks.core.checkpoints import architectures, describe, has_span_head, load_checkpoint_config
+from tasks.core.checkpoints import describe, load_checkpoint_config
 from tasks.core.data import Example
 from tasks.core.features import Features, padding_band
 from tasks.core.postprocess import Postprocessed
 from tasks.core.progress import progress
 from tasks.core.specs import InferenceRecipe
+from tasks.families.beam_features import BeamFeaturizer, is_beam_capable
 from tasks.families.extractive import ExtractiveFamily, FeatureCollator, inference_pad_multiple, model_inputs
 
-BEAM_ARCHITECTURE = "XLNetForQuestionAnswering"
 NO_CANDIDATE_SCORE = -2e-6  # utils_qa.py's score (and null score) when an example has no valid span
 NO_CANDIDATE_LOGIT = -1e-6
 
@@ -67,15 +67,6 @@ def is_impossible(features: Features) -> np.ndarray:
         raise ValueError("training features (with start/end positions) are needed for is_impossible")
     impossible = (features.start_positions == features.cls_index) & (features.end_positions == features.cls_index)
     return impossible.astype(np.float32)
-
-
-def is_beam_capable(config: Any) -> bool:
-    """XLNet-style config with the beam sizes the beam-search head needs."""
-    return (
-        getattr(config, "model_type", None) == "xlnet"
-        and getattr(config, "start_n_top", None) is not None
-        and getattr(config, "end_n_top", None) is not None
-    )
 
 
 class BeamCollator(FeatureCollator):
@@ -122,35 +113,45 @@ def start_major(end_top: np.ndarray, start_n_top: int, end_n_top: int) -> np.nda
     return end_top.reshape(n, end_n_top, start_n_top).transpose(0, 2, 1).reshape(n, start_n_top * end_n_top)
 
 
+def beam_batches(features: Features, batch_size: int) -> list[np.ndarray]:
+    """Rows in batches of `batch_size`, in feature order."""
+    n = len(features)
+    return [np.arange(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
+
+
 @torch.inference_mode()
-def forward_beam(model: Any, features: Features, batch_size: int, device: torch.device) -> BeamOutputs:
-    """The beam head over all features in batches (padding trimmed per batch; indexes mapped back)."""
+def forward_beam(
+    model: Any, features: Features, batch_size: int, device: torch.device,
+    batches: Sequence[np.ndarray] | None = None,
+) -> BeamOutputs:  # fmt: skip
+    """The beam head over all features in batches (padding trimmed per batch; indexes mapped back).
+
+    `batches`: only these batches of `beam_batches` (a rank's share); the other rows stay zero."""
     start_n_top, end_n_top = int(model.config.start_n_top), int(model.config.end_n_top)
     p_mask = beam_p_mask(features)
-    n = len(features)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("slp", "si", "elp", "ei", "cls")}
-    bar = progress(n, "beam search", "windows", inner=True)
-    for lo in range(0, n, batch_size):
-        sl = slice(lo, min(lo + batch_size, n))
-        c0, c1 = padding_band(features.attention_mask[sl], inference_pad_multiple(device))
-        batch = model_inputs(features, sl, c0, c1, device)
-        batch["cls_index"] = torch.from_numpy(features.cls_index[sl].astype(np.int64) - c0).to(device)
-        batch["p_mask"] = torch.from_numpy(np.ascontiguousarray(p_mask[sl, c0:c1])).to(device)
+    n, s, se = len(features), start_n_top, start_n_top * end_n_top
+    out_arrays = BeamOutputs(
+        np.zeros((n, s), np.float32), np.zeros((n, s), np.int64), np.zeros((n, se), np.float32),
+        np.zeros((n, se), np.int64), np.zeros(n, np.float32), start_n_top, end_n_top,
+    )  # fmt: skip
+    batches = beam_batches(features, batch_size) if batches is None else batches
+    bar = progress(sum(len(rows) for rows in batches), "beam search", "windows", inner=True)
+    for rows in batches:
+        c0, c1 = padding_band(features.attention_mask[rows], inference_pad_multiple(device))
+        batch = model_inputs(features, rows, c0, c1, device)
+        batch["cls_index"] = torch.from_numpy(features.cls_index[rows].astype(np.int64) - c0).to(device)
+        batch["p_mask"] = torch.from_numpy(np.ascontiguousarray(p_mask[rows, c0:c1])).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(**batch)
-        parts["slp"].append(out.start_top_log_probs.float().cpu().numpy())
-        parts["si"].append(out.start_top_index.cpu().numpy().astype(np.int64) + c0)
-        parts["elp"].append(start_major(out.end_top_log_probs.float().cpu().numpy(), start_n_top, end_n_top))
-        parts["ei"].append(start_major(out.end_top_index.cpu().numpy().astype(np.int64) + c0, start_n_top, end_n_top))
-        parts["cls"].append(out.cls_logits.float().cpu().numpy().reshape(-1))
-        bar.update(sl.stop - sl.start)
+        out_arrays.start_top_log_probs[rows] = out.start_top_log_probs.float().cpu().numpy()
+        out_arrays.start_top_index[rows] = out.start_top_index.cpu().numpy().astype(np.int64) + c0
+        end_lp, end_idx = out.end_top_log_probs.float().cpu().numpy(), out.end_top_index.cpu().numpy()
+        out_arrays.end_top_log_probs[rows] = start_major(end_lp, start_n_top, end_n_top)
+        out_arrays.end_top_index[rows] = start_major(end_idx.astype(np.int64) + c0, start_n_top, end_n_top)
+        out_arrays.cls_logits[rows] = out.cls_logits.float().cpu().numpy().reshape(-1)
+        bar.update(len(rows))
     bar.close()
-    if n == 0:
-        s, se = start_n_top, start_n_top * end_n_top
-        empty = (np.zeros((0, s), np.float32), np.zeros((0, s), np.int64), np.zeros((0, se), np.float32))
-        return BeamOutputs(*empty, np.zeros((0, se), np.int64), np.zeros(0, np.float32), start_n_top, end_n_top)
-    arrays = (np.concatenate(parts[k]) for k in ("slp", "si", "elp", "ei", "cls"))
-    return BeamOutputs(*arrays, start_n_top=start_n_top, end_n_top=end_n_top)
+    return out_arrays
 
 
 # ------------------------------------------------------------------------------------------ post-processing
@@ -285,39 +286,17 @@ def postprocess_beam(
 # --------------------------------------------------------------------------------------------- the family
 
 
-class BeamFamily(ExtractiveFamily):
+class BeamFamily(BeamFeaturizer, ExtractiveFamily):
     """XLNet with the beam-search head (run_qa_beam_search.py), loaded as `XLNetForQuestionAnswering`.
 
     transformers 5 maps `AutoModelForQuestionAnswering` to `XLNetForQuestionAnsweringSimple`, which drops that
     head, so the class is named explicitly. `null_score_diff_threshold` is not used: the answer is always the best
-    span and "no answer" is decided by the v2 scorer from the null odds. Training and eval features are the
-    extractive windows (inherited); p_mask and is_impossible are derived from them at collation.
+    span and "no answer" is decided by the v2 scorer from the null odds. Identity and training features come from
+    `BeamFeaturizer` (the extractive windows with offsets); eval features are the extractive windows (inherited);
+    p_mask and is_impossible are derived from them at collation.
     """
 
-    train_offsets = True  # p_mask (context tokens) is derived from the offsets at collation
     packing = None  # the beam head's loss needs p_mask / cls_index / is_impossible per padded row
-
-    name = "beam"
-
-    def claims(self, config: Any) -> bool:
-        return is_beam_capable(config) and BEAM_ARCHITECTURE in architectures(config)
-
-    def check(self, config: Any, where: str, inferred: str) -> None:
-        if inferred == "seq2seq":
-            raise ValueError(
-                f"checkpoint {where} is an encoder-decoder ({getattr(config, 'model_type', '?')}); model_family "
-                "'beam' needs an XLNet beam-search head — use model_family: seq2seq"
-            )
-        if not is_beam_capable(config):
-            raise ValueError(
-                f"{describe(config, where)} has no XLNet beam-search head; model_family 'beam' needs an XLNet "
-                f"checkpoint (config with start_n_top/end_n_top) — use model_family: {inferred}"
-            )
-        if has_span_head(config):  # a fine-tuned ...Simple: its span head would be lost
-            raise ValueError(
-                f"{describe(config, where)} was fine-tuned with a simple span head; 'beam' would discard it — use "
-                f"model_family: {inferred}"
-            )
 
     def load_model(self, path: str) -> Any:
         config = load_checkpoint_config(path)
@@ -333,8 +312,14 @@ class BeamFamily(ExtractiveFamily):
         fraction = float(impossible.mean()) if impossible is not None and len(impossible) else 0.0
         return {"train_impossible_fraction": fraction}
 
-    def forward(self, model: Any, features: Features, recipe: InferenceRecipe, device: Any, tokenizer: Any):
-        return forward_beam(model, features, recipe.batch_size, device)
+    def batches(self, features: Features, recipe: InferenceRecipe) -> list[np.ndarray]:
+        return beam_batches(features, recipe.batch_size)
+
+    def forward(
+        self, model: Any, features: Features, recipe: InferenceRecipe, device: Any, tokenizer: Any,
+        batches: Sequence[np.ndarray] | None = None,
+    ) -> BeamOutputs:  # fmt: skip
+        return forward_beam(model, features, recipe.batch_size, device, batches)
 
     def postprocess(
         self, examples: Sequence[Example], features: Features, outputs: BeamOutputs, recipe: InferenceRecipe

@@ -3,36 +3,26 @@
 Features are run_qa.py's sliding windows (`tasks.core.features`); the forward pass gives start/end logits per
 window with padding positions set to `PAD_LOGIT`, so an answer never depends on which other examples share its
 batch; post-processing is the vectorised utils_qa n-best (`tasks.core.postprocess`). Raw logits are saved per
-chunk (`tasks.core.raw_logits`) so n-best can be re-run later without the model.
+chunk (`tasks.core.raw_logits`) so n-best can be re-run later without the model. Which checkpoints it fits and
+its training features are `tasks.families.extractive_features` (what the DVC `featurize` stage imports).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from transformers import AutoModelForQuestionAnswering, Trainer, TrainingArguments
 
-from tasks.core.checkpoints import describe, has_span_head
 from tasks.core.data import Example
-from tasks.core.family import TrainFeatureSpec
-from tasks.core.features import (
-    Features,
-    collate,
-    load_features,
-    padding_band,
-    prepare_eval_features,
-    prepare_train_features,
-    row_batches,
-    save_features,
-)
+from tasks.core.features import Features, collate, padding_band, prepare_eval_features, row_batches
 from tasks.core.postprocess import Postprocessed, postprocess_predictions
 from tasks.core.raw_logits import RawShard
 from tasks.core.specs import InferenceRecipe
+from tasks.families.extractive_features import ExtractiveFeaturizer
 from tasks.families.span_packing import SpanPacking
 
 PAD_LOGIT = -1e4  # logit written at padding positions
@@ -87,18 +77,22 @@ def inference_pad_multiple(device: torch.device) -> int:
 
 @torch.inference_mode()
 def forward_logits(
-    model: Any, features: Features, batch_size: int, device: torch.device, *, by_length: bool = True
-) -> SpanLogits:
+    model: Any, features: Features, batch_size: int, device: torch.device, *, by_length: bool = True,
+    batches: Sequence[np.ndarray] | None = None,
+) -> SpanLogits:  # fmt: skip
     """Start/end logits for every window, in batches; padding columns trimmed per batch.
 
     `by_length` batches windows of similar length (`row_batches`) instead of in feature order: a
     window's logits do not depend on its batch (padding is masked; only float rounding differs with the batch
     width), and far fewer padded positions are computed (SQuAD windows at 384 are about half padding).
+    `batches`: only these batches of `row_batches` (a rank's share); the other rows keep `PAD_LOGIT`.
     """
     n, length = features.input_ids.shape
     start = np.full((n, length), PAD_LOGIT, dtype=np.float32)
     end = np.full((n, length), PAD_LOGIT, dtype=np.float32)
-    for sl in row_batches(features.attention_mask, batch_size, by_length=by_length):
+    if batches is None:
+        batches = row_batches(features.attention_mask, batch_size, by_length=by_length)
+    for sl in batches:
         c0, c1 = padding_band(features.attention_mask[sl], inference_pad_multiple(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(**model_inputs(features, sl, c0, c1, device))
@@ -108,48 +102,20 @@ def forward_logits(
     return SpanLogits(start, end)
 
 
-class ExtractiveFamily:
-    """run_qa.py's span extraction; the fallback for any checkpoint no other family claims."""
+class ExtractiveFamily(ExtractiveFeaturizer):
+    """run_qa.py's span extraction; the fallback for any checkpoint no other family claims.
 
-    name = "extractive"
-    windowed = True
-    train_offsets = False  # training reads no context offsets: train.npz leaves them out (8 bytes a token)
+    Identity (`claims`, `check`) and training features are inherited from `ExtractiveFeaturizer`.
+    """
+
     trainer_class = Trainer
     training_arguments_class = TrainingArguments
     packing: SpanPacking | None = SpanPacking()
-
-    def claims(self, config: Any) -> bool:
-        return True
-
-    def check(self, config: Any, where: str, inferred: str) -> None:
-        if inferred == "seq2seq":
-            raise ValueError(
-                f"checkpoint {where} is an encoder-decoder ({getattr(config, 'model_type', '?')}); model_family "
-                "'extractive' needs an encoder with a span head — use model_family: seq2seq"
-            )
-        if inferred == "beam":
-            raise ValueError(
-                f"{describe(config, where)} was fine-tuned with the XLNet beam-search head; 'extractive' would "
-                "discard it — use model_family: beam"
-            )
-        if inferred != self.name and not has_span_head(config):
-            raise ValueError(f"{describe(config, where)} is a {inferred!r} checkpoint — use model_family: {inferred}")
 
     def load_model(self, path: str) -> Any:
         """`AutoModelForQuestionAnswering` in float32 (transformers 5 would keep a bf16 checkpoint in bf16, and
         training would lose its fp32 master weights); a missing QA head is initialised (and reported)."""
         return AutoModelForQuestionAnswering.from_pretrained(path, dtype=torch.float32)
-
-    def train_features(self, examples: Sequence[Example], tokenizer: Any, spec: TrainFeatureSpec) -> Features:
-        return prepare_train_features(
-            examples, tokenizer, spec.windows, num_proc=spec.num_proc, offsets=self.train_offsets
-        )
-
-    def save_train_features(self, features: Features, path: Path) -> Path:
-        return save_features(features, path)
-
-    def load_train_features(self, path: Path) -> Features:
-        return load_features(path)
 
     def collator(self, features: Features, *, dynamic: bool, multiple_of: int = 1) -> FeatureCollator:
         return FeatureCollator(features, dynamic=dynamic, multiple_of=multiple_of)
@@ -160,8 +126,14 @@ class ExtractiveFamily:
     def eval_features(self, examples: Sequence[Example], tokenizer: Any, recipe: InferenceRecipe) -> Features:
         return prepare_eval_features(examples, tokenizer, recipe.windows)
 
-    def forward(self, model: Any, features: Features, recipe: InferenceRecipe, device: Any, tokenizer: Any):
-        return forward_logits(model, features, recipe.batch_size, device)
+    def batches(self, features: Features, recipe: InferenceRecipe) -> list[np.ndarray]:
+        return row_batches(features.attention_mask, recipe.batch_size)
+
+    def forward(
+        self, model: Any, features: Features, recipe: InferenceRecipe, device: Any, tokenizer: Any,
+        batches: Sequence[np.ndarray] | None = None,
+    ) -> SpanLogits:  # fmt: skip
+        return forward_logits(model, features, recipe.batch_size, device, batches=batches)
 
     def postprocess(
         self, examples: Sequence[Example], features: Features, outputs: SpanLogits, recipe: InferenceRecipe

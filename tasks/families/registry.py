@@ -7,8 +7,9 @@
 * `extractive` — anything else (the fallback; a pretrained XLNet LM is extractive unless asked for as `beam`).
 
 A family named explicitly is checked against the checkpoint; a mismatch is a ValueError that names the family to
-use. Adding a family is one module implementing `tasks.core.family.ModelFamily` plus one line in `FAMILIES` (or
-one `register(...)` call for a plug-in).
+use. Adding a family is one module implementing `tasks.core.family.ModelFamily` plus one line in `FAMILIES` and
+its featurizer in `tasks.families.featurizers.FEATURIZERS` (or one `register(...)` call for a plug-in, which adds
+it to both).
 """
 
 from __future__ import annotations
@@ -19,20 +20,24 @@ from tasks.core.checkpoints import load_checkpoint_config
 from tasks.core.family import ModelFamily
 from tasks.families.beam import BeamFamily
 from tasks.families.extractive import ExtractiveFamily
+from tasks.families.featurizers import FEATURIZERS, check_name_in, get_in, resolve_in
 from tasks.families.seq2seq import Seq2SeqFamily
 
-AUTO = "auto"
 FAMILIES: list[ModelFamily] = [Seq2SeqFamily(), BeamFamily(), ExtractiveFamily()]  # inference order
 
 
 def register(family: ModelFamily, *, first: bool = True) -> None:
-    """Add a family (by default ahead of the built-ins, so its `claims` is asked first); replaces a same-named one."""
-    FAMILIES[:] = [f for f in FAMILIES if f.name != family.name]
-    FAMILIES.insert(0 if first else len(FAMILIES), family)
+    """Add a family (by default ahead of the built-ins, so its `claims` is asked first); replaces a same-named one.
+
+    The family is its own featurizer, so `featurize` (tasks.pipeline.featurize) finds it as well."""
+    for families in (FAMILIES, FEATURIZERS):
+        families[:] = [f for f in families if f.name != family.name]
+        families.insert(0 if first else len(families), family)
 
 
 def unregister(name: str) -> None:
-    FAMILIES[:] = [f for f in FAMILIES if f.name != name]
+    for families in (FAMILIES, FEATURIZERS):
+        families[:] = [f for f in families if f.name != name]
 
 
 def family_names() -> tuple[str, ...]:
@@ -41,15 +46,11 @@ def family_names() -> tuple[str, ...]:
 
 def check_family_name(name: str) -> None:
     """ValueError unless `name` is `auto` or a registered family (cheap; run before anything expensive)."""
-    if name != AUTO and name not in family_names():
-        raise ValueError(f"model_family {name!r} is not one of {AUTO}, {', '.join(family_names())}")
+    check_name_in(FAMILIES, name)
 
 
 def get_family(name: str) -> ModelFamily:
-    check_family_name(name)
-    if name == AUTO:
-        raise ValueError("model_family 'auto' must be resolved against a checkpoint (resolve_family)")
-    return next(f for f in FAMILIES if f.name == name)
+    return get_in(FAMILIES, name)
 
 
 def infer_family(model: Any) -> str:
@@ -60,12 +61,4 @@ def infer_family(model: Any) -> str:
 
 def resolve_family(requested: str, model: Any) -> ModelFamily:
     """`requested`, or the inferred family for `auto`; ValueError when it does not fit the checkpoint."""
-    check_family_name(requested)
-    config = load_checkpoint_config(model)
-    inferred = next(f.name for f in FAMILIES if f.claims(config))
-    if requested in (AUTO, inferred):
-        return get_family(inferred)
-    family = get_family(requested)
-    where = f"<{type(model).__name__}>" if hasattr(model, "to_dict") else str(model)
-    family.check(config, where, inferred)
-    return family
+    return resolve_in(FAMILIES, requested, model)

@@ -1,4 +1,7 @@
-"""Generative (encoder-decoder) QA: features, training and prediction (run_seq2seq_qa.py semantics).
+"""Generative (encoder-decoder) QA: training and prediction (run_seq2seq_qa.py semantics).
+
+Which checkpoints it fits and its training features are `tasks.families.seq2seq_features` (what the DVC
+`featurize` stage imports):
 
 * Source text: `question: {question} context: {context}` (question lstripped), truncated to `max_seq_length`
   tokens; truncated sources are counted (`Seq2SeqFeatures.truncated`, `train_truncated` / `predict_truncated`
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,142 +31,18 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainer, Seq2SeqTrainingArguments
 from transformers.modeling_outputs import BaseModelOutput
 
-from tasks.core.checkpoints import describe, has_span_head
 from tasks.core.data import Example
-from tasks.core.family import TrainFeatureSpec
 from tasks.core.features import padding_band
-from tasks.core.io import atomic_path
 from tasks.core.postprocess import Postprocessed
 from tasks.core.progress import progress
 from tasks.core.specs import InferenceRecipe
-
-IGNORE_INDEX = -100
-FEATURES_FORMAT = "qaflow-seq2seq-features/1"
-
-
-def source_text(example: Example) -> str:
-    """run_seq2seq_qa.py's input: `question: {question} context: {context}` (question lstripped)."""
-    return f"question: {example.question.lstrip()} context: {example.context}"
-
-
-def target_text(example: Example) -> str:
-    """The first answer's text, or "" for a question without an answer."""
-    return example.answers[0].text if example.answers and not example.is_impossible else ""
-
-
-@dataclass
-class Seq2SeqFeatures:
-    """Tokenised sources and targets, one row per example, stored padded (collation may trim padding)."""
-
-    input_ids: np.ndarray  # int64 [N, max_seq_length]
-    attention_mask: np.ndarray  # int64 [N, max_seq_length]
-    labels: np.ndarray  # int64 [N, max_answer_length]; padding is IGNORE_INDEX (-100)
-    truncated: int  # sources longer than max_seq_length (cut at the end)
-    targets_truncated: int = 0  # answers longer than max_answer_length
-
-    def __len__(self) -> int:
-        return int(self.input_ids.shape[0])
-
-    def report(self) -> dict[str, int]:
-        return {
-            "examples": len(self),
-            "truncated": self.truncated,
-            "targets_truncated": self.targets_truncated,
-        }
-
-
-def _overflowed(encoding: Any) -> np.ndarray:
-    """Per row: did truncation cut tokens off (fast-tokenizer `Encoding.overflowing`)?"""
-    return np.array([bool(e.overflowing) for e in encoding.encodings], dtype=bool)
-
-
-def _rows(values: list[list[int]], width: int) -> np.ndarray:
-    out = np.asarray(values, dtype=np.int64)
-    if out.ndim != 2 or out.shape[1] != width:
-        raise RuntimeError(f"tokenizer returned rows not padded to {width}")
-    return out
-
-
-def prepare_seq2seq_train(
-    examples: Sequence[Example],
-    tokenizer: Any,
-    max_seq_length: int,
-    max_answer_length: int,
-    *,
-    batch_size: int = 1000,
-) -> Seq2SeqFeatures:
-    """Sources, attention masks and -100-padded labels for training; counts truncated sources/targets."""
-    if max_seq_length < 2 or max_answer_length < 1:
-        raise ValueError(
-            f"need max_seq_length >= 2 and max_answer_length >= 1, got {max_seq_length}, {max_answer_length}"
-        )
-    if tokenizer.pad_token_id is None:
-        raise ValueError(f"tokenizer {type(tokenizer).__name__} has no pad token; seq2seq training needs one")
-    ids, masks, labels = [], [], []
-    truncated = targets_truncated = 0
-    bar = progress(len(examples), "featurize train", "examples")
-    for lo in range(0, len(examples), batch_size):
-        batch = examples[lo : lo + batch_size]
-        src = tokenizer(
-            [source_text(ex) for ex in batch],
-            max_length=max_seq_length,
-            truncation=True,
-            padding="max_length",
-        )
-        tgt = tokenizer(
-            text_target=[target_text(ex) for ex in batch],
-            max_length=max_answer_length,
-            truncation=True,
-            padding="max_length",
-        )
-        ids.append(_rows(src["input_ids"], max_seq_length))
-        masks.append(_rows(src["attention_mask"], max_seq_length))
-        lab = _rows(tgt["input_ids"], max_answer_length)
-        labels.append(np.where(lab == tokenizer.pad_token_id, IGNORE_INDEX, lab))
-        truncated += int(_overflowed(src).sum())
-        targets_truncated += int(_overflowed(tgt).sum())
-        bar.update(len(batch))
-    bar.close()
-    if not ids:
-        empty = np.zeros((0, max_seq_length), dtype=np.int64)
-        return Seq2SeqFeatures(empty, empty.copy(), np.zeros((0, max_answer_length), dtype=np.int64), 0)
-    return Seq2SeqFeatures(
-        input_ids=np.concatenate(ids),
-        attention_mask=np.concatenate(masks),
-        labels=np.concatenate(labels),
-        truncated=truncated,
-        targets_truncated=targets_truncated,
-    )
-
-
-def save_seq2seq_features(features: Seq2SeqFeatures, path: str | Path) -> Path:
-    """Write the arrays and counts to one `.npz` atomically; returns the path."""
-    with atomic_path(path) as tmp, open(tmp, "xb") as handle:
-        np.savez(
-            handle,
-            format=np.array(FEATURES_FORMAT),
-            input_ids=features.input_ids,
-            attention_mask=features.attention_mask,
-            labels=features.labels,
-            truncated=np.array(features.truncated),
-            targets_truncated=np.array(features.targets_truncated),
-        )
-    return Path(path)
-
-
-def load_seq2seq_features(path: str | Path) -> Seq2SeqFeatures:
-    """Read a file written by `save_seq2seq_features`."""
-    with np.load(path, allow_pickle=False) as data:
-        if "format" not in data.files or str(data["format"]) != FEATURES_FORMAT:
-            raise ValueError(f"{path}: not a qaflow seq2seq features file ({FEATURES_FORMAT})")
-        return Seq2SeqFeatures(
-            input_ids=data["input_ids"],
-            attention_mask=data["attention_mask"],
-            labels=data["labels"],
-            truncated=int(data["truncated"]),
-            targets_truncated=int(data["targets_truncated"]),
-        )
-
+from tasks.families.seq2seq_features import (
+    IGNORE_INDEX,
+    Seq2SeqFeatures,
+    Seq2SeqFeaturizer,
+    overflowed,
+    source_text,
+)
 
 # --------------------------------------------------------------------------------------------- training
 
@@ -321,14 +199,23 @@ def encode_sources(examples: Sequence[Example], tokenizer: Any, max_seq_length: 
     enc = tokenizer([source_text(ex) for ex in examples], max_length=max_seq_length, truncation=True)
     rows = enc["input_ids"]
     order = np.argsort([-len(r) for r in rows], kind="stable").tolist()
-    return SourceBatch(rows=rows, order=order, truncated=int(_overflowed(enc).sum()))
+    return SourceBatch(rows=rows, order=order, truncated=int(overflowed(enc).sum()))
+
+
+def source_batches(sources: SourceBatch, batch_size: int) -> list[np.ndarray]:
+    """Row indices in batches of `batch_size`, longest sources first."""
+    order = np.asarray(sources.order, dtype=np.int64)
+    return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
 
 
 @torch.inference_mode()
 def generate_answers(
-    model: Any, tokenizer: Any, sources: SourceBatch, recipe: InferenceRecipe, device: torch.device
-) -> Generated:
-    """Generate (greedy or beam) in batches; score the answers and, for v2, the empty answer."""
+    model: Any, tokenizer: Any, sources: SourceBatch, recipe: InferenceRecipe, device: torch.device,
+    batches: Sequence[np.ndarray] | None = None,
+) -> Generated:  # fmt: skip
+    """Generate (greedy or beam) in batches; score the answers and, for v2, the empty answer.
+
+    `batches`: only these batches of `source_batches` (a rank's share); the other rows stay "" with 0.0."""
     n = len(sources.rows)
     texts: list[str] = [""] * n
     log_prob = np.zeros(n, dtype=np.float64)
@@ -337,9 +224,11 @@ def generate_answers(
     gen = recipe.generation
     gen_kwargs = {"max_new_tokens": gen.max_new_tokens, "num_beams": gen.num_beams, "do_sample": False}
     side = getattr(tokenizer, "padding_side", "right")
-    bar = progress(n, f"generate ({gen.num_beams} beam{'s' if gen.num_beams > 1 else ''})", "questions", inner=True)
-    for b in range(0, n, recipe.batch_size):
-        picked = sources.order[b : b + recipe.batch_size]
+    batches = source_batches(sources, recipe.batch_size) if batches is None else batches
+    beams = f"{gen.num_beams} beam{'s' if gen.num_beams > 1 else ''}"
+    bar = progress(sum(len(rows) for rows in batches), f"generate ({beams})", "questions", inner=True)
+    for rows in batches:
+        picked = [int(i) for i in rows]
         ids, mask = _pad([sources.rows[i] for i in picked], tokenizer.pad_token_id, side)
         batch_texts, batch_logp, batch_odds = _answer_batch(model, tokenizer, ids, mask, gen_kwargs, v2, device)
         for k, i in enumerate(picked):
@@ -355,35 +244,18 @@ def generate_answers(
 # --------------------------------------------------------------------------------------------- the family
 
 
-class Seq2SeqFamily:
-    """An encoder-decoder that generates the answer text (run_seq2seq_qa.py; `AutoModelForSeq2SeqLM`)."""
+class Seq2SeqFamily(Seq2SeqFeaturizer):
+    """An encoder-decoder that generates the answer text (run_seq2seq_qa.py; `AutoModelForSeq2SeqLM`).
 
-    name = "seq2seq"
-    windowed = False  # one source per question, truncated at max_seq_length (counted)
+    Identity (`claims`, `check`) and training features are inherited from `Seq2SeqFeaturizer`.
+    """
+
     trainer_class = Seq2SeqTrainer
     training_arguments_class = Seq2SeqTrainingArguments
     packing = None  # packs no question/answer pairs
 
-    def claims(self, config: Any) -> bool:
-        return bool(getattr(config, "is_encoder_decoder", False)) and not has_span_head(config)
-
-    def check(self, config: Any, where: str, inferred: str) -> None:
-        raise ValueError(
-            f"{describe(config, where)} is not an encoder-decoder; model_family 'seq2seq' needs one that generates "
-            f"text (e.g. T5) — use model_family: {inferred}"
-        )
-
     def load_model(self, path: str) -> Any:
         return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=torch.float32)
-
-    def train_features(self, examples: Sequence[Example], tokenizer: Any, spec: TrainFeatureSpec) -> Seq2SeqFeatures:
-        return prepare_seq2seq_train(examples, tokenizer, spec.windows.max_seq_length, spec.max_answer_length)
-
-    def save_train_features(self, features: Seq2SeqFeatures, path: Path) -> Path:
-        return save_seq2seq_features(features, path)
-
-    def load_train_features(self, path: Path) -> Seq2SeqFeatures:
-        return load_seq2seq_features(path)
 
     def collator(self, features: Seq2SeqFeatures, *, dynamic: bool, multiple_of: int = 1) -> Seq2SeqCollator:
         return Seq2SeqCollator(features, dynamic=dynamic, multiple_of=multiple_of)
@@ -400,8 +272,14 @@ class Seq2SeqFamily:
     def eval_features(self, examples: Sequence[Example], tokenizer: Any, recipe: InferenceRecipe) -> SourceBatch:
         return encode_sources(examples, tokenizer, recipe.windows.max_seq_length)
 
-    def forward(self, model: Any, features: SourceBatch, recipe: InferenceRecipe, device: Any, tokenizer: Any):
-        return generate_answers(model, tokenizer, features, recipe, device)
+    def batches(self, features: SourceBatch, recipe: InferenceRecipe) -> list[np.ndarray]:
+        return source_batches(features, recipe.batch_size)
+
+    def forward(
+        self, model: Any, features: SourceBatch, recipe: InferenceRecipe, device: Any, tokenizer: Any,
+        batches: Sequence[np.ndarray] | None = None,
+    ) -> Generated:  # fmt: skip
+        return generate_answers(model, tokenizer, features, recipe, device, batches)
 
     def postprocess(
         self, examples: Sequence[Example], features: SourceBatch, outputs: Generated, recipe: InferenceRecipe

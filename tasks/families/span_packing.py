@@ -17,6 +17,7 @@ packs: the saved model is a plain `AutoModelForQuestionAnswering`, and predictio
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -39,17 +40,17 @@ class PackedSpanCollator:
     `real_tokens` / `padded_tokens` count the batches' real tokens and all row positions (throughput figures).
     """
 
-    def __init__(self, features: Features, *, rows_multiple: int = 1, position_offset: int = 0) -> None:
+    def __init__(self, features: Features, *, row_counts: Sequence[int] = (), position_offset: int = 0) -> None:
         self.features = features
         self.width = int(features.input_ids.shape[1])
-        self.rows_multiple = rows_multiple
+        self.row_counts = tuple(row_counts)
         self.position_offset = position_offset
         self.real_tokens = 0
         self.padded_tokens = 0
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         batch = pack_batch(
-            self.features, np.asarray(indices), width=self.width, rows_multiple=self.rows_multiple,
+            self.features, np.asarray(indices), width=self.width, row_counts=self.row_counts,
             position_offset=self.position_offset,
         )  # fmt: skip
         self.real_tokens += int(batch["window_length"].sum())
@@ -195,5 +196,5 @@ class SpanPacking:
     def check(self, model: Any, width: int) -> int:
         return check_packing(model, width)
 
-    def collator(self, features: Features, *, rows_multiple: int, position_offset: int) -> PackedSpanCollator:
-        return PackedSpanCollator(features, rows_multiple=rows_multiple, position_offset=position_offset)
+    def collator(self, features: Features, *, row_counts: Sequence[int], position_offset: int) -> PackedSpanCollator:
+        return PackedSpanCollator(features, row_counts=row_counts, position_offset=position_offset)

@@ -8,17 +8,22 @@ FLOPs utilisation is computed where the device's peak is known.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import multiprocessing
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks.core.artifacts import CompileCacheStore
 from tasks.core.checkpoints import load_checkpoint_config
-from tasks.core.config import QAFlowConfig
+from tasks.core.config import NO_EVALUATION, QAFlowConfig
 from tasks.core.features import Features
 from tasks.core.layout import TrainPaths
-from tasks.core.specs import ModelSpec
+from tasks.core.model_spec import ModelSpec
 from tasks.families.registry import get_family
+from tasks.train.compile_cache import LocalCompileCacheStore
 from tasks.train.trainer import run_trainer
 
 RUN_MODES: dict[str, dict[str, Any]] = {
@@ -35,7 +40,7 @@ LENGTH_GROUPED_MODES: dict[str, dict[str, Any]] = {
         "pad_to_multiple_of": 64,
     },
 }
-# Modes that pack each batch's windows into full-width rows (`train.packing`; a few distinct row counts)
+# Modes that pack each batch's windows into full-width rows (`train.packing`)
 PACKED_MODES: dict[str, dict[str, Any]] = {
     "eager-packed": {"torch_compile": False, "torch_compile_mode": None, "packing": True},
     # one graph whose row count is symbolic: packed batches vary in rows, and recompiles would land in the timing
@@ -44,9 +49,21 @@ PACKED_MODES: dict[str, dict[str, Any]] = {
         "torch_compile_mode": "default",
         "packing": True,
         "torch_compile_dynamic": True,
-    },  # fmt: skip
+    },
+    # static shapes: two packed row counts (tasks.core.packing.static_row_counts), one graph each
+    "compile-packed-static": {"torch_compile": True, "torch_compile_mode": "default", "packing": True},
+    # the same, replayed as CUDA graphs (no kernel launches from the host; on a CPU the same as static)
+    "compile-packed-graphs": {"torch_compile": True, "torch_compile_mode": "reduce-overhead", "packing": True},
 }
-ALL_MODES = {**RUN_MODES, **LENGTH_GROUPED_MODES, **PACKED_MODES}
+# The seed's "compile - autotune cached": the compiled run of a fresh process whose Inductor caches were restored
+# from the store (tasks/train/compile_cache), filled by a priming run in another process if the key was new
+CACHED_MODES: dict[str, str] = {
+    "compile-cached": "compile",
+    "compile-max-autotune-cached": "compile-max-autotune",
+    "compile-packed-static-cached": "compile-packed-static",
+}
+_BASE_MODES = {**RUN_MODES, **LENGTH_GROUPED_MODES, **PACKED_MODES}
+ALL_MODES = {**_BASE_MODES, **{mode: _BASE_MODES[base] for mode, base in CACHED_MODES.items()}}
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by substring of the device name.
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 70e12, "V100": 125e12}
@@ -89,20 +106,29 @@ def model_flops_utilisation(
     return tokens_per_second * per_token / peak
 
 
-def run_mode(cfg: QAFlowConfig, features: Features, backend: str, mode: str, out_dir: Path) -> ModeResult:
-    """One fresh short training run in `mode` (nothing resumed: the output directory is cleared first)."""
+def run_mode(
+    cfg: QAFlowConfig, features: Features, backend: str, mode: str, out_dir: Path,
+    compile_cache: CompileCacheStore | None = None,
+) -> ModeResult:  # fmt: skip
+    """One fresh short training run in `mode` (nothing resumed: the output directory is cleared first).
+
+    Compiled modes start from `compile_cache` and store into it; the cached modes run in fresh processes
+    (`run_cached_mode`), so nothing compiled earlier in this process can make them look warm.
+    """
+    if mode in CACHED_MODES:
+        return run_cached_mode(cfg, features, backend, mode, out_dir, compile_cache)
 
     mode_cfg = copy.deepcopy(cfg)
     grouped = mode in LENGTH_GROUPED_MODES
     for key, value in ALL_MODES[mode].items():
         setattr(mode_cfg.train, key, value)
-    mode_cfg.train.save_strategy = "no"
+    mode_cfg.train = dataclasses.replace(mode_cfg.train, save_strategy="no", **NO_EVALUATION)  # throughput only
     mode_cfg.features.pad_to_max_length = not grouped  # else fixed shapes: nothing recompiles per batch
     shutil.rmtree(out_dir, ignore_errors=True)
     family = get_family("extractive")
     result = run_trainer(
         family, ModelSpec.from_config(mode_cfg), mode_cfg.train, features,
-        backend=backend, paths=TrainPaths(out_dir), dynamic_padding=grouped,
+        backend=backend, paths=TrainPaths(out_dir), dynamic_padding=grouped, compile_cache=compile_cache,
     )  # fmt: skip
     metrics = dict(result.metrics)
     peak = peak_flops(result.device.device_name) if backend == "cuda" else None
@@ -112,11 +138,32 @@ def run_mode(cfg: QAFlowConfig, features: Features, backend: str, mode: str, out
         # token positions the device computed per sample (the window length padded, fewer grouped or packed) and
         # the rows they attend over (the window length, or a grouped batch's trimmed width)
         width = float(features.input_ids.shape[1])
-        counted = metrics.get("train_padded_tokens_per_second", 0.0)  # 0 when dataloader workers did the collating
+        counted = metrics.get("train_padded_tokens_per_second", 0.0)
         positions = counted / max(metrics["train_samples_per_second"], 1e-9) if counted else width
         seq = positions if grouped else width
         metrics["mfu"] = model_flops_utilisation(metrics, model_config, n_params, seq, peak, positions)
     return ModeResult(mode, metrics, result.device.device_name, result.artifacts)
+
+
+def in_fresh_process(fn: Any, *args: Any) -> Any:
+    """`fn(*args)` in a new interpreter (spawned: no compiled code, caches or CUDA state inherited)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def run_cached_mode(
+    cfg: QAFlowConfig, features: Features, backend: str, mode: str, out_dir: Path, store: CompileCacheStore | None
+) -> ModeResult:
+    """`mode`'s compiled run, measured in a fresh process after a priming run (another fresh process) has made sure
+    the store holds this key's caches; without a store, a local one under `out_dir` (kept for the next time)."""
+    base = CACHED_MODES[mode]
+    store = store or LocalCompileCacheStore(out_dir.parent / f"{out_dir.name}-compile-cache")
+    primed = in_fresh_process(run_mode, cfg, features, backend, base, out_dir.with_name(f"{out_dir.name}-priming"),
+                              store)  # fmt: skip
+    measured = in_fresh_process(run_mode, cfg, features, backend, base, out_dir, store)
+    metrics = {**measured.metrics, "priming_first_step_seconds": primed.metrics.get("first_step_seconds", 0.0)}
+    artifacts = {**{f"priming_{k}": v for k, v in primed.artifacts.items()}, **measured.artifacts}
+    return ModeResult(mode, metrics, measured.device_name, artifacts)
 
 
 def comparison_rows(results: list[ModeResult]) -> list[dict[str, Any]]:
@@ -129,6 +176,7 @@ def comparison_rows(results: list[ModeResult]) -> list[dict[str, Any]]:
             "steady_train_steps_per_second": round(r.metrics.get("steady_train_steps_per_second", 0.0), 3),
             "train_samples_per_second": round(r.metrics.get("train_samples_per_second", 0.0), 2),
             "first_step_seconds": round(r.metrics.get("first_step_seconds", 0.0), 1),
+            "compile_cache": {1.0: "warm", 0.0: "cold"}.get(r.metrics.get("compile_cache_warm", -1.0), "-"),
             "mfu": round(r.metrics["mfu"], 3) if "mfu" in r.metrics else None,
         }
         for r in results

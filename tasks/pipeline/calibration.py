@@ -15,7 +15,7 @@ from tasks.core.data import QADataset, to_squad_json
 from tasks.core.io import write_json_atomic
 from tasks.core.scoring import score_dataset
 from tasks.core.specs import InferenceRecipe
-from tasks.pipeline.prediction import Predictor
+from tasks.pipeline.prediction import Predictor, StoredModel
 
 
 class CalibrationError(ValueError):
@@ -58,9 +58,14 @@ def calibrate(predictor: Predictor, recipe: InferenceRecipe, dataset: QADataset,
     return result
 
 
+def calibrate_stored(model: StoredModel, dataset: QADataset, out_dir: Path) -> tuple[StoredModel, Calibration]:
+    """Calibrate a loaded model and store the threshold in its `inference_recipe.json`; the model with that recipe."""
+    result = calibrate(model.predictor, model.recipe, dataset, out_dir)
+    recipe = replace(model.recipe, null_threshold=result.threshold)
+    recipe.save(model.model_dir)
+    return replace(model, recipe=recipe), result
+
+
 def calibrate_model_dir(model_dir: str | Path, dataset: QADataset, out_dir: Path) -> Calibration:
     """Calibrate the model in `model_dir` and store the threshold in its `inference_recipe.json`."""
-    recipe = InferenceRecipe.load(model_dir)
-    result = calibrate(Predictor.load(model_dir, recipe.family), recipe, dataset, out_dir)
-    replace(recipe, null_threshold=result.threshold).save(model_dir)
-    return result
+    return calibrate_stored(StoredModel.load(model_dir), dataset, out_dir)[1]

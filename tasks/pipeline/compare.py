@@ -21,12 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
-
 from tasks.core.slices import compare_slices
 from tasks.tracking import tags as tag
-from tasks.tracking.slice_tables import load_slice_table
+from tasks.tracking.records import RunRecord
+from tasks.tracking.tracker import Tracker
 
 SLICES_COMPARISON = "slices_comparison.json"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -96,11 +94,11 @@ def _short_model(value: str | None) -> str | None:
     return path.name if path.is_absolute() else value
 
 
-def row_of(run: Run, loss: Sequence[tuple[int, float]] = ()) -> RunRow:
-    tags, params, m = dict(run.data.tags), dict(run.data.params), dict(run.data.metrics)
+def row_of(run: RunRecord, loss: Sequence[tuple[int, float]] = ()) -> RunRow:
+    tags, params, m = run.tags, run.params, run.metrics
     return RunRow(
-        run_id=run.info.run_id,
-        name=run.info.run_name or tags.get("mlflow.runName", ""),
+        run_id=run.run_id,
+        name=run.name,
         kind=tag.run_kind(tags),
         model=_short_model(tags.get(tag.MODEL) or params.get("model.model_name_or_path")),
         family=tags.get(tag.FAMILY) or params.get("model.model_family"),
@@ -122,25 +120,17 @@ def row_of(run: Run, loss: Sequence[tuple[int, float]] = ()) -> RunRow:
 
 
 def collect_runs(
-    client: MlflowClient,
-    *,
-    experiment_ids: Sequence[str] = (),
-    run_ids: Sequence[str] = (),
-    metric: str = "f1",
-    max_runs: int = 200,
+    tracker: Tracker, *, run_ids: Sequence[str] = (), metric: str = "f1", max_runs: int = 200
 ) -> list[RunRow]:
-    """The given runs, or the experiments' runs (comparison runs excluded), best `metric` first."""
+    """The given runs, or the tracker's experiment's runs (comparison runs excluded), best `metric` first."""
     if run_ids:
-        runs = [client.get_run(r) for r in run_ids]
-    elif experiment_ids:
-        runs = client.search_runs(list(experiment_ids), max_results=max_runs, order_by=["attributes.start_time DESC"])
-        runs = [r for r in runs if r.data.tags.get(tag.KIND) != tag.KIND_COMPARISON]
+        runs = [tracker.get_run(r) for r in run_ids]
     else:
-        raise ValueError("nothing to compare: name an experiment or run ids")
+        runs = [r for r in tracker.search_runs(max_runs) if r.tags.get(tag.KIND) != tag.KIND_COMPARISON]
     rows = []
     for run in runs:
-        history = client.get_metric_history(run.info.run_id, LOSS_METRIC) if LOSS_METRIC in run.data.metrics else []
-        rows.append(row_of(run, sorted((int(h.step), float(h.value)) for h in history)))
+        history = tracker.metric_history(run.run_id, LOSS_METRIC) if LOSS_METRIC in run.metrics else []
+        rows.append(row_of(run, history))
     return sort_rows(rows, metric)
 
 
@@ -392,32 +382,29 @@ def _row_json(row: RunRow) -> dict[str, Any]:
     return out
 
 
-def log_comparison(client: MlflowClient, experiment_id: str, rows: Sequence[RunRow], files: dict[str, Path],
-                   metric: str) -> str:  # fmt: skip
+def log_comparison(tracker: Tracker, rows: Sequence[RunRow], files: dict[str, Path], metric: str) -> str:
     """A finished `qaflow.kind=comparison` run holding the report files as artifacts; returns its id."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     ids = ",".join(r.run_id for r in rows)
-    run = client.create_run(experiment_id, run_name=f"compare-{stamp}", tags={
+    rid = tracker.create_run(f"compare-{stamp}", tags={
         tag.KIND: tag.KIND_COMPARISON, tag.COMPARED_RUNS: ids[:4900], tag.COMPARE_METRIC: metric,
     })  # fmt: skip
-    rid = run.info.run_id
     try:
-        client.log_param(rid, "compared_runs", len(rows))
-        for path in files.values():
-            client.log_artifact(rid, str(path), "comparison")
+        tracker.log_params(rid, {"compared_runs": len(rows)})
+        tracker.log_artifacts(rid, [(path, "comparison") for path in files.values()])
     except Exception:
-        client.set_terminated(rid, "FAILED")
+        tracker.finish(rid, "FAILED")
         raise
-    client.set_terminated(rid, "FINISHED")
+    tracker.finish(rid)
     return rid
 
 
 # ------------------------------------------------------------------------------------------- slices
 
 
-def slice_comparison(client: MlflowClient, a: RunRow, b: RunRow) -> list[dict[str, Any]]:
+def slice_comparison(tracker: Tracker, a: RunRow, b: RunRow) -> list[dict[str, Any]]:
     """F1 by error slice of run `a` and run `b` side by side (with b - a); [] unless both logged slices."""
-    table_a, table_b = load_slice_table(client, a.run_id), load_slice_table(client, b.run_id)
+    table_a, table_b = tracker.slice_table(a.run_id), tracker.slice_table(b.run_id)
     return compare_slices(table_a, table_b) if table_a and table_b else []
 
 
@@ -446,17 +433,17 @@ def rich_slice_table(slices: Sequence[dict[str, Any]], runs: tuple[str, str]) ->
 
 
 def compare(
-    client: MlflowClient,
+    tracker: Tracker,
     *,
-    experiment_ids: Sequence[str] = (),
     run_ids: Sequence[str] = (),
     metric: str = "f1",
     output_dir: Path,
-    log_to_experiment: str | None = None,
+    log: bool = False,
     title: str = "qaflow runs",
 ) -> Comparison:
-    """Collect, write the report to `output_dir` and (given an experiment id) log it as a comparison run."""
-    rows = collect_runs(client, experiment_ids=experiment_ids, run_ids=run_ids, metric=metric)
+    """Collect `run_ids` (else the experiment's runs), write the report to `output_dir` and (`log`) log it as a
+    comparison run of the tracker's experiment."""
+    rows = collect_runs(tracker, run_ids=run_ids, metric=metric)
     if not rows:
         raise ValueError("no runs to compare")
     slices: list[dict[str, Any]] = []
@@ -464,7 +451,7 @@ def compare(
     if len(run_ids) == 2:  # in the order given: a = the first (e.g. the champion), b = the second
         by_id = {r.run_id: r for r in rows}
         a, b = by_id[run_ids[0]], by_id[run_ids[1]]
-        slices, pair = slice_comparison(client, a, b), (a.label, b.label)
+        slices, pair = slice_comparison(tracker, a, b), (a.label, b.label)
     files = write_report(rows, Path(output_dir), metric=metric, title=title, slices=slices, slice_runs=pair)
-    run_id = log_comparison(client, log_to_experiment, rows, files, metric) if log_to_experiment else None
+    run_id = log_comparison(tracker, rows, files, metric) if log else None
     return Comparison(rows, files, run_id, slices, pair if slices else None)

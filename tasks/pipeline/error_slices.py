@@ -61,12 +61,15 @@ def plot_slices(rows: Sequence[SliceRow], path: Path, title: str = "F1 by slice"
     return path
 
 
-def write_slices(rows: Sequence[SliceRow], out_dir: Path, title: str = "F1 by slice") -> dict[str, Path]:
-    """`slices.json` (list of rows) and `slices.png` in `out_dir`."""
+def write_slices(
+    rows: Sequence[SliceRow], out_dir: Path, title: str = "F1 by slice", *, prefix: str = ""
+) -> dict[str, Path]:
+    """`slices.json` (list of rows) and `slices.png` in `out_dir` (`{prefix}_slices.json`, ... with a prefix)."""
     out = Path(out_dir)
+    named = (lambda name: f"{prefix}_{name}") if prefix else (lambda name: name)
     return {
-        "slices": write_json_atomic([r.to_dict() for r in rows], out / SLICES_JSON, indent=2),
-        "slices_plot": plot_slices(rows, out / SLICES_PNG, title),
+        "slices": write_json_atomic([r.to_dict() for r in rows], out / named(SLICES_JSON), indent=2),
+        "slices_plot": plot_slices(rows, out / named(SLICES_PNG), title),
     }
 
 

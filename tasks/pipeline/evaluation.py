@@ -9,15 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mlflow
-
 from tasks.core.data import QADataset, load_dataset_file
 from tasks.core.io import file_digest
 from tasks.pipeline.error_slices import read_slices
 from tasks.pipeline.prediction import predict_dataset
+from tasks.pipeline.serving import load_qa_model
 from tasks.tracking import tags as tag
-from tasks.tracking.runs import log_run
-from tasks.tracking.slice_tables import log_slice_table
+from tasks.tracking.tracker import Tracker
 
 
 @dataclass
@@ -33,28 +31,34 @@ class Evaluation:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def evaluate_model(model_uri: str, dataset: QADataset, out_dir: Path) -> tuple[dict, dict, dict[str, Path]]:
-    """Load `model_uri` (e.g. `models:/qaflow-qa@champion`), predict `dataset`: (metrics, speed, files).
+def evaluate_model(
+    tracker: Tracker, model_uri: str, dataset: QADataset, out_dir: Path
+) -> tuple[dict, dict, dict[str, Path]]:
+    """Load `model_uri` (e.g. `models:/qaflow-qa@champion`) from the tracker's store, predict `dataset`:
+    (metrics, speed, files).
 
     Files include the error slices (`slices.json`, `slices.png`); a calibrated v2 model also reports its
     `uncalibrated_*` scores.
     """
-    qa = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    qa = load_qa_model(tracker, model_uri)
     summary = predict_dataset(qa.predictor, dataset, qa.recipe, Path(out_dir), save_raw=False)
     return summary.metrics or {}, summary.speed, dict(summary.files)
 
 
-def evaluate_file(model_uri: str, data: str | Path, out_dir: Path, max_samples: int | None = None) -> Evaluation:
+def evaluate_file(
+    tracker: Tracker, model_uri: str, data: str | Path, out_dir: Path, max_samples: int | None = None
+) -> Evaluation:
     """`evaluate_model` on a data file (any supported format), naming the file by its content digest."""
     dataset = load_dataset_file(data, max_samples=max_samples)
-    metrics, speed, files = evaluate_model(model_uri, dataset, out_dir)
+    metrics, speed, files = evaluate_model(tracker, model_uri, dataset, out_dir)
     return Evaluation(model_uri, str(data), file_digest(data), len(dataset.examples), metrics, speed, files)
 
 
-def log_evaluation(evaluation: Evaluation, experiment_id: str) -> str:
-    """One MLflow run (kind `evaluation`) with the metrics, speed and prediction files; returns its id."""
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate {evaluation.model_uri}") as run:
-        log_run(
+def log_evaluation(tracker: Tracker, evaluation: Evaluation) -> str:
+    """One run (kind `evaluation`) with the metrics, speed and prediction files; returns its id."""
+    with tracker.run(f"evaluate {evaluation.model_uri}") as run_id:
+        tracker.log_run(
+            run_id,
             metrics={**evaluation.metrics, **evaluation.speed},
             artifacts=[(path, "predictions") for name, path in evaluation.files.items() if name != "metrics"],
             tags={tag.KIND: tag.KIND_EVALUATION, tag.MODEL_URI: evaluation.model_uri,
@@ -62,5 +66,5 @@ def log_evaluation(evaluation: Evaluation, experiment_id: str) -> str:
             environment=False,
         )  # fmt: skip
         if "slices" in evaluation.files:
-            log_slice_table(read_slices(evaluation.files["slices"]), run.info.run_id)
-        return run.info.run_id
+            tracker.log_slice_table(run_id, read_slices(evaluation.files["slices"]))
+        return run_id

@@ -1,4 +1,5 @@
-"""Publishing the champion to the Hugging Face Hub: weights + tokenizer + a generated model card.
+"""Publishing to the Hugging Face Hub: the champion (`qaflow push-to-hub`) or a `qaflow train` output
+(`--push_to_hub`, as run_qa.py's `trainer.push_to_hub`): weights + tokenizer + a generated model card.
 
 `build_hub_folder` writes exactly the folder that `push_to_hub` uploads (so `--dry-run DIR` shows it); the model
 card is a `huggingface_hub.ModelCard` with the family's pipeline tag. The token comes from a token file or
@@ -22,13 +23,13 @@ from typing import Any
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, get_token
-from mlflow.tracking import MlflowClient
 
-from tasks.core.checkpoints import OFFLINE_DEFAULT
 from tasks.core.config import QAFlowConfig
+from tasks.core.io import write_bytes_atomic
+from tasks.core.layout import MODEL_CARD, RESULT_SPLITS, TrainPaths, model_files
+from tasks.core.model_spec import OFFLINE_DEFAULT
 from tasks.tracking import tags as tag
-from tasks.tracking.registry import get_version_by_alias
-from tasks.tracking.runs import configure_mlflow
+from tasks.tracking.tracker import Tracker
 
 SKIP_FILES = {"training_args.bin"}  # pickled TrainingArguments: may carry hub tokens, no use for inference
 CARD_PARAMS = (
@@ -168,7 +169,8 @@ def model_card(info: dict[str, Any], repo_id: str | None, family: str = "extract
     """The model card (`huggingface_hub.ModelCard`): metadata with the family's pipeline tag, base model and
     `EvalResult`s; a body with metrics, data, parameters, hardware, speed and a usage snippet for the family."""
     metrics, params, tags = info["metrics"], info["params"], info["tags"]
-    name = (repo_id or f"{info['model']}-v{info['version']}").split("/")[-1]
+    registered = info.get("version") is not None  # else a `qaflow train` output directory
+    name = (repo_id or (f"{info['model']}-v{info['version']}" if registered else info["model"])).split("/")[-1]
     kind = FAMILY_CARDS.get(family, FAMILY_CARDS["extractive"])
     v2 = any(k.startswith(("HasAns", "NoAns")) for k in metrics)
     dataset = Path(params.get("data.validation_file", "eval")).name
@@ -189,9 +191,9 @@ def model_card(info: dict[str, Any], repo_id: str | None, family: str = "extract
             **{k: round(float(metrics[k]), 4) for k in THROUGHPUT if k in metrics},
         },
     )  # fmt: skip
-    lines = [f"# {name}", "",
-             f"{kind['what']}, fine-tuned by qaflow (registered model `{info['model']}` "
-             f"version {info['version']}, MLflow run `{info['run_id']}`).", "",
+    origin = (f"registered model `{info['model']}` version {info['version']}, MLflow run `{info['run_id']}`"
+              if registered else f"`qaflow train`, output directory `{info['model']}`")  # fmt: skip
+    lines = [f"# {name}", "", f"{kind['what']}, fine-tuned by qaflow ({origin}).", "",
              "## Evaluation", "", "| metric | value |", "|---|---|"]  # fmt: skip
     lines += [f"| {r.metric_type} | {r.metric_value:.2f} |" for r in results]
     lines += ["", "## Data", "", f"- data version (DVC): `{tags.get(tag.DATA_VERSION, '-')}`"]
@@ -222,38 +224,34 @@ def _public(value: str) -> str:
     return Path(value).name if value.startswith("/") else value
 
 
-def version_info(client: MlflowClient, name: str, alias: str) -> dict[str, Any]:
-    """Model name, version, run id, and the run's metrics, params and tags for the version `name@alias`."""
+def version_info(tracker: Tracker, alias: str) -> dict[str, Any]:
+    """Model name, version, run id, and the run's metrics, params and tags for the version `model@alias`."""
 
-    version = get_version_by_alias(name, alias, client)
+    version = tracker.version_by_alias(alias)
     if version is None:
-        raise HubError(f"model '{name}' has no '{alias}' version (run `qaflow promote` first)")
-    run = client.get_run(version.run_id) if version.run_id else None
+        raise HubError(f"model '{tracker.model_name}' has no '{alias}' version (run `qaflow promote` first)")
+    run = tracker.get_run(version.run_id) if version.run_id else None
     return {
-        "model": name, "version": str(version.version), "run_id": version.run_id,
-        "metrics": dict(run.data.metrics) if run else {}, "params": dict(run.data.params) if run else {},
-        "tags": dict(run.data.tags) if run else {}, "version_tags": dict(version.tags),
+        "model": tracker.model_name, "version": version.version, "run_id": version.run_id,
+        "metrics": run.metrics if run else {}, "params": run.params if run else {},
+        "tags": run.tags if run else {}, "version_tags": dict(version.tags),
     }  # fmt: skip
 
 
 def build_hub_folder(
-    cfg: QAFlowConfig, root: Path, out_dir: Path, *, alias: str = "champion", repo_id: str | None = None
+    tracker: Tracker, out_dir: Path, *, alias: str = "champion", repo_id: str | None = None
 ) -> HubFolder:
-    """Write the upload folder for `name@alias`: model + tokenizer files, `inference_recipe.json`, `README.md`."""
-    import mlflow
-
+    """Write the upload folder for `model@alias`: model + tokenizer files, `inference_recipe.json`, `README.md`."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise HubError(f"{out_dir} exists and is not a directory")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise HubError(f"{out_dir} exists and is not empty")
-    configure_mlflow(cfg.tracking, Path(root))
-    client = MlflowClient()
-    name = cfg.tracking.registered_model_name
-    info = version_info(client, name, alias)
+    name = tracker.model_name
+    info = version_info(tracker, alias)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="qaflow-hub-") as tmp:
-        downloaded = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{info['version']}", dst_path=tmp))
+        downloaded = tracker.download_model(f"models:/{name}/{info['version']}", Path(tmp))
         model_dir = _model_dir(downloaded)
         for path in sorted(model_dir.iterdir()):
             if path.is_file() and path.name not in SKIP_FILES:
@@ -269,6 +267,73 @@ def build_hub_folder(
 # ----------------------------------------------------------------------------------------- push
 
 
+def build_train_folder(
+    cfg: QAFlowConfig, paths: TrainPaths, out_dir: Path, metrics: dict[str, float], *, repo_id: str | None = None
+) -> HubFolder:
+    """The upload folder of a `qaflow train` output (run_qa's `trainer.push_to_hub`): the model's files (no
+    pickles), run_qa's result files, `trainer_state.json` and a model card `README.md`, which is also written to
+    the output root (run_qa's `create_model_card`). `metrics` are run_qa's (`train_*`, `eval_*`)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise HubError(f"{out_dir} exists and is not an empty directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = [paths.results_file(split) for split in ("all", *RESULT_SPLITS)] + [paths.state_file]
+    for path in [*model_files(paths.model_dir), *results]:
+        if path.is_file() and path.name not in SKIP_FILES and path.name != MODEL_CARD:
+            shutil.copy2(path, out_dir / path.name)
+    if not any(out_dir.glob("*.safetensors")) and not any(out_dir.glob("*.bin")):
+        raise HubError(f"no weights found in {paths.model_dir}")
+    params = {f"{section}.{k}": str(v) for section, values in cfg.to_dict().items() for k, v in values.items()}
+    scores = {k.removeprefix("eval_"): v for k, v in metrics.items() if k.startswith("eval_")}
+    info = {"model": paths.root.resolve().name, "version": None, "run_id": None, "params": params, "tags": {},
+            "metrics": {**metrics, **scores}}  # fmt: skip
+    card = model_card(info, repo_id, recipe_family(out_dir, {}))
+    card.save(out_dir / MODEL_CARD)
+    write_bytes_atomic((out_dir / MODEL_CARD).read_bytes(), paths.model_card)
+    files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
+    return HubFolder(out_dir, info["model"], "", files, card.data.to_dict())
+
+
+def push_train_output(
+    cfg: QAFlowConfig, paths: TrainPaths, metrics: dict[str, float], repo_id: str, token: str, *,
+    endpoint: str | None = None, private: bool | None = None,
+) -> HubPush:  # fmt: skip
+    """`qaflow train --push_to_hub`: upload the output's folder (`build_train_folder`) to `repo_id`."""
+    check_repo_id(repo_id)
+    url = hub_endpoint(endpoint)
+    with tempfile.TemporaryDirectory(prefix="qaflow-hub-push-") as tmp:
+        folder = build_train_folder(cfg, paths, Path(tmp) / "upload", metrics, repo_id=repo_id)
+        commit_url = upload(folder, repo_id, token, url, private, f"qaflow train: {paths.root.resolve().name}",
+                            what=f"{paths.root} (kept as written)")  # fmt: skip
+    return HubPush(repo_id, folder.model, folder.version, url, commit_url, folder.files)
+
+
+def check_repo_id(repo_id: str | None) -> str:
+    if not repo_id or "/" not in repo_id:
+        raise HubError(f"repo id must look like 'user/name', got {repo_id!r}")
+    return repo_id
+
+
+def upload(folder: HubFolder, repo_id: str, token: str, url: str, private: bool | None, message: str, *,
+           what: str) -> str | None:  # fmt: skip
+    """Create `repo_id` if needed and upload `folder`; the commit URL. Any failure is one HubError line that
+    names `what` was pushed and never the token."""
+    from huggingface_hub import HfApi
+
+    assert_no_secret(folder.path, token)
+    api = HfApi(endpoint=url, token=token, library_name="qaflow")
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        commit = api.upload_folder(repo_id=repo_id, folder_path=folder.path, commit_message=message)
+    except Exception as exc:  # network, auth, hub-side errors: all end here, nothing changed
+        detail = redact(" ".join(str(exc).split()) or type(exc).__name__, token)[:500]
+        reason = "the hub is unreachable" if _is_connection_error(exc) else "the hub refused it"
+        raise HubError(
+            f"push of {what} to {url}/{repo_id} failed: {reason} ({type(exc).__name__}: {detail}); nothing was changed"
+        ) from None
+    return getattr(commit, "commit_url", None)
+
+
 def hub_endpoint(endpoint: str | None = None) -> str:
     """`endpoint`, else `HF_ENDPOINT` (read now, not at import), else huggingface.co."""
     return (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
@@ -282,8 +347,7 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 
 def push_to_hub(
-    cfg: QAFlowConfig,
-    root: Path,
+    tracker: Tracker,
     repo_id: str,
     token: str,
     *,
@@ -292,32 +356,13 @@ def push_to_hub(
     private: bool | None = None,
 ) -> HubPush:
     """Create `repo_id` if needed and upload the folder; tag the version `qaflow.hub.*` only after success."""
-    from huggingface_hub import HfApi
-
-    if not repo_id or "/" not in repo_id:
-        raise HubError(f"repo id must look like 'user/name', got {repo_id!r}")
+    check_repo_id(repo_id)
     url = hub_endpoint(endpoint)
     with tempfile.TemporaryDirectory(prefix="qaflow-hub-push-") as tmp:
-        folder = build_hub_folder(cfg, root, Path(tmp) / "upload", alias=alias, repo_id=repo_id)
-        assert_no_secret(folder.path, token)
-        api = HfApi(endpoint=url, token=token, library_name="qaflow")
-        try:
-            api.create_repo(repo_id, private=private, exist_ok=True)
-            commit = api.upload_folder(
-                repo_id=repo_id, folder_path=folder.path,
-                commit_message=f"qaflow: {folder.model} v{folder.version} ({alias})",
-            )  # fmt: skip
-        except Exception as exc:  # network, auth, hub-side errors: all end here, nothing changed
-            detail = redact(" ".join(str(exc).split()) or type(exc).__name__, token)[:500]
-            what = "the hub is unreachable" if _is_connection_error(exc) else "the hub refused it"
-            raise HubError(
-                f"push of {folder.model} v{folder.version} to {url}/{repo_id} failed: {what} "
-                f"({type(exc).__name__}: {detail}); nothing was changed"
-            ) from None
-    commit_url = getattr(commit, "commit_url", None)
+        folder = build_hub_folder(tracker, Path(tmp) / "upload", alias=alias, repo_id=repo_id)
+        commit_url = upload(folder, repo_id, token, url, private, f"qaflow: {folder.model} v{folder.version} ({alias})",
+                            what=f"{folder.model} v{folder.version}")  # fmt: skip
     user, at = getpass.getuser(), datetime.now(UTC).isoformat(timespec="seconds")
-    client = MlflowClient()
-    for key, value in {"repo_id": repo_id, "endpoint": url, "commit_url": commit_url, "by": user, "at": at}.items():
-        if value:
-            client.set_model_version_tag(folder.model, folder.version, f"{tag.HUB}.{key}", str(value))
+    values = {"repo_id": repo_id, "endpoint": url, "commit_url": commit_url, "by": user, "at": at}
+    tracker.tag_version(folder.version, {f"{tag.HUB}.{key}": str(value) for key, value in values.items() if value})
     return HubPush(repo_id, folder.model, folder.version, url, commit_url, folder.files)

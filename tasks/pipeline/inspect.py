@@ -1,4 +1,9 @@
-"""`qaflow data inspect`: counts, feature count at given settings and a few random examples as a table."""
+"""`qaflow data inspect`: counts, feature count at given settings and a few random examples as a table.
+
+Light: the feature count reads the checkpoint's `tokenizer.json` with `tokenizers` alone
+(`tasks.core.tokenizer_file`), so the command imports neither transformers nor torch. Only a tokenizer without
+that file (a hub id, a slow-only tokenizer) is loaded through transformers.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,25 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tasks.core.checkpoints import load_tokenizer
-from tasks.core.data import dataset_summary, load_dataset_file
+from tasks.core.data import Example, dataset_summary, load_dataset_file
 from tasks.core.features import FeatureSettings, count_features
+from tasks.core.tokenizer_file import count_windows, read_tokenizer_file
 
 
 def _clip(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def feature_count(examples: list[Example], tokenizer: str, settings: FeatureSettings) -> int:
+    """The windows `examples` give with `tokenizer` at `settings`, as `count_features` counts them."""
+    light = read_tokenizer_file(tokenizer)
+    if light is not None:
+        return count_windows(examples, light, settings)
+    # late: only a tokenizer without tokenizer.json needs transformers, which imports torch (seconds)
+    from tasks.core.checkpoints import load_tokenizer
+
+    return count_features(examples, load_tokenizer(tokenizer), settings)
 
 
 def inspect_dataset(
@@ -34,7 +50,7 @@ def inspect_dataset(
     summary = dataset_summary(dataset)
     if tokenizer:
         settings = FeatureSettings(max_seq_length=max_seq_length, doc_stride=doc_stride)
-        summary["features"] = count_features(dataset.examples, load_tokenizer(tokenizer), settings)
+        summary["features"] = feature_count(dataset.examples, tokenizer, settings)
         summary["feature_settings"] = f"{max_seq_length}/{doc_stride}"
     counts = Table(title=f"{Path(data).name} (SQuAD v{dataset.version})")
     counts.add_column("measure")

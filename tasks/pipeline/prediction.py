@@ -2,11 +2,15 @@
 inference recipe, write the outputs and score them with the official metric.
 
 `qaflow predict` builds the recipe from the configuration (flags win, as in run_qa.py); the retrain flow, the
-evaluate flow, promotion re-scoring and `qaflow answer` use the recipe stored with the model.
+evaluate flow, promotion re-scoring and `qaflow answer` use the recipe stored with the model (`StoredModel`).
+Under torchrun a predictor with `ranks` shares the model's work: every rank runs its share of the batches and
+rank 0 post-processes, writes and scores (`tasks.predict`); the other ranks' steps return None.
+`predict_on_workers` is `qaflow predict --nproc_per_node N` (torchrun's flags, as `qaflow train`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,29 +19,37 @@ import torch
 
 from tasks.core.calibration import null_above
 from tasks.core.checkpoints import load_tokenizer
-from tasks.core.config import QAFlowConfig
+from tasks.core.config import QAFlowConfig, load_config
 from tasks.core.data import QADataset
 from tasks.core.family import ModelFamily
 from tasks.core.features import QuestionFit, fit_questions
 from tasks.core.io import write_json_atomic
+from tasks.core.layout import PREDICT_SUMMARY
+from tasks.core.model_spec import ModelSpec, require_checkpoint
 from tasks.core.scoring import score_dataset
-from tasks.core.specs import InferenceRecipe, ModelSpec, inference_recipe
+from tasks.core.shares import Ranks
+from tasks.core.specs import InferenceRecipe, inference_recipe
 from tasks.families.registry import check_family_name, resolve_family
 from tasks.pipeline.error_slices import score_slices, write_slices
 from tasks.pipeline.stages import load_split
-from tasks.predict import PredictionRun, predict_examples
+from tasks.predict import PredictionFiles, PredictionRun, predict_examples
+from tasks.train.ddp import Launch, ResultOnAnotherNode, TorchRanks, join_worker_group, launch_torchrun, write_job
+from tasks.train.hardware import detect_backend
 
+DDP_WORKER = "tasks.pipeline.ddp_worker"  # every torchrun worker's entry point; its job's "kind" says what it runs
 UNCALIBRATED_KEYS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")
 
 
 @dataclass
 class Predictor:
-    """A loaded model, its tokenizer and family, on a device."""
+    """A loaded model, its tokenizer and family, on a device; with `ranks`, one of the torchrun workers that share
+    its predictions."""
 
     family: ModelFamily
     model: Any
     tokenizer: Any
     device: torch.device
+    ranks: Ranks | None = None
 
     @classmethod
     def load(cls, model_dir: str | Path, family: str = "auto", *, use_cuda: bool = True) -> Predictor:
@@ -59,20 +71,40 @@ class Predictor:
 
     def predict(
         self, examples: list, recipe: InferenceRecipe, out_dir: Path, *, save_raw: bool,
-        fit: QuestionFit | None = None,
-    ) -> PredictionRun:  # fmt: skip
+        fit: QuestionFit | None = None, prefix: str = "",
+    ) -> PredictionRun | None:  # fmt: skip
         """Predict with the recipe; windowed families first apply its question policy (counts in the metrics).
 
-        `fit` is `self.fit(examples, recipe)` when the caller already checked the questions.
+        `fit` is `self.fit(examples, recipe)` when the caller already checked the questions; `prefix` names the
+        files as run_qa.py does (`tasks.predict.PredictionFiles`). None on a rank other than 0 (it helped).
         """
         fit = fit or self.fit(examples, recipe)
         run = predict_examples(
             self.family, self.model, self.tokenizer, fit.examples, recipe, out_dir, save_raw=save_raw,
-            device=self.device, unanswered=fit.skipped,
+            device=self.device, unanswered=fit.skipped, prefix=prefix, ranks=self.ranks,
         )  # fmt: skip
+        if run is None:
+            return None
         if fit.truncated or fit.skipped:
             run.metrics.update({f"predict_{k}": float(v) for k, v in fit.report().items()})
         return run
+
+
+@dataclass
+class StoredModel:
+    """A trained model directory loaded once: its stored inference recipe and its predictor (the recipe's family).
+
+    A flow loads it once and hands it to every step that predicts with it (calibration, the dev score, the suite).
+    """
+
+    model_dir: Path
+    recipe: InferenceRecipe
+    predictor: Predictor
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, use_cuda: bool = True) -> StoredModel:
+        recipe = InferenceRecipe.load(model_dir)
+        return cls(Path(model_dir), recipe, Predictor.load(model_dir, recipe.family, use_cuda=use_cuda))
 
 
 @dataclass
@@ -106,23 +138,30 @@ def predict_dataset(
     save_raw: bool = True,
     do_score: bool = True,
     fit: QuestionFit | None = None,
-) -> PredictionSummary:
+    prefix: str = "",
+) -> PredictionSummary | None:
     """Predict every example of `dataset`; write the outputs (and `metrics.json` + slices when scored).
 
     With a calibrated no-answer threshold on v2 data, the model predicts its best non-null answers once; the
     answers are the calibrated ones (`null_threshold` applied), and the scores of the configured threshold are
-    logged beside them as `uncalibrated_*`.
+    logged beside them as `uncalibrated_*`. A `prefix` names the files as run_qa.py does (`eval_predictions.json`,
+    `eval_slices.json`, ...); the scores file `{prefix}_results.json` is then the caller's to write, in run_qa's form.
+    None on a torchrun rank other than 0 (`predictor.ranks`): it ran its share of the model; rank 0 wrote and scored.
     """
     configured = recipe.nbest.null_score_diff_threshold
     recipe = recipe.for_data_version(dataset.version)
     calibrated = recipe.nbest.version_2_with_negative and recipe.null_threshold is not None
+    names = PredictionFiles(prefix)
     run = predictor.predict(
-        dataset.examples, recipe.answer_always() if calibrated else recipe, output_dir, save_raw=save_raw, fit=fit
-    )
+        dataset.examples, recipe.answer_always() if calibrated else recipe, output_dir, save_raw=save_raw, fit=fit,
+        prefix=prefix,
+    )  # fmt: skip
+    if run is None:
+        return None
     best_answers = run.predictions
     if calibrated:
         run.predictions = null_above(best_answers, run.null_odds or {}, recipe.nbest.null_score_diff_threshold)
-        run.files["predictions"] = write_json_atomic(run.predictions, Path(output_dir) / "predictions.json", indent=2)
+        run.files["predictions"] = write_json_atomic(run.predictions, Path(output_dir) / names.predictions, indent=2)
     summary = PredictionSummary(
         examples=len(dataset.examples), squad_version=dataset.version, model_family=predictor.family.name,
         speed=run.metrics, files=dict(run.files), recipe=recipe.to_dict(),
@@ -134,19 +173,20 @@ def predict_dataset(
             raw = score_dataset(dataset, null_above(best_answers, run.null_odds or {}, configured), run.null_odds)
             summary.metrics["null_threshold"] = thresh
             summary.metrics.update({f"uncalibrated_{k}": v for k, v in raw.items() if k in UNCALIBRATED_KEYS})
-        summary.files["metrics"] = write_json_atomic(summary.metrics, Path(output_dir) / "metrics.json", indent=2)
+        if not prefix:
+            summary.files["metrics"] = write_json_atomic(summary.metrics, Path(output_dir) / names.metrics, indent=2)
         slices = score_slices(dataset, run.predictions, run.null_odds, thresh)
-        summary.files.update(write_slices(slices, Path(output_dir), f"F1 by slice: {Path(dataset.source).name}"))
+        title = f"F1 by slice: {Path(dataset.source).name}"
+        summary.files.update(write_slices(slices, Path(output_dir), title, prefix=prefix))
     return summary
 
 
 def predict_with_stored_recipe(
     model_dir: str | Path, dataset: QADataset, output_dir: Path, *, save_raw: bool = True, use_cuda: bool = True
 ) -> PredictionSummary:
-    """Predict with the inference recipe saved beside the model (the retrain flow's score)."""
-    predictor = Predictor.load(model_dir, use_cuda=use_cuda)
-    recipe = InferenceRecipe.load(model_dir)
-    return predict_dataset(predictor, dataset, recipe, output_dir, save_raw=save_raw)
+    """Predict with the inference recipe saved beside the model (a tune trial's score)."""
+    model = StoredModel.load(model_dir, use_cuda=use_cuda)
+    return predict_dataset(model.predictor, dataset, model.recipe, output_dir, save_raw=save_raw)
 
 
 def predict_from_config(
@@ -158,19 +198,70 @@ def predict_from_config(
     save_raw: bool = True,
     do_score: bool = True,
     split: str = "test",
-) -> PredictionSummary:
+    dataset: QADataset | None = None,
+    family: ModelFamily | None = None,
+    prefix: str = "",
+    predictor: Predictor | None = None,
+    ranks: Ranks | None = None,
+) -> PredictionSummary | None:
     """`qaflow predict` / `train --do_predict` (split "test") and `train --do_eval` (split "eval").
 
     The configured windows/n-best/generation settings on `data` (else the split's configured data). Test data may
-    be unlabeled: it gets predictions and no score.
+    be unlabeled: it gets predictions and no score. `dataset` / `family`: already loaded / resolved by the caller
+    (`qaflow train` loads each split and resolves the family once). `predictor`: the model of `model_dir` already
+    in memory (a DDP worker's trained model, with its ranks; nothing is read from `model_dir`). `ranks`: torchrun
+    workers sharing the prediction of `model_dir` (None is returned on ranks other than 0).
     """
     check_family_name(cfg.model.model_family)  # cheap checks first: names, data, checkpoint, question lengths
-    dataset = load_split(cfg, split, data)
+    dataset = dataset or load_split(cfg, split, data)
     do_score = do_score and dataset.labeled
-    spec = ModelSpec.of_checkpoint(model_dir, cfg.model.model_family)
-    family = resolve_family(spec.family, spec.path)
-    tokenizer = load_tokenizer(spec.tokenizer_path)
+    if predictor is None:
+        spec = ModelSpec.of_checkpoint(model_dir, cfg.model.model_family)
+        family = family or resolve_family(spec.family, spec.path)
+        tokenizer = load_tokenizer(spec.tokenizer_path)
+    else:
+        family, tokenizer = predictor.family, predictor.tokenizer
     recipe = inference_recipe(cfg, family.name, dataset.version)
     fit = fit_questions(dataset.examples, tokenizer, recipe.windows) if family.windowed else None
-    predictor = Predictor.with_weights(family, spec, tokenizer, use_cuda=cfg.train.backend != "cpu")
-    return predict_dataset(predictor, dataset, recipe, output_dir, save_raw=save_raw, do_score=do_score, fit=fit)
+    if predictor is None:
+        predictor = Predictor.with_weights(family, spec, tokenizer, use_cuda=cfg.train.backend != "cpu")
+        predictor.ranks = ranks
+    return predict_dataset(
+        predictor, dataset, recipe, output_dir, save_raw=save_raw, do_score=do_score, fit=fit, prefix=prefix
+    )
+
+
+def predict_on_workers(
+    cfg: QAFlowConfig, launch: Launch, *, model_dir: str | Path, data: str | Path | None, output_dir: Path,
+    save_raw: bool = True, do_score: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """`qaflow predict --nproc_per_node N` (and torchrun's other flags): `predict_from_config` on torchrun workers,
+    each running its share of the model (every node needs the model and the data); global rank 0 writes the
+    outputs and its summary (`PREDICT_SUMMARY`, returned). `ResultOnAnotherNode` on the other nodes."""
+    check_family_name(cfg.model.model_family)  # cheap checks before any worker starts
+    load_split(cfg, "test", data)
+    require_checkpoint(str(model_dir))
+    backend = detect_backend(cfg.train.backend, cfg.ipu.ipu_python)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    job = {"kind": "predict", "config": cfg.to_dict(), "backend": backend, "model_dir": str(model_dir),
+           "data": str(data) if data is not None else None, "output_dir": str(output_dir), "save_raw": save_raw,
+           "do_score": do_score}  # fmt: skip
+    summary = output_dir / PREDICT_SUMMARY
+    summary.unlink(missing_ok=True)  # never report an earlier run's summary as this one's
+    launch_torchrun(DDP_WORKER, write_job(job, output_dir / "ddp_job.json"), launch, backend)
+    if not summary.exists() and launch.multi_node:
+        raise ResultOnAnotherNode(f"{output_dir}: this node's workers finished; global rank 0's node holds the outputs")
+    return json.loads(summary.read_text(encoding="utf-8"))
+
+
+def run_prediction_worker(job: dict[str, Any]) -> None:
+    """One torchrun worker of `predict_on_workers`: its share of the model; rank 0 writes the outputs and summary."""
+    join_worker_group(job["backend"])
+    overrides = {f"{section}.{k}": v for section, values in job["config"].items() for k, v in values.items()}
+    summary = predict_from_config(
+        load_config(None, overrides), model_dir=job["model_dir"], data=job["data"], output_dir=Path(job["output_dir"]),
+        save_raw=job["save_raw"], do_score=job["do_score"], ranks=TorchRanks.current(),
+    )  # fmt: skip
+    if summary is not None:
+        write_json_atomic(summary.to_json(), Path(job["output_dir"]) / PREDICT_SUMMARY, indent=2)

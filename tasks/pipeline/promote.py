@@ -26,20 +26,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.tracking import MlflowClient
-
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import load_dataset_file
 from tasks.core.io import file_digest
 from tasks.core.layout import promote_dir, snapshot_dir, snapshots_dir
 from tasks.core.suites import ResolvedMember, resolve_suite
 from tasks.pipeline.evaluation import evaluate_model
-from tasks.pipeline.runplan import run_key
 from tasks.pipeline.suites import GateRow, gate_table, regressed, score_registered
 from tasks.tracking import tags as tag
-from tasks.tracking.registry import get_version_by_alias, set_alias
-from tasks.tracking.runs import configure_mlflow, store_exists
+from tasks.tracking.records import VersionRecord
+from tasks.tracking.tracker import Tracker
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -101,25 +97,22 @@ def _who_when() -> tuple[str, str]:
     return getpass.getuser(), datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _setup(cfg: QAFlowConfig, root: Path) -> tuple[MlflowClient, str]:
-    """The registry client; a PromotionError (nothing created) when there is no tracking store yet."""
-    if not store_exists(cfg.tracking.tracking_uri, root):
+def _check_store(tracker: Tracker) -> None:
+    """A PromotionError (nothing created) when there is no tracking store yet."""
+    if not tracker.store_exists():
         raise PromotionError(
-            f"no tracking store at {cfg.tracking.tracking_uri} (under {Path(root).resolve()}): nothing is registered "
-            "yet; run `qaflow retrain` first"
+            f"no tracking store at {tracker.uri}: nothing is registered yet; run `qaflow retrain` first"
         )
-    configure_mlflow(cfg.tracking, root)
-    return MlflowClient(), cfg.tracking.registered_model_name
 
 
-def _run_tags(client: MlflowClient, version: ModelVersion) -> dict[str, str]:
-    return dict(client.get_run(version.run_id).data.tags) if version.run_id else {}
+def _run_tags(tracker: Tracker, version: VersionRecord) -> dict[str, str]:
+    return tracker.get_run(version.run_id).tags if version.run_id else {}
 
 
-def eval_data_of(client: MlflowClient, version: ModelVersion, root: Path) -> tuple[str, Path | None]:
+def eval_data_of(tracker: Tracker, version: VersionRecord, root: Path) -> tuple[str, Path | None]:
     """The id of the data a version's logged metrics were computed on, and that file where it is here."""
 
-    data_version = version.tags.get(tag.DATA_VERSION) or _run_tags(client, version).get(tag.DATA_VERSION)
+    data_version = version.tags.get(tag.DATA_VERSION) or _run_tags(tracker, version).get(tag.DATA_VERSION)
     if not data_version:
         return f"version:{version.version}", None  # unknown data: never equal to another version's
     snapshot = snapshot_dir(Path(root), data_version) / "eval.json"
@@ -128,20 +121,21 @@ def eval_data_of(client: MlflowClient, version: ModelVersion, root: Path) -> tup
     return f"data:{data_version}", None
 
 
-def logged_scores(client: MlflowClient, version: ModelVersion, root: Path) -> Scored:
+def logged_scores(tracker: Tracker, version: VersionRecord, root: Path) -> Scored:
     """The metrics logged on a version's training run, with the id of their evaluation data."""
-    metrics = dict(client.get_run(version.run_id).data.metrics) if version.run_id else {}
-    eval_id, path = eval_data_of(client, version, root)
-    return Scored(str(version.version), version.run_id, metrics, eval_id, str(path) if path else None)
+    metrics = tracker.get_run(version.run_id).metrics if version.run_id else {}
+    eval_id, path = eval_data_of(tracker, version, root)
+    return Scored(version.version, version.run_id, metrics, eval_id, str(path) if path else None)
 
 
-def evaluated_scores(name: str, version: ModelVersion, eval_path: Path, eval_id: str, out_dir: Path) -> Scored:
+def evaluated_scores(tracker: Tracker, version: VersionRecord, eval_path: Path, eval_id: str, out_dir: Path) -> Scored:
     """Re-score a registered version on `eval_path` (official EM/F1 via `evaluate_model`)."""
 
     dataset = load_dataset_file(eval_path)
-    scores, _, _ = evaluate_model(f"models:/{name}/{version.version}", dataset, out_dir / f"v{version.version}")
+    uri = f"models:/{version.model}/{version.version}"
+    scores, _, _ = evaluate_model(tracker, uri, dataset, out_dir / f"v{version.version}")
     metrics = {k: float(v) for k, v in scores.items() if isinstance(v, int | float)}
-    return Scored(str(version.version), version.run_id, metrics, eval_id, str(eval_path), source="evaluated")
+    return Scored(version.version, version.run_id, metrics, eval_id, str(eval_path), source="evaluated")
 
 
 def compare_scores(
@@ -180,22 +174,22 @@ def eval_metrics(metrics: dict[str, float], *keep: str) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if k in wanted or k.startswith(("HasAns_", "NoAns_", "best_"))}
 
 
-def _tag_version(client: MlflowClient, name: str, version: str, prefix: str, values: dict[str, Any]) -> None:
-    for key, value in values.items():
-        client.set_model_version_tag(name, version, f"{prefix}.{key}", str(value)[:4900])
+def _tag_version(tracker: Tracker, version: str, prefix: str, values: dict[str, Any]) -> None:
+    tracker.tag_version(version, {f"{prefix}.{key}": str(value)[:4900] for key, value in values.items()})
 
 
-def switch_champion(client: MlflowClient, name: str, new: str, old: str | None) -> None:
+def switch_champion(tracker: Tracker, new: str, old: str | None) -> None:
     """`champion` → `new` first (never a moment without one), then `previous-champion` → `old`."""
-    set_alias(name, CHAMPION, new, client)
+    tracker.set_alias(CHAMPION, new)
     if old is not None and old != new:
-        set_alias(name, PREVIOUS, old, client)
+        tracker.set_alias(PREVIOUS, old)
 
 
 # ---------------------------------------------------------------------------------------- promotion
 
 
 def promote(
+    tracker: Tracker,
     cfg: QAFlowConfig,
     root: Path,
     *,
@@ -212,36 +206,37 @@ def promote(
     own recipes; a guarded member whose F1 drops by more than its margin refuses the promotion.
     """
     suite = suite or cfg.evaluation.suite
-    client, name = _setup(cfg, Path(root))
+    _check_store(tracker)
+    name = tracker.model_name
     user, at = _who_when()
-    challenger = get_version_by_alias(name, CHALLENGER, client)
+    challenger = tracker.version_by_alias(CHALLENGER)
     if challenger is None:
         raise PromotionError(f"model '{name}' has no '{CHALLENGER}' version: run `qaflow retrain` first")
     members = resolve_suite(cfg, Path(root), suite) if suite else None  # bad suite files: before any model loads
-    champion = get_version_by_alias(name, CHAMPION, client)
-    base = {"model": name, "challenger": str(challenger.version), "metric": metric, "margin": margin,
+    champion = tracker.version_by_alias(CHAMPION)
+    base = {"model": name, "challenger": challenger.version, "metric": metric, "margin": margin,
             "user": user, "at": at}  # fmt: skip
-    if champion is not None and str(champion.version) == str(challenger.version):
+    if champion is not None and champion.version == challenger.version:
         reason = f"challenger v{challenger.version} already is the champion"
-        current = str(champion.version)
+        current = champion.version
         return Decision("noop", False, champion_before=current, champion_after=current,
-                        previous_champion=_alias_version(name, PREVIOUS, client), delta=None, reason=reason,
+                        previous_champion=_alias_version(tracker, PREVIOUS), delta=None, reason=reason,
                         **base)  # fmt: skip
-    new = logged_scores(client, challenger, Path(root))
+    new = logged_scores(tracker, challenger, Path(root))
     if champion is None:
         if metric not in new.metrics:
             raise PromotionError(f"challenger v{challenger.version} has no '{metric}' metric: it was never scored")
         reason = f"no champion yet: first scored challenger v{new.version} ({metric} {new.metrics[metric]:.2f})"
-        switch_champion(client, name, new.version, None)
+        switch_champion(tracker, new.version, None)
         decision = Decision("first-champion", True, champion_before=None, champion_after=new.version,
                             previous_champion=None, delta=None, reason=reason, eval_data=new.eval_data,
                             scores={"challenger": eval_metrics(new.metrics, metric)}, **base)  # fmt: skip
-        _record(client, name, new.version, decision)
+        _record(tracker, new.version, decision)
         return decision
-    old = logged_scores(client, champion, Path(root))
+    old = logged_scores(tracker, champion, Path(root))
     reevaluated = False
     if new.eval_data != old.eval_data or eval_data is not None:
-        new, old = _rescore(client, name, root, challenger, champion, new, eval_data)
+        new, old = _rescore(tracker, root, challenger, champion, new, eval_data)
         reevaluated = True
     ok, delta, reason, report = compare_scores(
         new, old, metric=metric, margin=margin, guards=guards, tolerance=tolerance
@@ -250,7 +245,7 @@ def promote(
         reason += f" (both re-scored on {new.eval_data})"
     gate: list[GateRow] = []
     if members is not None:
-        gate = _suite_gate(name, root, challenger, champion, *members)
+        gate = _suite_gate(tracker, root, challenger, champion, *members)
         bad = regressed(gate)
         if bad:
             ok = False
@@ -260,35 +255,35 @@ def promote(
         else:
             reason += f"; suite {members[0]}: no guarded member regressed"
     if ok:
-        switch_champion(client, name, new.version, old.version)
+        switch_champion(tracker, new.version, old.version)
     decision = Decision(
         "promote" if ok else "refuse", ok, champion_before=old.version,
         champion_after=new.version if ok else old.version, previous_champion=old.version if ok else
-        _alias_version(name, PREVIOUS, client), delta=delta, reason=reason, reevaluated=reevaluated,
+        _alias_version(tracker, PREVIOUS), delta=delta, reason=reason, reevaluated=reevaluated,
         eval_data=new.eval_data, scores={"challenger": eval_metrics(new.metrics, metric, *guards),
                                      "champion": eval_metrics(old.metrics, metric, *guards)}, guards=report,
         suite=suite, suite_table=[asdict(r) for r in gate], **base,
     )  # fmt: skip
-    _record(client, name, new.version, decision)
+    _record(tracker, new.version, decision)
     return decision
 
 
 def _suite_gate(
-    name: str, root: Path, challenger: ModelVersion, champion: ModelVersion, suite: str,
+    tracker: Tracker, root: Path, challenger: VersionRecord, champion: VersionRecord, suite: str,
     members: list[ResolvedMember],
 ) -> list[GateRow]:  # fmt: skip
     """Both versions scored on every suite member with their own recipes, compared member by member."""
     out = promote_dir(Path(root), f"suite-{suite}")
     scored = [
-        score_registered(f"models:/{name}/{v.version}", suite, members, out / f"v{v.version}")
+        score_registered(tracker, f"models:/{v.model}/{v.version}", suite, members, out / f"v{v.version}")
         for v in (challenger, champion)
     ]
     return gate_table(*scored)
 
 
 def _rescore(
-    client: MlflowClient, name: str, root: Path, challenger: ModelVersion, champion: ModelVersion,
-    logged: Scored, eval_data: Path | None,
+    tracker: Tracker, root: Path, challenger: VersionRecord, champion: VersionRecord, logged: Scored,
+    eval_data: Path | None,
 ) -> tuple[Scored, Scored]:  # fmt: skip
 
     path = Path(eval_data) if eval_data is not None else (Path(logged.eval_path) if logged.eval_path else None)
@@ -301,64 +296,63 @@ def _rescore(
     eval_id = f"sha256:{file_digest(path)}"
     out = promote_dir(Path(root), eval_id.split(":")[1])
     return (
-        evaluated_scores(name, challenger, path, eval_id, out),
-        evaluated_scores(name, champion, path, eval_id, out),
+        evaluated_scores(tracker, challenger, path, eval_id, out),
+        evaluated_scores(tracker, champion, path, eval_id, out),
     )
 
 
-def _alias_version(name: str, alias: str, client: MlflowClient) -> str | None:
-    found = get_version_by_alias(name, alias, client)
-    return str(found.version) if found is not None else None
+def _alias_version(tracker: Tracker, alias: str) -> str | None:
+    found = tracker.version_by_alias(alias)
+    return found.version if found is not None else None
 
 
-def _record(client: MlflowClient, name: str, version: str, decision: Decision) -> None:
+def _record(tracker: Tracker, version: str, decision: Decision) -> None:
     values = {"decision": decision.action, "by": decision.user, "at": decision.at, "reason": decision.reason}
     if decision.suite_table:
         values["suite"] = json.dumps({"suite": decision.suite, "table": decision.suite_table})
-    _tag_version(client, name, version, tag.PROMOTION, values)
+    _tag_version(tracker, version, tag.PROMOTION, values)
 
 
-def rollback(cfg: QAFlowConfig, root: Path) -> Decision:
+def rollback(tracker: Tracker) -> Decision:
     """Point `champion` back at `previous-champion` (champion first), then drop the `previous-champion` alias."""
-    client, name = _setup(cfg, Path(root))
+    _check_store(tracker)
+    name = tracker.model_name
     user, at = _who_when()
-    previous = get_version_by_alias(name, PREVIOUS, client)
+    previous = tracker.version_by_alias(PREVIOUS)
     if previous is None:
         raise PromotionError(f"model '{name}' has no '{PREVIOUS}' version to roll back to")
-    current = _alias_version(name, CHAMPION, client)
-    prev = str(previous.version)
-    set_alias(name, CHAMPION, prev, client)
-    client.delete_registered_model_alias(name, PREVIOUS)
+    current = _alias_version(tracker, CHAMPION)
+    prev = previous.version
+    tracker.set_alias(CHAMPION, prev)
+    tracker.delete_alias(PREVIOUS)
     reason = f"rollback: champion v{current} replaced by previous champion v{prev}"
     decision = Decision(
-        "rollback", True, model=name, challenger=_alias_version(name, CHALLENGER, client), champion_before=current,
+        "rollback", True, model=name, challenger=_alias_version(tracker, CHALLENGER), champion_before=current,
         champion_after=prev, previous_champion=None, metric="", margin=0.0, delta=None, reason=reason, user=user, at=at,
     )  # fmt: skip
     info = {"by": user, "at": at, "reason": reason}
-    _tag_version(client, name, prev, tag.ROLLBACK, {**info, "restored": "true"})
+    _tag_version(tracker, prev, tag.ROLLBACK, {**info, "restored": "true"})
     if current is not None and current != prev:
-        _tag_version(client, name, current, tag.ROLLBACK, {**info, "demoted": "true"})
+        _tag_version(tracker, current, tag.ROLLBACK, {**info, "demoted": "true"})
     return decision
 
 
 # ---------------------------------------------------------------------------------------- skip rule
 
 
-def champion_unchanged(cfg: QAFlowConfig, root: Path, data_version: str) -> str | None:
+def champion_unchanged(tracker: Tracker, data_version: str, key: str) -> str | None:
     """The reason to skip a (scheduled) retrain when the champion was trained on this data with these params.
 
-    Compares the run key of (`data_version`, `cfg`'s model parameters) with the champion's run key (model-version
-    tag, else its run's tag). None when there is no champion or anything differs.
+    Compares `key`, the run key of (`data_version`, the model parameters), with the champion's run key
+    (model-version tag, else its run's tag). None when there is no champion or anything differs.
     """
 
-    if not store_exists(cfg.tracking.tracking_uri, Path(root)):
+    if not tracker.store_exists():
         return None  # nothing tracked yet: no champion
-    client, name = _setup(cfg, Path(root))
-    champion = get_version_by_alias(name, CHAMPION, client)
+    champion = tracker.version_by_alias(CHAMPION)
     if champion is None:
         return None
-    key = run_key(cfg, data_version)
-    champion_key = champion.tags.get(tag.RUN_KEY) or _run_tags(client, champion).get(tag.RUN_KEY)
+    champion_key = champion.tags.get(tag.RUN_KEY) or _run_tags(tracker, champion).get(tag.RUN_KEY)
     if champion_key != key:
         return None
     return (

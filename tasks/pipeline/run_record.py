@@ -1,4 +1,4 @@
-"""The retrain run's MLflow record: own the run key, open (or find) its run, log it, register it.
+"""The retrain run's record in the tracker: own the run key, open (or find) its run, log it, register it.
 
 Idempotent by design: a retrain killed half-way resumes the same run (its run key is the data version plus the
 model parameters), logs again without duplicating anything, and registers one model version per run. A run key is
@@ -17,28 +17,22 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import mlflow
 from filelock import FileLock, Timeout
 
 from tasks.core.artifacts import DataSnapshot, TrainResult
 from tasks.core.config import QAFlowConfig, save_params
 from tasks.core.data import load_dataset_file
 from tasks.core.layout import RunPaths, run_lock_file
+from tasks.core.specs import InferenceRecipe
 from tasks.pipeline.error_slices import read_slices
 from tasks.pipeline.prediction import PredictionSummary
 from tasks.pipeline.question_table import question_table
-from tasks.pipeline.runplan import RunPlan, plan_run, run_key
+from tasks.pipeline.runplan import RunPlan, plan_run
 from tasks.pipeline.serving import log_qa_model
 from tasks.tracking import tags as tag
-from tasks.tracking.live import LiveMetrics, system_metrics
-from tasks.tracking.registry import (
-    fail_unfinished_logged_models,
-    find_version_for_run,
-    ready_logged_model,
-    register_model,
-)
-from tasks.tracking.runs import configure_mlflow, find_run_by_key, git_tags, log_data_inputs, log_run, run_url
-from tasks.tracking.slice_tables import log_slice_table
+from tasks.tracking.live import LiveMetrics
+from tasks.tracking.runs import git_tags
+from tasks.tracking.tracker import Tracker
 
 MODEL_ARTIFACT = "model"
 QUESTION_TABLE = "evaluation/questions.json"  # per-question table (id, question, gold, prediction, EM, F1, null odds)
@@ -78,52 +72,44 @@ def run_owner(root: Path, key: str, timeout_s: float = RUN_LOCK_TIMEOUT_S) -> It
 SCORE_KEYS = ("exact_match", "exact", "f1", "HasAns_f1", "NoAns_f1")
 
 
-def open_run(cfg: QAFlowConfig, root: Path, snapshot: DataSnapshot, force: bool) -> RunPlan:
-    """Find or create the MLflow run for (data version, params); decide skip / resume / new."""
-    experiment_id = configure_mlflow(cfg.tracking, root)
-    key = run_key(cfg, snapshot.version)
-    existing = find_run_by_key(experiment_id, key)
-    registered = existing is not None and (
-        find_version_for_run(cfg.tracking.registered_model_name, existing.info.run_id, MODEL_ARTIFACT) is not None
-    )
+def open_run(tracker: Tracker, key: str, snapshot: DataSnapshot, force: bool) -> RunPlan:
+    """Find or create the run of run key `key` (data version + params); decide skip / resume / new."""
+    existing = tracker.find_run(key)
+    registered = existing is not None and tracker.version_of_run(existing.run_id, MODEL_ARTIFACT) is not None
     plan = plan_run(key, existing, registered=registered, force=force)
     if plan.action != "new":
         return plan
-    run = mlflow.MlflowClient().create_run(
-        experiment_id, tags={tag.RUN_KEY: key, tag.DATA_VERSION: snapshot.version}, run_name=f"retrain-{key}"
-    )
-    return RunPlan("new", key, run.info.run_id, plan.reason)
+    run_id = tracker.create_run(f"retrain-{key}", tags={tag.RUN_KEY: key, tag.DATA_VERSION: snapshot.version})
+    return RunPlan("new", key, run_id, plan.reason)
 
 
 @contextlib.contextmanager
-def live_tracking(cfg: QAFlowConfig, root: Path, plan: RunPlan, snapshot: DataSnapshot) -> Iterator[list[LiveMetrics]]:
+def live_tracking(tracker: Tracker, root: Path, plan: RunPlan, snapshot: DataSnapshot) -> Iterator[list[LiveMetrics]]:
     """While the block trains: the run has its git tags and data inputs, and gets system metrics and (through the
     yielded Trainer callbacks) every training log entry as it happens; `mlflow ui` shows them live."""
-    configure_mlflow(cfg.tracking, root)
-    client = mlflow.MlflowClient()
-    if client.get_run(plan.run_id).info.status != "RUNNING":  # a resumed run is running again
-        client.update_run(plan.run_id, status="RUNNING")
-    for key, value in {**git_tags(root), tag.DATA_VERSION: snapshot.version}.items():
-        client.set_tag(plan.run_id, key, value)
-    log_data_inputs(plan.run_id, snapshot.version, {"training": snapshot.train_json, "evaluation": snapshot.eval_json})
-    with system_metrics(plan.run_id):
-        yield [LiveMetrics(plan.run_id, client)]
+    tracker.mark_running(plan.run_id)  # a resumed run is running again
+    tracker.set_tags(plan.run_id, {**git_tags(root), tag.DATA_VERSION: snapshot.version})
+    tracker.log_data_inputs(
+        plan.run_id, snapshot.version, {"training": snapshot.train_json, "evaluation": snapshot.eval_json}
+    )
+    with tracker.system_metrics(plan.run_id):
+        yield [tracker.live_metrics(plan.run_id)]
 
 
-def log_question_table(run_id: str, eval_json: Path, predicted: PredictionSummary) -> None:
-    """The per-question table (`QUESTION_TABLE`, `mlflow.log_table`): once per run, since a table logged again
+def log_question_table(tracker: Tracker, run_id: str, eval_json: Path, predicted: PredictionSummary) -> None:
+    """The per-question table (`QUESTION_TABLE`, an MLflow table): once per run, since a table logged again
     would be appended to the one already there."""
-    client = mlflow.MlflowClient()
-    if any(a.path == QUESTION_TABLE for a in client.list_artifacts(run_id, QUESTION_TABLE.rsplit("/", 1)[0])):
+    if tracker.has_artifact(run_id, QUESTION_TABLE):
         return
     predictions = json.loads(predicted.files["predictions"].read_text(encoding="utf-8"))
     odds_file = predicted.files.get("null_odds")
     null_odds = json.loads(odds_file.read_text(encoding="utf-8")) if odds_file else None
     table = question_table(load_dataset_file(eval_json), predictions, null_odds)
-    client.log_table(run_id, data=table, artifact_file=QUESTION_TABLE)
+    tracker.log_table(run_id, table, QUESTION_TABLE)
 
 
 def record_run(
+    tracker: Tracker,
     cfg: QAFlowConfig,
     root: Path,
     plan: RunPlan,
@@ -131,9 +117,11 @@ def record_run(
     paths: RunPaths,
     trained: TrainResult,
     predicted: PredictionSummary,
+    recipe: InferenceRecipe | None = None,
 ) -> None:
-    """Log params, metrics, history, artifacts and the pyfunc model (with its recipe) into the plan's run."""
-    configure_mlflow(cfg.tracking, root)
+    """Log params, metrics, history, artifacts and the pyfunc model (with its recipe) into the plan's run.
+
+    `recipe`: the model's stored recipe, where the flow loaded it already."""
     save_params(cfg, paths.params_file)
     artifacts = [
         *((path, "predictions") for name, path in predicted.files.items() if name not in ("raw", "metrics")),
@@ -143,11 +131,12 @@ def record_run(
         (snapshot.features_report, "data"),
         (paths.metrics_file, None),
     ]
-    with mlflow.start_run(run_id=plan.run_id):
-        if ready_logged_model(plan.run_id, MODEL_ARTIFACT) is None:  # a resumed run logs its model once, whole
-            fail_unfinished_logged_models(plan.run_id, MODEL_ARTIFACT)
-            log_qa_model(trained.model_dir, MODEL_ARTIFACT)
-        log_run(
+    with tracker.resumed(plan.run_id) as run_id:
+        if not tracker.has_ready_model(run_id, MODEL_ARTIFACT):  # a resumed run logs its model once, whole
+            tracker.fail_unfinished_models(run_id, MODEL_ARTIFACT)
+            log_qa_model(tracker, run_id, trained.model_dir, MODEL_ARTIFACT, recipe=recipe)
+        tracker.log_run(
+            run_id,
             params=cfg.to_dict(),
             metrics={**(predicted.metrics or {}), **predicted.speed},
             train_result=trained,
@@ -158,29 +147,20 @@ def record_run(
                 tag.FAMILY: predicted.model_family,
                 tag.RUN_MODE: tag.run_mode(cfg.train.torch_compile, cfg.train.torch_compile_mode),
             },
-            run_id=plan.run_id,
         )
-        log_question_table(plan.run_id, snapshot.eval_json, predicted)
+        log_question_table(tracker, run_id, snapshot.eval_json, predicted)
         if "slices" in predicted.files:
-            log_slice_table(read_slices(predicted.files["slices"]), plan.run_id)
+            tracker.log_slice_table(run_id, read_slices(predicted.files["slices"]))
 
 
-def register_run(cfg: QAFlowConfig, root: Path, plan: RunPlan) -> str:
+def register_run(tracker: Tracker, plan: RunPlan) -> str:
     """Register the run's model as a version (alias `challenger`) and mark the run finished; the version number."""
-    configure_mlflow(cfg.tracking, root)
-    version = register_model(plan.run_id, MODEL_ARTIFACT, cfg.tracking.registered_model_name, run_key=plan.run_key)
-    mlflow.MlflowClient().set_terminated(plan.run_id, "FINISHED")
-    return str(version.version)
+    version = tracker.register(plan.run_id, MODEL_ARTIFACT, run_key=plan.run_key)
+    tracker.finish(plan.run_id)
+    return version.version
 
 
-def logged_scores(cfg: QAFlowConfig, root: Path, run_id: str) -> dict[str, float]:
+def logged_scores(tracker: Tracker, run_id: str) -> dict[str, float]:
     """The official-metric values an earlier run logged (shown when a retrain is skipped)."""
-    configure_mlflow(cfg.tracking, root)
-    logged = mlflow.MlflowClient().get_run(run_id).data.metrics
+    logged = tracker.get_run(run_id).metrics
     return {k: logged[k] for k in SCORE_KEYS if k in logged}
-
-
-def run_link(cfg: QAFlowConfig, root: Path, run_id: str) -> str:
-    """The run's MLflow UI page (for a local store: where `mlflow ui --backend-store-uri URI` serves it)."""
-    experiment_id = configure_mlflow(cfg.tracking, root)
-    return run_url(mlflow.get_tracking_uri(), experiment_id, run_id)

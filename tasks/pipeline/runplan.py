@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tasks.core.config import QAFlowConfig
+from tasks.tracking.records import RunRecord
 
 # Parameters that never change the model: where things go, how they are tracked, how fast they are computed.
 NON_MODEL_KEYS = {
@@ -21,6 +22,7 @@ NON_MODEL_KEYS = {
     ("train", "save_total_limit"),
     ("train", "save_strategy"),
     ("train", "dataloader_num_workers"),
+    ("train", "compile_cache"),
     ("features", "preprocessing_num_workers"),
 }
 NON_MODEL_SECTIONS = {"tracking", "tune", "evaluation"}
@@ -49,12 +51,12 @@ class RunPlan:
     reason: str = ""
 
 
-def plan_run(key: str, existing_run: Any | None, *, registered: bool, force: bool = False) -> RunPlan:
-    """What to do given the newest tracked run with this key (an `mlflow.entities.Run` or None)."""
+def plan_run(key: str, existing_run: RunRecord | None, *, registered: bool, force: bool = False) -> RunPlan:
+    """What to do given the newest tracked run with this key (or None)."""
     if existing_run is None:
         return RunPlan("new", key, reason="no run with this data version and these parameters yet")
-    run_id = existing_run.info.run_id
-    status = existing_run.info.status
+    run_id = existing_run.run_id
+    status = existing_run.status
     if status == "FINISHED" and registered and not force:
         return RunPlan(
             "skip", key, run_id,

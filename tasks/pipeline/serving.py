@@ -3,7 +3,9 @@
 Artifacts: the model directory (weights, tokenizer and its `inference_recipe.json`: family, windows, n-best,
 generation, batch size). The same recipe drives the retrain score, `qaflow evaluate`, promotion re-scoring and
 `qaflow answer`, so all four predict identically. The `tasks` package travels with the model (`code_paths`), so
-`mlflow models serve` needs no qaflow install.
+`mlflow models serve` needs no qaflow install. This module and `served_model.py` are the only ones outside
+`tasks.tracking` that import MLflow (the pyfunc interface); logging and loading go through the `Tracker`
+(`log_qa_model`, `load_qa_model`), which binds MLflow's fluent API to its store for that call only.
 
 Score: the n-best probability of the returned answer (softmax over the n-best candidates' start+end logit
 sums, as run_qa.py writes to `nbest_predictions.json`), in [0, 1]. For "no answer" (SQuAD v2 settings) the
@@ -27,10 +29,11 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, Schema
 
 from tasks.core.data import Example
+from tasks.core.layout import model_files
 from tasks.core.specs import InferenceRecipe
-from tasks.pipeline.prediction import Predictor
+from tasks.pipeline.prediction import StoredModel
 from tasks.predict import PredictionRun
-from tasks.tracking.registry import register_model
+from tasks.tracking.tracker import Tracker
 
 TASKS_DIR = Path(__file__).resolve().parents[1]  # the whole `tasks` package travels with the model
 MODEL_CODE = Path(__file__).with_name("served_model.py")  # what MLflow runs to build the model when loading it
@@ -95,9 +98,8 @@ class QAModel(mlflow.pyfunc.PythonModel):
     """Any registered family behind one served interface, predicting with the model's stored inference recipe."""
 
     def load_context(self, context) -> None:
-        model_dir = context.artifacts["model_dir"]
-        self.recipe = InferenceRecipe.load(model_dir)
-        self.predictor = Predictor.load(model_dir, self.recipe.family)
+        model = StoredModel.load(context.artifacts["model_dir"])
+        self.recipe, self.predictor = model.recipe, model.predictor
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Answer each row; also accepts a list of dicts or a dict when called directly."""
@@ -157,30 +159,33 @@ INPUT_EXAMPLE = pd.DataFrame(
 
 
 def log_qa_model(
-    model_dir: str | Path,
-    artifact_path: str = "model",
-    registered_model_name: str | None = None,
-    *,
-    alias: str | None = "challenger",
-    run_key: str | None = None,
-) -> mlflow.models.model.ModelInfo:
-    """Log the model in `model_dir` (with its `inference_recipe.json`) as a pyfunc into the active run.
+    tracker: Tracker, run_id: str, model_dir: str | Path, artifact_path: str = "model", *,
+    recipe: InferenceRecipe | None = None,
+) -> None:  # fmt: skip
+    """Log the model in `model_dir` (with its `inference_recipe.json`) as a pyfunc into run `run_id`.
 
-    Optionally registers it (idempotently, one version per run, `alias` moved to it).
+    `recipe`: the model's stored recipe where the caller loaded it already; else it is loaded here, so a model
+    without one is refused before anything is logged.
     """
-    InferenceRecipe.load(model_dir)  # refuse a model without a recipe before logging anything
+    if recipe is None:
+        InferenceRecipe.load(model_dir)
     with tempfile.TemporaryDirectory(prefix="qaflow-model-") as tmp:
         clean = Path(tmp) / Path(model_dir).resolve().name  # the model without pickles (training_args.bin)
-        shutil.copytree(model_dir, clean, ignore=shutil.ignore_patterns(*PICKLED_FILES))
-        info = mlflow.pyfunc.log_model(
-            name=artifact_path,
+        clean.mkdir()
+        for path in model_files(Path(model_dir)):  # not the run's outputs beside it (checkpoints/, results, ...)
+            if not any(path.match(pattern) for pattern in PICKLED_FILES):
+                shutil.copy2(path, clean / path.name)
+        tracker.log_pyfunc_model(
+            run_id, artifact_path,
             python_model=str(MODEL_CODE),  # models-from-code: no cloudpickled object of ours
             artifacts={"model_dir": str(clean)},
             code_paths=[str(TASKS_DIR)],
             pip_requirements=pip_requirements(),
             signature=signature(),
             input_example=INPUT_EXAMPLE,
-        )
-    if registered_model_name:
-        register_model(info.run_id, artifact_path, registered_model_name, alias=alias, run_key=run_key)
-    return info
+        )  # fmt: skip
+
+
+def load_qa_model(tracker: Tracker, model_uri: str) -> QAModel:
+    """The QA model behind `model_uri` (e.g. `models:/qaflow-qa@champion`) of the tracker's store, loaded once."""
+    return tracker.load_pyfunc(model_uri).unwrap_python_model()

@@ -18,16 +18,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mlflow
-
 from tasks.core.data import QADataset
 from tasks.core.specs import InferenceRecipe
 from tasks.core.suites import ResolvedMember
 from tasks.pipeline.error_slices import read_slices
 from tasks.pipeline.prediction import PredictionSummary, Predictor, predict_dataset
+from tasks.pipeline.serving import load_qa_model
 from tasks.tracking import tags as tag
-from tasks.tracking.runs import log_run
-from tasks.tracking.slice_tables import log_slice_table
+from tasks.tracking.tracker import Tracker
 
 SUITE_TABLE = "suite/suite_table.json"
 
@@ -107,30 +105,31 @@ def _same_examples(a: QADataset, b: QADataset) -> bool:
     return a.version == b.version and a.examples == b.examples
 
 
-def score_registered(model_uri: str, suite: str, members: list[ResolvedMember], out_dir: Path) -> SuiteResult:
-    """`score_suite` for an MLflow model (e.g. `models:/qaflow-qa@challenger`), loaded once."""
-    qa = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+def score_registered(
+    tracker: Tracker, model_uri: str, suite: str, members: list[ResolvedMember], out_dir: Path
+) -> SuiteResult:
+    """`score_suite` for a model of the tracker's store (e.g. `models:/qaflow-qa@challenger`), loaded once."""
+    qa = load_qa_model(tracker, model_uri)
     return score_suite(qa.predictor, qa.recipe, suite, members, out_dir, model_uri)
 
 
-def log_suite(result: SuiteResult, experiment_id: str, scored_run: str | None = None) -> str:
-    """One MLflow run (kind `suite`): per-member and weighted metrics, the summary table, slices; its id."""
+def log_suite(tracker: Tracker, result: SuiteResult, scored_run: str | None = None) -> str:
+    """One run (kind `suite`): per-member and weighted metrics, the summary table, slices; its id."""
     metrics: dict[str, float] = dict(result.summary())
     for m in result.members:
         metrics.update({f"{m.name}/{k}": v for k, v in m.metrics.items()})
     tags = {tag.KIND: tag.KIND_SUITE, tag.SUITE: result.suite, tag.MODEL_URI: result.model}
     if scored_run:
         tags[tag.SCORED_RUN] = scored_run
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"suite {result.suite}: {result.model}") as run:
-        rid = run.info.run_id
+    with tracker.run(f"suite {result.suite}: {result.model}") as rid:
         plots = [(m.files["slices_plot"], f"slices/{m.name}") for m in result.members if "slices_plot" in m.files]
-        log_run(metrics=metrics, tags=tags, artifacts=plots, environment=False)
+        tracker.log_run(rid, metrics=metrics, tags=tags, artifacts=plots, environment=False)
         table = result.table()
-        mlflow.log_table({k: [row[k] for row in table] for k in table[0]}, SUITE_TABLE, run_id=rid)
+        tracker.log_table(rid, {k: [row[k] for row in table] for k in table[0]}, SUITE_TABLE)
         for m in result.members:
             if "slices" in m.files:
-                log_slice_table(read_slices(Path(m.files["slices"])), rid, f"slices/{m.name}/slices_table.json")
-        mlflow.log_dict(result.to_json(), "suite/suite.json")
+                tracker.log_slice_table(rid, read_slices(Path(m.files["slices"])), f"slices/{m.name}/slices_table.json")
+        tracker.log_dict(rid, result.to_json(), "suite/suite.json")
     return rid
 
 

@@ -21,9 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import optuna
-from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, Trial, TrialState
 from transformers import TrainerCallback
 
@@ -31,18 +29,20 @@ from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import TUNE_SECTION, ConfigError, QAFlowConfig, TuneConfig, validate
 from tasks.core.data import QADataset
 from tasks.core.family import ModelFamily
-from tasks.core.features import fit_questions
+from tasks.core.features import feature_settings, fit_questions
 from tasks.core.layout import TrainPaths, tune_dir
-from tasks.core.specs import InferenceRecipe, ModelSpec, feature_settings, inference_recipe
+from tasks.core.model_spec import ModelSpec
+from tasks.core.specs import InferenceRecipe, inference_recipe
 from tasks.families.registry import resolve_family
+from tasks.pipeline.featurize import build_train_features, train_feature_spec
 from tasks.pipeline.prediction import Predictor, predict_dataset, predict_with_stored_recipe
 from tasks.pipeline.run_record import MODEL_ARTIFACT
 from tasks.pipeline.serving import log_qa_model
-from tasks.pipeline.stages import build_train_features, load_split, train_feature_spec
+from tasks.pipeline.stages import load_split
 from tasks.pipeline.training import train_model
 from tasks.tracking import tags as tag
-from tasks.tracking.registry import register_model
-from tasks.tracking.runs import configure_mlflow, log_params, log_run, metric_entities
+from tasks.tracking.compile_cache import TrackedCompileCacheStore
+from tasks.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,8 @@ def check_tunable(cfg: QAFlowConfig, overrides: Mapping[str, Any] | None) -> Non
         raise ConfigError(f"train.max_steps: {cfg.train.max_steps} must be -1 for tune (num_train_epochs is searched)")
     if cfg.train.backend == "ipu":
         raise ConfigError("train.backend: tune trains on cpu or cuda (its pruning runs inside the Trainer)")
+    if cfg.train.eval_strategy != "no":
+        raise ConfigError("train.eval_strategy: tune scores each epoch itself (tune.pruning_eval_samples); use no")
 
 
 def load_tune_data(cfg: QAFlowConfig, root: Path) -> TuneData:
@@ -136,18 +138,17 @@ def open_study(tune: TuneConfig, directory: Path) -> optuna.Study:
     return study
 
 
-def recover_interrupted(study: optuna.Study) -> list[int]:
-    """Trials left RUNNING by a killed search: mark them failed (and their MLflow runs killed), queue their params.
+def recover_interrupted(tracker: Tracker, study: optuna.Study) -> list[int]:
+    """Trials left RUNNING by a killed search: mark them failed (and their runs killed), queue their params.
 
-    Only called while holding the study's lock (so no live process owns a RUNNING trial), with MLflow configured.
+    Only called while holding the study's lock (so no live process owns a RUNNING trial).
     """
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(trial.number, state=TrialState.FAIL)
         if trial.user_attrs.get(RUN_ATTR):
-            client = MlflowClient()
-            client.set_tag(trial.user_attrs[RUN_ATTR], tag.TUNE_STATE, "interrupted")
-            client.set_terminated(trial.user_attrs[RUN_ATTR], "KILLED")
+            tracker.set_tags(trial.user_attrs[RUN_ATTR], {tag.TUNE_STATE: "interrupted"})
+            tracker.finish(trial.user_attrs[RUN_ATTR], "KILLED")
         if trial.params:
             study.enqueue_trial(trial.params, user_attrs={RETRY_OF_ATTR: trial.number})
         recovered.append(trial.number)
@@ -158,21 +159,18 @@ def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-def open_parent_run(cfg: QAFlowConfig, root: Path, study: optuna.Study) -> str:
-    """The study's MLflow run (created once, its id kept in the study; reopened on resume)."""
-    experiment_id = configure_mlflow(cfg.tracking, root)
-    client = MlflowClient()
+def open_parent_run(tracker: Tracker, cfg: QAFlowConfig, study: optuna.Study) -> str:
+    """The study's run (created once, its id kept in the study; reopened on resume)."""
     run_id = study.user_attrs.get(PARENT_RUN_ATTR)
     if run_id:
-        client.update_run(run_id, status="RUNNING")
+        tracker.mark_running(run_id)
         return run_id
-    run = client.create_run(
-        experiment_id, tags={tag.KIND: tag.KIND_TUNE, tag.TUNE_STUDY: cfg.tune.study_name},
-        run_name=f"tune-{cfg.tune.study_name}",
-    )  # fmt: skip
-    log_params(run.info.run_id, {TUNE_SECTION: cfg.to_dict()[TUNE_SECTION]}, client)
-    study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
-    return run.info.run_id
+    run_id = tracker.create_run(
+        f"tune-{cfg.tune.study_name}", tags={tag.KIND: tag.KIND_TUNE, tag.TUNE_STUDY: cfg.tune.study_name}
+    )
+    tracker.log_params(run_id, {TUNE_SECTION: cfg.to_dict()[TUNE_SECTION]})
+    study.set_user_attr(PARENT_RUN_ATTR, run_id)
+    return run_id
 
 
 # --------------------------------------------------------------------------------------------- one trial
@@ -276,22 +274,20 @@ class TrialOutcome:
     reports: dict[int, float] = field(default_factory=dict)
 
 
-def open_trial_run(cfg: QAFlowConfig, root: Path, parent_run_id: str, trial: Trial, params: Mapping) -> str:
-    experiment_id = configure_mlflow(cfg.tracking, root)
-    client = MlflowClient()
-    run = client.create_run(
-        experiment_id, run_name=f"{cfg.tune.study_name}-trial-{trial.number}",
+def open_trial_run(tracker: Tracker, cfg: QAFlowConfig, parent_run_id: str, trial: Trial, params: Mapping) -> str:
+    run_id = tracker.create_run(
+        f"{cfg.tune.study_name}-trial-{trial.number}",
         tags={tag.PARENT_RUN: parent_run_id, tag.KIND: tag.KIND_TUNE_TRIAL, tag.TUNE_STUDY: cfg.tune.study_name,
               tag.TUNE_TRIAL: str(trial.number), tag.MODEL: cfg.model.model_name_or_path},
     )  # fmt: skip
     run_cfg = {k: v for k, v in cfg.to_dict().items() if k != TUNE_SECTION}
-    log_params(run.info.run_id, {**run_cfg, "trial": {"number": trial.number, **params}}, client)
-    return run.info.run_id
+    tracker.log_params(run_id, {**run_cfg, "trial": {"number": trial.number, **params}})
+    return run_id
 
 
-def run_trial(cfg: QAFlowConfig, root: Path, study: optuna.Study, trial: Trial, parent_run_id: str,
-              data: TuneData) -> TrialOutcome:  # fmt: skip
-    """Train and score one trial into its nested MLflow run, and tell the study its result (or that it was pruned).
+def run_trial(tracker: Tracker, cfg: QAFlowConfig, root: Path, study: optuna.Study, trial: Trial,
+              parent_run_id: str, data: TuneData) -> TrialOutcome:  # fmt: skip
+    """Train and score one trial into its nested run, and tell the study its result (or that it was pruned).
 
     An exception other than pruning leaves the trial RUNNING for the caller to fail (`fail_trial`).
     """
@@ -301,7 +297,7 @@ def run_trial(cfg: QAFlowConfig, root: Path, study: optuna.Study, trial: Trial, 
     paths = TrainPaths(directory / f"trial-{trial.number:03d}")
     shutil.rmtree(paths.root, ignore_errors=True)
     tcfg.train.output_dir = str(paths.root)
-    run_id = open_trial_run(tcfg, root, parent_run_id, trial, params)
+    run_id = open_trial_run(tracker, tcfg, parent_run_id, trial, params)
     trial.set_user_attr(RUN_ATTR, run_id)
     spec = ModelSpec.from_config(tcfg)
     family = resolve_family(spec.family, spec.path)
@@ -311,16 +307,16 @@ def run_trial(cfg: QAFlowConfig, root: Path, study: optuna.Study, trial: Trial, 
     recipe = inference_recipe(tcfg, family.name, data.eval.version)
     scorer = epoch_scorer(family, tokenizer, recipe, subset, paths.root / "epoch_eval", cfg.tune.metric)
     report = PruningReport(trial, scorer, int(params["num_train_epochs"]))
-    client = MlflowClient()
     try:
         trained = train_model(
             tcfg, features_path=features, data_path=Path(data.train.source), paths=paths,
             data_version=data.train.version, family=family, callbacks=[report],
+            compile_cache=TrackedCompileCacheStore(tracker),
         )  # fmt: skip
     except optuna.TrialPruned as pruned:
-        _log_reports(run_id, report.reports, cfg.tune.metric, client)
-        client.set_tag(run_id, tag.TUNE_STATE, "pruned")
-        client.set_terminated(run_id, "FINISHED")
+        _log_reports(tracker, run_id, report.reports, cfg.tune.metric)
+        tracker.set_tags(run_id, {tag.TUNE_STATE: "pruned"})
+        tracker.finish(run_id)
         study.tell(trial, state=TrialState.PRUNED)
         shutil.rmtree(paths.root, ignore_errors=True)
         log.info("trial %d pruned: %s", trial.number, pruned)
@@ -330,32 +326,29 @@ def run_trial(cfg: QAFlowConfig, root: Path, study: optuna.Study, trial: Trial, 
     )
     metrics = predicted.metrics or {}
     value = metric_value(metrics, cfg.tune.metric)
-    _log_reports(run_id, report.reports, cfg.tune.metric, client)
-    log_run(metrics={**metrics, **predicted.speed}, train_result=trained, environment=False, run_id=run_id,
-            tags={tag.TUNE_STATE: "complete", tag.FAMILY: family.name})  # fmt: skip
-    client.set_terminated(run_id, "FINISHED")
+    _log_reports(tracker, run_id, report.reports, cfg.tune.metric)
+    tracker.log_run(run_id, metrics={**metrics, **predicted.speed}, train_result=trained, environment=False,
+                    tags={tag.TUNE_STATE: "complete", tag.FAMILY: family.name})  # fmt: skip
+    tracker.finish(run_id)
     shutil.rmtree(paths.checkpoints_dir, ignore_errors=True)  # a trial is never resumed: only its model is kept
     trial.set_user_attr(MODEL_DIR_ATTR, str(trained.model_dir))
     study.tell(trial, value)
     return TrialOutcome(trial.number, "complete", params, value, run_id, metrics=metrics, reports=report.reports)
 
 
-def _log_reports(run_id: str, reports: Mapping[int, float], metric: str, client: MlflowClient) -> None:
+def _log_reports(tracker: Tracker, run_id: str, reports: Mapping[int, float], metric: str) -> None:
     """The per-epoch pruning scores as the step-wise metric `epoch_eval_<metric>` (step = epoch)."""
-    entities = [m for epoch, value in reports.items() for m in metric_entities({f"epoch_eval_{metric}": value},
-                                                                                   step=epoch)]  # fmt: skip
-    if entities:
-        client.log_batch(run_id, metrics=entities)
+    for epoch, value in reports.items():
+        tracker.log_metrics(run_id, {f"epoch_eval_{metric}": value}, step=epoch)
 
 
-def fail_trial(study: optuna.Study, trial: Trial, error: BaseException) -> None:
-    """A trial that raised: failed in the study, its MLflow run FAILED."""
+def fail_trial(tracker: Tracker, study: optuna.Study, trial: Trial, error: BaseException) -> None:
+    """A trial that raised: failed in the study, its run FAILED."""
     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     run_id = trial.user_attrs.get(RUN_ATTR)
     if run_id:
-        client = MlflowClient()
-        client.set_tag(run_id, tag.TUNE_STATE, "failed")
-        client.set_terminated(run_id, "FAILED")
+        tracker.set_tags(run_id, {tag.TUNE_STATE: "failed"})
+        tracker.finish(run_id, "FAILED")
     log.warning("trial %d failed: %s", trial.number, error)
 
 
@@ -371,7 +364,7 @@ class BestTrial:
     version: str
 
 
-def register_best(cfg: QAFlowConfig, root: Path, study: optuna.Study, parent_run_id: str) -> BestTrial:
+def register_best(tracker: Tracker, cfg: QAFlowConfig, study: optuna.Study, parent_run_id: str) -> BestTrial:
     """Log the best complete trial's model into its run, register it as `challenger`; keep only its model on disk.
 
     Idempotent: a search killed after this began registers the same run's model once (one version per run).
@@ -381,28 +374,32 @@ def register_best(cfg: QAFlowConfig, root: Path, study: optuna.Study, parent_run
         raise ValueError(f"tune study {cfg.tune.study_name}: no trial completed; nothing to register")
     best = study.best_trial
     run_id = best.user_attrs[RUN_ATTR]
-    configure_mlflow(cfg.tracking, root)
-    client = MlflowClient()
-    if not any(a.path == MODEL_ARTIFACT for a in client.list_artifacts(run_id)):
-        with mlflow.start_run(run_id=run_id):
-            log_qa_model(best.user_attrs[MODEL_DIR_ATTR], MODEL_ARTIFACT)
-    version = register_model(run_id, MODEL_ARTIFACT, cfg.tracking.registered_model_name)
+    if not tracker.has_ready_model(run_id, MODEL_ARTIFACT):  # logged once, whole (as a retrain's model)
+        tracker.fail_unfinished_models(run_id, MODEL_ARTIFACT)
+        log_qa_model(tracker, run_id, best.user_attrs[MODEL_DIR_ATTR], MODEL_ARTIFACT)
+    version = tracker.register(run_id, MODEL_ARTIFACT)
     _drop_other_models(complete, best)
-    _close_parent(study, parent_run_id, best, cfg.tune.metric, client)
-    return BestTrial(best.number, float(best.value), dict(best.params), run_id, str(version.version))
+    _close_parent(tracker, study, parent_run_id, best, cfg.tune.metric)
+    return BestTrial(best.number, float(best.value), dict(best.params), run_id, version.version)
 
 
 def _drop_other_models(complete: list[FrozenTrial], best: FrozenTrial) -> None:
+    """Free the disk the other trials' weights and checkpoints take; their results, predictions and records stay
+    (the model sits at the trial's output root, run_qa's layout, beside them)."""
     for trial in complete:
         model_dir = trial.user_attrs.get(MODEL_DIR_ATTR)
-        if trial.number != best.number and model_dir:
-            shutil.rmtree(model_dir, ignore_errors=True)
+        if trial.number == best.number or not model_dir:
+            continue
+        root = Path(model_dir)
+        shutil.rmtree(TrainPaths(root).checkpoints_dir, ignore_errors=True)
+        for weights in (*root.glob("*.safetensors"), *root.glob("*.safetensors.index.json")):
+            weights.unlink(missing_ok=True)
 
 
-def _close_parent(study: optuna.Study, run_id: str, best: FrozenTrial, metric: str, client: MlflowClient) -> None:
+def _close_parent(tracker: Tracker, study: optuna.Study, run_id: str, best: FrozenTrial, metric: str) -> None:
     counts = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}  # fmt: skip
-    client.log_batch(run_id, metrics=metric_entities({f"best_{metric}": best.value, "best_trial": best.number,
-                                                      **{f"trials_{k}": v for k, v in counts.items()}}))  # fmt: skip
-    client.set_tag(run_id, tag.TUNE_BEST_RUN, best.user_attrs[RUN_ATTR])
-    client.set_terminated(run_id, "FINISHED")
+    tracker.log_metrics(run_id, {f"best_{metric}": best.value, "best_trial": best.number,
+                                 **{f"trials_{k}": v for k, v in counts.items()}})  # fmt: skip
+    tracker.set_tags(run_id, {tag.TUNE_BEST_RUN: best.user_attrs[RUN_ATTR]})
+    tracker.finish(run_id)

@@ -1,8 +1,11 @@
-"""MLflow Model Registry helpers: idempotent registration per run, aliases (`challenger`, `champion`)."""
+"""MLflow Model Registry look-ups over an explicit client: logged models of a run, versions, aliases.
+
+Registration itself (`Tracker.register`) is in `tasks.tracking.tracker`: MLflow creates a version from a logged
+model only through its fluent `mlflow.register_model`.
+"""
 
 from __future__ import annotations
 
-import mlflow
 from mlflow.entities import LoggedModel, LoggedModelStatus
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -12,13 +15,8 @@ from tasks.tracking import tags as tag
 from tasks.tracking.runs import quote_filter_value
 
 
-def _client(client: MlflowClient | None) -> MlflowClient:
-    return client or MlflowClient()
-
-
-def ensure_registered_model(name: str, client: MlflowClient | None = None) -> None:
+def ensure_registered_model(client: MlflowClient, name: str) -> None:
     """Create registered model `name` unless it exists (a concurrent creator is not an error)."""
-    client = _client(client)
     try:
         client.create_registered_model(name)
     except MlflowException as exc:
@@ -26,26 +24,29 @@ def ensure_registered_model(name: str, client: MlflowClient | None = None) -> No
             raise
 
 
-def logged_models_of_run(run_id: str, name: str) -> list[LoggedModel]:
+def logged_models_of_run(client: MlflowClient, run_id: str, name: str) -> list[LoggedModel]:
     """The logged models named `name` that `run_id` created, newest first (MLflow 3 LoggedModel entities)."""
-    experiment_id = MlflowClient().get_run(run_id).info.experiment_id
-    found = mlflow.search_logged_models(
-        experiment_ids=[experiment_id],
-        filter_string=f"source_run_id = {quote_filter_value(run_id)} AND name = {quote_filter_value(name)}",
-        output_format="list",
-    )
+    experiment_id = client.get_run(run_id).info.experiment_id
+    query = f"source_run_id = {quote_filter_value(run_id)} AND name = {quote_filter_value(name)}"
+    found: list[LoggedModel] = []
+    page_token = None
+    while True:
+        page = client.search_logged_models([experiment_id], filter_string=query, page_token=page_token)
+        found.extend(page.to_list())
+        if not page.token:
+            break
+        page_token = page.token
     return sorted(found, key=lambda m: m.creation_timestamp, reverse=True)
 
 
-def ready_logged_model(run_id: str, name: str) -> LoggedModel | None:
+def ready_logged_model(client: MlflowClient, run_id: str, name: str) -> LoggedModel | None:
     """The newest *complete* logged model `name` of the run; None when none finished (e.g. the logger was killed)."""
-    return next((m for m in logged_models_of_run(run_id, name) if m.status == LoggedModelStatus.READY), None)
+    return next((m for m in logged_models_of_run(client, run_id, name) if m.status == LoggedModelStatus.READY), None)
 
 
-def fail_unfinished_logged_models(run_id: str, name: str) -> int:
+def fail_unfinished_logged_models(client: MlflowClient, run_id: str, name: str) -> int:
     """Mark the run's PENDING logged models `name` FAILED (left by a process killed while logging); how many."""
-    client = MlflowClient()
-    pending = [m for m in logged_models_of_run(run_id, name) if m.status == LoggedModelStatus.PENDING]
+    pending = [m for m in logged_models_of_run(client, run_id, name) if m.status == LoggedModelStatus.PENDING]
     for model in pending:
         client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
     return len(pending)
@@ -58,55 +59,19 @@ def _same_artifact(version: ModelVersion, artifact_path: str) -> bool:
     return (version.source or "").rstrip("/").endswith("/" + artifact_path.strip("/"))
 
 
-def find_version_for_run(
-    name: str, run_id: str, artifact_path: str, client: MlflowClient | None = None
-) -> ModelVersion | None:
+def find_version_for_run(client: MlflowClient, name: str, run_id: str, artifact_path: str) -> ModelVersion | None:
     """The existing version of `name` registered from `run_id`'s `artifact_path`, if any (lowest number)."""
-    versions = _client(client).search_model_versions(
+    versions = client.search_model_versions(
         f"name = {quote_filter_value(name)} and run_id = {quote_filter_value(run_id)}"
     )
     matching = [v for v in versions if _same_artifact(v, artifact_path)]
     return min(matching, key=lambda v: int(v.version)) if matching else None
 
 
-def register_model(
-    run_id: str,
-    artifact_path: str,
-    name: str,
-    *,
-    alias: str | None = "challenger",
-    run_key: str | None = None,
-) -> ModelVersion:
-    """Register the run's complete logged model `artifact_path` as a version of `name` once per run; move `alias`.
-
-    Calling it again for the same run/artifact (a restarted flow) returns the existing version. Uses the
-    current tracking URI. The source is the run's newest READY logged model (`models:/m-...`): MLflow's own
-    `runs:/` resolution fails (KeyError) or could pick a half-logged model when a killed logger left one behind.
-    """
-    client = MlflowClient()
-    existing = find_version_for_run(name, run_id, artifact_path, client)
-    if existing is not None:
-        version = existing
-    else:
-        ensure_registered_model(name, client)
-        tags = {tag.ARTIFACT_PATH: artifact_path, **({tag.RUN_KEY: run_key} if run_key else {})}
-        ready = ready_logged_model(run_id, artifact_path)
-        source = f"models:/{ready.model_id}" if ready else f"runs:/{run_id}/{artifact_path}"
-        version = mlflow.register_model(source, name, tags=tags)
-    if alias:
-        set_alias(name, alias, version.version, client)
-    return client.get_model_version(name, str(version.version))
-
-
-def set_alias(name: str, alias: str, version: str | int, client: MlflowClient | None = None) -> None:
-    """Point `name@alias` at `version` (moves the alias if it pointed elsewhere)."""
-    _client(client).set_registered_model_alias(name, alias, str(version))
-
-
-def get_version_by_alias(name: str, alias: str, client: MlflowClient | None = None) -> ModelVersion | None:
+def get_version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     """The version `name@alias` points at, or None if the model or the alias does not exist."""
     try:
-        return _client(client).get_model_version_by_alias(name, alias)
+        return client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}:
             return None

@@ -1,6 +1,7 @@
-"""MLflow tracking: configure the store; log a run's params, metrics, history, artifacts, tags, environment.
+"""MLflow tracking helpers: resolve the store; log a run's params, metrics, history, artifacts, tags, environment.
 
-Plain functions over `MlflowClient`; the flow opens the run (`mlflow.start_run`) and calls `log_run` in it.
+Plain functions over an explicit `MlflowClient` (the `Tracker` in `tasks.tracking.tracker` holds the one bound to
+the configured store and calls them); none reads or sets MLflow's process-global tracking URI or active run.
 A relative `sqlite:///` URI is resolved against the project root; `http(s)://` URIs (a tracking server)
 pass through.
 """
@@ -22,7 +23,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, Run, RunTag
@@ -38,7 +38,6 @@ from mlflow.utils.validation import (
 )
 
 from tasks.core.artifacts import TrainResult
-from tasks.core.config import TrackingConfig
 from tasks.tracking import tags as tag
 
 OVERFLOW_ARTIFACT = "params_overflow.json"
@@ -63,14 +62,18 @@ def resolve_tracking_uri(uri: str, root: Path) -> str:
     return _SQLITE + str(db)
 
 
-def store_exists(uri: str, root: Path) -> bool:
+def is_server(uri: str) -> bool:
+    """A tracking server (`http(s)://`): it decides its own artifact location."""
+    return uri.startswith(("http://", "https://"))
+
+
+def store_exists(resolved_uri: str) -> bool:
     """Whether a tracking store is there already (a local sqlite file exists; a server is assumed to)."""
-    resolved = resolve_tracking_uri(uri, root)
-    return not resolved.startswith(_SQLITE) or Path(resolved[len(_SQLITE) :]).exists()
+    return not resolved_uri.startswith(_SQLITE) or Path(resolved_uri[len(_SQLITE) :]).exists()
 
 
 @contextlib.contextmanager
-def _init_lock(uri: str) -> Iterator[None]:
+def init_lock(uri: str) -> Iterator[None]:
     """Serialise first use of a sqlite store across processes (schema creation is not concurrency-safe)."""
     if not uri.startswith(_SQLITE):
         yield
@@ -103,25 +106,6 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | 
         if found is None:
             raise
         return found.experiment_id
-
-
-def configure_mlflow(tracking: TrackingConfig, root: Path) -> str:
-    """Point MLflow at the configured store, make sure the experiment exists and select it; returns its id.
-
-    Local stores get `artifact_location` = `root / artifact_root` as a file URI; a tracking server decides
-    its own artifact location (`--artifacts-destination` / `--default-artifact-root`).
-    """
-    uri = resolve_tracking_uri(tracking.tracking_uri, root)
-    mlflow.set_tracking_uri(uri)
-    artifact_location = None
-    if not uri.startswith(("http://", "https://")):
-        artifacts = Path(root).resolve() / tracking.artifact_root
-        artifacts.mkdir(parents=True, exist_ok=True)
-        artifact_location = artifacts.as_uri()
-    with _init_lock(uri):
-        experiment_id = ensure_experiment(MlflowClient(uri), tracking.experiment_name, artifact_location)
-    mlflow.set_experiment(experiment_id=experiment_id)
-    return experiment_id
 
 
 # --- params
@@ -168,15 +152,14 @@ def _chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def log_batched(
+    client: MlflowClient,
     run_id: str,
     *,
     metrics: Sequence[Metric] = (),
     params: Sequence[Param] = (),
     tags: Sequence[RunTag] = (),
-    client: MlflowClient | None = None,
 ) -> None:
     """`MlflowClient.log_batch` in chunks within the per-request limits (100 params/tags, 1000 metrics)."""
-    client = client or MlflowClient()
     for chunk in _chunked(list(params), MAX_PARAMS_TAGS_PER_BATCH):
         client.log_batch(run_id, params=list(chunk))
     for chunk in _chunked(list(tags), MAX_PARAMS_TAGS_PER_BATCH):
@@ -185,12 +168,12 @@ def log_batched(
         client.log_batch(run_id, metrics=list(chunk))
 
 
-def log_params(run_id: str, cfg_dict: Mapping[str, Any], client: MlflowClient | None = None) -> dict[str, Any]:
+def log_params(client: MlflowClient, run_id: str, cfg_dict: Mapping[str, Any]) -> dict[str, Any]:
     """Log the flattened config as params; what does not fit goes to `params_overflow.json` (returned)."""
     params, overflow = flatten_params(cfg_dict)
-    log_batched(run_id, params=[Param(k, v) for k, v in params.items()], client=client)
+    log_batched(client, run_id, params=[Param(k, v) for k, v in params.items()])
     if overflow:
-        (client or MlflowClient()).log_dict(run_id, overflow, OVERFLOW_ARTIFACT)
+        client.log_dict(run_id, overflow, OVERFLOW_ARTIFACT)
     return overflow
 
 
@@ -259,10 +242,9 @@ def history_entities(log_history: Sequence[Mapping[str, Any]], timestamp: int | 
     return out
 
 
-def unlogged(run_id: str, entities: Sequence[Metric], client: MlflowClient | None = None) -> list[Metric]:
+def unlogged(client: MlflowClient, run_id: str, entities: Sequence[Metric]) -> list[Metric]:
     """The step-wise `entities` whose (key, step) the run does not have yet: logging a history again (a resumed
     run, or one whose training was logged live) adds nothing twice."""
-    client = client or MlflowClient()
     seen: dict[str, set[int]] = {}
     for key in {m.key for m in entities}:
         seen[key] = {m.step for m in client.get_metric_history(run_id, key)}
@@ -272,11 +254,8 @@ def unlogged(run_id: str, entities: Sequence[Metric], client: MlflowClient | Non
 # --- artifacts
 
 
-def log_artifacts(
-    run_id: str, artifacts: Iterable[tuple[str | Path, str | None]], client: MlflowClient | None = None
-) -> list[str]:
+def log_artifacts(client: MlflowClient, run_id: str, artifacts: Iterable[tuple[str | Path, str | None]]) -> list[str]:
     """Log files/directories, each under its artifact sub-path (None = run root). Missing paths raise."""
-    client = client or MlflowClient()
     logged = []
     for local, sub in artifacts:
         path = Path(local)
@@ -293,9 +272,7 @@ def log_artifacts(
 # --- data inputs
 
 
-def log_data_inputs(
-    run_id: str, data_version: str, splits: Mapping[str, Path], client: MlflowClient | None = None
-) -> None:
+def log_data_inputs(client: MlflowClient, run_id: str, data_version: str, splits: Mapping[str, Path]) -> None:
     """Log each split file as a dataset input of the run (context = the split's role, e.g. `training`), with the
     DVC data version as its digest: the run page's Datasets panel shows which data version a run used."""
     inputs = []
@@ -306,7 +283,6 @@ def log_data_inputs(
         dataset = MetaDataset(source, name=f"{Path(path).stem}@{data_version}", digest=data_version[:36])
         context_tag = InputTag(MLFLOW_DATASET_CONTEXT, context)
         inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[context_tag]))
-    client = client or MlflowClient()
     for attempt in range(DATASET_RACE_TRIES):
         try:
             client.log_inputs(run_id, datasets=inputs)
@@ -418,9 +394,8 @@ def environment_info(device: str | None = None) -> dict[str, Any]:
     }
 
 
-def log_environment(run_id: str, device: str | None = None, client: MlflowClient | None = None) -> None:
+def log_environment(client: MlflowClient, run_id: str, device: str | None = None) -> None:
     """`environment.json` and `requirements.txt` (pip freeze) under the run's `environment/` artifacts."""
-    client = client or MlflowClient()
     client.log_dict(run_id, environment_info(device), "environment/environment.json")
     client.log_text(run_id, requirements_text(), "environment/requirements.txt")
 
@@ -428,16 +403,9 @@ def log_environment(run_id: str, device: str | None = None, client: MlflowClient
 # --- one call
 
 
-def _active_run_id(run_id: str | None) -> str:
-    if run_id is not None:
-        return run_id
-    run = mlflow.active_run()
-    if run is None:
-        raise RuntimeError("log_run needs an active MLflow run (mlflow.start_run) or an explicit run_id")
-    return run.info.run_id
-
-
 def log_run(
+    client: MlflowClient,
+    run_id: str,
     *,
     params: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
@@ -446,17 +414,14 @@ def log_run(
     artifacts: Iterable[tuple[str | Path, str | None]] = (),
     tags: Mapping[str, str] | None = None,
     environment: bool = True,
-    run_id: str | None = None,
-) -> str:
-    """Log everything about one run into the active run (or `run_id`); returns the run id.
+) -> None:
+    """Log everything about one run into run `run_id`.
 
     `params` is a nested config dict (`cfg.to_dict()`); `metrics` are final figures (EM/F1, v2 breakdown).
     A `train_result` adds its metrics, its `log_history` (step-wise; steps the run already has, e.g. logged live
     during training, are not logged again), its artifacts (under `train/`) and the backend/device tags.
     `artifacts` are `(local path, artifact sub-path or None)` pairs.
     """
-    rid = _active_run_id(run_id)
-    client = MlflowClient()
     all_tags = dict(tags or {})
     history = list(log_history)
     values = dict(metrics or {})
@@ -470,13 +435,12 @@ def log_run(
         all_tags.setdefault(tag.BACKEND, train_result.device.backend)
         all_tags.setdefault(tag.DEVICE, device)
     if params:
-        log_params(rid, params, client)
-    entities = metric_entities(values) + unlogged(rid, history_entities(history), client)
-    log_batched(rid, metrics=entities, tags=[RunTag(k, str(v)) for k, v in all_tags.items()], client=client)
-    log_artifacts(rid, [*artifacts, *extra], client)
+        log_params(client, run_id, params)
+    entities = metric_entities(values) + unlogged(client, run_id, history_entities(history))
+    log_batched(client, run_id, metrics=entities, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
+    log_artifacts(client, run_id, [*artifacts, *extra])
     if environment:
-        log_environment(rid, device or all_tags.get(tag.DEVICE), client)
-    return rid
+        log_environment(client, run_id, device or all_tags.get(tag.DEVICE))
 
 
 # --- lookup
@@ -487,7 +451,7 @@ LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by 
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     """The run's page in the MLflow UI: on the tracking server, or (a local store) where `mlflow ui` serves it."""
-    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else LOCAL_UI
+    base = tracking_uri.rstrip("/") if is_server(tracking_uri) else LOCAL_UI
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
@@ -500,9 +464,8 @@ def quote_filter_value(value: str) -> str:
     raise ValueError(f"cannot search for a value containing both quote characters: {value!r}")
 
 
-def find_run_by_key(experiment_id: str, key: str, client: MlflowClient | None = None) -> Run | None:
+def find_run_by_key(client: MlflowClient, experiment_id: str, key: str) -> Run | None:
     """The newest run of the experiment tagged `qaflow.run_key = key` (any status), or None."""
-    client = client or MlflowClient()
     runs = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{tag.RUN_KEY}` = {quote_filter_value(key)}",

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from mlflow.tracking import MlflowClient
 
 from tasks.core.slices import SliceRow
@@ -16,9 +15,11 @@ SLICES_TABLE = "slices/slices_table.json"  # the MLflow table (mlflow.log_table 
 SLICE_COLUMNS = ("dimension", "slice", "count", "exact", "f1")
 
 
-def log_slice_table(rows: Sequence[SliceRow], run_id: str, artifact_file: str = SLICES_TABLE) -> None:
+def log_slice_table(
+    client: MlflowClient, run_id: str, rows: Sequence[SliceRow], artifact_file: str = SLICES_TABLE
+) -> None:
     """The slice rows as an MLflow table of the run (shown in the UI's artifact view, read by `load_slice_table`)."""
-    mlflow.log_table({c: [getattr(r, c) for r in rows] for c in SLICE_COLUMNS}, artifact_file, run_id=run_id)
+    client.log_table(run_id, {c: [getattr(r, c) for r in rows] for c in SLICE_COLUMNS}, artifact_file)
 
 
 def load_slice_table(client: MlflowClient, run_id: str, artifact_file: str = SLICES_TABLE) -> list[dict[str, Any]]:

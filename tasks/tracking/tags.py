@@ -37,6 +37,10 @@ KIND_COMPARISON = "comparison"
 KIND_TUNE = "tune"  # the parent run of one tune study
 KIND_TUNE_TRIAL = "tune-trial"
 KIND_SUITE = "suite"
+KIND_COMPILE_CACHE = "compile-cache"  # one run per compile cache key (experiment `<experiment>-compile-cache`)
+COMPILE_CACHE_KEY = "qaflow.compile_cache.key"  # the key's digest (tasks.train.compile_cache)
+COMPILE_CACHE_SHA256 = "qaflow.compile_cache.sha256"  # the archive's digest, checked before it is used
+COMPILE_CACHE_FIELD = "qaflow.compile_cache.field."  # prefix: what the key is made of (torch, device, shapes, ...)
 SUITE = "qaflow.suite"  # suite runs: the suite's name
 SCORED_RUN = "qaflow.scored_run"  # suite runs of a retrain: the training run whose model was scored
 

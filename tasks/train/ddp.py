@@ -1,9 +1,10 @@
-"""Data-parallel training: torchrun starts `nproc_per_node` copies of a worker module on one node or several.
+"""Data-parallel workers: torchrun starts `nproc_per_node` copies of a worker module on one node or several.
 
 The job (config, backend, features, output directory) travels as a JSON file; each worker reads it, trains with
-DDP (gloo on CPU, NCCL on CUDA) and global rank 0 writes `train_result.json`. Across nodes, torchrun's own
-rendezvous (`--nnodes`, `--rdzv_backend c10d`, `--rdzv_endpoint HOST:PORT`, `--rdzv_id`) joins the launchers, and
-`--max_restarts` lets the launcher restart failed workers, which resume from the last complete checkpoint.
+DDP (gloo on CPU, NCCL on CUDA) and global rank 0 writes `train_record.json`; a prediction job shares the model's
+work instead (`TorchRanks`: rank 0 gathers every rank's outputs over the process group). Across nodes, torchrun's
+own rendezvous (`--nnodes`, `--rdzv_backend c10d`, `--rdzv_endpoint HOST:PORT`, `--rdzv_id`) joins the launchers,
+and `--max_restarts` lets the launcher restart failed workers, which resume from the last complete checkpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -53,6 +55,51 @@ def join_worker_group(backend: str, timeout: timedelta = timedelta(minutes=30)) 
         "nccl" if backend == "cuda" else "gloo", store=dist.PrefixStore(f"qaflow/attempt_{attempt}", store),
         rank=rank, world_size=world_size, timeout=timeout,
     )  # fmt: skip
+
+
+class TorchRanks:
+    """This worker group as prediction shares it (`tasks.core.shares.Ranks`): numpy arrays travel as tensors over
+    the process group (point to point to rank 0), so it works across nodes without a shared filesystem. gloo
+    sends CPU tensors; NCCL sends them through this rank's GPU."""
+
+    def __init__(self) -> None:
+        self.rank, self.size = dist.get_rank(), dist.get_world_size()
+        nccl = dist.get_backend() == dist.Backend.NCCL
+        self._device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+
+    @classmethod
+    def current(cls) -> TorchRanks | None:
+        """The initialised process group of more than one worker, else None (one process)."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            return cls()
+        return None
+
+    def gather(self, arrays: list[np.ndarray]) -> list[list[np.ndarray]] | None:
+        if self.rank != 0:
+            for array in arrays:
+                self._send(np.ascontiguousarray(array))
+            return None
+        return [arrays] + [[self._recv(like, src) for like in arrays] for src in range(1, self.size)]
+
+    def failed_rank(self, ok: bool) -> int | None:
+        flag = torch.tensor([0 if ok else self.rank + 1], dtype=torch.int64, device=self._device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item()) - 1 if int(flag.item()) else None
+
+    def _send(self, array: np.ndarray) -> None:
+        dist.send(torch.tensor(array.shape, dtype=torch.int64, device=self._device), dst=0)
+        if array.size:
+            dist.send(torch.from_numpy(array).to(self._device), dst=0)
+
+    def _recv(self, like: np.ndarray, src: int) -> np.ndarray:
+        """An array from `src` with the dtype and number of dimensions of rank 0's own `like`."""
+        shape = torch.zeros(like.ndim, dtype=torch.int64, device=self._device)
+        dist.recv(shape, src=src)
+        dtype = torch.from_numpy(np.empty(0, like.dtype)).dtype
+        buffer = torch.empty(tuple(int(n) for n in shape.tolist()), dtype=dtype, device=self._device)
+        if buffer.numel():
+            dist.recv(buffer, src=src)
+        return buffer.cpu().numpy()
 
 
 class ResultOnAnotherNode(Exception):  # noqa: N818 - not an error: this node's part is done
@@ -106,4 +153,4 @@ def launch_torchrun(worker_module: str, job_path: Path, launch: Launch, backend:
     log.info("launching DDP: %s", " ".join(argv))
     proc = subprocess.run(argv, env=env, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"DDP training failed (torchrun exit {proc.returncode}); see the worker output above")
+        raise RuntimeError(f"the DDP workers failed (torchrun exit {proc.returncode}); see the worker output above")

@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.artifacts import DeviceInfo, TrainResult
-from tasks.core.checkpoints import resolve_model_path
 from tasks.core.config import QAFlowConfig
 from tasks.core.data import load_dataset_file, to_squad_json
 from tasks.core.io import write_json_atomic
+from tasks.core.layout import TrainPaths
+from tasks.core.model_spec import resolve_model_path
 from tasks.train.resources import BackendUnavailableError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ POD_IPUS: dict[str, int] = {"pod4": 4, "pod8": 8, "pod16": 16, "pod32": 32, "pod
 DEFAULT_IPUS_PER_REPLICA = 4
 JOB_SPEC_NAME = "ipu_job.json"
 LOG_NAME = "ipu_train.log"
-MODEL_SUBDIR = "model"
 SPEC_VERSION = 1
 # worker exit codes (see ipu_worker.py)
 EXIT_BAD_SPEC = 2
@@ -368,7 +368,7 @@ def build_ipu_job(cfg: QAFlowConfig, train_file: Path, eval_file: Path | None, o
         "max_seq_length": cfg.features.max_seq_length,
         "doc_stride": cfg.features.doc_stride,
         "output_dir": str(output_dir),
-        "model_dir": str(output_dir / MODEL_SUBDIR),
+        "model_dir": str(TrainPaths(output_dir).model_dir),
         "metrics_file": str(output_dir / "ipu_metrics.json"),
     }
     spec_path = write_json_atomic(spec, output_dir / JOB_SPEC_NAME, indent=2)
@@ -461,7 +461,7 @@ def ipu_result(cfg: QAFlowConfig, metrics: dict[str, Any], output_dir: Path) -> 
     )
     numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     return TrainResult(
-        model_dir=Path(metrics.get("model_dir") or output_dir / MODEL_SUBDIR),
+        model_dir=Path(metrics.get("model_dir") or TrainPaths(output_dir).model_dir),
         metrics=numeric,
         device=device,
         artifacts={"ipu_job": output_dir / JOB_SPEC_NAME, "ipu_log": output_dir / LOG_NAME},

@@ -1,8 +1,9 @@
 """Trainer plumbing every model family shares (CPU and CUDA, one code path; also each DDP worker under torchrun).
 
 The family supplies the model, the collator and the Trainer/TrainingArguments classes; this module resumes
-from the last complete checkpoint, trains (capturing Inductor's autotune output), measures throughput and saves
-the final model atomically. It knows nothing of extractive, beam or seq2seq.
+from the last complete checkpoint, trains (capturing Inductor's autotune output; evaluating as `train.evaluation`
+says), measures throughput and saves the final model atomically at the output root (run_qa.py's layout). It knows
+nothing of extractive, beam or seq2seq.
 """
 
 from __future__ import annotations
@@ -21,13 +22,24 @@ import torch
 from transformers import TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from tasks.core.artifacts import TrainResult
+from tasks.core.artifacts import CompileCacheStore, TrainResult
 from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import ConfigError, TrainConfig
 from tasks.core.family import ModelFamily, PackedTraining
-from tasks.core.layout import TrainPaths
-from tasks.core.specs import ModelSpec
+from tasks.core.io import OutputSet, remove_orphans
+from tasks.core.layout import TrainPaths, model_files
+from tasks.core.model_spec import ModelSpec
+from tasks.core.packing import static_row_counts
 from tasks.train.autotune import AutotuneCapture, capture_autotune
+from tasks.train.compile_cache import active_store, compile_cache_key, inductor_cache
+from tasks.train.evaluation import (
+    Evaluator,
+    EvaluatorSplit,
+    evaluating,
+    evaluation_arguments,
+    evaluation_callbacks,
+)
+from tasks.train.lean_step import dataloader_settings, lean_trainer_class
 from tasks.train.resources import available_cpu_cores, device_info, peak_memory_mb
 
 log = logging.getLogger(__name__)
@@ -136,7 +148,7 @@ def training_arguments(
         seed=t.seed,
         bf16=use_bf16,
         fp16=t.fp16 and backend == "cuda",
-        eval_strategy="no",
+        **evaluation_arguments(t),
         save_strategy=t.save_strategy,
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
@@ -144,7 +156,6 @@ def training_arguments(
         logging_first_step=True,
         torch_compile=t.torch_compile or t.torch_compile_mode is not None,
         torch_compile_mode=t.torch_compile_mode,
-        dataloader_num_workers=t.dataloader_num_workers,
         dataloader_drop_last=fixed_shapes,  # a smaller last batch would recompile
         use_cpu=backend == "cpu",
         ddp_backend="gloo" if backend == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
@@ -152,6 +163,7 @@ def training_arguments(
         disable_tqdm=False,
         save_only_model=False,
         remove_unused_columns=not t.packing,  # packed batches carry where each window lies (not model inputs)
+        **dataloader_settings(t, backend),
     )
 
 
@@ -174,17 +186,22 @@ def configure_compile(t: TrainConfig) -> None:
     torch._dynamo.config.assume_static_by_default = not dynamic
 
 
-def save_model_atomically(trainer: Any, tokenizer: Any, model_dir: Path) -> None:
-    """Write the final model to a sibling temp directory, then swap it into place."""
-    tmp = model_dir.with_name(f".{model_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    old = model_dir.with_name(f".{model_dir.name}.old-{os.getpid()}")
-    if model_dir.exists():
-        model_dir.rename(old)
-    tmp.rename(model_dir)
-    shutil.rmtree(old, ignore_errors=True)
+def save_final_model(trainer: Any, paths: TrainPaths) -> None:
+    """run_qa.py's `trainer.save_model(output_dir)` + `trainer.save_state()`: the model, its tokenizer (the
+    Trainer's processing_class) and `trainer_state.json` at the output root, written beside and swapped in as one
+    set (`core.io.OutputSet`); files of the previous model that this one does not have (other weight shards) go."""
+    remove_orphans(paths.root, ".model.pid*.tmp")
+    staging = paths.root / f".model.pid{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.save_model(str(staging))
+    trainer.state.save_to_json(str(staging / paths.state_file.name))
+    written = sorted(path.name for path in staging.iterdir())
+    previous = [path.name for path in model_files(paths.root)]
+    swap = OutputSet(paths.root, tuple(dict.fromkeys([*written, *previous])))
+    for name in written:
+        os.replace(staging / name, swap.stage(name))
+    swap.commit()
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def run_trainer(
@@ -197,23 +214,31 @@ def run_trainer(
     paths: TrainPaths,
     dynamic_padding: bool,
     callbacks: Sequence[TrainerCallback] = (),
+    evaluator: Evaluator | None = None,
+    compile_cache: CompileCacheStore | None = None,
+    keep_model: bool = False,
 ) -> TrainResult:
     """Fine-tune `model_spec` as `family` on its training `features`; resume, measure, save atomically.
 
     `callbacks` are extra TrainerCallbacks (live metrics into a tracking run, tune's per-epoch pruning report);
-    they run after the throughput callback, so each log entry already carries `elapsed_seconds`.
+    they run after the throughput callback, so each log entry already carries `elapsed_seconds`. With an
+    `eval_strategy`, `evaluator` scores the model at each evaluation (`tasks.train.evaluation`; every rank). A
+    compiled run starts from the Inductor caches `compile_cache` holds under its key, and stores its own there
+    (`train.compile_cache`; tasks/train/compile_cache). `keep_model` hands back the final model in memory
+    (`TrainResult.model`, on every rank: a DDP worker predicts with it without reading the saved one).
     """
     paths.root.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(model_spec.tokenizer_path)
     set_seed(train_cfg.seed)  # a freshly initialised head depends on the seed, as in run_qa.py
     model = family.load_model(model_spec.path)
     args = training_arguments(train_cfg, backend, paths.checkpoints_dir, family.training_arguments_class)
+    packed_rows: tuple[int, ...] = ()
     if train_cfg.packing:
         packing = packing_support(family)
+        packed_rows = packed_row_counts(train_cfg, backend, features)
         collator = packing.collator(
-            features, rows_multiple=packed_rows_multiple(train_cfg, backend),
-            position_offset=packing.check(model, int(features.input_ids.shape[1])),
-        )  # fmt: skip
+            features, row_counts=packed_rows, position_offset=packing.check(model, int(features.input_ids.shape[1]))
+        )
         trainer_class = packing.trainer_class
     else:
         collator = family.collator(features, dynamic=dynamic_padding, multiple_of=pad_multiple(train_cfg, backend))
@@ -226,33 +251,55 @@ def run_trainer(
     speed = ThroughputCallback()
     if train_cfg.group_by_length:
         trainer_class = length_grouped(trainer_class, row_lengths(features))
+    cuda_graphs = backend == "cuda" and train_cfg.torch_compile_mode == "reduce-overhead"
+    trainer_class = lean_trainer_class(trainer_class, collator, cuda_graphs=cuda_graphs)
+    evaluates = train_cfg.eval_strategy != "no"
+    if evaluates:
+        trainer_class = evaluating(trainer_class, evaluator)
     trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=IndexDataset(n_rows),
+        eval_dataset=EvaluatorSplit() if evaluates else None,
+        processing_class=tokenizer,  # as run_qa.py: each checkpoint-N is a whole model (weights + tokenizer)
         data_collator=collator,
-        callbacks=[speed, *callbacks],
+        callbacks=[speed, *callbacks, *evaluation_callbacks(train_cfg)],
     )
+    if evaluates and evaluator is None:  # under DDP every rank runs its share of each evaluation
+        raise ConfigError("train.eval_strategy: in-training evaluation needs the eval split (no evaluator was given)")
     resume = _checkpoint_to_resume(train_cfg, paths.checkpoints_dir) if trainer.is_world_process_zero() else None
     resume = _broadcast_resume(resume)
     if resume:
         log.info("resuming from %s", resume)
     autotune = train_cfg.torch_compile_mode == "max-autotune"
-    capture = capture_autotune(paths.autotune_dir, fresh_cache=True) if autotune else contextlib.nullcontext()
-    with capture as captured:
+    compiled = bool(train_cfg.torch_compile or train_cfg.torch_compile_mode)
+    key = compile_cache_key(
+        train_cfg, backend, model.config, width=int(features.input_ids.shape[1]), packed_rows=packed_rows,
+        packing=train_cfg.packing,
+    )  # fmt: skip
+    store = active_store(train_cfg, compile_cache)
+    # a compiled run works in a private, initially empty (cold) or restored (warm) Inductor cache: autotuning
+    # then prints its table exactly when it tunes
+    cache = inductor_cache(store, key, save=trainer.is_world_process_zero()) if compiled else contextlib.nullcontext()
+    capture = capture_autotune(paths.autotune_dir) if autotune else contextlib.nullcontext()
+    with cache as cache_use, capture as captured:
         out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     artifacts = autotune_artifacts(captured) if autotune else {}
     metrics = dict(out.metrics)
     elapsed = metrics.get("train_runtime") or 1.0
-    metrics["train_tokens_per_second"] = collator.real_tokens * args.world_size / elapsed
-    metrics["train_padded_tokens_per_second"] = collator.padded_tokens * args.world_size / elapsed
+    metrics["train_real_tokens"] = float(collator.real_tokens * args.world_size)  # counted in workers too
+    metrics["train_computed_positions"] = float(collator.padded_tokens * args.world_size)
+    metrics["train_tokens_per_second"] = metrics["train_real_tokens"] / elapsed
+    metrics["train_padded_tokens_per_second"] = metrics["train_computed_positions"] / elapsed
     metrics["train_features"] = float(n_rows)
     metrics["peak_memory_mb"] = peak_memory_mb(backend)
     metrics["model_parameters"] = float(sum(p.numel() for p in model.parameters()))
     metrics.update(speed.figures())
+    if cache_use is not None:
+        metrics["compile_cache_warm"] = float(cache_use.warm)
     metrics.update(family.train_metrics(features, collator, elapsed, args.world_size))
     if trainer.is_world_process_zero():
-        save_model_atomically(trainer, tokenizer, paths.model_dir)
+        save_final_model(trainer, paths)
     return TrainResult(
         model_dir=paths.model_dir,
         metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
@@ -260,13 +307,21 @@ def run_trainer(
         resumed_from=str(resume) if resume else None,
         log_history=list(trainer.state.log_history),
         artifacts=artifacts,
+        model=trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False) if keep_model else None,
     )
 
 
+STATIC_COMPILE_PAD_MULTIPLE = 64  # dynamic padding under static-shape compilation: at most width/64 graphs
+
+
 def pad_multiple(t: TrainConfig, backend: str) -> int:
-    """Batch widths under dynamic padding round up to this: the setting, else run_qa's 8 for CUDA fp16/bf16."""
+    """Batch widths under dynamic padding round up to this: the setting; else, compiled with static shapes, 64
+    (each new width is a recompile: at 384 at most 6 graphs instead of one per batch); else run_qa's 8 for CUDA
+    fp16/bf16."""
     if t.pad_to_multiple_of is not None:
         return t.pad_to_multiple_of
+    if (t.torch_compile or t.torch_compile_mode is not None) and not t.torch_compile_dynamic:
+        return STATIC_COMPILE_PAD_MULTIPLE
     return 8 if backend == "cuda" and (t.bf16 or t.fp16) else 1
 
 
@@ -278,13 +333,15 @@ def packing_support(family: ModelFamily) -> PackedTraining:
     return support
 
 
-def packed_rows_multiple(t: TrainConfig, backend: str) -> int:
-    """Packed batches' row counts round up to this: exact on the CPU; on CUDA or compiled with static shapes, an
-    eighth of the batch size, so a batch has at most ~8 distinct shapes (each costs a recompile / kernel choice)."""
+def packed_row_counts(t: TrainConfig, backend: str, features: Any) -> tuple[int, ...]:
+    """The row counts packed batches may have: exact on the CPU or under dynamic-shape compilation; else (CUDA,
+    static compilation) two (`tasks.core.packing.static_row_counts`), so a compiled step or CUDA graph is built
+    twice at most and eager CUDA chooses kernels for two shapes, not one per batch."""
     static = (t.torch_compile or t.torch_compile_mode is not None) and not t.torch_compile_dynamic
-    if backend == "cpu" and not static:
-        return 1
-    return max(1, -(-t.per_device_train_batch_size // 8))
+    if (backend == "cpu" and not static) or t.torch_compile_dynamic:
+        return ()
+    width = int(features.input_ids.shape[1])
+    return static_row_counts(row_lengths(features), t.per_device_train_batch_size, width, seed=t.seed)
 
 
 def row_lengths(features: Any) -> np.ndarray:

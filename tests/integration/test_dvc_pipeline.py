@@ -1,8 +1,8 @@
 """The real qaflow DVC pipeline (dvc.yaml: prepare -> featurize) in a temp repository, through tasks.versioning.
 
 The temp repo holds copies of dvc.yaml, params.yaml (max_seq_length 64, the offline `minilm` tokenizer), the
-`tasks`/`flows` packages (the stage commands run `python -m flows.cli` from the repo root, so the copies are
-what runs) and a tiny SQuAD v1.1 file cut from the bundled sample. One base repo is reproduced once per module;
+`tasks`/`flows` packages (the stage commands run `python -m tasks.pipeline...` from the repo root, so the copies
+are what runs) and a tiny SQuAD v1.1 file cut from the bundled sample. One base repo is reproduced once per module;
 tests that change it work on a copy (cache and outputs included).
 """
 
@@ -131,6 +131,32 @@ def test_doc_stride_change_reruns_only_featurize(work: Path) -> None:
     assert versioning.data_version(work).id == before.id
 
 
+def touch(path: Path) -> None:
+    """A code change that changes no behaviour (a trailing comment): DVC sees new bytes."""
+    path.write_text(path.read_text(encoding="utf-8") + "# touched\n", encoding="utf-8")
+
+
+def test_post_processing_code_change_leaves_the_data_stages_and_the_version_alone(work: Path) -> None:
+    before = versioning.data_version(work)
+    for module in ("tasks/core/postprocess.py", "tasks/families/extractive.py", "tasks/core/specs.py", "flows/cli.py"):
+        touch(work / module)
+    assert versioning.changed_stages(work) == {}  # `dvc status` is clean
+    run = versioning.reproduce(work)
+    assert run.ran == () and run.skipped == ("prepare", "featurize")
+    assert versioning.data_version(work) == before
+
+
+def test_feature_code_change_reruns_featurize_only(work: Path) -> None:
+    before = versioning.data_version(work)
+    touch(work / "tasks/families/extractive_features.py")
+    assert set(versioning.changed_stages(work)) == {"featurize"}
+    run = versioning.reproduce(work)
+    assert run.ran == ("featurize",) and run.skipped == ("prepare",)
+    after = versioning.data_version(work)
+    assert after.outs == before.outs and after.id == before.id  # a comment: the same features, the same version
+    assert after.stages["featurize"].deps != before.stages["featurize"].deps
+
+
 def test_raw_data_change_reruns_both_stages(work: Path) -> None:
     before = versioning.data_version(work)
     write_json(work / "data/raw/train.json", tiny_squad(slice(0, 2)))
@@ -201,7 +227,7 @@ def test_a_reproduce_killed_inside_featurize_reruns_to_the_uninterrupted_result(
     victim = subprocess.Popen([sys.executable, "-c", runner], cwd=work, env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 300
-    while not any("stage featurize" in cmd for cmd in _commands_in_session(victim.pid)):
+    while not any("tasks.pipeline.featurize" in cmd for cmd in _commands_in_session(victim.pid)):
         assert victim.poll() is None and time.monotonic() < deadline, "reproduce ended before it could be killed"
         time.sleep(0.02)
     time.sleep(0.5)  # inside the stage command, not at its first instruction

@@ -19,8 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from tasks.core.config import TrackingConfig
 from tasks.pipeline.serving import log_qa_model
-from tasks.tracking import registry
 from tasks.tracking import runs as tracking
+from tasks.tracking.tracker import Tracker
 from tests.servers import free_port, mlflow_env, mlflow_server, stop_group, wait_http
 from tests.tiny_models import model_with_recipe
 
@@ -50,11 +50,14 @@ def test_log_register_and_serve_over_http(
     served_uri: str, tracking_server: tuple[str, Path], tiny_bert_dir: Path, tmp_path: Path
 ) -> None:
     _, artifact_dir = tracking_server
-    exp = tracking.configure_mlflow(TrackingConfig(tracking_uri=served_uri, experiment_name="server"), tmp_path)
+    tracker = Tracker.from_config(
+        TrackingConfig(tracking_uri=served_uri, experiment_name="server", registered_model_name=MODEL_NAME), tmp_path
+    )
     (tmp_path / "report.json").write_text('{"ok": true}')
     history = [{"loss": 2.0, "step": 5}, {"loss": 1.0, "step": 10}]
-    with mlflow.start_run(experiment_id=exp) as run:
-        tracking.log_run(
+    with tracker.run("server") as run_id:
+        tracker.log_run(
+            run_id,
             params={"train": {"learning_rate": 3e-5}, "data": {"long": "z" * 7000}},
             metrics={"exact_match": 50.0, "f1": 60.0},
             log_history=history,
@@ -63,18 +66,19 @@ def test_log_register_and_serve_over_http(
             environment=False,
         )
         served = model_with_recipe(tiny_bert_dir, tmp_path / "served", max_seq_length=64, doc_stride=16)
-        log_qa_model(served, registered_model_name=MODEL_NAME, run_key="server-key")
+        log_qa_model(tracker, run_id, served)
+    tracker.register(run_id, "model", run_key="server-key")
 
     client = MlflowClient(served_uri)
-    data = client.get_run(run.info.run_id).data
+    data = client.get_run(run_id).data
     assert data.params["train.learning_rate"] == "3e-05" and data.metrics["f1"] == 60.0
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [5, 10]
-    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"reports", tracking.OVERFLOW_ARTIFACT}
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == [5, 10]
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"reports", tracking.OVERFLOW_ARTIFACT}
     assert list(artifact_dir.rglob("report.json")), "artifacts were not proxied to --artifacts-destination"
-    assert tracking.find_run_by_key(exp, "server-key").info.run_id == run.info.run_id
-    version = registry.get_version_by_alias(MODEL_NAME, "challenger")
-    assert version is not None and version.run_id == run.info.run_id
-    assert registry.register_model(run.info.run_id, "model", MODEL_NAME).version == version.version
+    assert tracker.find_run("server-key").run_id == run_id
+    version = tracker.version_by_alias("challenger")
+    assert version is not None and version.run_id == run_id
+    assert tracker.register(run_id, "model").version == version.version
 
     answer = _serve_and_ask(served_uri, tmp_path)
     assert answer["answer"] and CONTEXT[answer["start"] : answer["end"]] == answer["answer"]

@@ -1,9 +1,11 @@
 """Multi-node training on torchrun's own rendezvous, two "nodes" as two launchers on localhost (c10d, gloo):
-the same weights and loss as one node with two workers; a killed worker is restarted and training resumes (the
-restarted group joins under its own store keys: `tasks.train.ddp.join_worker_group`)."""
+the same weights and loss as one node with two workers, and --do_eval shared by the nodes' workers; a killed
+worker is restarted and training resumes (the restarted group joins under its own store keys:
+`tasks.train.ddp.join_worker_group`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,7 +17,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from tasks.core.artifacts import read_result
-from tests.test_train import run_env, train_argv
+from tests.test_train import DEV, run_env, train_argv
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +29,7 @@ def free_port() -> int:
 
 
 def weights(out: Path) -> dict:
-    return load_file(str(out / "model" / "model.safetensors"))
+    return load_file(str(out / "model.safetensors"))
 
 
 def test_two_nodes_train_the_same_model_as_one_node_with_two_workers(tiny_bert_dir: Path, tmp_path: Path) -> None:
@@ -38,9 +40,12 @@ def test_two_nodes_train_the_same_model_as_one_node_with_two_workers(tiny_bert_d
 
     rendezvous = ("--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d",
                   "--rdzv_endpoint", f"127.0.0.1:{free_port()}", "--rdzv_id", "qaflow-test")  # fmt: skip
+    # each node's worker runs its share of --do_eval
+    shared_eval = ("--do_train", "--do_eval", "--validation_file", str(DEV), "--max_eval_samples", "20",
+                   "--per_device_eval_batch_size", "4")  # fmt: skip
     nodes = [
         subprocess.Popen(
-            train_argv(tiny_bert_dir, tmp_path / "two", *budget, *rendezvous),
+            train_argv(tiny_bert_dir, tmp_path / "two", *budget, *rendezvous, *shared_eval),
             env=run_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -52,8 +57,8 @@ def test_two_nodes_train_the_same_model_as_one_node_with_two_workers(tiny_bert_d
     for node, (_, err) in zip(nodes, outputs, strict=True):
         assert node.returncode == 0, err[-3000:]
     two, single = (
-        read_result(tmp_path / "two" / "train_result.json"),
-        read_result(tmp_path / "one" / "train_result.json"),
+        read_result(tmp_path / "two" / "train_record.json"),
+        read_result(tmp_path / "one" / "train_record.json"),
     )
     assert two.device.world_size == single.device.world_size == 2
     assert two.metrics["train_loss"] == pytest.approx(single.metrics["train_loss"], rel=1e-6)
@@ -61,6 +66,11 @@ def test_two_nodes_train_the_same_model_as_one_node_with_two_workers(tiny_bert_d
     assert w_two.keys() == w_one.keys()
     for name in w_one:
         assert abs(w_two[name] - w_one[name]).max() <= 1e-6, name
+    ran = [int(line.split("the model ran ")[1].split()[0]) for _, err in outputs for line in err.splitlines()
+           if "the model ran" in line]  # fmt: skip
+    evaluated = json.loads((tmp_path / "two" / "eval_results.json").read_text())
+    assert len(ran) == 2 and min(ran) > 0 and sum(ran) == evaluated["eval_samples"], ran
+    assert (tmp_path / "two" / "eval_predictions.json").is_file()
 
 
 def _worker_pids(root: int) -> list[int]:
@@ -101,7 +111,7 @@ def test_a_killed_worker_is_restarted_and_training_resumes(tiny_bert_dir: Path, 
     os.kill(victims[0], signal.SIGKILL)
     _, err = launcher.communicate(timeout=600)
     assert launcher.returncode == 0, err[-3000:]
-    result = read_result(out / "train_result.json")
+    result = read_result(out / "train_record.json")
     assert result.resumed_from and int(result.resumed_from.rsplit("-", 1)[1]) >= 4
-    assert (out / "model" / "model.safetensors").exists()
+    assert (out / "model.safetensors").exists()
     assert "restart" in err.lower() or "Restarting" in err, "the launcher restarted the worker group"

@@ -83,8 +83,7 @@ def summary_of(stdout: str) -> dict:
 def mlflow_client(root: Path):
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{root}/mlruns/mlflow.db")
-    return mlflow.MlflowClient()
+    return mlflow.MlflowClient(f"sqlite:///{root}/mlruns/mlflow.db")  # no process-global URI for later tests
 
 
 PREFECT_QUERY = """
@@ -207,7 +206,7 @@ def test_killed_retrain_resumes_without_duplicates(repo: Path) -> None:
     )
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == 1
-    result = json.loads((Path(summary["run_dir"]) / "train" / "train_result.json").read_text())
+    result = json.loads((Path(summary["run_dir"]) / "train" / "train_record.json").read_text())
     assert result["resumed_from"] and int(result["resumed_from"].rsplit("-", 1)[1]) >= 8
 
 
@@ -356,3 +355,27 @@ def test_retrain_calibrates_scores_the_suite_and_logs_slices(repo: Path) -> None
 
     qa = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@challenger").unwrap_python_model()
     assert qa.recipe.null_threshold == summary["metrics"]["calibration_null_threshold"]
+
+
+def test_retrain_evaluates_during_training_live_into_mlflow(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    """eval_strategy in the retrain flow: official scores on the DVC eval split at each evaluation, logged live."""
+    repo = make_repo(tmp_path / "project", tiny_bert_dir, eval_strategy="steps", eval_steps=4,
+                     load_best_model_at_end=True)  # fmt: skip
+    done = subprocess.run(retrain_argv(repo), cwd=repo, env=env_for(repo), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = summary_of(done.stdout)
+    client = mlflow_client(repo)
+    history = client.get_metric_history(summary["run_id"], "eval_f1")
+    assert [m.step for m in history] == [4, 8, 12, 16] and {"eval_exact_match", "eval_runtime"} <= set(
+        client.get_run(summary["run_id"]).data.metrics
+    )
+    last_loss = client.get_metric_history(summary["run_id"], "loss")[-1]
+    assert history[0].timestamp < last_loss.timestamp, "logged while training ran (LiveMetrics), not afterwards"
+    train_dir = Path(summary["run_dir"]) / "train"
+    state = json.loads((train_dir / "trainer_state.json").read_text())
+    scores = {e["step"]: e["eval_f1"] for e in state["log_history"] if "eval_f1" in e}
+    assert state["best_metric"] == max(scores.values()) == pytest.approx(max(m.value for m in history))
+    assert state["best_model_checkpoint"].startswith(str(train_dir / "checkpoints"))
+    assert (train_dir / "eval_predictions.json").is_file() and (train_dir / "model.safetensors").is_file()
+    # the flow's own score is the final (best) model's on the same eval split (24 questions)
+    assert summary["metrics"]["f1"] == pytest.approx(state["best_metric"])

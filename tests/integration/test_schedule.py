@@ -130,11 +130,14 @@ def test_served_schedule_runs_then_skips(api: dict[str, str], tmp_path: Path, ti
 
     from tasks.core.config import load_config
     from tasks.pipeline.promote import champion_unchanged, promote
+    from tasks.pipeline.runplan import run_key
+    from tasks.tracking.tracker import Tracker
 
     cfg = load_config(project / "params.yaml", {"backend": "cpu"})
-    assert champion_unchanged(cfg, project, s1["data_version"]) is None  # a challenger only, no champion yet
-    assert promote(cfg, project).action == "first-champion"
-    reason = champion_unchanged(cfg, project, s1["data_version"])
-    assert reason and s1["data_version"] in reason and s1["run_key"] in reason
-    assert champion_unchanged(load_config(project / "params.yaml", {"learning_rate": 5e-4}), project,
-                              s1["data_version"]) is None  # fmt: skip
+    tracker, version = Tracker.from_config(cfg.tracking, project), s1["data_version"]
+    assert champion_unchanged(tracker, version, run_key(cfg, version)) is None  # a challenger only, no champion yet
+    assert promote(tracker, cfg, project).action == "first-champion"
+    reason = champion_unchanged(tracker, version, run_key(cfg, version))
+    assert reason and version in reason and s1["run_key"] in reason
+    changed = load_config(project / "params.yaml", {"learning_rate": 5e-4})
+    assert champion_unchanged(tracker, version, run_key(changed, version)) is None

@@ -114,8 +114,7 @@ def test_tune_registers_the_best_trial_and_resumes_after_a_kill(tmp_path: Path, 
     retry = next(t for t in study.trials if t.user_attrs.get("retry_of") == 2)
     assert retry.params == study.trials[2].params  # the interrupted trial ran again with its parameters
 
-    mlflow.set_tracking_uri(f"sqlite:///{root}/mlruns/mlflow.db")
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(f"sqlite:///{root}/mlruns/mlflow.db")  # no process-global URI for later tests
     parent = client.get_run(summary["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["qaflow.kind"] == "tune"
     trial_runs = {int(r.data.tags["qaflow.tune_trial"]): r for r in client.search_runs(
@@ -135,5 +134,5 @@ def test_tune_registers_the_best_trial_and_resumes_after_a_kill(tmp_path: Path, 
     assert challenger.run_id == study.best_trial.user_attrs["mlflow_run_id"] == summary["best"]["run_id"]
     assert client.get_run(challenger.run_id).data.metrics["f1"] == pytest.approx(best_f1)
     assert summary["best"]["value"] == pytest.approx(best_f1)
-    kept = sorted(p.parent.parent.name for p in (db.parent).glob("trial-*/model/config.json"))
+    kept = sorted(p.parent.name for p in (db.parent).glob("trial-*/model.safetensors"))
     assert kept == [f"trial-{study.best_trial.number:03d}"]  # only the best trial's model stays on disk
