@@ -32,6 +32,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tasks.core.layout import TrainPaths  # noqa: E402  (light: no torch)
+
 TRAIN_SAMPLE = ROOT / "data/sample/squad-v1.1-sample-train.json"
 DEV_SAMPLE = ROOT / "data/sample/squad-v1.1-sample-dev.json"
 HELDOUT_ARTICLES = ("Spectre_(2015_film)", "2008_Sichuan_earthquake", "New_York_City")
@@ -100,14 +104,15 @@ def run_recipe(name: str, flags: list[str], work: Path, heldout: Path, seed: int
     out = work / tag
     out.mkdir(parents=True, exist_ok=True)
     train_dir = out / "train"
+    paths = TrainPaths(train_dir)  # run_qa's layout: the model and qaflow's record at the output root
     train_cmd = qaflow("train", "--params", "params.yaml", "--output_dir", str(train_dir), "--overwrite_output_dir",
                        "--report_to", "none", *flags)  # fmt: skip
     train_wall, train_cpu = timed(train_cmd, out / "train.log")
-    result = json.loads((train_dir / "train_result.json").read_text())
+    result = json.loads(paths.result_file.read_text())
     metrics = result["metrics"]
 
     def predict(data: Path, where: str) -> tuple[float, float, dict]:
-        cmd = qaflow("predict", "--params", "params.yaml", "--model_dir", str(train_dir / "model"), "--data",
+        cmd = qaflow("predict", "--params", "params.yaml", "--model_dir", str(paths.model_dir), "--data",
                      str(data), "--output_dir", str(out / where), "--no_raw", *flags)  # fmt: skip
         wall, cpu = timed(cmd, out / f"{where}.log")
         return wall, cpu, last_json((out / f"{where}.log").read_text())["metrics"]
@@ -138,7 +143,7 @@ def step_cost(name: str, flags: list[str], work: Path, steps: int) -> dict:
                  *flags)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     timed(cmd, work / f"cost-{name}.log")
-    m = json.loads((out / "train_result.json").read_text())["metrics"]
+    m = json.loads(TrainPaths(out).result_file.read_text())["metrics"]
     return {
         "median_step_s": round(m["median_step_seconds"], 3),
         "padded_tokens_per_step": round(m["train_padded_tokens_per_second"] * m["train_runtime"] / steps),

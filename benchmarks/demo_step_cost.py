@@ -25,9 +25,10 @@ from transformers import AutoModelForQuestionAnswering, get_linear_schedule_with
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasks.core.checkpoints import load_tokenizer, resolve_model_path  # noqa: E402
+from tasks.core.checkpoints import load_tokenizer  # noqa: E402
 from tasks.core.data import load_dataset_file  # noqa: E402
 from tasks.core.features import FeatureSettings, prepare_train_features  # noqa: E402
+from tasks.core.model_spec import resolve_model_path  # noqa: E402
 from tasks.families.extractive import FeatureCollator  # noqa: E402
 from tasks.train.resources import available_cpu_cores  # noqa: E402
 
