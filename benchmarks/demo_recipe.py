@@ -11,8 +11,8 @@ sample (timed; the demo's own official score) and on the held-out articles (unti
 appended to `--out`.
 
 Held-out set: the last three articles of the bundled train sample (Spectre_(2015_film), 2008_Sichuan_earthquake,
-New_York_City: 1,612 questions), written to `--work`/heldout.json. Every recipe here trains on at most the first
-3,012 questions (the first nine articles), so none of them sees a held-out article.
+New_York_City: 1,612 questions; `--heldout_questions N`: their first N), written to `--work`/heldout.json. Every
+recipe here trains on at most the first 3,012 questions (the first nine articles), so none sees a held-out article.
 
 `cost`: short runs (`--steps` optimizer steps, no checkpoints) of each recipe, alternated `--repeats` times, for
 the median step time: the relative cost of a recipe's step before a full run is spent on it.
@@ -52,6 +52,8 @@ RECIPES: dict[str, list[str]] = {
     "bs8_lr2e-4": ["--per_device_train_batch_size", "8", "--learning_rate", "2e-4"],
     "lr2e-4": ["--learning_rate", "2e-4"],
     "lr3e-4": ["--learning_rate", "3e-4"],
+    "lr5e-4": ["--learning_rate", "5e-4"],
+    "w256_lr3e-4": ["--max_seq_length", "256", "--doc_stride", "64", "--group_by_length", "--learning_rate", "3e-4"],
     "w256_n1500": ["--max_seq_length", "256", "--doc_stride", "64", "--group_by_length", "--max_train_samples", "1500"],
 }
 
@@ -78,11 +80,22 @@ def last_json(text: str) -> dict:
     return json.loads(text[start:])
 
 
-def write_heldout(path: Path) -> Path:
+def write_heldout(path: Path, max_questions: int | None) -> Path:
+    """The held-out articles, cut to their first `max_questions` questions (in file order) when given."""
     data = json.loads(TRAIN_SAMPLE.read_text())
     kept = [a for a in data["data"] if a["title"] in HELDOUT_ARTICLES]
     assert len(kept) == len(HELDOUT_ARTICLES), "held-out articles missing from the train sample"
-    path.write_text(json.dumps({"version": data.get("version", "1.1"), "data": kept}))
+    budget = max_questions if max_questions is not None else sum(len(p["qas"]) for a in kept for p in a["paragraphs"])
+    cut = []
+    for article in kept:
+        paragraphs = []
+        for p in article["paragraphs"]:
+            if budget > 0:
+                paragraphs.append({**p, "qas": p["qas"][:budget]})
+                budget -= len(paragraphs[-1]["qas"])
+        if paragraphs:
+            cut.append({**article, "paragraphs": paragraphs})
+    path.write_text(json.dumps({"version": data.get("version", "1.1"), "data": cut}))
     return path
 
 
@@ -97,7 +110,7 @@ def qaflow(*args: str) -> list[str]:
     return [sys.executable, "-m", "flows.cli", *args]
 
 
-def run_recipe(name: str, flags: list[str], work: Path, heldout: Path, seed: int | None) -> dict:
+def run_recipe(name: str, flags: list[str], work: Path, heldout: Path, seed: int | None, label: str | None) -> dict:
     check_disjoint(flags)
     flags = [*flags, "--seed", str(seed)] if seed is not None else flags
     tag = f"{name}-s{seed}" if seed is not None else name
@@ -120,7 +133,7 @@ def run_recipe(name: str, flags: list[str], work: Path, heldout: Path, seed: int
     dev_wall, dev_cpu, dev = predict(DEV_SAMPLE, "dev")
     _, _, held = predict(heldout, "heldout")
     row = {
-        "recipe": name, "flags": flags, "date": time.strftime("%Y-%m-%d %H:%M"),
+        "recipe": name, "label": label, "flags": flags, "date": time.strftime("%Y-%m-%d %H:%M"),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1),
         "train_runtime_s": round(metrics["train_runtime"], 1),
@@ -131,7 +144,9 @@ def run_recipe(name: str, flags: list[str], work: Path, heldout: Path, seed: int
         "predict_dev_wall_s": round(dev_wall, 1), "predict_dev_cpu_s": round(dev_cpu, 1),
         "train_plus_predict_wall_s": round(train_wall + dev_wall, 1),
         "dev": {"exact_match": round(dev["exact_match"], 2), "f1": round(dev["f1"], 2)},
-        "heldout": {"exact_match": round(held["exact_match"], 2), "f1": round(held["f1"], 2)},
+        "heldout": {"exact_match": round(held["exact_match"], 2), "f1": round(held["f1"], 2),
+                    "questions": sum(len(p["qas"]) for a in json.loads(heldout.read_text())["data"]
+                                     for p in a["paragraphs"])},
     }  # fmt: skip
     return row
 
@@ -159,6 +174,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     ap.add_argument("--work", type=Path, default=Path("/tmp/demo_recipe"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/demo_recipe_runs.jsonl")
+    ap.add_argument("--label", default=None, help="recorded with each row (e.g. the round of an alternated series)")
+    ap.add_argument("--heldout_questions", type=int, default=None, help="score the first N held-out questions only")
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2)
     a = ap.parse_args()
@@ -174,9 +191,9 @@ def main() -> None:
                 print(r, samples[r][-1], flush=True)
         print(json.dumps(samples, indent=1))
         return
-    heldout = write_heldout(a.work / "heldout.json")
-    for r in a.recipe:
-        row = run_recipe(r, RECIPES[r], a.work, heldout, a.seed)
+    heldout = write_heldout(a.work / "heldout.json", a.heldout_questions)
+    for i, r in enumerate(a.recipe):  # a recipe named twice (baseline first and last) runs twice
+        row = run_recipe(r, RECIPES[r], a.work / str(i), heldout, a.seed, a.label)
         print(json.dumps(row), flush=True)
         with a.out.open("a") as f:
             f.write(json.dumps(row) + "\n")
