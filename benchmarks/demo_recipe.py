@@ -1,8 +1,8 @@
 """Choosing the demo's training recipe: each candidate trained and scored as the demo does, timed, with a held-out
 score from the *train* sample so the choice is not fitted to the dev sample the demo reports.
 
-    nice -n 10 .venv/bin/python benchmarks/demo_recipe.py run --recipe baseline --recipe bs8 \\
-        --out benchmarks/results/demo_recipe_runs.jsonl
+    nice -n 10 .venv/bin/python benchmarks/demo_recipe.py run --label round1 --heldout_questions 500 \\
+        --recipe baseline --recipe lr3e-4 --recipe baseline --out benchmarks/results/demo_recipe_runs.jsonl
     nice -n 10 .venv/bin/python benchmarks/demo_recipe.py cost --recipe baseline --recipe w256_grouped --steps 16
 
 `run`: for each recipe (a name from RECIPES: `qaflow train` flags over params.yaml), `qaflow train` (timed: wall and
