@@ -1,4 +1,4 @@
-"""What each parameter does: the `qaflow ... --help` text of every configuration field."""
+"""What each parameter does: the help text of every configuration field (`qaflow <command> --help`)."""
 
 from __future__ import annotations
 
