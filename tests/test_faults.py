@@ -351,7 +351,7 @@ def test_served_error_of_a_bug_names_only_its_type() -> None:
 def test_a_full_disk_while_saving_a_checkpoint_leaves_none_to_resume(workspace: Path, tiny_bert_dir: Path) -> None:
     """The first checkpoint (weights 8 MB, optimizer state 16 MB) does not fit on a 20 MB disk: one line naming
     the checkpoint, and no partial checkpoint left that a re-run would resume from."""
-    from tasks.train.trainer import is_complete_checkpoint
+    from tasks.train.checkpointing import is_complete_checkpoint
 
     with faultkit.tmpfs("20m") as disk:
         out = disk / "run"

@@ -27,6 +27,7 @@ from tasks.train import hardware
 from tasks.train.backends.cpu import CPUBackend
 from tasks.train.backends.cuda import CUDABackend
 from tasks.train.backends.ipu import IPUBackend, IPULauncher
+from tasks.train.batching import pad_multiple
 from tasks.train.compile_cache import compile_cache_key
 from tasks.train.hardware import (
     BackendUnavailableError,
@@ -38,7 +39,7 @@ from tasks.train.hardware import (
 )
 from tasks.train.ipu import IPUUnavailableError
 from tasks.train.launchers import InProcessLauncher, TorchrunLauncher
-from tasks.train.trainer import pad_multiple, training_arguments
+from tasks.train.trainer import training_arguments
 from tests.conftest import REPO_ROOT
 
 SAMPLE = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-train.json"

@@ -30,7 +30,8 @@ from tasks.families.span_packing import check_packing, packed_forward, span_loss
 from tasks.pipeline.featurize import build_train_features
 from tasks.train.backends.cpu import CPUBackend
 from tasks.train.backends.cuda import CUDABackend
-from tasks.train.trainer import packed_row_counts, packing_support, run_trainer
+from tasks.train.batching import packed_row_counts, packing_support
+from tasks.train.trainer import run_trainer
 from tests.conftest import REPO_ROOT
 
 SAMPLE_TRAIN = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-train.json"

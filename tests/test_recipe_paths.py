@@ -62,7 +62,7 @@ def test_num_beams_4_gives_identical_predictions_on_all_four_paths(seq2seq_model
     evaluate_file(tracker, f"models:/{NAME}@challenger", data_file, tmp_path / "evaluate")
     assert (tmp_path / "evaluate" / "predictions.json").read_bytes() == expected
 
-    # 3. promotion re-scoring (tasks/pipeline/promote._rescore)
+    # 3. promotion re-scoring (tasks/pipeline/promote/scores.rescore)
     scored = evaluated_scores(tracker, version, data_file, "sha256:test", tmp_path / "promote")
     assert (tmp_path / "promote" / f"v{version.version}" / "predictions.json").read_bytes() == expected
     assert scored.metrics == pytest.approx(retrain.metrics)

@@ -25,8 +25,9 @@ from tasks.core.model_spec import ModelSpec
 from tasks.families.registry import resolve_family
 from tasks.pipeline.featurize import build_train_features
 from tasks.pipeline.serving import log_qa_model
-from tasks.tracking import registry
+from tasks.tracking import provenance, registry
 from tasks.tracking import runs as tracking
+from tasks.tracking import store as tracking_store
 from tasks.tracking import tags as tag
 from tasks.tracking.tracker import Tracker
 from tasks.train.backends.cpu import CPUBackend
@@ -96,9 +97,9 @@ def test_history_entities_steps_and_interval_rate() -> None:
 
 
 def test_resolve_tracking_uri(tmp_path: Path) -> None:
-    assert tracking.resolve_tracking_uri("sqlite:///a/b.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/a/b.db"
-    assert tracking.resolve_tracking_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
-    assert tracking.resolve_tracking_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
+    assert tracking_store.resolve_tracking_uri("sqlite:///a/b.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/a/b.db"
+    assert tracking_store.resolve_tracking_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
+    assert tracking_store.resolve_tracking_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
 
 
 # --- store
@@ -140,7 +141,7 @@ def test_log_run_round_trip(store: Path, tmp_path: Path) -> None:
     result = TrainResult(
         model_dir=tmp_path, metrics={"train_runtime": 12.5}, device=DeviceInfo("cpu", "x86 (2 cores)", 1)
     )
-    tags = tracking.run_tags(data_version="d" * 8, run_key="key-1", root=REPO)
+    tags = provenance.run_tags(data_version="d" * 8, run_key="key-1", root=REPO)
     with tracker.run("roundtrip") as run_id:
         tracker.log_run(
             run_id,
@@ -306,17 +307,18 @@ def test_live_metrics_and_system_metrics_are_readable_while_training(
 
 def test_git_tags_and_data_inputs(store: Path, tmp_path: Path) -> None:
     tracker = experiment(store, "inputs")
-    assert tracking.git_tags(tmp_path) == {}  # not a repository
+    assert provenance.git_tags(tmp_path) == {}  # not a repository
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     (tmp_path / "a.txt").write_text("a")
     for argv in (["init", "-q", "-b", "exp-branch"], ["add", "-A"], ["commit", "-qm", "one"]):
         subprocess.run([*git, *argv], cwd=tmp_path, check=True, capture_output=True)
-    tags = tracking.git_tags(tmp_path)
-    assert tags == {tag.GIT_COMMIT: tracking.git_commit(tmp_path), tag.GIT_BRANCH: "exp-branch", tag.GIT_DIRTY: "false"}
+    tags = provenance.git_tags(tmp_path)
+    commit = provenance.git_commit(tmp_path)
+    assert tags == {tag.GIT_COMMIT: commit, tag.GIT_BRANCH: "exp-branch", tag.GIT_DIRTY: "false"}
     (tmp_path / "untracked.txt").write_text("not part of the code")
-    assert tracking.git_tags(tmp_path)[tag.GIT_DIRTY] == "false"
+    assert provenance.git_tags(tmp_path)[tag.GIT_DIRTY] == "false"
     (tmp_path / "a.txt").write_text("changed")
-    assert tracking.git_tags(tmp_path)[tag.GIT_DIRTY] == "true"
+    assert provenance.git_tags(tmp_path)[tag.GIT_DIRTY] == "true"
     run_id = tracker.create_run("inputs")
     for _ in range(2):  # logged again on resume: still one input per split
         tracker.log_data_inputs(run_id, "0123abcd4567", {"training": SAMPLE_TRAIN, "evaluation": SAMPLE_DEV})

@@ -18,8 +18,8 @@ from safetensors.torch import load_file, save_file
 
 from tasks.core.artifacts import read_result
 from tasks.core.config import load_config
+from tasks.train.checkpointing import is_complete_checkpoint, last_complete_checkpoint
 from tasks.train.hardware import BackendUnavailableError, resolve_backend
-from tasks.train.trainer import is_complete_checkpoint, last_complete_checkpoint
 from tests.conftest import REPO_ROOT
 from tests.family_helpers import TRAIN_METRIC_KEYS
 

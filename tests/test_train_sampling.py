@@ -19,7 +19,8 @@ from tasks.families.registry import resolve_family
 from tasks.pipeline.featurize import build_train_features
 from tasks.train.backends.cpu import CPUBackend
 from tasks.train.backends.cuda import CUDABackend
-from tasks.train.trainer import pad_multiple, row_lengths, run_trainer
+from tasks.train.batching import pad_multiple, row_lengths
+from tasks.train.trainer import run_trainer
 from tests.conftest import REPO_ROOT
 
 SAMPLE_TRAIN = REPO_ROOT / "data" / "sample" / "squad-v1.1-sample-train.json"
@@ -131,7 +132,7 @@ def test_length_grouped_sampler_visits_every_row_once_in_batches_of_similar_leng
 ) -> None:
     from transformers import Trainer, TrainingArguments
 
-    from tasks.train.trainer import IndexDataset, length_grouped
+    from tasks.train.batching import IndexDataset, length_grouped
 
     lengths = row_lengths(train_features)
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, use_cpu=True, report_to="none")

@@ -32,7 +32,7 @@ from tasks.pipeline.serving import log_qa_model
 from tasks.pipeline.standings import label_version
 from tasks.tracking import tags as tag
 from tasks.tracking.live import LiveMetrics
-from tasks.tracking.runs import git_tags
+from tasks.tracking.provenance import git_tags
 from tasks.tracking.tracker import Tracker
 
 MODEL_ARTIFACT = "model"

@@ -30,6 +30,7 @@ from tasks.pipeline.prediction import DDP_WORKER
 from tasks.pipeline.results import save_train_outputs
 from tasks.pipeline.stages import load_split
 from tasks.pipeline.train_eval import eval_split, shared_steps, training_evaluator, write_step_results
+from tasks.train.batching import packing_support
 from tasks.train.compile_cache import LocalCompileCacheStore
 from tasks.train.evaluation import Evaluator
 from tasks.train.hardware import (
@@ -41,7 +42,7 @@ from tasks.train.hardware import (
     inference_backend,
     run_workers,
 )
-from tasks.train.trainer import packing_support, run_trainer
+from tasks.train.trainer import run_trainer
 
 log = logging.getLogger(__name__)
 

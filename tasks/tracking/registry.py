@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tasks.tracking import tags as tag
-from tasks.tracking.runs import quote_filter_value
+from tasks.tracking.store import quote_filter_value
 
 
 def ensure_registered_model(client: MlflowClient, name: str) -> None:

@@ -1,32 +1,24 @@
-"""MLflow tracking helpers: resolve the store; log a run's params, metrics, history, artifacts, tags, environment.
+"""Logging a run: its params (flattened; what MLflow cannot hold goes to an overflow artifact), metrics and
+training history, artifacts, data inputs, tags and environment, batched within MLflow's per-request limits.
 
 Plain functions over an explicit `MlflowClient` (the `Tracker` in `tasks.tracking.tracker` holds the one bound to
-the configured store and calls them); none reads or sets MLflow's process-global tracking URI or active run.
-A relative `sqlite:///` URI is resolved against the project root; `http(s)://` URIs (a tracking server)
-pass through.
+the configured store and calls them); none reads or sets MLflow's process-global tracking URI or active run. The
+store itself (URIs, checks, lookups) is `tasks.tracking.store`; git state and environment `tasks.tracking.provenance`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
-import platform
 import re
-import sqlite3
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, Run, RunTag
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
@@ -35,133 +27,18 @@ from mlflow.utils.validation import (
     MAX_METRICS_PER_BATCH,
     MAX_PARAM_VAL_LENGTH,
     MAX_PARAMS_TAGS_PER_BATCH,
-    MAX_TAG_VAL_LENGTH,
 )
 
 from tasks.core.artifacts import TrainResult
 from tasks.tracking import tags as tag
+from tasks.tracking.provenance import log_environment
 
 OVERFLOW_ARTIFACT = "params_overflow.json"
-_SQLITE = "sqlite:///"
 _BAD_METRIC_CHARS = re.compile(r"[^A-Za-z0-9_\-./ ]")
 _PARAM_KEY_OK = re.compile(r"^[A-Za-z0-9_\-./ ]+$")
 _HISTORY_SKIP = frozenset({"step"})
 # Cumulative-seconds keys a log_history entry may carry; used to derive steps/s between two log points.
 _ELAPSED_KEYS = ("elapsed_seconds", "train_runtime")
-
-
-# --- configuration
-
-# A tracking server that is down, or accepts and never answers, fails a command within about 30 s instead of MLflow's
-# minutes (7 retries with exponential backoff, 120 s per request): 3 tries of 8 s, 0 then 1-2 s apart. A variable
-# set in the environment wins.
-HTTP_LIMITS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "8",
-}
-SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-class TrackingStoreError(ValueError):
-    """A tracking store qaflow will not use (an empty or corrupt sqlite file): never re-initialised silently."""
-
-
-def open_tracking_uri(uri: str, root: Path) -> str:
-    """The resolved tracking URI, with bounded waits on a server (`HTTP_LIMITS`) and a local sqlite store checked
-    (`check_sqlite_store`); every command opens its store through here."""
-    for name, value in HTTP_LIMITS.items():
-        os.environ.setdefault(name, value)
-    resolved = resolve_tracking_uri(uri, root)
-    if resolved.startswith(_SQLITE):
-        check_sqlite_store(Path(resolved[len(_SQLITE) :]))
-    return resolved
-
-
-def check_sqlite_store(db: Path) -> None:
-    """An existing sqlite store must be a readable SQLite database; a missing one is created by MLflow (first use).
-
-    A 0-byte or foreign file would otherwise be initialised as an empty store, hiding every run and model."""
-    if not db.exists():
-        return
-    with open(db, "rb") as handle:
-        head = handle.read(len(SQLITE_MAGIC))
-    if not head:
-        raise TrackingStoreError(
-            f"{db}: empty file (0 bytes), not an MLflow tracking store; restore it, or delete it to start a new store"
-        )
-    if head != SQLITE_MAGIC:
-        raise TrackingStoreError(f"{db}: not an SQLite database (not an MLflow tracking store)")
-    try:
-        with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise TrackingStoreError(f"{db}: corrupt SQLite tracking store ({exc})") from None
-
-
-def resolve_tracking_uri(uri: str, root: Path) -> str:
-    """A relative `sqlite:///rel/path.db` becomes absolute under `root`; other URIs are returned unchanged."""
-    if not uri.startswith(_SQLITE):
-        return uri
-    db = Path(uri[len(_SQLITE) :])
-    if not db.is_absolute():
-        db = Path(root).resolve() / db
-    return _SQLITE + str(db)
-
-
-def is_server(uri: str) -> bool:
-    """A tracking server (`http(s)://`): it decides its own artifact location."""
-    return uri.startswith(("http://", "https://"))
-
-
-def store_exists(resolved_uri: str) -> bool:
-    """Whether a tracking store is there already (a local sqlite file exists; a server is assumed to)."""
-    return not resolved_uri.startswith(_SQLITE) or Path(resolved_uri[len(_SQLITE) :]).exists()
-
-
-@contextlib.contextmanager
-def init_lock(uri: str) -> Iterator[None]:
-    """Serialise first use of a sqlite store across processes (schema creation is not concurrency-safe)."""
-    if not uri.startswith(_SQLITE):
-        yield
-        return
-    db = Path(uri[len(_SQLITE) :])
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.parent / f".{db.name}.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _is_already_exists(exc: MlflowException) -> bool:
-    return exc.error_code == "RESOURCE_ALREADY_EXISTS" or "already exists" in str(exc).lower()
-
-
-# MLflow 3's UI opens an experiment on the view of its kind; without this tag it may infer GenAI ("Traces 0").
-# `custom_model_development` is what the UI itself writes for "Machine learning": the training-runs view.
-EXPERIMENT_KIND = {tag.EXPERIMENT_KIND: tag.KIND_MACHINE_LEARNING}
-
-
-def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
-    """The id of experiment `name`, created if missing (of MLflow's machine-learning kind, `EXPERIMENT_KIND`; an
-    existing one without a kind gets it, a kind someone chose is kept); a concurrent creator's is re-read."""
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        if tag.EXPERIMENT_KIND not in found.tags:
-            client.set_experiment_tag(found.experiment_id, tag.EXPERIMENT_KIND, tag.KIND_MACHINE_LEARNING)
-        return found.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_KIND)
-    except MlflowException as exc:
-        if not _is_already_exists(exc):
-            raise
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
 
 
 # --- params
@@ -360,102 +237,6 @@ def _lost_insert_race(exc: MlflowException) -> bool:
     return any(marker in str(exc) for marker in _UNIQUE_VIOLATION)
 
 
-# --- tags, environment
-
-
-def _git(root: Path, *args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout
-
-
-def git_commit(root: Path) -> str | None:
-    """HEAD's commit hash in `root`, or None outside a git repository / before the first commit."""
-    commit = (_git(root, "rev-parse", "HEAD") or "").strip()
-    return commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None
-
-
-def git_tags(root: Path) -> dict[str, str]:
-    """The code a run ran: commit and branch (MLflow's own `mlflow.source.git.*` tags) and whether the working
-    tree had uncommitted changes (`qaflow.git_dirty`: true | false). Empty outside a git repository."""
-    commit = git_commit(root)
-    if commit is None:
-        return {}
-    tags = {tag.GIT_COMMIT: commit}
-    branch = (_git(root, "rev-parse", "--abbrev-ref", "HEAD") or "").strip()
-    if branch and branch != "HEAD":  # "HEAD": detached, no branch
-        tags[tag.GIT_BRANCH] = branch
-    status = _git(root, "status", "--porcelain", "--untracked-files=no")
-    if status is not None:
-        tags[tag.GIT_DIRTY] = str(bool(status.strip())).lower()
-    return tags
-
-
-def run_tags(
-    *,
-    data_version: str | None = None,
-    backend: str | None = None,
-    device: str | None = None,
-    run_key: str | None = None,
-    root: Path | None = None,
-) -> dict[str, str]:
-    """Standard qaflow tags plus the git state of `root` (`git_tags`)."""
-    tags = {
-        tag.DATA_VERSION: data_version,
-        tag.BACKEND: backend,
-        tag.DEVICE: device,
-        tag.RUN_KEY: run_key,
-        **(git_tags(root) if root is not None else {}),
-    }
-    return {k: str(v)[:MAX_TAG_VAL_LENGTH] for k, v in tags.items() if v is not None}
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def requirements_text() -> str:
-    """`pip freeze` of this interpreter; falls back to the installed distributions if pip is unavailable."""
-    try:
-        out = subprocess.run(
-            [sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, timeout=60, check=True
-        )
-        return out.stdout
-    except (OSError, subprocess.SubprocessError):
-        dists = {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()}
-        return "\n".join(sorted(dists, key=str.lower)) + "\n"
-
-
-def environment_info(device: str | None = None) -> dict[str, Any]:
-    """Interpreter, library versions and hardware of this process."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        cpus = os.cpu_count() or 1
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": _version("torch"),
-        "transformers": _version("transformers"),
-        "tokenizers": _version("tokenizers"),
-        "mlflow": _version("mlflow"),
-        "device": device,
-        "cpu_count": cpus,
-        "processor": platform.processor() or platform.machine(),
-    }
-
-
-def log_environment(client: MlflowClient, run_id: str, device: str | None = None) -> None:
-    """`environment.json` and `requirements.txt` (pip freeze) under the run's `environment/` artifacts."""
-    client.log_dict(run_id, environment_info(device), "environment/environment.json")
-    client.log_text(run_id, requirements_text(), "environment/requirements.txt")
-
-
 # --- one call
 
 
@@ -497,35 +278,3 @@ def log_run(
     log_artifacts(client, run_id, [*artifacts, *extra])
     if environment:
         log_environment(client, run_id, device or all_tags.get(tag.DEVICE))
-
-
-# --- lookup
-
-
-LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
-
-
-def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """The run's page in the MLflow UI: on the tracking server, or (a local store) where `mlflow ui` serves it."""
-    base = tracking_uri.rstrip("/") if is_server(tracking_uri) else LOCAL_UI
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
-
-
-def quote_filter_value(value: str) -> str:
-    """A string literal for MLflow search filters (which have no escape for the quote character)."""
-    if "'" not in value:
-        return f"'{value}'"
-    if '"' not in value:
-        return f'"{value}"'
-    raise ValueError(f"cannot search for a value containing both quote characters: {value!r}")
-
-
-def find_run_by_key(client: MlflowClient, experiment_id: str, key: str) -> Run | None:
-    """The newest run of the experiment tagged `qaflow.run_key = key` (any status), or None."""
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{tag.RUN_KEY}` = {quote_filter_value(key)}",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0] if runs else None

@@ -43,22 +43,24 @@ from tasks.tracking.registry import (
     registered_aliases,
 )
 from tasks.tracking.runs import (
-    ensure_experiment,
-    find_run_by_key,
-    init_lock,
-    is_server,
     log_artifacts,
     log_batched,
     log_data_inputs,
     log_params,
     log_run,
     metric_entities,
+)
+from tasks.tracking.slice_tables import SLICES_TABLE, load_slice_table, log_slice_table
+from tasks.tracking.store import (
+    ensure_experiment,
+    find_run_by_key,
+    init_lock,
+    is_server,
     open_tracking_uri,
     quote_filter_value,
     run_url,
     store_exists,
 )
-from tasks.tracking.slice_tables import SLICES_TABLE, load_slice_table, log_slice_table
 from tasks.tracking.system_metrics import system_metrics as sample_system_metrics
 
 if TYPE_CHECKING:

@@ -5,35 +5,39 @@ from the last complete checkpoint, trains (capturing Inductor's autotune output;
 says), measures throughput and saves the final model atomically at the output root (run_qa.py's layout). It knows
 nothing of extractive, beam or seq2seq, nor of CPU and CUDA: what differs by hardware (precision, padding
 multiples, pinned memory, threads, device figures) it asks the backend object (`tasks.core.backend.Backend`).
+Checkpoints on disk are `train.checkpointing`'s; how batches are shaped (padding, packing, grouping) `train.batching`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from transformers import TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from tasks.core.artifacts import CompileCacheStore, TrainResult
 from tasks.core.backend import Backend
 from tasks.core.checkpoints import load_tokenizer
 from tasks.core.config import ConfigError, TrainConfig
-from tasks.core.family import ModelFamily, PackedTraining
-from tasks.core.io import OutputSet, remove_orphans
-from tasks.core.layout import TrainPaths, model_files
-from tasks.core.model_spec import ModelSpec, check_weights
-from tasks.core.packing import static_row_counts
+from tasks.core.family import ModelFamily
+from tasks.core.layout import TrainPaths
+from tasks.core.model_spec import ModelSpec
 from tasks.train.autotune import AutotuneCapture, capture_autotune
+from tasks.train.batching import (
+    IndexDataset,
+    length_grouped,
+    packed_row_counts,
+    packing_support,
+    pad_multiple,
+    row_lengths,
+)
+from tasks.train.checkpointing import after_failed_training, broadcast_resume, checkpoint_to_resume, save_final_model
 from tasks.train.compile_cache import active_store, compile_cache_key, inductor_cache
 from tasks.train.evaluation import (
     Evaluator,
@@ -45,21 +49,6 @@ from tasks.train.evaluation import (
 from tasks.train.lean_step import dataloader_settings, lean_trainer_class
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
-
-
-class IndexDataset(torch.utils.data.Dataset):
-    """Feature indices; the collator turns a list of indices into one (optionally trimmed) batch."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> int:
-        return i
 
 
 class ThroughputCallback(TrainerCallback):
@@ -90,71 +79,6 @@ class ThroughputCallback(TrainerCallback):
             # the typical step, blind to one-off stalls (a recompile, a new shape's kernel choice, a checkpoint)
             out["median_step_seconds"] = float(np.median(np.diff(self.step_ends)))
         return out
-
-
-def is_complete_checkpoint(path: Path) -> bool:
-    """A checkpoint a kill or a failed write (a full disk) could not have cut short: readable weights, every state
-    file Trainer writes, and its trainer_state.json (written last) whole and of this checkpoint's step."""
-    has_weights = any(path.glob("model*.safetensors")) or (path / "pytorch_model.bin").exists()
-    if not has_weights or not all((path / name).exists() for name in CHECKPOINT_FILES):
-        return False
-    try:
-        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-        check_weights(path)
-    except (OSError, ValueError):  # a truncated state file or weights header (CheckpointError is a ValueError)
-        return False
-    return isinstance(state, dict) and str(state.get("global_step")) == path.name.split("-")[-1]
-
-
-def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
-    """The newest complete `checkpoint-N`. Incomplete ones (killed mid-save) can never be resumed: they are deleted
-    (with a warning), as are the `incomplete-*` directories earlier versions set aside."""
-    if not checkpoints_dir.is_dir():
-        return None
-    for stale in checkpoints_dir.glob("incomplete-checkpoint-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    found = sorted(
-        (p for p in checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-    )
-    for path in reversed(found):
-        if is_complete_checkpoint(path):
-            return path
-        log.warning("deleting incomplete checkpoint %s (interrupted while saving; resuming from an earlier one)", path)
-        shutil.rmtree(path, ignore_errors=True)
-    return None
-
-
-class CheckpointWriteError(RuntimeError):
-    """A checkpoint could not be written (a full disk, a read-only mount, ...): its partial files were deleted."""
-
-
-def _after_failed_training(checkpoints_dir: Path, exc: BaseException) -> None:
-    """Delete what a failure cut short (never resumed); a failed write is re-raised naming the directory and its
-    free space (torch's own message, e.g. "unexpected pos 7822976 vs 7822864", says neither)."""
-    if not checkpoints_dir.is_dir():
-        return
-    before = {p.name for p in checkpoints_dir.glob("checkpoint-*")}
-    free_mb = shutil.disk_usage(checkpoints_dir).free / 2**20
-    last_complete_checkpoint(checkpoints_dir)
-    deleted = sorted(before - {p.name for p in checkpoints_dir.glob("checkpoint-*")})
-    if deleted and isinstance(exc, OSError | RuntimeError):
-        raise CheckpointWriteError(
-            f"{checkpoints_dir / deleted[0]}: writing the checkpoint failed ({' '.join(str(exc).split())[:200]}) "
-            f"with {free_mb:.0f} MB free on its disk; the partial checkpoint was deleted"
-        ) from exc
-
-
-def _checkpoint_to_resume(t: TrainConfig, checkpoints_dir: Path) -> Path | None:
-    """run_qa.py's choice: --resume_from_checkpoint, else the last complete checkpoint, unless overwriting."""
-    if t.overwrite_output_dir:
-        if checkpoints_dir.exists():
-            log.info("overwrite_output_dir: deleting %s and training from the start", checkpoints_dir)
-            shutil.rmtree(checkpoints_dir)
-        return None
-    if t.resume_from_checkpoint:
-        return Path(t.resume_from_checkpoint)
-    return last_complete_checkpoint(checkpoints_dir)
 
 
 def training_arguments(
@@ -214,24 +138,6 @@ def configure_compile(t: TrainConfig) -> None:
     dynamic = t.torch_compile_dynamic
     torch._dynamo.config.automatic_dynamic_shapes = dynamic
     torch._dynamo.config.assume_static_by_default = not dynamic
-
-
-def save_final_model(trainer: Any, paths: TrainPaths) -> None:
-    """run_qa.py's `trainer.save_model(output_dir)` + `trainer.save_state()`: the model, its tokenizer (the
-    Trainer's processing_class) and `trainer_state.json` at the output root, written beside and swapped in as one
-    set (`core.io.OutputSet`); files of the previous model that this one does not have (other weight shards) go."""
-    remove_orphans(paths.root, ".model.pid*.tmp")
-    staging = paths.root / f".model.pid{os.getpid()}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    trainer.save_model(str(staging))
-    trainer.state.save_to_json(str(staging / paths.state_file.name))
-    written = sorted(path.name for path in staging.iterdir())
-    previous = [path.name for path in model_files(paths.root)]
-    swap = OutputSet(paths.root, tuple(dict.fromkeys([*written, *previous])))
-    for name in written:
-        os.replace(staging / name, swap.stage(name))
-    swap.commit()
-    shutil.rmtree(staging, ignore_errors=True)
 
 
 def run_trainer(
@@ -296,8 +202,8 @@ def run_trainer(
     )
     if evaluates and evaluator is None:  # under DDP every rank runs its share of each evaluation
         raise ConfigError("train.eval_strategy: in-training evaluation needs the eval split (no evaluator was given)")
-    resume = _checkpoint_to_resume(train_cfg, paths.checkpoints_dir) if trainer.is_world_process_zero() else None
-    resume = _broadcast_resume(resume)
+    resume = checkpoint_to_resume(train_cfg, paths.checkpoints_dir) if trainer.is_world_process_zero() else None
+    resume = broadcast_resume(resume)
     if resume:
         log.info("resuming from %s", resume)
     autotune = train_cfg.torch_compile_mode == "max-autotune"
@@ -316,7 +222,7 @@ def run_trainer(
             out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         except BaseException as exc:  # Ctrl-C, a full disk: a checkpoint the failure cut short is deleted
             if trainer.is_world_process_zero():
-                _after_failed_training(paths.checkpoints_dir, exc)
+                after_failed_training(paths.checkpoints_dir, exc)
             raise
     artifacts = autotune_artifacts(captured) if autotune else {}
     metrics = dict(out.metrics)
@@ -343,70 +249,6 @@ def run_trainer(
         artifacts=artifacts,
         model=trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False) if keep_model else None,
     )
-
-
-STATIC_COMPILE_PAD_MULTIPLE = 64  # dynamic padding under static-shape compilation: at most width/64 graphs
-
-
-def pad_multiple(t: TrainConfig, backend: Backend) -> int:
-    """Batch widths under dynamic padding round up to this: the setting; else, compiled with static shapes, 64
-    (each new width is a recompile: at 384 at most 6 graphs instead of one per batch); else, under fp16/bf16, the
-    backend's (run_qa's 8 on CUDA: tensor-core sizes; 1 on the CPU)."""
-    if t.pad_to_multiple_of is not None:
-        return t.pad_to_multiple_of
-    if (t.torch_compile or t.torch_compile_mode is not None) and not t.torch_compile_dynamic:
-        return STATIC_COMPILE_PAD_MULTIPLE
-    return backend.precision_pad_multiple if (t.bf16 or t.fp16) else 1
-
-
-def packing_support(family: ModelFamily) -> PackedTraining:
-    """The family's packed training (`train.packing`), or a ConfigError naming the family."""
-    support = getattr(family, "packing", None)  # plug-in families written before packing have no attribute
-    if support is None:
-        raise ConfigError(f"train.packing: the {family.name} family cannot pack windows (extractive models only)")
-    return support
-
-
-def packed_row_counts(t: TrainConfig, backend: Backend, features: Any) -> tuple[int, ...]:
-    """The row counts packed batches may have: exact under dynamic-shape compilation, or eager on a backend whose
-    shapes cost nothing (the CPU); else (CUDA, or static compilation) two (`tasks.core.packing.static_row_counts`),
-    so a compiled step or CUDA graph is built twice at most and eager CUDA chooses kernels for two shapes, not one
-    per batch."""
-    static = (t.torch_compile or t.torch_compile_mode is not None) and not t.torch_compile_dynamic
-    if (not backend.shape_sensitive and not static) or t.torch_compile_dynamic:
-        return ()
-    width = int(features.input_ids.shape[1])
-    return static_row_counts(row_lengths(features), t.per_device_train_batch_size, width, seed=t.seed)
-
-
-def row_lengths(features: Any) -> np.ndarray:
-    """Real (non-padding) tokens per training row; every family's features carry an `attention_mask`."""
-    return np.asarray(features.attention_mask).sum(axis=1)
-
-
-def length_grouped(trainer_class: type, lengths: np.ndarray) -> type:
-    """`trainer_class` drawing its training batches with transformers' `LengthGroupedSampler` over `lengths`.
-
-    Shuffled mega-batches (50 batches), each sorted by length, so a dynamically padded batch holds windows of
-    similar length (run_qa's `--group_by_length`). The Trainer cannot find the lengths itself: its dataset is
-    feature indices. Under DDP every rank builds the same order (seeded) and accelerate shards its batches.
-    """
-    as_list = [int(n) for n in lengths]
-
-    def _get_train_sampler(self: Any, train_dataset: Any = None) -> LengthGroupedSampler:
-        args = self.args
-        return LengthGroupedSampler(args.train_batch_size * args.gradient_accumulation_steps, lengths=as_list)
-
-    return type(f"LengthGrouped{trainer_class.__name__}", (trainer_class,), {"_get_train_sampler": _get_train_sampler})
-
-
-def _broadcast_resume(resume: Path | None) -> Path | None:
-    """Under DDP every rank must resume from the checkpoint rank 0 chose."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return resume
-    box = [str(resume) if resume else ""]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return Path(box[0]) if box[0] else None
 
 
 def autotune_artifacts(captured: AutotuneCapture) -> dict[str, Path]:

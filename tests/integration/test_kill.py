@@ -159,7 +159,7 @@ def test_ctrl_c_during_predict_exits_130_and_keeps_the_previous_outputs(tiny_ber
 def test_ctrl_c_during_training_exits_130_and_leaves_only_complete_checkpoints(
     tiny_bert_dir: Path, tmp_path: Path
 ) -> None:
-    from tasks.train.trainer import is_complete_checkpoint
+    from tasks.train.checkpointing import is_complete_checkpoint
 
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"}
     out = tmp_path / "train"

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from tasks.core.config import TrackingConfig
 from tasks.pipeline.serving import log_qa_model
+from tasks.tracking import provenance
 from tasks.tracking import runs as tracking
 from tasks.tracking.tracker import Tracker
 from tests.servers import free_port, mlflow_env, mlflow_server, stop_group, wait_http
@@ -62,7 +63,7 @@ def test_log_register_and_serve_over_http(
             metrics={"exact_match": 50.0, "f1": 60.0},
             log_history=history,
             artifacts=[(tmp_path / "report.json", "reports")],
-            tags=tracking.run_tags(data_version="v1", run_key="server-key"),
+            tags=provenance.run_tags(data_version="v1", run_key="server-key"),
             environment=False,
         )
         served = model_with_recipe(tiny_bert_dir, tmp_path / "served", max_seq_length=64, doc_stride=16)
