@@ -78,3 +78,28 @@ def test_prefect_task_lines_name_their_task(tmp_path: Path) -> None:
     assert len(finished) == 2, done.stderr[-3000:]  # the task and the flow, once each
     assert "prefect.task_runs: task run 'tokenize_things-" in finished[0], finished
     assert "prefect.flow_runs: flow run '" in finished[1], finished
+
+
+PIPE_CHECK = """
+import logging, sys
+from tasks.core.console import console_logging
+console_logging(logging.INFO)
+from transformers.utils import logging as hf_logging
+from tasks.core.config import TrainConfig
+from tasks.train.backends.cpu import CPUBackend
+from tasks.train.trainer import training_arguments
+args = training_arguments(TrainConfig(), CPUBackend(), __import__("pathlib").Path(sys.argv[1]))
+print(hf_logging.is_progress_bar_enabled(), args.disable_tqdm)
+"""
+
+
+@pytest.mark.parametrize(("progress", "expected"), [("", "False True"), ("bar", "True False")])
+def test_no_carriage_return_bars_where_output_is_not_a_terminal(progress: str, expected: str, tmp_path: Path) -> None:
+    """In a pipe (a log file, CI, a Prefect worker) the Trainer prints one line per log event and the Hugging Face
+    libraries draw no bars; QAFLOW_PROGRESS=bar keeps them."""
+    env = {k: v for k, v in os.environ.items() if k not in ("QAFLOW_PROGRESS", "HF_HUB_DISABLE_PROGRESS_BARS")}
+    env.update({"PYTHONPATH": str(REPO_ROOT), **({"QAFLOW_PROGRESS": progress} if progress else {})})
+    done = subprocess.run([sys.executable, "-c", PIPE_CHECK, str(tmp_path)], capture_output=True, text=True,
+                          env=env, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == expected.split()

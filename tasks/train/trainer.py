@@ -28,6 +28,7 @@ from tasks.core.config import ConfigError, TrainConfig
 from tasks.core.family import ModelFamily
 from tasks.core.layout import TrainPaths
 from tasks.core.model_spec import ModelSpec
+from tasks.core.progress import progress_mode
 from tasks.train.autotune import AutotuneCapture, capture_autotune
 from tasks.train.batching import (
     IndexDataset,
@@ -114,7 +115,7 @@ def training_arguments(
         use_cpu=backend.use_cpu,
         ddp_backend=backend.ddp_backend(int(os.environ.get("WORLD_SIZE", "1"))),
         report_to=t.report_to,
-        disable_tqdm=False,
+        disable_tqdm=progress_mode() != "bar",  # not a terminal: the Trainer prints one line per log event
         save_only_model=False,
         remove_unused_columns=not t.packing,  # packed batches carry where each window lies (not model inputs)
         **dataloader_settings(t, backend),
