@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from flows.cli import build_parser, config_from_args, main
+from flows.cli import build_parser, main
 from flows.cli_flags import RunSteps, run_steps
+from flows.commands.common import config_from_args
 from tasks.core.config import HELP, SECTIONS, QAFlowConfig, TrainConfig
 from tasks.train.backends.cpu import CPUBackend
 from tasks.train.backends.cuda import CUDABackend
