@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,27 @@ def no_mlflow_globals_left_behind() -> Any:
         mlflow.end_run()
     mlflow.set_tracking_uri(None)
     fluent._active_experiment_id = None
+
+
+def _closed_stream(handler: logging.Handler) -> bool:
+    """A console handler whose stream (or rich console's file, Prefect's) a test's capture has closed."""
+    stream = getattr(handler, "stream", None) or getattr(getattr(handler, "console", None), "file", None)
+    return bool(getattr(stream, "closed", False))
+
+
+@pytest.fixture(autouse=True)
+def no_console_handler_left_on_a_closed_stream() -> Any:
+    """A command run in-process (`main([...])`) that starts a Prefect flow leaves Prefect's console handlers bound to
+    the stream pytest captured for that test; once it is closed, a later test's log record would print logging's
+    "I/O operation on closed file" traceback. In a real process the stream outlives the handler."""
+    yield
+    loggers = [
+        logging.getLogger(),
+        *(v for v in logging.root.manager.loggerDict.values() if isinstance(v, logging.Logger)),
+    ]
+    for logger in loggers:
+        for handler in [h for h in logger.handlers if _closed_stream(h)]:
+            logger.removeHandler(handler)
 
 
 # ------------------------------------------------------------------------------- the reliability summary line
