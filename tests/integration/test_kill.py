@@ -122,11 +122,17 @@ def test_postprocess_killed_before_each_rename_leaves_the_old_or_the_new_answers
 # ------------------------------------------------------------------------------------ Ctrl-C
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as on a terminal: a pytest-xdist worker ignores SIGINT, and a child inherits an ignored signal (Python
+    then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_when(argv: list[str], env: dict[str, str], ready: Callable[[], bool], timeout: float = 600) -> tuple:
     """Start `argv` in its own process group, send the group SIGINT (Ctrl-C on a terminal) once `ready()`; returns
     (exit code, stderr, seconds from Ctrl-C to exit). Fails if the command ends before it could be interrupted."""
     victim = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)  # fmt: skip
+                              start_new_session=True, preexec_fn=_default_sigint)  # fmt: skip
     deadline = time.monotonic() + timeout
     while not ready():
         assert victim.poll() is None, f"ended before Ctrl-C: {victim.communicate()[1][-3000:]}"

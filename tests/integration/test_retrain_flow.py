@@ -83,10 +83,14 @@ def summary_of(stdout: str) -> dict:
     return json.loads("\n".join(lines[start:]))
 
 
+def tracking_uri(root: Path) -> str:
+    return f"sqlite:///{root}/mlruns/mlflow.db"
+
+
 def mlflow_client(root: Path):
     import mlflow
 
-    return mlflow.MlflowClient(f"sqlite:///{root}/mlruns/mlflow.db")  # no process-global URI for later tests
+    return mlflow.MlflowClient(tracking_uri(root))  # no process-global URI for later tests
 
 
 PREFECT_QUERY = """
@@ -337,6 +341,7 @@ def test_retrain_killed_while_logging_to_mlflow_resumes_to_one_complete_model(re
     assert statuses.count("READY") == 1 and "PENDING" not in statuses, statuses  # a half log is marked FAILED
     import mlflow.pyfunc
 
+    mlflow.set_tracking_uri(tracking_uri(repo))  # `models:/` URIs resolve against the global store (reset after)
     served = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/1")  # the registered model loads and answers
     assert served.metadata.run_id == summary["run_id"]
 
@@ -368,6 +373,7 @@ def test_retrain_calibrates_scores_the_suite_and_logs_slices(repo: Path) -> None
     assert "slices" in {a.path for a in client.list_artifacts(summary["run_id"])}
     import mlflow
 
+    mlflow.set_tracking_uri(tracking_uri(repo))  # `models:/` URIs resolve against the global store (reset after)
     qa = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@challenger").unwrap_python_model()
     assert qa.recipe.null_threshold == summary["metrics"]["calibration_null_threshold"]
 
