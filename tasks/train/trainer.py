@@ -227,6 +227,8 @@ def run_trainer(
             raise
     artifacts = autotune_artifacts(captured) if autotune else {}
     metrics = dict(out.metrics)
+    # transformers' PrinterCallback (disable_tqdm) pops total_flos from the very dict train() returns
+    metrics.setdefault("total_flos", float(trainer.state.total_flos))
     elapsed = metrics.get("train_runtime") or 1.0
     metrics["train_real_tokens"] = float(collator.real_tokens * args.world_size)  # counted in workers too
     metrics["train_computed_positions"] = float(collator.padded_tokens * args.world_size)
