@@ -71,14 +71,14 @@ def render() -> str:
         folder = path.parent.relative_to(REPO).as_posix()
         if folder != current:
             current = folder
-            lines += ["", f"## {folder}/", "", "| module | lines | job | imports |", "|---|---:|---|---|"]
+            lines += ["", f"## {folder}/", "", "| module | job | imports |", "|---|---|---|"]
         text = path.read_text(encoding="utf-8")
         tree = ast.parse(text)
         name = module_name(path)
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         top, late = own_imports(tree, package)
         imports = ", ".join([short(m) for m in top] + [f"*{short(m)}*" for m in late])
-        lines.append(f"| `{path.name}` | {len(text.splitlines())} | {first_sentence(tree)} | {imports} |")
+        lines.append(f"| `{path.name}` | {first_sentence(tree)} | {imports} |")
     return "\n".join(lines) + "\n"
 
 

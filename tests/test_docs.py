@@ -23,6 +23,17 @@ def test_the_module_table_is_generated_from_the_current_code() -> None:
     assert done.returncode == 0, done.stderr
 
 
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_outgrows_one_sitting() -> None:
+    """Issue 22's bound: a module over 400 lines is split along its seams, not left to grow."""
+    sources = [p for top in ("flows", "tasks") for p in (REPO / top).rglob("*.py")]
+    sizes = {p.relative_to(REPO).as_posix(): len(p.read_text().splitlines()) for p in sources}
+    long = {path: n for path, n in sizes.items() if n > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
 def test_architecture_stays_a_short_read() -> None:
     size = len((REPO / "ARCHITECTURE.md").read_bytes())
     assert size <= 12 * 1024, f"ARCHITECTURE.md is {size} bytes: move detail to docs/ or the generated table"
