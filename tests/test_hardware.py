@@ -39,6 +39,7 @@ from tasks.train.hardware import (
 )
 from tasks.train.ipu import IPUUnavailableError
 from tasks.train.launchers import InProcessLauncher, TorchrunLauncher
+from tasks.train.resources import available_cpu_cores
 from tasks.train.trainer import training_arguments
 from tests.conftest import REPO_ROOT
 
@@ -132,6 +133,21 @@ def test_each_backend_answers_for_its_hardware() -> None:
     present = "cuda" if torch.cuda.is_available() else "cpu"
     assert [inference_backend(name).name for name in ("auto", "cpu", "cuda", "ipu")] == [present, "cpu", present,
                                                                                          present]  # fmt: skip
+
+
+def test_cpu_training_uses_every_core_unless_omp_num_threads_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A torchrun worker's share (worker_environment) and a user's OMP_NUM_THREADS are obeyed, not overridden."""
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
+        CPUBackend().prepare_training_process()
+        assert torch.get_num_threads() == 1
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        CPUBackend().prepare_training_process()
+        assert torch.get_num_threads() == available_cpu_cores()
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_training_arguments_per_backend_are_the_hardware_rules(tmp_path: Path) -> None:

@@ -27,7 +27,10 @@ class CPUBackend(HardwareBackend):
         return "gloo" if world_size > 1 else None
 
     def prepare_training_process(self) -> None:
-        torch.set_num_threads(available_cpu_cores())
+        """Every core this process may use, unless OMP_NUM_THREADS says otherwise (torchrun's workers get their
+        share from `worker_environment`; a user who sets it is obeyed)."""
+        if not os.environ.get("OMP_NUM_THREADS", "").strip():
+            torch.set_num_threads(available_cpu_cores())
 
     def worker_environment(self, nproc_per_node: int) -> dict[str, str]:
         """Share the cores between the workers instead of oversubscribing them."""
