@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-WORKERS_PER_CORE = 2  # many tests wait (servers starting, subprocesses importing, timeouts) rather than compute
-
-
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto`: two workers per core (pyproject's --maxprocesses caps it), so one worker's wait is another's turn."""
-    return WORKERS_PER_CORE * len(os.sched_getaffinity(0))
 
 
 def build_tiny_bert(directory: Path, seed: int = 0) -> Path:

@@ -34,8 +34,12 @@ def weights(out: Path) -> dict:
 
 def test_two_nodes_train_the_same_model_as_one_node_with_two_workers(tiny_bert_dir: Path, tmp_path: Path) -> None:
     budget = ("--max_steps", "4", "--save_steps", "2", "--seed", "7")
+    # Bitwise-equal training needs the same threads per worker in both layouts: left alone, each one-worker node
+    # would take every core and the two-worker node half of them (the CPU backend's share), and float sums
+    # over a different number of threads round differently.
+    env = {**run_env(), "OMP_NUM_THREADS": "1"}
     one = subprocess.run(train_argv(tiny_bert_dir, tmp_path / "one", *budget, "--nproc_per_node", "2"),
-                         env=run_env(), capture_output=True, text=True, timeout=600)  # fmt: skip
+                         env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert one.returncode == 0, one.stderr[-3000:]
 
     rendezvous = ("--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d",
@@ -46,7 +50,7 @@ def test_two_nodes_train_the_same_model_as_one_node_with_two_workers(tiny_bert_d
     nodes = [
         subprocess.Popen(
             train_argv(tiny_bert_dir, tmp_path / "two", *budget, *rendezvous, *shared_eval),
-            env=run_env(),
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
