@@ -82,6 +82,7 @@ def test_prefect_task_lines_name_their_task(tmp_path: Path) -> None:
 
 PIPE_CHECK = """
 import logging, sys
+from transformers import HfArgumentParser  # imported before the console is set up, as the CLI's parser does
 from tasks.core.console import console_logging
 console_logging(logging.INFO)
 from transformers.utils import logging as hf_logging

@@ -63,12 +63,22 @@ class RunNameFormatter(logging.Formatter):
         return super().format(record)
 
 
+def quiet_library_bars() -> None:
+    """No carriage-return bars from the Hugging Face libraries: the environment for those not imported yet (they
+    read it on import), their switches for those already imported (the CLI's flag parser imports transformers)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers.utils.logging" in sys.modules:
+        sys.modules["transformers.utils.logging"].disable_progress_bar()
+
+
 def console_logging(level: int) -> None:
     """The root logger's one console handler (stderr), with `RunNameFormatter` and no ANSI codes in a pipe; where
     progress is not a bar (`QAFLOW_PROGRESS`, default: not a terminal), no carriage-return bars from the Hugging Face
-    libraries either (their bars read HF_HUB_DISABLE_PROGRESS_BARS when first imported, which is after this)."""
+    libraries either (`quiet_library_bars`)."""
     if progress_mode() != "bar":
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        quiet_library_bars()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RunNameFormatter())
     logging.basicConfig(level=level, handlers=[handler])
