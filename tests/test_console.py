@@ -82,7 +82,7 @@ def test_prefect_task_lines_name_their_task(tmp_path: Path) -> None:
 
 PIPE_CHECK = """
 import logging, sys
-from transformers import HfArgumentParser  # imported before the console is set up, as the CLI's parser does
+{first_import}  # before the console is set up
 from tasks.core.console import console_logging
 console_logging(logging.INFO)
 from transformers.utils import logging as hf_logging
@@ -94,13 +94,24 @@ print(hf_logging.is_progress_bar_enabled(), args.disable_tqdm)
 """
 
 
+FIRST_IMPORTS = {
+    "transformers first": "from transformers import HfArgumentParser",  # as the CLI's flag parser does
+    "hub alone first": "import huggingface_hub",  # its utils not loaded yet
+}
+
+
+@pytest.mark.parametrize("first", sorted(FIRST_IMPORTS))
 @pytest.mark.parametrize(("progress", "expected"), [("", "False True"), ("bar", "True False")])
-def test_no_carriage_return_bars_where_output_is_not_a_terminal(progress: str, expected: str, tmp_path: Path) -> None:
+def test_no_carriage_return_bars_where_output_is_not_a_terminal(
+    progress: str, expected: str, first: str, tmp_path: Path
+) -> None:
     """In a pipe (a log file, CI, a Prefect worker) the Trainer prints one line per log event and the Hugging Face
-    libraries draw no bars; QAFLOW_PROGRESS=bar keeps them."""
+    libraries draw no bars, whichever of them was imported before the console was set up; QAFLOW_PROGRESS=bar keeps
+    them."""
     env = {k: v for k, v in os.environ.items() if k not in ("QAFLOW_PROGRESS", "HF_HUB_DISABLE_PROGRESS_BARS")}
     env.update({"PYTHONPATH": str(REPO_ROOT), **({"QAFLOW_PROGRESS": progress} if progress else {})})
-    done = subprocess.run([sys.executable, "-c", PIPE_CHECK, str(tmp_path)], capture_output=True, text=True,
-                          env=env, timeout=300)  # fmt: skip
+    script = PIPE_CHECK.format(first_import=FIRST_IMPORTS[first])
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[-2:] == expected.split()

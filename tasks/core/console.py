@@ -9,6 +9,7 @@ flow run's log, read in a browser, is never a terminal.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
@@ -67,8 +68,8 @@ def quiet_library_bars() -> None:
     """No carriage-return bars from the Hugging Face libraries: the environment for those not imported yet (they
     read it on import), their switches for those already imported (the CLI's flag parser imports transformers)."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    if "huggingface_hub" in sys.modules:
-        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "huggingface_hub" in sys.modules:  # its `utils` loads lazily: import it rather than read an attribute
+        importlib.import_module("huggingface_hub.utils").disable_progress_bars()
     if "transformers.utils.logging" in sys.modules:
         sys.modules["transformers.utils.logging"].disable_progress_bar()
 
